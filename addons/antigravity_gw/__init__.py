@@ -1,0 +1,17 @@
+"""antigravity-gateway: an OpenAI-compatible API in front of Google accounts, as a mitmproxy addon.
+
+Layout (the folders are the architecture):
+- ``openai_api/``: the client-facing protocol (request models, routes), no I/O;
+- ``translate/``: pure OpenAI <-> Gemini translation and sans-IO stream state machines;
+- ``upstream/``: Google's side: dialects, error parsing, retry policy, accounts, OAuth, attempts, relay;
+- ``mitm/``: mitmproxy glue, the only code that imports mitmproxy.
+"""
+
+from __future__ import annotations
+
+
+def make_addons() -> list[object]:
+    """The composition root: the gateway's addons in chain order."""
+    from .mitm.gateway import Gateway
+
+    return [Gateway()]

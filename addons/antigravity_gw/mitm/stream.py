@@ -1,0 +1,84 @@
+"""The mitmproxy stream callable: upstream SSE bytes in, translated SSE bytes out, chunk by chunk.
+
+mitmproxy's contract: called with each body chunk as it arrives and once with ``b""`` at the end;
+returning ``b""`` mid-stream would send the chunked terminator (pitfall P2), so "nothing yet" is
+``[]``. This adapter is one of the three places that catch everything: response headers are
+already sent, so a surprise becomes an in-band error event and the stream ends cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from .. import errors
+from ..sse import KEEPALIVE, SSEDecoder
+
+logger = logging.getLogger(__name__)
+
+
+class StreamTranslator(Protocol):
+    def feed(self, event: dict[str, Any]) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
+
+
+class StreamFormat(Protocol):
+    """How one OpenAI API frames its stream."""
+
+    end: bytes  # b"data: [DONE]\n\n" for chat and completions, b"" for Responses
+
+    def encode(self, item: Any) -> bytes: ...
+    def failure(self, translator: Any, err: errors.GatewayError) -> list[Any]: ...
+
+
+class StreamAdapter:
+    __slots__ = ("_decoder", "_translator", "_format", "_unwrap", "_closed", "flow_id")
+
+    def __init__(self, translator: StreamTranslator, fmt: StreamFormat,
+                 unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "") -> None:
+        self._decoder = SSEDecoder()
+        self._translator = translator
+        self._format = fmt
+        self._unwrap = unwrap
+        self._closed = False
+        self.flow_id = flow_id
+
+    def __call__(self, data: bytes) -> bytes | list[bytes]:
+        end = data == b""
+        if self._closed:
+            return b"" if end else []
+        try:
+            out = self._translate(data, end)
+        except Exception as e:  # boundary: the headers are gone, so end the stream with an error event
+            logger.exception("stream translation failed for flow %s", self.flow_id)
+            self._closed = True
+            err = errors.GatewayError(f"Internal gateway error while translating the stream: {type(e).__name__}")
+            items = self._format.failure(self._translator, err)
+            out = b"".join(map(self._format.encode, items)) + self._format.end
+        return out or (b"" if end else [])
+
+    def _translate(self, data: bytes, end: bool) -> bytes:
+        items: list[Any] = []
+        keepalive = False
+        for ev in self._decoder.finish() if end else self._decoder.feed(data):
+            if ev.comment:
+                keepalive = True
+                continue
+            if not ev.data or ev.data == b"[DONE]":
+                continue
+            try:
+                event = orjson.loads(ev.data)
+            except orjson.JSONDecodeError:
+                event = {"error": {"code": 502, "status": "UPSTREAM_PROTOCOL_ERROR",
+                                   "message": "Google sent a stream event that is not JSON."}}
+            items.extend(self._translator.feed(self._unwrap(event) if isinstance(event, dict) else {}))
+        if end:
+            items.extend(self._translator.finish())
+            self._closed = True
+        out = b"".join(map(self._format.encode, items))
+        if keepalive and not out:
+            out = KEEPALIVE
+        return out + self._format.end if end else out

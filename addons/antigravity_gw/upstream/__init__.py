@@ -1,0 +1,1 @@
+"""The Google side: protocol facts (pure) and the I/O that uses them."""

@@ -1,0 +1,131 @@
+"""The two ways to call Gemini, as one interface: Cloud Code ``v1internal`` and the public Gemini API.
+
+Only this module knows Cloud Code's envelope (``{"project", "model", "request": ...}`` going up,
+``{"response": ...}`` coming down). The gateway's flows carry a *canonical* request: the public
+API's ``/v1beta/models/{model}:{rpc}`` path with a plain GenerateContentRequest body, which a user
+can read and edit in mitmweb; each attempt then builds the real call for its account's dialect.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import orjson
+
+from .accounts import Account
+
+STREAM_RPC = "streamGenerateContent"
+UNARY_RPC = "generateContent"
+FALLBACK_PROJECT = ""  # no invented project: Cloud Code answers a clear 403/404 we can report
+
+_CANONICAL = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<rpc>[A-Za-z]+)(?:\?.*)?$")
+
+
+def canonical_path(model: str, stream: bool) -> str:
+    rpc = STREAM_RPC if stream else UNARY_RPC
+    return f"/v1beta/models/{quote(model, safe='')}:{rpc}" + ("?alt=sse" if stream else "")
+
+
+def parse_canonical_path(path: str) -> tuple[str, bool]:
+    """``(model, stream)`` from a canonical path; ``ValueError`` for anything else."""
+    m = _CANONICAL.match(path)
+    if not m or m["rpc"] not in (STREAM_RPC, UNARY_RPC):
+        raise ValueError(f"not a generateContent path: {path!r}")
+    return m["model"], m["rpc"] == STREAM_RPC
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Per-request facts a dialect may put in its envelope."""
+
+    request_id: str
+    session_key: str = ""
+
+
+class Dialect(Protocol):
+    name: str
+    bases: tuple[str, ...]
+
+    def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
+              credential: str, ctx: CallContext) -> UpstreamCall: ...
+
+    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def session_id_for(account_id: str) -> str:
+    """A stable signed 64-bit decimal per account, like Antigravity's own ``request.sessionId``."""
+    h = 0xCBF29CE484222325
+    for byte in account_id.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return str(h - (1 << 64) if h >= 1 << 63 else h)
+
+
+class CloudCode:
+    name = "cloudcode"
+
+    def __init__(self, bases: tuple[str, ...], user_agent: str) -> None:
+        self.bases = bases
+        self.user_agent = user_agent
+
+    def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
+              credential: str, ctx: CallContext) -> UpstreamCall:
+        rpc = f"{STREAM_RPC}?alt=sse" if stream else UNARY_RPC
+        envelope = {
+            "project": account.project_id,
+            "model": model,
+            "request": {**request, "sessionId": session_id_for(account.id)},
+            "userAgent": "antigravity",
+            "requestType": "agent",
+            "requestId": f"agent/antigravity/{ctx.request_id}",
+        }
+        headers = {
+            "authorization": f"Bearer {credential}",
+            "content-type": "application/json",
+            "user-agent": self.user_agent,
+            "accept-encoding": "identity",
+        }
+        if account.project_id:
+            headers["x-goog-user-project"] = account.project_id
+        return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(envelope))
+
+    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]:
+        inner = event.get("response")
+        return inner if isinstance(inner, dict) else event
+
+
+class PublicGemini:
+    name = "gemini"
+
+    def __init__(self, base: str) -> None:
+        self.bases = (base,)
+
+    def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
+              credential: str, ctx: CallContext) -> UpstreamCall:
+        url = base + canonical_path(model, stream)
+        headers = {"x-goog-api-key": credential, "content-type": "application/json",
+                   "accept-encoding": "identity"}
+        return UpstreamCall(url, headers, orjson.dumps(request))
+
+    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+
+def unwrap_any(event: dict[str, Any]) -> dict[str, Any]:
+    """Both dialects' events: Cloud Code nests the response, the public API does not."""
+    inner = event.get("response")
+    return inner if isinstance(inner, dict) and "error" not in event else event
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]

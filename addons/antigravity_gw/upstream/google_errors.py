@@ -1,0 +1,137 @@
+"""Google's error answers (``google.rpc.Status``) read as data.
+
+``details`` entries are matched by their ``@type`` and ``reason``, never by position or by message
+text. Durations come from ``RetryInfo.retryDelay`` (protobuf durations such as ``"45.837906927s"``),
+``ErrorInfo.metadata.quotaResetDelay`` (``"9h22m20.5s"``), ``quotaResetTimeStamp`` (RFC 3339) or a
+``Retry-After`` header, in that order of trust.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+class ErrorReason(StrEnum):
+    QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    MODEL_CAPACITY_EXHAUSTED = "MODEL_CAPACITY_EXHAUSTED"
+    VALIDATION_REQUIRED = "VALIDATION_REQUIRED"
+    SERVICE_DISABLED = "SERVICE_DISABLED"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleError:
+    http_status: int
+    status: str = ""  # google.rpc code name, e.g. RESOURCE_EXHAUSTED
+    message: str = ""
+    reason: ErrorReason | str = ErrorReason.UNKNOWN
+    model: str = ""  # ErrorInfo.metadata.model: the quota is per model when present
+    retry_after: float | None = None  # seconds, the best hint found
+
+    @property
+    def is_per_model(self) -> bool:
+        return bool(self.model) and self.reason == ErrorReason.QUOTA_EXHAUSTED
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """``"45.837906927s"``, ``"1h16m0.667s"``, ``"500ms"`` or a bare number of seconds, in seconds."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty duration")
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * scale[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"not a duration: {text!r}")
+    return total
+
+
+def parse_retry_after_header(value: str | None, *, now: float) -> float | None:
+    """``Retry-After`` as delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _seconds_until(timestamp: str, now: float) -> float | None:
+    try:
+        return max(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() - now, 0.0)
+    except ValueError:
+        return None
+
+
+def _first_duration(*candidates: Any) -> float | None:
+    for c in candidates:
+        if isinstance(c, str):
+            try:
+                return parse_duration(c)
+            except ValueError:
+                continue
+        if isinstance(c, dict) and ("seconds" in c or "nanos" in c):  # protobuf Duration as JSON object
+            return float(c.get("seconds", 0)) + float(c.get("nanos", 0)) / 1e9
+    return None
+
+
+def parse_google_error(http_status: int, body: bytes, *, retry_after_header: str | None = None,
+                       now: float) -> GoogleError:
+    """Whatever Google sent (JSON Status, a list of them, or text), as a ``GoogleError``."""
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        data = {}
+    if isinstance(data, list) and data:  # some endpoints wrap the Status in a one-element list
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        text = body[:300].decode("utf-8", "replace").strip()
+        return GoogleError(http_status, message=text,
+                           retry_after=parse_retry_after_header(retry_after_header, now=now))
+    info: dict[str, Any] = {}
+    retry: dict[str, Any] = {}
+    for d in err.get("details") or ():
+        if isinstance(d, dict) and d.get("@type") == ERROR_INFO and not info:
+            info = d
+        elif isinstance(d, dict) and d.get("@type") == RETRY_INFO and not retry:
+            retry = d
+    meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
+    reason_text = str(info.get("reason") or "")
+    reason: ErrorReason | str = ErrorReason(reason_text) if reason_text in ErrorReason.__members__ else (
+        reason_text or ErrorReason.UNKNOWN)
+    delay = _first_duration(retry.get("retryDelay"), meta.get("quotaResetDelay"))
+    if delay is None and isinstance(meta.get("quotaResetTimeStamp"), str):
+        delay = _seconds_until(meta["quotaResetTimeStamp"], now)
+    if delay is None:
+        delay = parse_retry_after_header(retry_after_header, now=now)
+    return GoogleError(
+        http_status=http_status, status=str(err.get("status") or ""), message=str(err.get("message") or ""),
+        reason=reason, model=str(meta.get("model") or ""), retry_after=delay,
+    )

@@ -1,0 +1,161 @@
+"""The in-process loopback relay: mitmproxy sends it the final upstream request, it runs the attempts.
+
+Why a relay: mitmproxy makes one server connection per flow and can only stream a body that comes
+from a socket, so retries with account rotation cannot stream natively. The ``request`` hook points
+the flow here (127.0.0.1, ephemeral port); what arrives is the request as it left mitmproxy (after
+interception and edits in mitmweb), so nothing goes upstream while a flow is intercepted. The
+winning upstream response is streamed back as it arrives; a stream that breaks mid-way ends with a
+Google-style in-band error frame, never with a silent hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from .. import errors
+from .attempts import AttemptRecord, AttemptRunner, Winner, error_event
+from .dialects import CallContext, parse_canonical_path
+
+logger = logging.getLogger(__name__)
+
+FLOW_HEADER = "x-ag-flow"
+ERROR_HEADER = "x-ag-error"  # the body is already an OpenAI error: translate nothing
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade", "proxy-authenticate",
+                        "proxy-authorization", "trailer", "content-length", "content-encoding", "host"})
+
+
+@dataclass(slots=True)
+class RelayJob:
+    """What the request hook knows about a flow, and what the relay learns while serving it."""
+
+    flow_id: str
+    ctx: CallContext
+    on_failure: Callable[[AttemptRecord], Awaitable[None]] | None = None
+    created: float = field(default_factory=time.monotonic)
+    account: str = ""
+    url: str = ""
+    attempts: int = 0
+    failures: int = 0
+    error: errors.GatewayError | None = None
+
+
+def error_response(err: errors.GatewayError) -> web.Response:
+    headers = {**err.headers, ERROR_HEADER: "1"}
+    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), headers=headers,
+                        content_type="application/json")
+
+
+class Relay:
+    def __init__(self, lookup: Callable[[str], RelayJob | None], runner: Callable[[], AttemptRunner],
+                 keepalive_interval: float) -> None:
+        self._lookup = lookup
+        self._runner = runner
+        self.keepalive_interval = keepalive_interval
+        self._app_runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._app_runner.setup()
+        site = web.TCPSite(self._app_runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._app_runner.addresses[0][1]
+        logger.debug("relay listening on 127.0.0.1:%d", self.port)
+
+    async def stop(self) -> None:
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        job = self._lookup(request.headers.get(FLOW_HEADER, ""))
+        if job is None:
+            return error_response(errors.GatewayError("The relay got a request for an unknown or expired flow."))
+        try:
+            return await self._serve(request, job)
+        except errors.GatewayError as e:
+            job.error = e
+            return error_response(e)
+        except Exception:  # boundary: our own bug becomes a 500 with one log line
+            logger.exception("relay failed for flow %s", job.flow_id)
+            job.error = errors.GatewayError("Internal gateway error in the relay; see the gateway log.")
+            return error_response(job.error)
+
+    async def _serve(self, request: web.Request, job: RelayJob) -> web.StreamResponse:
+        try:
+            model, stream = parse_canonical_path(request.path_qs)
+        except ValueError:
+            raise errors.InvalidRequest(
+                f"The upstream request was edited into {request.method} {request.path_qs}, which is not a "
+                "generateContent call the gateway can send.") from None
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise errors.InvalidRequest("The upstream request body is not valid JSON (edited?).") from None
+        if not isinstance(body, dict):
+            raise errors.InvalidRequest("The upstream request body must be a JSON object.")
+        winner = await self._runner().run(model, stream, body, job.ctx, job.on_failure)
+        job.account, job.url, job.attempts = winner.account.label, winner.url, winner.attempts
+        if not stream:
+            return await self._whole(winner)
+        return await self._stream(request, winner)
+
+    async def _whole(self, winner: Winner) -> web.Response:
+        try:
+            data = await winner.response.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise errors.UpstreamError(f"The upstream answer broke off: {type(e).__name__}") from e
+        finally:
+            winner.response.release()
+        return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
+
+    async def _stream(self, request: web.Request, winner: Winner) -> web.StreamResponse:
+        upstream: Any = winner.response
+        resp = web.StreamResponse(status=upstream.status, headers=_forwardable(upstream.headers))
+        await resp.prepare(request)
+        completed = False
+        try:
+            await self._pump(upstream, resp)
+            completed = True
+        except (aiohttp.ClientError, TimeoutError) as e:
+            logger.warning("upstream stream from %s broke: %s", winner.account.label, type(e).__name__)
+            await resp.write(error_event(f"The upstream stream broke off ({type(e).__name__})."))
+            completed = True
+        finally:
+            if completed:
+                upstream.release()
+            else:  # our client went away: abort the upstream stream instead of draining it
+                upstream.close()
+        await resp.write_eof()
+        return resp
+
+    async def _pump(self, upstream: Any, resp: web.StreamResponse) -> None:
+        content = upstream.content
+        while True:
+            try:
+                chunk = await asyncio.wait_for(content.readany(), self.keepalive_interval)
+            except aiohttp.ClientError:  # aiohttp's own read time-out is a TimeoutError too: not ours
+                raise
+            except TimeoutError:
+                if content.at_eof():
+                    return
+                await resp.write(b": keep-alive\r\n\r\n")  # long silent thinking: keep intermediaries patient
+                continue
+            if not chunk:
+                return
+            await resp.write(chunk)
+
+
+def _forwardable(headers: Any) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}

@@ -1,0 +1,36 @@
+import pytest
+
+from antigravity_gw import errors
+from antigravity_gw.openai_api.routes import Route, RouteKind, match_route
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions", "/v1/v1/chat/completions",
+                                  "/v1/chat/completions/", "/v1/chat/completions?x=1", "//v1//chat/completions"])
+def test_chat_route_is_found_with_or_without_v1(path):
+    assert match_route("POST", path) == Route(RouteKind.CHAT)
+
+
+def test_model_route_carries_the_id():
+    assert match_route("GET", "/v1/models/gemini-2.5-flash") == Route(RouteKind.MODEL, "gemini-2.5-flash")
+
+
+@pytest.mark.parametrize(("path", "meant"), [
+    ("/v1/chat/completions/responses", "/v1/chat/completions"),
+    ("/v1/chat/completions/chat/completions", "/v1/chat/completions"),
+    ("/v1/responses/v1/responses", "/v1/responses"),
+    ("/api/v1/chat/completions", "/v1/chat/completions"),
+])
+def test_stacked_paths_get_a_404_that_names_path_and_likely_route(path, meant):
+    with pytest.raises(errors.UnknownRoute) as e:
+        match_route("POST", path)
+    assert e.value.status == 404
+    assert repr(path) in e.value.message
+    assert repr(meant) in e.value.message
+    assert "base URL" in e.value.message
+
+
+def test_wrong_method_is_405_with_allow():
+    with pytest.raises(errors.MethodNotAllowed) as e:
+        match_route("GET", "/v1/chat/completions")
+    assert e.value.status == 405
+    assert e.value.headers == {"allow": "POST"}
