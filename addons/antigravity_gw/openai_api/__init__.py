@@ -1,0 +1,1 @@
+"""The client-facing OpenAI protocol: inbound models and outbound wire shapes; no I/O."""

@@ -1,0 +1,408 @@
+"""Inbound OpenAI request bodies as pydantic models, validated once at the door.
+
+Rules:
+* Unknown fields are ignored (clients send ``logprobs``, ``metadata``, ``store``…); wrong types are errors
+  (strict mode: ``"0.5"`` is not a temperature, ``true`` is not a number).
+* Every union carries a callable discriminator whose tags are written ``<like-this>``. pydantic puts the
+  tag into an error's location, and the angle brackets let ``parse_chat_request`` drop it cleanly when it
+  turns the location into OpenAI's ``param`` (``messages[0].content[1].image_url``).
+* ``parse_chat_request`` is the only entry point; it raises ``errors.InvalidRequest`` with a message in
+  OpenAI's wording and ``param`` set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from ..errors import InvalidRequest
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# --- discriminators: each returns a "<tag>" or None (None = "not even the right JSON type") ---------
+
+
+def _dict_tag(key: str, aliases: dict[str, str] | None = None) -> Callable[[Any], str | None]:
+    def tag(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            value = {key: getattr(value, key, None)}
+        if not isinstance(value, dict) or not isinstance(value.get(key), str):
+            return None
+        found = value[key]
+        return f"<{(aliases or {}).get(found, found)}>"
+
+    tag.__name__ = key  # pydantic reports the discriminator by this name ("role()"), read back in _describe
+    return tag
+
+
+def _str_or_list(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<str>"
+    return "<list>" if isinstance(value, list) else None
+
+
+def _str_or_object(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<str>"
+    return "<object>" if isinstance(value, dict | BaseModel) else None
+
+
+# --- content parts ---------------------------------------------------------------------------------
+
+
+class TextPart(_Model):
+    type: Literal["text", "input_text"]
+    text: str
+
+
+def _url_string_to_object(value: Any) -> Any:
+    # Some clients send "image_url": "https://…" instead of {"url": …}; the intent is unambiguous.
+    return {"url": value} if isinstance(value, str) else value
+
+
+class ImageUrl(_Model):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageUrlPart(_Model):
+    type: Literal["image_url"]
+    image_url: Annotated[ImageUrl, BeforeValidator(_url_string_to_object)]
+
+
+class InputAudio(_Model):
+    data: str
+    format: str
+
+
+class InputAudioPart(_Model):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileData(_Model):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Model):
+    type: Literal["file"]
+    file: FileData
+
+
+class RefusalPart(_Model):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("<text>")]
+    | Annotated[ImageUrlPart, Tag("<image_url>")]
+    | Annotated[InputAudioPart, Tag("<input_audio>")]
+    | Annotated[FilePart, Tag("<file>")]
+    | Annotated[RefusalPart, Tag("<refusal>")],
+    Discriminator(_dict_tag("type", {"input_text": "text"})),
+]
+Content = Annotated[
+    Annotated[str, Tag("<str>")] | Annotated[list[ContentPart], Tag("<list>")],
+    Discriminator(_str_or_list),
+]
+
+
+# --- messages --------------------------------------------------------------------------------------
+
+
+class FunctionCall(_Model):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Model):
+    role: Literal["system"]
+    content: Content
+    name: str | None = None
+
+
+class DeveloperMessage(_Model):
+    role: Literal["developer"]
+    content: Content
+    name: str | None = None
+
+
+class UserMessage(_Model):
+    role: Literal["user"]
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(_Model):
+    role: Literal["assistant"]
+    content: Content | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    name: str | None = None
+
+
+class ToolMessage(_Model):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str
+
+
+class FunctionMessage(_Model):
+    role: Literal["function"]
+    content: str | None = None
+    name: str
+
+
+Message = Annotated[
+    Annotated[SystemMessage, Tag("<system>")]
+    | Annotated[DeveloperMessage, Tag("<developer>")]
+    | Annotated[UserMessage, Tag("<user>")]
+    | Annotated[AssistantMessage, Tag("<assistant>")]
+    | Annotated[ToolMessage, Tag("<tool>")]
+    | Annotated[FunctionMessage, Tag("<function>")],
+    Discriminator(_dict_tag("role")),
+]
+
+
+# --- tools, options --------------------------------------------------------------------------------
+
+
+class FunctionDefinition(_Model):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Model):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Model):
+    name: str
+
+
+class NamedToolChoice(_Model):
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("<str>")]
+    | Annotated[NamedToolChoice, Tag("<object>")],
+    Discriminator(_str_or_object),
+]
+FunctionCallChoice = Annotated[
+    Annotated[Literal["none", "auto"], Tag("<str>")] | Annotated[FunctionName, Tag("<object>")],
+    Discriminator(_str_or_object),
+]
+
+
+class JsonSchemaFormat(_Model):
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(_Model):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Model):
+    type: Literal["json_object"]
+
+
+class JsonSchemaResponseFormat(_Model):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = Annotated[
+    Annotated[TextFormat, Tag("<text>")]
+    | Annotated[JsonObjectFormat, Tag("<json_object>")]
+    | Annotated[JsonSchemaResponseFormat, Tag("<json_schema>")],
+    Discriminator(_dict_tag("type")),
+]
+Stop = Annotated[
+    Annotated[str, Tag("<str>")] | Annotated[list[str], Tag("<list>")],
+    Discriminator(_str_or_list),
+]
+
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
+
+class ThinkingOptions(_Model):
+    type: Literal["enabled", "disabled"]
+    budget_tokens: int | None = Field(default=None, ge=0)
+
+
+class StreamOptions(_Model):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Model):
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDefinition] | None = None
+    function_call: FunctionCallChoice | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: Stop | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    thinking: ThinkingOptions | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+
+# --- parsing and error wording ---------------------------------------------------------------------
+
+_JSON_TYPES: dict[type, str] = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+_EXPECTED = {
+    "string_type": "a string",
+    "float_type": "a number",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "a boolean",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+}
+_BOUNDS = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}
+_DISCRIMINATORS = {"role()": "role", "type()": "type"}  # discriminator name -> the field it reads
+_UNION_SHAPES = {"_str_or_list()": "a string or an array", "_str_or_object()": "a string or an object"}
+
+
+def parse_chat_request(body: bytes) -> ChatCompletionRequest:
+    """Validate a ``/v1/chat/completions`` body; every failure is an ``InvalidRequest`` naming the field."""
+    try:
+        return ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _to_invalid_request(exc) from None
+
+
+def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
+    error = exc.errors(include_url=False)[0]  # OpenAI reports one problem at a time
+    if error["type"] == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "invalid JSON")
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. (HINT: the gateway expects a JSON object "
+            f"following the OpenAI chat completions API; the parser said: {reason}.)"
+        )
+    if not error["loc"]:
+        return InvalidRequest(
+            f"Invalid request body: expected a JSON object, but got {_json_type(error['input'])} instead."
+        )
+    message, param = _describe(error)
+    return InvalidRequest(message, param=param)
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    kind, value, ctx = error["type"], error["input"], error.get("ctx", {})
+    param = param_from_loc(error["loc"])
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _describe_tag(kind, value, ctx, param)
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    if kind in _EXPECTED:
+        return (
+            f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got {_json_type(value)} instead.",
+            param,
+        )
+    if kind == "literal_error":
+        return f"Invalid value: {_short(value)}. Supported values are: {ctx.get('expected')}.", param
+    if kind in _BOUNDS:
+        limit = next(iter(ctx.values()), "?")
+        return (
+            f"Invalid '{param}': expected a value {_BOUNDS[kind]} {limit}, but got {_short(value)} instead.",
+            param,
+        )
+    if kind == "too_short":
+        return (
+            f"Invalid '{param}': empty array. Expected an array with minimum length "
+            f"{ctx.get('min_length', 1)}, but got an empty array instead.",
+            param,
+        )
+    if kind == "string_too_short":
+        return f"Invalid '{param}': empty string. Expected a non-empty string.", param
+    return f"Invalid '{param}': {error['msg']}.", param
+
+
+def _describe_tag(kind: str, value: Any, ctx: dict[str, Any], param: str) -> tuple[str, str]:
+    name = ctx.get("discriminator", "")
+    if name in _UNION_SHAPES:  # a str-or-list / str-or-object union got some other JSON type
+        return (
+            f"Invalid type for '{param}': expected {_UNION_SHAPES[name]}, "
+            f"but got {_json_type(value)} instead.",
+            param,
+        )
+    field = _DISCRIMINATORS[name]
+    if not isinstance(value, dict):
+        return f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.", param
+    param = f"{param}.{field}"
+    if kind == "union_tag_invalid":
+        supported = ctx.get("expected_tags", "").replace("<", "").replace(">", "")
+        return f"Invalid value: {_short(value[field])}. Supported values are: {supported}.", param
+    if field not in value:
+        return f"Missing required parameter: '{param}'.", param
+    return (
+        f"Invalid type for '{param}': expected a string, but got {_json_type(value[field])} instead.",
+        param,
+    )
+
+
+def param_from_loc(loc: tuple[int | str, ...]) -> str:
+    """``('messages', 0, '<user>', 'content', '<list>', 1, '<image_url>', 'image_url')`` →
+    ``messages[0].content[1].image_url``."""
+    out = ""
+    for item in loc:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        elif not (item.startswith("<") and item.endswith(">")):
+            out += f".{item}" if out else item
+    return out
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

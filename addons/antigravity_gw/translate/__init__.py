@@ -1,0 +1,1 @@
+"""Pure translation between OpenAI and Gemini shapes: functions and sans-IO stream state machines only."""

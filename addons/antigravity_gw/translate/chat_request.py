@@ -1,0 +1,305 @@
+"""A validated ``ChatCompletionRequest`` → a Gemini ``GenerateContentRequest`` dict (no envelope).
+
+The upstream layer wraps the result for its dialect (Cloud Code ``{"request": …}`` or the public API).
+Keys come out in a fixed order for prefix-cache stability: ``systemInstruction, tools, toolConfig,
+generationConfig, contents``. Only what the client set is sent: no default temperature, topK or token
+limit is injected, and no ``safetySettings`` (Google's defaults apply; a deployment that wants them off
+adds them in the upstream layer, not in translation).
+
+Messages:
+* ``system`` / ``developer`` → ``systemInstruction.parts``, one text part per message, in order, verbatim.
+* ``user`` → ``user``; ``assistant`` → ``model``; ``tool`` / ``function`` → ``functionResponse`` parts in a
+  ``user`` turn. Consecutive turns of one role are merged; turns left without parts are dropped.
+* A tool result's ``name`` comes from the assistant tool call with the same id. Its ``response`` is
+  ``{"output": <value>}`` (the key Gemini documents for function output), where the value is the parsed
+  JSON object when the content is a JSON object, else the text. ``id`` is sent only when the tool call id
+  carried Gemini's own ``functionCall.id`` (see ``signatures.py``).
+* An assistant tool call gets back its ``thoughtSignature`` from its id (Gemini 3 requires it).
+  ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the gateway does
+  not invent any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidRequest
+from ..openai_api.models import (
+    AssistantMessage,
+    ChatCompletionRequest,
+    DeveloperMessage,
+    FunctionMessage,
+    JsonObjectFormat,
+    JsonSchemaResponseFormat,
+    Message,
+    ReasoningEffort,
+    SystemMessage,
+    TextPart,
+    ThinkingOptions,
+    ToolMessage,
+    UserMessage,
+)
+from .parts import InlineImage, Part, content_to_parts, content_to_text, text_part
+from .schema import clean_schema_for_gemini
+from .signatures import decode_tool_call_id
+from .tools import tool_choice_to_gemini, tools_to_gemini
+
+Images = Mapping[str, InlineImage] | None
+
+# reasoning_effort → thinkingBudget for models that take a token budget (Gemini 2.5, Claude via Cloud Code).
+THINKING_BUDGETS: dict[str, int] = {
+    "minimal": 1024,
+    "low": 4096,
+    "medium": 8192,
+    "high": 24576,
+    "xhigh": 32768,
+}
+# The largest budget each family accepts; a larger effort is capped rather than rejected.
+_BUDGET_CAPS = {"gemini-2.5-flash": 24576, "gemini-2.5-pro": 32768}
+# reasoning_effort → thinkingLevel for Gemini 3 (Flash knows four levels, Pro two).
+_LEVELS = {
+    "gemini-3-flash": {
+        "none": "minimal",
+        "minimal": "minimal",
+        "low": "low",
+        "medium": "medium",
+        "high": "high",
+        "xhigh": "high",
+    },
+    "gemini-3": {
+        "none": "low",
+        "minimal": "low",
+        "low": "low",
+        "medium": "high",
+        "high": "high",
+        "xhigh": "high",
+    },
+}
+# Thinking switched off ("none" / thinking.type "disabled"), per family; absent = leave the model alone.
+_DISABLED: dict[str, dict[str, Any]] = {
+    "gemini-2.5-flash": {"thinkingBudget": 0},
+    "gemini-2.5-pro": {"thinkingBudget": 128},  # 2.5 Pro cannot stop thinking; 128 is its minimum
+    "gemini-3-flash": {"thinkingLevel": "minimal"},
+    "gemini-3": {"thinkingLevel": "low"},
+}
+
+
+def chat_request_to_gemini(
+    req: ChatCompletionRequest, *, model: str, images: Images = None
+) -> dict[str, Any]:
+    """``model`` is the upstream model id (after mapping): it decides the thinking parameters."""
+    system, contents = messages_to_gemini(req.messages, images=images)
+    out: dict[str, Any] = {}
+    if system is not None:
+        out["systemInstruction"] = system
+    if (tools := tools_to_gemini(req)) is not None:
+        out["tools"] = tools
+    if (tool_config := tool_choice_to_gemini(req)) is not None:
+        out["toolConfig"] = tool_config
+    if config := generation_config(req, model=model):
+        out["generationConfig"] = config
+    out["contents"] = contents
+    return out
+
+
+# --- messages ------------------------------------------------------------------------------------------
+
+
+def messages_to_gemini(
+    messages: Sequence[Message], *, images: Images = None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """``(systemInstruction or None, contents)``."""
+    system: list[Part] = []
+    turns: list[tuple[str, list[Part]]] = []
+    calls: dict[str, tuple[str, str | None]] = {}  # tool call id → (function name, Gemini's call id)
+    for i, msg in enumerate(messages):
+        param = f"messages[{i}]"
+        if isinstance(msg, SystemMessage | DeveloperMessage):
+            if text := content_to_text(msg.content, param=f"{param}.content"):
+                system.append(text_part(text))
+        elif isinstance(msg, UserMessage):
+            turns.append(("user", content_to_parts(msg.content, param=f"{param}.content", images=images)))
+        elif isinstance(msg, AssistantMessage):
+            turns.append(("model", _assistant_parts(msg, param=param, images=images, calls=calls)))
+        elif isinstance(msg, ToolMessage):
+            turns.append(("user", _tool_result_parts(msg, param=param, images=images, calls=calls)))
+        else:
+            turns.append(("user", _function_result_parts(msg)))
+    contents = merge_turns(turns)
+    if not contents:
+        raise InvalidRequest(
+            "Invalid 'messages': Gemini needs at least one user or assistant message with content; "
+            "this conversation has only system messages or empty content.",
+            param="messages",
+        )
+    return ({"parts": system} if system else None), contents
+
+
+def merge_turns(turns: Sequence[tuple[str, list[Part]]]) -> list[dict[str, Any]]:
+    """Consecutive turns of one role become one turn; empty turns disappear (Gemini rejects them)."""
+    contents: list[dict[str, Any]] = []
+    for role, parts in turns:
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": list(parts)})
+    return contents
+
+
+def _assistant_parts(
+    msg: AssistantMessage, *, param: str, images: Images, calls: dict[str, tuple[str, str | None]]
+) -> list[Part]:
+    parts = content_to_parts(msg.content, param=f"{param}.content", images=images)
+    if not parts and msg.refusal:
+        parts.append(text_part(msg.refusal))
+    for j, call in enumerate(msg.tool_calls or ()):
+        ref = decode_tool_call_id(call.id)
+        args = _arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
+        function_call: dict[str, Any] = {"name": call.function.name, "args": args}
+        if ref.gemini_id:
+            function_call["id"] = ref.gemini_id
+        part: Part = {"functionCall": function_call}
+        if ref.signature:
+            part["thoughtSignature"] = ref.signature  # a sibling of functionCall, as Gemini sent it
+        parts.append(part)
+        calls[call.id] = (call.function.name, ref.gemini_id)
+    if msg.function_call is not None:
+        args = _arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
+        parts.append({"functionCall": {"name": msg.function_call.name, "args": args}})
+    return parts
+
+
+def _arguments(text: str, *, param: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
+    return value
+
+
+def _tool_result_parts(
+    msg: ToolMessage, *, param: str, images: Images, calls: Mapping[str, tuple[str, str | None]]
+) -> list[Part]:
+    call = calls.get(msg.tool_call_id)
+    if call is None:
+        raise InvalidRequest(
+            f"Invalid '{param}.tool_call_id': messages with role 'tool' must answer a tool call of an "
+            f"earlier assistant message, and no tool call has the id {msg.tool_call_id!r}.",
+            param=f"{param}.tool_call_id",
+        )
+    name, gemini_id = call
+    if isinstance(msg.content, str):
+        text, media = msg.content, []
+    else:
+        text = "\n".join(p.text for p in msg.content if isinstance(p, TextPart))
+        others = [p for p in msg.content if not isinstance(p, TextPart)]
+        media = content_to_parts(others, param=f"{param}.content", images=images) if others else []
+    response: dict[str, Any] = {"name": name, "response": function_response_payload(text)}
+    if gemini_id:
+        response["id"] = gemini_id
+    return [{"functionResponse": response}, *media]
+
+
+def _function_result_parts(msg: FunctionMessage) -> list[Part]:
+    return [
+        {"functionResponse": {"name": msg.name, "response": function_response_payload(msg.content or "")}}
+    ]
+
+
+def function_response_payload(text: str) -> dict[str, Any]:
+    """``{"output": …}``: a JSON object stays structured; anything else is passed as text."""
+    if text.lstrip().startswith("{"):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return {"output": value}
+    return {"output": text}
+
+
+# --- generation config ---------------------------------------------------------------------------------
+
+
+def generation_config(req: ChatCompletionRequest, *, model: str) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for key, value in (
+        ("temperature", req.temperature),
+        ("topP", req.top_p),
+        (
+            "maxOutputTokens",
+            req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens,
+        ),
+        ("stopSequences", [req.stop] if isinstance(req.stop, str) else req.stop or None),
+        ("candidateCount", req.n),
+        ("seed", req.seed),
+        ("presencePenalty", req.presence_penalty),
+        ("frequencyPenalty", req.frequency_penalty),
+    ):
+        if value is not None:
+            config[key] = value
+    config.update(_response_format(req))
+    if (thinking := thinking_config(model, effort=req.reasoning_effort, thinking=req.thinking)) is not None:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def _response_format(req: ChatCompletionRequest) -> dict[str, Any]:
+    fmt = req.response_format
+    if isinstance(fmt, JsonSchemaResponseFormat) and fmt.json_schema.schema_ is not None:
+        try:
+            schema = clean_schema_for_gemini(fmt.json_schema.schema_)
+        except ValueError as exc:
+            param = "response_format.json_schema.schema"
+            raise InvalidRequest(f"Invalid schema in '{param}': {exc}.", param=param) from None
+        return {"responseMimeType": "application/json", "responseSchema": schema}
+    if isinstance(fmt, JsonObjectFormat | JsonSchemaResponseFormat):
+        return {"responseMimeType": "application/json"}
+    return {}
+
+
+def thinking_family(model: str) -> str | None:
+    """Which thinking table applies to an upstream model id; None = not a model known to think."""
+    name = model.lower()
+    if "-image" in name:
+        return None  # image models: thinking support differs per model, so nothing is implied
+    if "gemini-3" in name:
+        return "gemini-3-flash" if "flash" in name else "gemini-3"
+    if "gemini-2.5" in name:
+        return "gemini-2.5-pro" if "-pro" in name else "gemini-2.5-flash"
+    return "thinking" if "-thinking" in name else None
+
+
+def thinking_config(
+    model: str, *, effort: ReasoningEffort | None, thinking: ThinkingOptions | None
+) -> dict[str, Any] | None:
+    """``thinkingConfig`` for a request, or None to leave the model's default alone.
+
+    ``thinking`` (explicit budget) wins over ``reasoning_effort``. Thoughts are included whenever the
+    model thinks, so ``reasoning_content`` can be returned; they are not when the client turned thinking off.
+    """
+    family = thinking_family(model)
+    if thinking is not None and thinking.type == "disabled":
+        effort = "none"
+    elif thinking is not None:
+        config: dict[str, Any] = {"includeThoughts": True}
+        if thinking.budget_tokens is not None:
+            config["thinkingBudget"] = thinking.budget_tokens
+        return config
+    if effort is None:
+        return {"includeThoughts": True} if family is not None else None
+    if effort == "none":
+        return dict(_DISABLED[family]) if family in _DISABLED else None
+    if family in _LEVELS:
+        return {"includeThoughts": True, "thinkingLevel": _LEVELS[family][effort]}
+    budget = min(THINKING_BUDGETS[effort], _BUDGET_CAPS.get(family or "", THINKING_BUDGETS["xhigh"]))
+    return {"includeThoughts": True, "thinkingBudget": budget}

@@ -1,0 +1,178 @@
+"""OpenAI message content → Gemini ``Part`` dicts: text, inline images, audio and files.
+
+http(s) image URLs are not fetched here (translation is pure): the I/O layer calls
+``collect_image_urls`` first, fetches each URL into an ``InlineImage`` (``upstream/media.py``) and passes
+the results in as ``images``. Every failure is an ``InvalidRequest`` whose ``param`` points at the part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..openai_api.models import (
+    ChatCompletionRequest,
+    ContentPart,
+    DeveloperMessage,
+    FilePart,
+    ImageUrlPart,
+    InputAudioPart,
+    RefusalPart,
+    SystemMessage,
+    TextPart,
+)
+
+Part = dict[str, Any]
+
+# Gemini's audio MIME types for OpenAI's ``input_audio.format`` values.
+_AUDIO_MIME = {
+    "wav": "audio/wav",
+    "mp3": "audio/mp3",
+    "aiff": "audio/aiff",
+    "aac": "audio/aac",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InlineImage:
+    mime_type: str
+    data_b64: str
+
+
+def is_http_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def parse_data_url(url: str) -> InlineImage:
+    """``data:<mime>;base64,<data>`` → ``InlineImage``; ``ValueError`` says what is wrong."""
+    head, sep, data = url.partition(",")
+    if not head[:5].lower() == "data:" or not sep:
+        raise ValueError("expected a data URL of the form data:<mime type>;base64,<data>")
+    meta = head[5:].split(";")
+    if "base64" not in (m.strip().lower() for m in meta[1:]):
+        raise ValueError("only base64-encoded data URLs are supported")
+    if not data:
+        raise ValueError("the data URL carries no data")
+    return InlineImage(meta[0].strip().lower() or "application/octet-stream", data)
+
+
+def collect_image_urls(req: ChatCompletionRequest) -> list[str]:
+    """The http(s) image URLs to fetch before ``chat_request_to_gemini``: in order, each once."""
+    return list(image_url_params(req))
+
+
+def image_url_params(req: ChatCompletionRequest) -> dict[str, str]:
+    """The same URLs, each with the ``param`` of its first use, for the fetcher's error messages."""
+    found: dict[str, str] = {}
+    for i, msg in enumerate(req.messages):
+        if isinstance(msg, SystemMessage | DeveloperMessage) or not isinstance(msg.content, list):
+            continue
+        for j, part in enumerate(msg.content):
+            if isinstance(part, ImageUrlPart) and is_http_url(part.image_url.url):
+                found.setdefault(part.image_url.url, f"messages[{i}].content[{j}].image_url")
+    return found
+
+
+def text_part(text: str) -> Part:
+    return {"text": text}
+
+
+def inline_part(mime_type: str, data_b64: str) -> Part:
+    return {"inlineData": {"mimeType": mime_type, "data": data_b64}}
+
+
+def content_to_parts(
+    content: str | Sequence[ContentPart] | None, *, param: str, images: Mapping[str, InlineImage] | None
+) -> list[Part]:
+    """User/assistant/tool content → Gemini parts. Empty text is dropped: Gemini rejects empty text parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [text_part(content)] if content else []
+    parts: list[Part] = []
+    for j, part in enumerate(content):
+        converted = _part(part, param=f"{param}[{j}]", images=images)
+        if converted is not None:
+            parts.append(converted)
+    return parts
+
+
+def content_to_text(content: str | list[ContentPart] | None, *, param: str) -> str:
+    """Content that must be text only (system and developer messages): text parts joined by newlines."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        if not isinstance(part, TextPart):
+            raise InvalidRequest(
+                f"Invalid content part type '{part.type}' in '{param}[{j}]': "
+                "only text parts are allowed here.",
+                param=f"{param}[{j}].type",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def _part(part: ContentPart, *, param: str, images: Mapping[str, InlineImage] | None) -> Part | None:
+    if isinstance(part, TextPart):
+        return text_part(part.text) if part.text else None
+    if isinstance(part, RefusalPart):
+        return text_part(part.refusal) if part.refusal else None
+    if isinstance(part, ImageUrlPart):
+        image = image_from_url(part.image_url.url, images=images, param=f"{param}.image_url")
+        return inline_part(image.mime_type, image.data_b64)
+    if isinstance(part, InputAudioPart):
+        return _audio_part(part, param=f"{param}.input_audio")
+    return _file_part(part, param=f"{param}.file")
+
+
+def image_from_url(url: str, *, images: Mapping[str, InlineImage] | None, param: str) -> InlineImage:
+    """A data URL is decoded here; an http(s) URL must have been fetched beforehand into ``images``."""
+    if is_http_url(url):
+        image = (images or {}).get(url)
+        if image is None:
+            raise InvalidRequest(f"The image at '{param}' could not be fetched.", param=param)
+        return image
+    if url[:5].lower() != "data:":
+        raise InvalidRequest(
+            f"Invalid image URL in '{param}': expected an http(s) URL or a base64 data URL.", param=param
+        )
+    try:
+        image = parse_data_url(url)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid image data URL in '{param}': {exc}.", param=param) from None
+    if not image.mime_type.startswith("image/"):
+        raise InvalidRequest(
+            f"Invalid image data URL in '{param}': '{image.mime_type}' is not an image type.", param=param
+        )
+    return image
+
+
+def _audio_part(part: InputAudioPart, *, param: str) -> Part:
+    mime = _AUDIO_MIME.get(part.input_audio.format.lower())
+    if mime is None:
+        supported = ", ".join(f"'{f}'" for f in _AUDIO_MIME)
+        raise InvalidRequest(
+            f"Invalid value: '{part.input_audio.format}'. Supported values are: {supported}.",
+            param=f"{param}.format",
+        )
+    if not part.input_audio.data:
+        raise InvalidRequest(f"Invalid '{param}.data': empty audio data.", param=f"{param}.data")
+    return inline_part(mime, part.input_audio.data)
+
+
+def _file_part(part: FilePart, *, param: str) -> Part:
+    if part.file.file_data is None:
+        raise InvalidRequest(
+            f"'{param}' must carry file_data (a base64 data URL); uploaded file ids are not supported.",
+            param=param,
+        )
+    try:
+        data = parse_data_url(part.file.file_data)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid '{param}.file_data': {exc}.", param=f"{param}.file_data") from None
+    return inline_part(data.mime_type, data.data_b64)

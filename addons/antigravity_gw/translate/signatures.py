@@ -1,0 +1,88 @@
+"""Carry Gemini's ``thoughtSignature`` (and its own ``functionCall.id``) inside OpenAI tool call ids.
+
+Gemini 3 rejects a multi-turn tool conversation whose ``functionCall`` parts lost their
+``thoughtSignature``. OpenAI clients echo a tool call's ``id`` back verbatim on the next turn (in the
+assistant message's ``tool_calls`` and in the ``tool`` message), so the id is where the signature
+travels: no server-side cache, nothing to expire, and a replayed history always carries the right one.
+
+Id grammar (every character is in ``[A-Za-z0-9_-]``, so it also survives clients that re-validate ids
+as Anthropic ``tool_use`` ids)::
+
+    call_<token> [ "_id" <hex of Gemini's functionCall.id> ] [ "_sig" ("b"|"u") <signature payload> ]
+
+``<token>`` is ASCII letters and digits, from an injected factory (tests pass a deterministic one).
+A signature that is canonical standard base64 (what Google sends) is stored as base64url without
+padding (flavour ``b``: same length, exact round trip); anything else is stored as the base64url of
+its UTF-8 bytes (flavour ``u``). Ids that do not match the grammar are foreign (another provider, a
+hand-written history): they carry nothing, and no id is sent to Gemini for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+_ALPHABET = string.ascii_letters + string.digits
+_TOKEN_LENGTH = 24
+_STD_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_ID = re.compile(
+    r"call_[A-Za-z0-9]+(?:_id(?P<gid>(?:[0-9a-f]{2})+))?(?:_sig(?P<flavour>[bu])(?P<sig>[A-Za-z0-9_-]+))?"
+)
+_TO_URL = str.maketrans("+/", "-_")
+_FROM_URL = str.maketrans("-_", "+/")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRef:
+    """What a tool call id carried back from the client: Gemini's own call id and the thought signature."""
+
+    gemini_id: str | None = None
+    signature: str | None = None
+
+
+def random_token() -> str:
+    """The default id factory for the I/O layer; translators take the factory as a parameter."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(_TOKEN_LENGTH))
+
+
+def encode_tool_call_id(token: str, *, gemini_id: str | None = None, signature: str | None = None) -> str:
+    if not token or not token.isascii() or not token.isalnum():
+        raise ValueError(f"a tool call id token must be ASCII letters and digits, got {token!r}")
+    out = f"call_{token}"
+    if gemini_id:
+        out += "_id" + gemini_id.encode().hex()
+    if signature:
+        out += "_sig" + _encode_signature(signature)
+    return out
+
+
+def decode_tool_call_id(call_id: str) -> ToolCallRef:
+    """Never raises: an id that is not ours (or was mangled) simply carries nothing."""
+    m = _ID.fullmatch(call_id)
+    if m is None:
+        return ToolCallRef()
+    try:
+        gemini_id = bytes.fromhex(m["gid"]).decode() if m["gid"] else None
+        signature = _decode_signature(m["flavour"], m["sig"]) if m["sig"] else None
+    except (ValueError, binascii.Error):
+        return ToolCallRef()
+    return ToolCallRef(gemini_id=gemini_id, signature=signature)
+
+
+def _encode_signature(signature: str) -> str:
+    if _STD_B64.fullmatch(signature):
+        return "b" + signature.rstrip("=").translate(_TO_URL)
+    return "u" + base64.urlsafe_b64encode(signature.encode()).decode().rstrip("=")
+
+
+def _decode_signature(flavour: str, payload: str) -> str:
+    if len(payload) % 4 == 1:  # no base64 text has this length: the id was cut or edited
+        raise ValueError("truncated signature")
+    padded = payload + "=" * (-len(payload) % 4)
+    if flavour == "b":
+        return padded.translate(_FROM_URL)
+    return base64.urlsafe_b64decode(padded).decode()
