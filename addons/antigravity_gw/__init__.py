@@ -11,7 +11,13 @@ from __future__ import annotations
 
 
 def make_addons() -> list[object]:
-    """The composition root: the gateway's addons in chain order."""
+    """The composition root: the gateway's addons in chain order.
+
+    ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
+    response) and removes the client's key; ``Cors`` last, so it also covers answers made by the others.
+    """
+    from .mitm.auth import Auth
+    from .mitm.cors import Cors
     from .mitm.gateway import Gateway
 
-    return [Gateway()]
+    return [Auth(), Gateway(), Cors()]

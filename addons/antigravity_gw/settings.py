@@ -7,10 +7,14 @@ The parse_* helpers are pure and raise ``ValueError`` with a message that quotes
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+import orjson
 
 DEFAULT_CLOUDCODE_URLS = (
     "https://daily-cloudcode-pa.sandbox.googleapis.com/v1internal",
@@ -22,8 +26,12 @@ DEFAULT_OAUTH_TOKEN_URL = "https://oauth2.googleapis.com/token"
 DEFAULT_ACCOUNTS_DIR = "~/.antigravity_tools/accounts"
 DEFAULT_USER_AGENT = "Antigravity/4.3.0 (X11; Linux x86_64) Chrome/132.0.6834.160 Electron/39.2.3"
 
+SCHEDULING_MODES: tuple[str, ...] = ("round_robin", "lru", "sticky")
+DEFAULT_SCHEDULING = "sticky"
+
 AuthMode = Literal["off", "strict", "all_except_health", "auto"]
 AUTH_MODES: tuple[str, ...] = ("off", "strict", "all_except_health", "auto")
+EffectiveAuthMode = Literal["off", "strict", "all_except_health"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +51,11 @@ class Settings:
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
     oauth_client_id: str = ""
     oauth_client_secret: str = ""
-    api_key: str = ""
-    auth_mode: AuthMode = "auto"
     model_map: tuple[tuple[str, str], ...] = ()
+    model_map_file: Path | None = None
     user_agent: str = DEFAULT_USER_AGENT
     max_attempts: int = 4
+    scheduling: str = DEFAULT_SCHEDULING
     timeouts: Timeouts = field(default_factory=Timeouts)
     body_limit: int = 32 * 1024 * 1024
     image_max_bytes: int = 20 * 1024 * 1024
@@ -86,10 +94,41 @@ def parse_model_map(values: list[str] | tuple[str, ...]) -> tuple[tuple[str, str
     return tuple(out)
 
 
+def parse_model_map_file(data: bytes, *, path: str) -> tuple[tuple[str, str], ...]:
+    """A mapping file: one JSON object ``{"FROM": "TO"}``, in file order, with ag_model_map's rules."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"ag_model_map_file: {path} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f'ag_model_map_file: {path} must hold a JSON object {{"FROM": "TO", ...}}')
+    bad = [k for k, v in obj.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"ag_model_map_file: {path}: the target of {bad[0]!r} is not a string")
+    try:
+        return parse_model_map([f"{k}={v}" for k, v in obj.items()])
+    except ValueError as e:
+        raise ValueError(f"ag_model_map_file: {path}: {str(e).removeprefix('ag_model_map: ')}") from None
+
+
+def parse_size(text: str, *, what: str) -> int:
+    """Bytes from ``"33554432"``, ``"512k"``, ``"32m"`` or ``"1g"`` (binary multiples, as in mitmproxy)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", text.lower())
+    if not m or int(m[1]) <= 0:
+        raise ValueError(f"{what}: {text!r} is not a size like 32m, 512k or 1048576")
+    return int(m[1]) * 1024 ** " kmg".index(m[2] or " ")
+
+
 def parse_auth_mode(text: str) -> AuthMode:
     if text not in AUTH_MODES:
         raise ValueError(f"ag_auth_mode: {text!r} is not one of {', '.join(AUTH_MODES)}")
     return text  # type: ignore[return-value]
+
+
+def parse_scheduling(text: str) -> str:
+    if text not in SCHEDULING_MODES:
+        raise ValueError(f"ag_scheduling: {text!r} is not one of {', '.join(SCHEDULING_MODES)}")
+    return text
 
 
 def parse_positive(value: float, *, what: str) -> float:
@@ -106,3 +145,45 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class InboundAuth:
+    """Who may call the gateway: the effective mode (``auto`` resolved) and the key clients must send."""
+
+    mode: EffectiveAuthMode = "off"
+    api_key: str = ""
+    exposed_on: tuple[str, ...] = ()  # listen addresses other machines can reach
+
+
+def resolve_inbound_auth(mode: str, api_key: str, listen_hosts: Sequence[str], *,
+                         allow_public: bool) -> InboundAuth:
+    """Resolve ``auto`` against where the gateway listens, and refuse configurations that expose it.
+
+    A gateway reachable from other machines spends the owner's Google accounts for whoever calls
+    it, so listening beyond loopback without a key is a ``ValueError`` unless ``allow_public``.
+    """
+    requested = parse_auth_mode(mode)
+    exposed = tuple(dict.fromkeys(h or "*" for h in listen_hosts if not is_loopback_host(h)))
+    auto: EffectiveAuthMode = "all_except_health" if exposed else "off"
+    effective: EffectiveAuthMode = auto if requested == "auto" else requested
+    where = ", ".join(exposed)
+    if effective != "off" and not api_key:
+        if not exposed:
+            raise ValueError(f"ag_auth_mode={mode} requires ag_api_key: set ag_api_key=<secret> (clients "
+                             "send it as 'Authorization: Bearer <secret>'), or use ag_auth_mode=off.")
+        if not allow_public:
+            raise ValueError(
+                f"Refusing to listen on {where} (reachable from other machines) without ag_api_key: anyone "
+                "who can reach it could spend your Google accounts. Set ag_api_key=<secret>, or listen on "
+                "127.0.0.1 (listen_host=127.0.0.1), or set ag_allow_unauthenticated_public=true to run an "
+                "open gateway on purpose.")
+        effective = "off"  # forced open: without a key nobody could pass
+    if exposed and effective == "off" and not allow_public:
+        raise ValueError(
+            f"Refusing to listen on {where} (reachable from other machines) with inbound auth off "
+            f"(ag_auth_mode={mode}): anyone who can reach it could spend your Google accounts. Set "
+            "ag_api_key=<secret> with ag_auth_mode=auto, strict or all_except_health, or listen on 127.0.0.1 "
+            "(listen_host=127.0.0.1), or set ag_allow_unauthenticated_public=true to run an open gateway on "
+            "purpose.")
+    return InboundAuth(effective, api_key, exposed)

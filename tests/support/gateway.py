@@ -53,10 +53,10 @@ class Gateway:
 
     def __init__(self, emulator: Any, accounts_dir: Path, *, confdir: Path | None = None,
                  options: dict[str, Any] | None = None, mode: str = "reverse", tool: str = "mitmdump",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, port: int | None = None) -> None:
         self.emulator = emulator
         self.accounts_dir = accounts_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.confdir = confdir
         self.options = options or {}
         self.mode = mode
@@ -89,7 +89,7 @@ class Gateway:
         for base in self.options.get("ag_cloudcode_urls", self.emulator.cloudcode_bases):
             args += ["--set", f"ag_cloudcode_urls={base}"]
         for name, value in sets.items():
-            if name == "ag_cloudcode_urls":
+            if name == "ag_cloudcode_urls" or value is None:  # None: leave mitmproxy's default
                 continue
             for v in value if isinstance(value, list) else [value]:
                 args += ["--set", f"{name}={str(v).lower() if isinstance(v, bool) else v}"]
@@ -117,11 +117,26 @@ class Gateway:
 
     def _healthy(self) -> bool:
         # Only the addon answers /healthz: a proxy running without it would forward and fail (P19).
+        # In regular mode the probe goes through the proxy to the intercepted host, which the addon answers
+        # (a direct request to a regular proxy would loop back to itself). Only once the addon runs: before
+        # that, a bare mitmproxy would try to reach the real api.openai.com.
+        url, opener = self.url + "/healthz", urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        if self.mode != "reverse":
+            if "antigravity gateway ready" not in self.log():
+                return False
+            url = "http://api.openai.com/healthz"
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
+        headers = {"authorization": f"Bearer {self.options['ag_api_key']}"} if self.options.get("ag_api_key") else {}
         try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:  # noqa: S310
+            with opener.open(urllib.request.Request(url, headers=headers), timeout=1) as r:
                 return r.status == 200 and orjson.loads(r.read()) == {"status": "ok"}
         except (OSError, urllib.error.URLError, ValueError):
             return False
+
+    @property
+    def ca_cert(self) -> Path:
+        """mitmproxy's CA certificate, for clients of the intercepting (regular) mode."""
+        return (self.confdir or Path.home() / ".mitmproxy") / "mitmproxy-ca-cert.pem"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]

@@ -1,4 +1,5 @@
-"""How the gateway's state shows on a flow: metadata keys, answers it makes itself, marks and comments."""
+"""How the gateway's state shows on a flow: which flows are ours, metadata keys, answers it makes
+itself, marks and comments, and what is scrubbed before mitmproxy stores a flow."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ from typing import Any
 
 import orjson
 from mitmproxy import http
+from mitmproxy.net.http import url
+from mitmproxy.proxy import mode_specs
 
 from .. import errors
+
+# Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
+INTERCEPT_HOSTS = frozenset({"api.openai.com"})
+# Headers that carry the client's credentials: never forwarded, never stored (mitmweb, -w files).
+CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization")
+REDACTED = "[redacted]"
 
 # flow.metadata keys (saved with -w and shown in mitmweb: never a secret in here)
 CLIENT_REQUEST = "ag.client_request"
 UPSTREAM = "ag.upstream"
 ROUTE = "ag.route"
+TOO_LARGE = "refused: body too large"  # an ag.route value: answered 413 before the body was read
 SYNTHETIC = "ag.synthetic"
+AUTH = "ag.auth"  # the inbound check's verdict: open, key, exempt, preflight, replay or denied
 
 MAPPED_MODEL_HEADER = "X-Mapped-Model"
 ACCOUNT_HEADER = "X-Account-Email"
@@ -23,7 +34,43 @@ CORS_HEADERS = {
     "access-control-allow-methods": "GET, POST, OPTIONS",
     "access-control-allow-headers": "*",
     "access-control-max-age": "3600",
+    "access-control-expose-headers": "x-mapped-model, x-account-email, x-ag-attempts, retry-after, "
+                                     "retry-after-ms",
 }
+
+
+def is_ours(flow: http.HTTPFlow) -> bool:
+    """Does the gateway answer this flow? Everything in reverse mode; only the intercepted API hosts
+    in regular mode (other hosts pass through untouched); never its own synthetic flows."""
+    if flow.metadata.get(SYNTHETIC):
+        return False
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+        return True
+    return flow.request.pretty_host in INTERCEPT_HOSTS
+
+
+def public_base_url(flow: http.HTTPFlow) -> str:
+    """The base URL this client should configure, as it reached us (quoted in 404 fixes).
+
+    In reverse mode the Host header already names the reverse target, so the address the client
+    connected to is taken from the socket instead.
+    """
+    req = flow.request
+    if not isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+        return f"{req.scheme}://{req.pretty_host}/v1"
+    scheme = "https" if flow.client_conn.tls else "http"
+    host, port = (flow.client_conn.sockname or ("", 0))[:2]
+    if not host:
+        return "http://<gateway>/v1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{url.hostport(scheme, host, port)}/v1"
+
+
+def redact_client_secrets(request: http.Request) -> None:
+    """Keep that a credential was sent, not its value: what mitmproxy stores never holds it."""
+    for name in CLIENT_SECRET_HEADERS:
+        if name in request.headers:
+            request.headers.set_all(name, [REDACTED] * len(request.headers.get_all(name)))
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:

@@ -1,11 +1,13 @@
 """The Gateway addon: OpenAI requests in, Gemini calls out through the relay, OpenAI answers back.
 
 Hooks are guard clauses plus one call:
+- ``requestheaders``: refuse a body over the limit from its Content-Length, before it is read (P18);
 - ``request``: is this flow ours? Answer it directly (health, models, errors) or translate it into
   the canonical upstream request and point it at the loopback relay;
 - ``responseheaders``: restore the display URL, add our headers, install the stream translator;
 - ``response``: translate a non-stream body;
-- ``error``: forget the flow's state (the client left before the relay saw it).
+- ``error``: forget the flow's state (the client left before the relay saw it);
+- ``server_connect``: never let mitmproxy itself connect to an intercepted host (api.openai.com).
 """
 
 from __future__ import annotations
@@ -23,28 +25,33 @@ import aiohttp
 import orjson
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.proxy import mode_specs
+from mitmproxy.proxy import server_hooks
 
 from .. import errors
+from ..openai_api import inbound
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
 from ..translate.endpoints import Endpoint, Ids, endpoint_for
-from ..upstream import accounts as account_files
+from ..upstream.account_watch import AccountWatcher
+from ..upstream.accounts import AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
-from ..upstream.catalog import resolve_model
+from ..upstream.available_models import GoogleModels
 from ..upstream.dialects import CallContext, CloudCode, PublicGemini, canonical_path, new_request_id, unwrap_any
 from ..upstream.media import fetch_image
-from ..upstream.oauth import OAuthClient, TokenService
-from ..upstream.pool import Pool
+from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
+from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob
 from . import flows, options
+from .commands import AccountCommands
+from .model_map import ModelMap
+from .models import ModelsEndpoint
 from .stream import StreamAdapter
 
 logger = logging.getLogger(__name__)
 
-INTERCEPT_HOSTS = frozenset({"api.openai.com"})
 STALE_PLAN_AGE = 6 * 3600.0  # seconds; longer than any request, intercepted ones included
-CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization")
+CLIENT_SECRET_HEADERS = flows.CLIENT_SECRET_HEADERS
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass(slots=True)
@@ -64,7 +71,11 @@ class Gateway:
     def __init__(self) -> None:
         self.settings = Settings()
         self.pool = Pool()
+        self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
+        self.addons = [AccountCommands(self.pool, self.watcher)]  # mitmproxy loads children: ag.accounts*
         self.plans: dict[str, Plan] = {}
+        self.model_map = ModelMap()
+        self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
         self._session: aiohttp.ClientSession | None = None
         self._tokens: TokenService | None = None
@@ -83,7 +94,13 @@ class Gateway:
         self._apply_safe_defaults(updated)
         if any(name.startswith("ag_") for name in updated):
             self.settings = options.read_settings(ctx.options)
+            try:
+                self.model_map.configure(self.settings.model_map, self.settings.model_map_file)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from e
             self.relay.keepalive_interval = self.settings.keepalive_interval
+            self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
+            self.watcher.retarget(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
@@ -91,9 +108,8 @@ class Gateway:
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
         opts = ctx.options
-        if "listen_host" in updated and not opts.listen_host and not opts._options["listen_host"].has_changed():
-            opts.update(listen_host="127.0.0.1")
-        if "connection_strategy" in updated and not opts._options["connection_strategy"].has_changed():
+        options.apply_loopback_default(opts)
+        if not opts._options["connection_strategy"].has_changed():
             opts.update(connection_strategy="lazy")
 
     async def running(self) -> None:
@@ -102,20 +118,21 @@ class Gateway:
             auto_decompress=False, trust_env=True)
         await self.relay.start()
         await self.reload_accounts()
+        self.watcher.start()  # files added, removed or edited apply without a restart
+        self.model_map.start()
         logger.info("antigravity gateway ready: %d account(s) from %s", len(self.pool.accounts),
                     self.settings.accounts_dir)
 
     async def done(self) -> None:
+        await self.watcher.stop()
+        await self.model_map.stop()
         await self.relay.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def reload_accounts(self) -> None:
-        loaded, problems = await asyncio.to_thread(account_files.load_accounts, self.settings.accounts_dir)
-        for p in problems:
-            logger.warning("accounts: %s", p)
-        self.pool.replace(loaded)
+        await self.watcher.poll()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -126,22 +143,41 @@ class Gateway:
         if self._runner is None:
             assert self._session is not None, "the relay runs only after running()"
             st = self.settings
-            self._tokens = self._tokens or TokenService(
-                OAuthClient(st.oauth_token_url, st.oauth_client_id, st.oauth_client_secret), self._session,
-                persist=lambda a: asyncio.to_thread(account_files.save_account, a))
-            self._tokens.client = OAuthClient(st.oauth_token_url, st.oauth_client_id, st.oauth_client_secret)
+            endpoint = OAuthTokenEndpoint(self._session, OAuthClient(
+                st.oauth_token_url, st.oauth_client_id, st.oauth_client_secret))
+            # Kept across settings changes: its single-flight map must outlive a reconfigure.
+            self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
+            self._tokens.endpoint = endpoint
+            projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
             dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
-                                         max_attempts=st.max_attempts, total_timeout=st.timeouts.total)
+                                         max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
+                                         projects=projects)
         return self._runner
+
+    def _model_fetcher(self) -> GoogleModels | None:
+        """Asks Google which models an account has; None until running() opened the session."""
+        if self._session is None:
+            return None
+        st = self.settings
+        return GoogleModels(self._session, self._make_runner().tokens, cloudcode_bases=st.cloudcode_urls,
+                            user_agent=st.user_agent, gemini_url=st.gemini_url)
 
     def _job_for(self, flow_id: str) -> RelayJob | None:
         plan = self.plans.get(flow_id)
         return plan.job if plan else None
 
     # ---- hooks -----------------------------------------------------------------------------
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flows.is_ours(flow):
+            return
+        with self._error_boundary(flow):
+            self._refuse_large_body(flow)
+
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not self._is_ours(flow):
+        if flow.metadata.get(flows.ROUTE) == flows.TOO_LARGE:
+            flow.request.raw_content = b""  # refused in requestheaders; mitmproxy read it anyway: don't store it
+        if flow.response or flow.error or not flows.is_ours(flow):
             return
         with self._error_boundary(flow):
             await self._handle_request(flow)
@@ -163,13 +199,22 @@ class Gateway:
     def error(self, flow: http.HTTPFlow) -> None:
         self.plans.pop(flow.id, None)
 
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Belt and braces besides connection_strategy=lazy: the gateway answers these hosts itself."""
+        host = (data.server.address or ("",))[0]
+        if host in flows.INTERCEPT_HOSTS or data.server.sni in flows.INTERCEPT_HOSTS:
+            target = host or data.server.sni
+            data.server.error = f"antigravity gateway: not connecting to {target}, it is answered locally"
+            logger.warning("refused a connection to %s (client %s): the gateway answers it itself; check "
+                           "that connection_strategy is lazy", target, data.client.peername)
+
     # ---- request side ----------------------------------------------------------------------
-    def _is_ours(self, flow: http.HTTPFlow) -> bool:
-        if flow.metadata.get(flows.SYNTHETIC):
-            return False
-        if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
-            return True
-        return flow.request.pretty_host in INTERCEPT_HOSTS
+    def _refuse_large_body(self, flow: http.HTTPFlow) -> None:
+        try:
+            inbound.check_declared_size(flow.request.headers.get("content-length"), self.settings.body_limit)
+        except errors.PayloadTooLarge:
+            flow.metadata[flows.ROUTE] = flows.TOO_LARGE
+            raise
 
     async def _handle_request(self, flow: http.HTTPFlow) -> None:
         self._expire_stale_plans()
@@ -177,48 +222,46 @@ class Gateway:
         if req.method == "OPTIONS":
             flow.response = http.Response.make(204, b"", flows.CORS_HEADERS)
             return
-        route = match_route(req.method, req.path)
+        route = match_route(req.method, req.path, flows.public_base_url(flow))
         flow.metadata[flows.ROUTE] = route.kind.value
         if route.kind == RouteKind.HEALTH:
             flow.response = flows.json_response(200, {"status": "ok"})
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
-            flow.response = self._models_response(route)
+            flow.response = await self.models.answer(route, self._model_fetcher())
             return
+        if req.method in BODY_METHODS:
+            inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
+            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
         await self._translate_request(flow, route)
-
-    def _models_response(self, route: Route) -> http.Response:
-        names = sorted({t for _, t in self.settings.model_map} | {"gemini-2.5-flash", "gemini-2.5-pro"})
-        data = [{"id": n, "object": "model", "created": 1700000000, "owned_by": "google"} for n in names]
-        if route.kind == RouteKind.MODEL:
-            return flows.json_response(200, {"id": route.param, "object": "model", "created": 1700000000,
-                                             "owned_by": "google"})
-        return flows.json_response(200, {"object": "list", "data": data})
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = endpoint_for(route.kind)
         raw = flow.request.get_content(strict=False) or b""
         parsed = endpoint.parse(raw)
         client_model = endpoint.model(parsed)
-        mapped = resolve_model(client_model, self.settings.model_map)
+        mapped = self.model_map.resolve(client_model)
         images = await self._fetch_images(endpoint.image_urls(parsed))
         gemini_request = endpoint.to_gemini(parsed, mapped, images)
         stream = endpoint.stream(parsed)
         ids = Ids.new(endpoint.id_prefix)
-        job = RelayJob(flow.id, CallContext(new_request_id()), on_failure=self._failure_recorder(flow))
+        session = conversation_key(gemini_request, getattr(parsed, "prompt_cache_key", None) or "")
+        job = RelayJob(flow.id, CallContext(new_request_id(), session), on_failure=self._failure_recorder(flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "body": raw[:65536].decode("utf-8", "replace")}
         self._point_at_relay(flow, mapped, stream, gemini_request)
 
-    async def _fetch_images(self, urls: list[str]) -> dict[str, Any]:
-        if not urls:
+    async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
+        """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
+        if not params:
             return {}
         assert self._session is not None
         st = self.settings
-        fetched = await asyncio.gather(*(fetch_image(self._session, u, max_bytes=st.image_max_bytes,
-                                                     timeout=st.image_timeout) for u in urls))
-        return dict(zip(urls, fetched, strict=True))
+        fetched = await asyncio.gather(*(fetch_image(self._session, url, max_bytes=st.image_max_bytes,
+                                                     timeout=st.image_timeout, param=param)
+                                         for url, param in params.items()))
+        return dict(zip(params, fetched, strict=True))
 
     def _point_at_relay(self, flow: http.HTTPFlow, model: str, stream: bool, body: dict[str, Any]) -> None:
         req = flow.request

@@ -1,4 +1,8 @@
-"""The ``ag_*`` options: declared once, read once into a frozen ``Settings``."""
+"""The Gateway's ``ag_*`` options: declared once, read once into a frozen ``Settings``.
+
+The inbound-auth options (``ag_api_key``, ``ag_auth_mode``, ``ag_allow_unauthenticated_public``) belong
+to the ``Auth`` addon and are declared in ``mitm/auth.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +25,34 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL, "OAuth token endpoint used to refresh access tokens."),
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
     ("ag_oauth_client_secret", str, "", "OAuth client secret of that app."),
-    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key)."),
-    ("ag_auth_mode", str, "auto", "Inbound auth: off, strict, all_except_health or auto (off on loopback only)."),
     ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
+    ("ag_model_map_file", str, "",
+     'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
+    ("ag_body_limit", str, "32m", "Largest request body accepted (e.g. 32m, 512k); bigger ones get a 413."),
     ("ag_user_agent", str, s.DEFAULT_USER_AGENT, "User-Agent sent to Cloud Code."),
     ("ag_max_attempts", int, 4, "Upstream attempts per request, across accounts and base URLs."),
+    ("ag_scheduling", str, s.DEFAULT_SCHEDULING,
+     "How requests pick an account: sticky (a conversation stays on its account; new ones go to the "
+     "least recently used), lru, or round_robin."),
     ("ag_upstream_timeout", int, 600, "Total seconds one request may spend upstream, all attempts included."),
     ("ag_first_byte_timeout", int, 120, "Seconds to wait for upstream response headers and between stream chunks."),
     ("ag_keepalive", int, 15, "Seconds of upstream silence after which a stream gets an SSE keep-alive comment."),
 )
 
 
-def declare(loader: Loader) -> None:
-    for name, typespec, default, help_text in OPTIONS:
+def declare(loader: Loader, table: Sequence[tuple[str, type | object, object, str]] = OPTIONS) -> None:
+    for name, typespec, default, help_text in table:
         loader.add_option(name, typespec, default, help_text)
+
+
+def apply_loopback_default(opts: Any) -> None:
+    """Listen on loopback unless the user chose a host (P1: mitmproxy listens on all interfaces by default).
+
+    Both the Auth addon (which must judge the final address) and the Gateway call this; the first wins.
+    Not tied to ``"listen_host" in updated``: the first configure may come from any option change.
+    """
+    if not opts.listen_host and not opts._options["listen_host"].has_changed():
+        opts.update(listen_host="127.0.0.1")
 
 
 def read_settings(o: Any) -> s.Settings:
@@ -47,11 +65,12 @@ def read_settings(o: Any) -> s.Settings:
             oauth_token_url=s.parse_base_url(o.ag_oauth_token_url, what="ag_oauth_token_url"),
             oauth_client_id=o.ag_oauth_client_id,
             oauth_client_secret=o.ag_oauth_client_secret,
-            api_key=o.ag_api_key,
-            auth_mode=s.parse_auth_mode(o.ag_auth_mode),
             model_map=s.parse_model_map(o.ag_model_map),
+            model_map_file=Path(o.ag_model_map_file).expanduser() if o.ag_model_map_file else None,
+            body_limit=s.parse_size(o.ag_body_limit, what="ag_body_limit"),
             user_agent=o.ag_user_agent,
             max_attempts=int(s.parse_positive(o.ag_max_attempts, what="ag_max_attempts")),
+            scheduling=s.parse_scheduling(o.ag_scheduling),
             timeouts=s.Timeouts(
                 connect=10.0,
                 first_byte=s.parse_positive(o.ag_first_byte_timeout, what="ag_first_byte_timeout"),

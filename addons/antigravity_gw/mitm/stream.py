@@ -50,18 +50,18 @@ class StreamAdapter:
         end = data == b""
         if self._closed:
             return b"" if end else []
+        items: list[Any] = []  # what the translator returned before any failure: it is sent either way
         try:
-            out = self._translate(data, end)
+            out = self._translate(data, end, items)
         except Exception as e:  # boundary: the headers are gone, so end the stream with an error event
             logger.exception("stream translation failed for flow %s", self.flow_id)
             self._closed = True
             err = errors.GatewayError(f"Internal gateway error while translating the stream: {type(e).__name__}")
-            items = self._format.failure(self._translator, err)
+            items.extend(self._format.failure(self._translator, err))
             out = b"".join(map(self._format.encode, items)) + self._format.end
         return out or (b"" if end else [])
 
-    def _translate(self, data: bytes, end: bool) -> bytes:
-        items: list[Any] = []
+    def _translate(self, data: bytes, end: bool, items: list[Any]) -> bytes:
         keepalive = False
         for ev in self._decoder.finish() if end else self._decoder.feed(data):
             if ev.comment:

@@ -37,6 +37,7 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),
 }
+DEFAULT_BASE_URL = "http://<gateway>/v1"
 _MODEL = re.compile(r"^/models/(?P<id>[^/]+)$")
 _V1 = re.compile(r"^(?:/v1)+(?=/|$)")
 
@@ -48,8 +49,16 @@ def normalize(path: str) -> str:
     return _V1.sub("", path) or "/"
 
 
-def match_route(method: str, path: str) -> Route:
-    """The route for ``method path``; ``UnknownRoute`` (404) or ``MethodNotAllowed`` (405) otherwise."""
+def is_health_path(path: str) -> bool:
+    """``/healthz`` (or ``/health``), with or without ``/v1``: what load balancers probe without a key."""
+    return _ROUTES.get(normalize(path), (None,))[0] == RouteKind.HEALTH
+
+
+def match_route(method: str, path: str, base_url: str = DEFAULT_BASE_URL) -> Route:
+    """The route for ``method path``; ``UnknownRoute`` (404) or ``MethodNotAllowed`` (405) otherwise.
+
+    ``base_url`` is the base URL clients should use, quoted in the 404's fix.
+    """
     rest = normalize(path)
     if rest in _ROUTES:
         kind, methods = _ROUTES[rest]
@@ -60,25 +69,47 @@ def match_route(method: str, path: str) -> Route:
         return Route(kind)
     if m := _MODEL.match(rest):
         if method.upper() not in ("GET", "OPTIONS"):
-            raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use GET.", headers={"allow": "GET"})
+            raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use GET.",
+                                          headers={"allow": "GET"})
         return Route(RouteKind.MODEL, m["id"])
-    raise unknown_route(path)
+    raise unknown_route(path, base_url)
 
 
-def unknown_route(path: str) -> errors.UnknownRoute:
-    """A 404 that says what the client most likely meant (path stacking is the usual cause)."""
+def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.UnknownRoute:
+    """A 404 that names the path received, the route most likely meant and the base-URL fix.
+
+    Path stacking is the usual cause: the client appends its route to a base URL that already
+    ends in a route (``.../v1/chat/completions`` + ``/responses``) or in a wrong prefix (``/api/v1``).
+    """
     rest = normalize(path)
-    guess = _likely_route(rest)
-    if guess is None:
+    fix = f"Fix: set the client's base URL to {base_url!r} (nothing after /v1); the client appends the route."
+    if tail := _trailing_route(rest):
+        base_path = rest[: -len(tail)]
+        inside = _likely_route(base_path)
+        cause = (f"your client appended {tail!r} to a base URL that already ends in the route "
+                 f"{'/v1' + inside[1]!r}" if inside else
+                 f"your client's base URL ends in {base_path!r}"
+                 " instead of '/v1'")
+        meant = "/v1" + tail
+        return errors.UnknownRoute(f"Unknown path {path!r}: {cause}. It most likely meant {meant!r}. {fix}")
+    if guess := _likely_route(rest):
+        prefix, route = guess
+        after = rest[len(prefix) + len(route):]
         return errors.UnknownRoute(
-            f"Unknown path {path!r}. This gateway serves /v1/chat/completions, /v1/responses, /v1/completions, "
-            "/v1/models and /healthz.")
-    prefix, route = guess
-    hint = (f"Unknown path {path!r}: it looks like the route {'/v1' + route!r} with extra segments "
-            f"({prefix or '(none)'} before it, {rest[len(prefix) + len(route):] or '(none)'} after it). "
-            f"Your client probably appends {route!r} to a base URL that already ends in a route. "
-            "Set the client's base URL to 'http://<gateway>/v1' (nothing after /v1).")
-    return errors.UnknownRoute(hint)
+            f"Unknown path {path!r}: it looks like the route {'/v1' + route!r} with extra segments "
+            f"({prefix or '(none)'} before it, {after or '(none)'} after it). It most likely meant "
+            f"{'/v1' + route!r}. {fix}")
+    return errors.UnknownRoute(
+        f"Unknown path {path!r}. This gateway serves /v1/chat/completions, /v1/responses, /v1/completions, "
+        f"/v1/models and /healthz. {fix}")
+
+
+def _trailing_route(rest: str) -> str:
+    """The route a stacked path ends in (what the client appended), or ``""``."""
+    for route in ("/chat/completions", "/responses", "/completions", "/models"):
+        if rest.endswith(route) and rest != route:
+            return route
+    return ""
 
 
 def _likely_route(rest: str) -> tuple[str, str] | None:

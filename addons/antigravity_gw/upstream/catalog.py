@@ -1,14 +1,17 @@
-"""Which upstream model serves a client's model name.
+"""Which upstream model serves a client's model name, and what ``/v1/models`` lists.
 
-Order: an exact ``ag_model_map`` entry, then the most specific wildcard entry (``*`` anywhere;
-specificity = literal characters, ties broken by the order given), then the built-in defaults for
-OpenAI's names, then the name unchanged.
+Order: an exact entry of the mapping table (``ag_model_map`` entries first, then the mapping
+file's), then the most specific wildcard entry (``*`` anywhere; specificity = literal characters,
+ties broken by fewer ``*``, then by table order), then the built-in defaults for OpenAI's names,
+then the name unchanged.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 BUILTIN_MAP: tuple[tuple[str, str], ...] = (
     ("gpt-4o-mini*", "gemini-2.5-flash"),
@@ -34,13 +37,13 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
 
 
 def _best_wildcard(model: str, table: tuple[tuple[str, str], ...]) -> str | None:
-    best: tuple[int, int, str] | None = None
+    best: tuple[int, int, int, str] | None = None
     for order, (pattern, target) in enumerate(table):
         if "*" in pattern and _wildcard(pattern).match(model):
-            key = (-(len(pattern) - pattern.count("*")), order, target)
+            key = (-(len(pattern) - pattern.count("*")), pattern.count("*"), order, target)
             if best is None or key < best:
                 best = key
-    return best[2] if best else None
+    return best[3] if best else None
 
 
 def resolve_model(model: str, model_map: tuple[tuple[str, str], ...]) -> str:
@@ -55,3 +58,46 @@ def resolve_model(model: str, model_map: tuple[tuple[str, str], ...]) -> str:
     if (hit := _best_wildcard(model, BUILTIN_MAP)) is not None:
         return hit
     return model
+
+
+# ---- /v1/models -------------------------------------------------------------------------------
+CREATED = 1700000000  # OpenAI's "created": clients only display it; a fixed date keeps answers stable
+GOOGLE = "google"
+GATEWAY = "antigravity-gateway"  # owner shown for the gateway's own aliases
+CLOUDCODE_FAMILIES = ("gemini", "claude", "gpt", "image", "imagen")  # Cloud Code also lists internal ids
+
+
+def model_object(model_id: str, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by}
+
+
+def aliases(table: tuple[tuple[str, str], ...]) -> list[str]:
+    """The client-side names a mapping table defines exactly (wildcards name no single model)."""
+    return list(dict.fromkeys(src for src, _ in table if "*" not in src))
+
+
+def fallback_models(table: tuple[tuple[str, str], ...]) -> list[str]:
+    """What to list when no account could say what it serves: every mapping target."""
+    return list(dict.fromkeys([*(dst for _, dst in table), *(dst for _, dst in BUILTIN_MAP)]))
+
+
+def model_list(alias_names: Iterable[str], upstream: Iterable[str]) -> list[dict[str, Any]]:
+    """Upstream models first (sorted), then the aliases that are not upstream names themselves."""
+    real = sorted(set(upstream))
+    extra = [a for a in dict.fromkeys(alias_names) if a not in set(real)]
+    return [model_object(m, GOOGLE) for m in real] + [model_object(a, GATEWAY) for a in extra]
+
+
+def find_model(model_id: str, listed: list[dict[str, Any]],
+               table: tuple[tuple[str, str], ...]) -> dict[str, Any] | None:
+    """``/v1/models/{id}``: a listed model, or a name the gateway maps to another model (it serves it)."""
+    for entry in listed:
+        if entry["id"] == model_id:
+            return entry
+    if resolve_model(model_id, table) != model_id:
+        return model_object(model_id, GATEWAY)
+    return None
+
+
+def is_cloudcode_model(model_id: str) -> bool:
+    return model_id.startswith(CLOUDCODE_FAMILIES)

@@ -34,3 +34,26 @@ def test_wrong_method_is_405_with_allow():
         match_route("GET", "/v1/chat/completions")
     assert e.value.status == 405
     assert e.value.headers == {"allow": "POST"}
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/healthz", True), ("/v1/healthz", True), ("/health", True),
+                                                ("/healthz/", True), ("/v1/models", False),
+                                                ("/healthzz", False)])
+def test_health_paths(path, expected):
+    from antigravity_gw.openai_api.routes import is_health_path
+    assert is_health_path(path) is expected
+
+
+def test_the_404_quotes_the_base_url_the_client_should_use():
+    with pytest.raises(errors.UnknownRoute) as e:
+        match_route("POST", "/v1/chat/completions/responses", "http://127.0.0.1:9000/v1")
+    assert "It most likely meant '/v1/responses'" in e.value.message
+    assert ("appended '/responses' to a base URL that already ends in the route '/v1/chat/completions'"
+            in e.value.message)
+    assert "'http://127.0.0.1:9000/v1'" in e.value.message
+
+
+def test_a_path_with_no_known_route_lists_the_routes():
+    with pytest.raises(errors.UnknownRoute) as e:
+        match_route("GET", "/v1/engines")
+    assert "/v1/chat/completions" in e.value.message and "base URL" in e.value.message

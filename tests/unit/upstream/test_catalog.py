@@ -15,3 +15,19 @@ from antigravity_gw.upstream.catalog import resolve_model
 ])
 def test_resolve_model_order(model, table, expected):
     assert resolve_model(model, table) == expected
+
+
+def test_model_list_puts_upstream_models_first_and_aliases_once():
+    from antigravity_gw.upstream.catalog import model_list
+    listed = model_list(["gpt-4o", "gemini-2.5-pro", "gpt-4o"], ["gemini-2.5-pro", "gemini-2.5-flash"])
+    assert [(m["id"], m["owned_by"]) for m in listed] == [
+        ("gemini-2.5-flash", "google"), ("gemini-2.5-pro", "google"), ("gpt-4o", "antigravity-gateway")]
+    assert set(listed[0]) == {"id", "object", "created", "owned_by"}
+
+
+def test_aliases_are_the_exact_names_and_fallback_the_targets():
+    from antigravity_gw.upstream.catalog import aliases, fallback_models
+    table = (("gpt-4o", "g1"), ("o*", "g2"))
+    assert aliases(table) == ["gpt-4o"]
+    assert fallback_models(table)[:2] == ["g1", "g2"]
+    assert "gemini-2.5-flash" in fallback_models(())

@@ -1,0 +1,186 @@
+"""The Auth addon: who may call the gateway, checked before the Gateway addon sees a flow.
+
+Modelled on mitmproxy's ``proxyauth``: ``configure`` resolves the options once into a gate
+(``OpenGate`` or ``KeyGate``) and refuses a gateway that would listen beyond loopback without a key;
+the hooks are a guard clause plus one call. The check runs in ``requestheaders``, before the body is
+read (an unknown caller cannot make the gateway buffer a large upload) and before mitmweb's view first
+shows the flow; ``request`` runs it for any flow that was not checked yet. A refused flow gets a 401
+OpenAI error (``invalid_api_key``), never an empty body. The key is consumed here: whatever the
+verdict, the client's credential headers are redacted from the flow, so neither mitmweb, ``-w`` files
+nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import mode_specs
+
+from .. import errors
+from ..openai_api.routes import is_health_path
+from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
+from . import flows, options
+
+logger = logging.getLogger(__name__)
+
+AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
+    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key)."),
+    ("ag_auth_mode", str, "auto",
+     "Inbound auth: off, strict, all_except_health or auto (off on loopback only, else all_except_health)."),
+    ("ag_allow_unauthenticated_public", bool, False,
+     "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
+)
+WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
+KEY_HEADERS = ("x-api-key", "x-goog-api-key")
+CHALLENGE = 'Bearer realm="antigravity-gateway"'
+KEY_HINT = "send it as 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'x-goog-api-key: <key>'"
+
+
+class Gate(Protocol):
+    def admit(self, request: http.Request) -> str:
+        """How the request got in (stored as ``ag.auth``); ``errors.Unauthorized`` if it may not."""
+        ...
+
+
+class OpenGate:
+    def admit(self, request: http.Request) -> str:
+        return "open"
+
+
+class ClosedGate:
+    """Until ``configure`` accepted the options nobody gets in: mitmproxy loads ``-s`` scripts while its
+    listeners start, so a refused configuration must not leave an open door until the process exits."""
+
+    def admit(self, request: http.Request) -> str:
+        raise errors.Unauthorized("The gateway refused its configuration (see its log) and serves nothing.")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGate:
+    key: bytes
+    health_exempt: bool  # all_except_health: load balancers probe /healthz without a key
+
+    def admit(self, request: http.Request) -> str:
+        if self.health_exempt and is_health_path(request.path):
+            return "exempt"
+        presented = presented_keys(request.headers)
+        if not presented:
+            raise errors.Unauthorized(f"Missing API key: this gateway requires one; {KEY_HINT}.")
+        # every candidate is compared, in constant time, so timing says nothing about the key
+        if not sum(hmac.compare_digest(k.encode(), self.key) for k in presented):
+            raise errors.Unauthorized(
+                f"Incorrect API key provided: use the key set as the gateway's ag_api_key; {KEY_HINT}.")
+        return "key"
+
+
+def presented_keys(headers: http.Headers) -> list[str]:
+    """Every key the request offers: Bearer tokens (or a bare Authorization value) and the key headers."""
+    keys = []
+    for value in headers.get_all("authorization"):
+        scheme, _, rest = value.strip().partition(" ")
+        keys.append(rest.strip() if scheme.lower() == "bearer" else value.strip())
+    for name in KEY_HEADERS:
+        keys += [v.strip() for v in headers.get_all(name)]
+    return [k for k in keys if k]
+
+
+def gate_for(auth: InboundAuth) -> Gate:
+    if auth.mode == "off":
+        return OpenGate()
+    return KeyGate(auth.api_key.encode(), health_exempt=auth.mode == "all_except_health")
+
+
+def listen_hosts(opts: Any) -> list[str]:
+    """Where mitmproxy listens: each mode's own ``@host:port`` or else ``listen_host``."""
+    hosts = []
+    for spec in opts.mode:
+        try:
+            hosts.append(mode_specs.ProxyMode.parse(spec).listen_host(opts.listen_host))
+        except ValueError:
+            continue  # mitmproxy's proxyserver reports invalid modes itself
+    return hosts
+
+
+class Auth:
+    def __init__(self) -> None:
+        self.settings = InboundAuth()
+        self.gate: Gate = ClosedGate()
+
+    def load(self, loader: Loader) -> None:
+        options.declare(loader, AUTH_OPTIONS)
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & WATCHED:
+            return
+        options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
+        o = ctx.options
+        try:
+            self.settings = resolve_inbound_auth(o.ag_auth_mode, o.ag_api_key, listen_hosts(o),
+                                                 allow_public=o.ag_allow_unauthenticated_public)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None  # the message is the whole story
+        self.gate = gate_for(self.settings)
+        if self.settings.exposed_on and self.settings.mode == "off":
+            logger.warning("inbound auth is OFF while listening on %s (ag_allow_unauthenticated_public): "
+                           "anyone who can reach this address can use your Google accounts",
+                           ", ".join(self.settings.exposed_on))
+
+    async def running(self) -> None:
+        """mitmproxy binds its listeners before it loads scripts, so the loopback default chosen in
+        ``configure`` may come too late: rebind if a listener sits on an address we did not judge."""
+        ps = ctx.master.addons.get("proxyserver")
+        if ps is None or not all(is_loopback_host(h) for h in listen_hosts(ctx.options)):
+            return  # a public address was chosen explicitly, and configure() judged it
+        bound = [addr[0] for addr in ps.listen_addrs()]
+        if all(is_loopback_host(h) for h in bound):
+            return
+        logger.info("rebinding the listeners on %s (they came up on %s before the gateway loaded)",
+                    ", ".join(listen_hosts(ctx.options)), ", ".join(sorted(set(bound))))
+        modes = [mode_specs.ProxyMode.parse(m) for m in ctx.options.mode]
+        await ps.servers.update([])
+        await ps.servers.update(modes)
+        still = [addr[0] for addr in ps.listen_addrs() if not is_loopback_host(addr[0])]
+        if still:
+            logger.error("still listening on %s with inbound auth off: shutting down", ", ".join(still))
+            ctx.master.shutdown()
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or flows.AUTH in flow.metadata or not flows.is_ours(flow):
+            return
+        self.check(flow)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or flows.AUTH in flow.metadata or not flows.is_ours(flow):
+            return
+        self.check(flow)
+
+    def check(self, flow: http.HTTPFlow) -> None:
+        """Admit the flow or answer 401; either way the client's credentials leave the flow."""
+        try:
+            flow.metadata[flows.AUTH] = self._admit(flow)
+        except errors.Unauthorized as e:
+            flow.metadata[flows.AUTH] = "denied"
+            flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE})
+            flows.mark_error(flow, f"401 {e.code}: {e.message}")
+            logger.info("refused %s %s from %s: %s", flow.request.method, flow.request.path.split("?")[0],
+                        _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key
+        finally:
+            flows.redact_client_secrets(flow.request)
+
+    def _admit(self, flow: http.HTTPFlow) -> str:
+        if flow.request.method == "OPTIONS":
+            return "preflight"  # browsers send CORS preflights without credentials
+        if flow.is_replay:
+            return "replay"  # only the operator can replay (mitmweb, console): like proxyauth, trust it
+        return self.gate.admit(flow.request)
+
+
+def _peer(flow: http.HTTPFlow) -> str:
+    peer: Sequence[Any] = flow.client_conn.peername or ("?",)
+    return str(peer[0])

@@ -1,0 +1,160 @@
+"""The Gateway addon's hooks with mitmproxy's test helpers (no sockets, no subprocess)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.test import taddons, tflow, tutils
+
+from antigravity_gw.mitm.gateway import Gateway
+from antigravity_gw.mitm.stream import StreamAdapter
+from antigravity_gw.upstream.relay import FLOW_HEADER
+
+
+def chat_flow(body: dict | bytes, path: str = "/v1/chat/completions", method: str = "POST",
+              headers: tuple = ()) -> tflow.HTTPFlow:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    req = tutils.treq(method=method.encode(), path=path.encode(), content=content,
+                      headers=((b"host", b"127.0.0.1:8045"), (b"content-type", b"application/json"),
+                               (b"authorization", b"Bearer sk-client"), *headers))
+    f = tflow.tflow(req=req)
+    f.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:9@8045")
+    return f
+
+
+@pytest.fixture
+def gw(tmp_path):
+    addon = Gateway()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, ag_accounts=str(tmp_path))
+        yield addon
+
+
+def test_bad_options_refuse_to_start(tmp_path):
+    addon = Gateway()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="ag_model_map"):
+            tctx.configure(addon, ag_model_map=["broken"])
+        with pytest.raises(exceptions.OptionsError, match="stream_large_bodies"):
+            tctx.configure(addon, stream_large_bodies="1m")
+        with pytest.raises(exceptions.OptionsError, match="ag_gemini_url"):
+            tctx.configure(addon, ag_gemini_url="ftp://x")
+
+
+def test_safe_defaults_listen_on_loopback_and_connect_lazily(gw):
+    from mitmproxy import ctx
+    assert ctx.options.listen_host == "127.0.0.1"
+    assert ctx.options.connection_strategy == "lazy"
+
+
+async def test_healthz_is_answered_by_the_addon(gw):
+    f = chat_flow(b"", path="/healthz", method="GET")
+    await gw.request(f)
+    assert f.response.status_code == 200
+    assert orjson.loads(f.response.content) == {"status": "ok"}
+
+
+async def test_unknown_path_gets_an_openai_404_and_a_marked_flow(gw):
+    f = chat_flow({"model": "m", "messages": []}, path="/v1/chat/completions/responses")
+    await gw.request(f)
+    assert f.response.status_code == 404
+    err = orjson.loads(f.response.content)["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert "/v1/chat/completions/responses" in err["message"]
+    assert f.marked == ":warning:"
+    assert "404" in f.comment
+
+
+async def test_invalid_json_is_a_400_openai_error(gw):
+    f = chat_flow(b"{not json")
+    await gw.request(f)
+    assert f.response.status_code == 400
+    assert orjson.loads(f.response.content)["error"]["type"] == "invalid_request_error"
+
+
+async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_the_relay(gw):
+    gw.relay.port = 40000
+    f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    assert f.response is None
+    req = f.request
+    assert (req.scheme, req.host, req.port) == ("http", "127.0.0.1", 40000)
+    assert req.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert req.host_header == "generativelanguage.googleapis.com"  # P9: set explicitly
+    assert req.headers[FLOW_HEADER] == f.id
+    assert "authorization" not in req.headers  # the client's key never travels on
+    assert req.headers["accept-encoding"] == "identity"
+    assert orjson.loads(req.content)["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+
+
+async def test_stream_response_headers_install_the_translator(gw):
+    f = chat_flow({"model": "gemini-2.5-flash", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    gw.plans[f.id].job.account = "a@example.com"
+    gw.plans[f.id].job.url = "https://cloudcode.example/v1internal:streamGenerateContent?alt=sse"
+    f.response = tutils.tresp(status_code=200, content=None,
+                              headers=((b"content-type", b"text/event-stream"), (b"content-length", b"0")))
+    gw.responseheaders(f)
+    assert isinstance(f.response.stream, StreamAdapter)
+    assert f.response.headers["transfer-encoding"] == "chunked"  # P3
+    assert "content-length" not in f.response.headers
+    assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-flash"
+    assert f.response.headers["X-Account-Email"] == "a@example.com"
+    assert f.request.host == "cloudcode.example"  # the display URL is the real upstream, not the relay
+
+
+async def test_non_stream_body_is_translated_in_response(gw):
+    f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    upstream = {"response": {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hello"}]},
+                                             "finishReason": "STOP"}],
+                             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1,
+                                               "totalTokenCount": 4}}}
+    f.response = tutils.tresp(status_code=200, content=orjson.dumps(upstream),
+                              headers=((b"content-type", b"application/json"),))
+    gw.responseheaders(f)
+    gw.response(f)
+    body = orjson.loads(f.response.content)
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == "Hello"
+    assert body["usage"]["total_tokens"] == 4
+    assert f.id not in gw.plans
+
+
+async def test_relay_error_body_passes_through_with_headers(gw):
+    f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    err = {"error": {"message": "all busy", "type": "rate_limit_error", "param": None, "code": "x"}}
+    f.response = tutils.tresp(status_code=429, content=orjson.dumps(err),
+                              headers=((b"content-type", b"application/json"), (b"x-ag-error", b"1")))
+    gw.responseheaders(f)
+    gw.response(f)
+    assert orjson.loads(f.response.content) == err
+    assert "x-ag-error" not in f.response.headers
+    assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-flash"
+    assert f.marked == ":warning:"
+
+
+async def test_hook_exception_becomes_a_500_openai_error(gw, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(gw, "_translate_request", boom)
+    f = chat_flow({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    await gw.request(f)
+    assert f.response.status_code == 500
+    assert orjson.loads(f.response.content)["error"]["code"] == "internal_error"
+
+
+async def test_regular_mode_touches_only_api_openai_com(gw):
+    f = chat_flow(b"", path="/healthz", method="GET")
+    f.client_conn.proxy_mode = ProxyMode.parse("regular")
+    f.request.host = "example.com"
+    await gw.request(f)
+    assert f.response is None
+    f.request.host = "api.openai.com"
+    await gw.request(f)
+    assert f.response.status_code == 200

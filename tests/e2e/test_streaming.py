@@ -1,0 +1,32 @@
+"""Stream behaviour that needs its own gateway settings: keep-alives during long silent phases."""
+
+from __future__ import annotations
+
+import http.client
+import time
+
+import orjson
+
+
+def test_silent_upstream_gets_keepalive_comments_and_the_stream_continues(start_gateway, emulator):
+    gw = start_gateway(options={"ag_keepalive": 1})
+    emulator.add_rule(times=1, reply={"thoughts": ["thinking"], "text": ["done"], "chunk_delay_ms": 2600})
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.request("POST", "/v1/chat/completions", body=orjson.dumps(
+        {"model": "gemini-2.5-pro", "stream": True, "messages": [{"role": "user", "content": "think"}]}),
+        headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    started = time.monotonic()
+    lines = []
+    while line := resp.readline():
+        lines.append((time.monotonic() - started, line))
+    body = b"".join(line for _, line in lines)
+    assert b": keep-alive\n" in body
+    assert body.endswith(b"data: [DONE]\n\n")
+    chunks = [orjson.loads(line[6:]) for _, line in lines if line.startswith(b"data: {")]
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks if c["choices"])
+    assert (reasoning, content) == ("thinking", "done")
+    first_keepalive = next(t for t, line in lines if line.startswith(b": keep-alive"))
+    assert first_keepalive < 2.5  # it came during the silence, not with the next event

@@ -1,0 +1,72 @@
+"""The pure option parsers behind the Auth addon, the body limit and the mapping file."""
+
+from __future__ import annotations
+
+import pytest
+
+from antigravity_gw.settings import InboundAuth, parse_model_map_file, parse_size, resolve_inbound_auth
+
+
+@pytest.mark.parametrize(("mode", "hosts", "expected"), [
+    ("auto", ["127.0.0.1"], "off"),
+    ("auto", ["localhost", "::1"], "off"),
+    ("auto", ["0.0.0.0"], "all_except_health"),
+    ("auto", ["127.0.0.1", "192.168.1.5"], "all_except_health"),
+    ("strict", ["127.0.0.1"], "strict"),
+    ("all_except_health", ["0.0.0.0"], "all_except_health"),
+    ("off", ["127.0.0.1"], "off"),
+])
+def test_auto_is_resolved_against_where_the_gateway_listens(mode, hosts, expected):
+    assert resolve_inbound_auth(mode, "k", hosts, allow_public=False).mode == expected
+
+
+@pytest.mark.parametrize(("mode", "key", "hosts", "words"), [
+    ("off", "k", ["0.0.0.0"], "with inbound auth off"),
+    ("off", "", [""], "Refusing to listen on *"),
+    ("auto", "", ["0.0.0.0"], "without ag_api_key"),
+    ("strict", "", ["10.0.0.1"], "without ag_api_key"),
+    ("strict", "", ["127.0.0.1"], "requires ag_api_key"),
+    ("all_except_health", "", ["127.0.0.1"], "requires ag_api_key"),
+    ("maybe", "k", ["127.0.0.1"], "is not one of"),
+])
+def test_configurations_that_expose_the_accounts_are_refused(mode, key, hosts, words):
+    with pytest.raises(ValueError, match=words.replace("*", r"\*")):
+        resolve_inbound_auth(mode, key, hosts, allow_public=False)
+
+
+def test_the_refusal_says_how_to_fix_it():
+    with pytest.raises(ValueError) as e:
+        resolve_inbound_auth("off", "", ["0.0.0.0"], allow_public=False)
+    for fix in ("ag_api_key", "listen_host=127.0.0.1", "ag_allow_unauthenticated_public=true"):
+        assert fix in str(e.value)
+
+
+def test_forcing_a_public_gateway_without_a_key_opens_it():
+    forced = resolve_inbound_auth("auto", "", ["0.0.0.0"], allow_public=True)
+    assert forced == InboundAuth("off", "", ("0.0.0.0",))
+    assert resolve_inbound_auth("strict", "k", ["0.0.0.0"], allow_public=True).mode == "strict"
+
+
+@pytest.mark.parametrize(("text", "size"), [("32m", 32 << 20), ("512k", 512 << 10), ("1g", 1 << 30),
+                                            ("1048576", 1 << 20), ("16MiB", 16 << 20), (" 2 MB ", 2 << 20)])
+def test_sizes(text, size):
+    assert parse_size(text, what="ag_body_limit") == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1", "12x", "m"])
+def test_bad_sizes_name_the_option(text):
+    with pytest.raises(ValueError, match="ag_body_limit"):
+        parse_size(text, what="ag_body_limit")
+
+
+def test_mapping_file_keeps_file_order():
+    assert parse_model_map_file(b'{"b": "x", "a*": "y"}', path="m.json") == (("b", "x"), ("a*", "y"))
+
+
+@pytest.mark.parametrize(("data", "words"), [(b"nope", "not valid JSON"), (b"[]", "JSON object"),
+                                             (b'{"a": 3}', "not a string"), (b'{"a": ""}', "not FROM=TO"),
+                                             (b'{"a": "x*"}', "cannot contain")])
+def test_bad_mapping_files_name_the_file_and_the_problem(data, words):
+    with pytest.raises(ValueError, match=words) as e:
+        parse_model_map_file(data, path="/etc/m.json")
+    assert "ag_model_map_file: /etc/m.json" in str(e.value)
