@@ -308,16 +308,19 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _to_invalid_request(exc) from None
+        raise validation_error_to_invalid_request(exc) from None
 
 
-def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
+def validation_error_to_invalid_request(
+    exc: ValidationError, api: str = "chat completions"
+) -> InvalidRequest:
+    """The first problem of a failed validation, in OpenAI's wording; ``api`` names the API in hints."""
     error = exc.errors(include_url=False)[0]  # OpenAI reports one problem at a time
     if error["type"] == "json_invalid":
         reason = error.get("ctx", {}).get("error", "invalid JSON")
         return InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: the gateway expects a JSON object "
-            f"following the OpenAI chat completions API; the parser said: {reason}.)"
+            f"following the OpenAI {api} API; the parser said: {reason}.)"
         )
     if not error["loc"]:
         return InvalidRequest(

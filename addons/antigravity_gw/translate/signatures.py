@@ -15,6 +15,11 @@ A signature that is canonical standard base64 (what Google sends) is stored as b
 padding (flavour ``b``: same length, exact round trip); anything else is stored as the base64url of
 its UTF-8 bytes (flavour ``u``). Ids that do not match the grammar are foreign (another provider, a
 hand-written history): they carry nothing, and no id is sent to Gemini for them.
+
+The Responses API has a proper place for the same data: a ``reasoning`` item's ``encrypted_content``,
+which clients (Codex) send back verbatim. ``encode_reasoning_signature`` marks the signature so that
+``decode_reasoning_signature`` can tell it from an OpenAI-encrypted blob of another provider, which
+must never reach Gemini.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ _ID = re.compile(
     r"call_[A-Za-z0-9]+(?:_id(?P<gid>(?:[0-9a-f]{2})+))?(?:_sig(?P<flavour>[bu])(?P<sig>[A-Za-z0-9_-]+))?"
 )
 _TO_URL = str.maketrans("+/", "-_")
+REASONING_PREFIX = "gemini-thought-signature:"
 _FROM_URL = str.maketrans("-_", "+/")
 
 
@@ -86,3 +92,15 @@ def _decode_signature(flavour: str, payload: str) -> str:
     if flavour == "b":
         return padded.translate(_FROM_URL)
     return base64.urlsafe_b64decode(padded).decode()
+
+
+def encode_reasoning_signature(signature: str) -> str:
+    """A thought signature as a Responses ``reasoning.encrypted_content`` value."""
+    return REASONING_PREFIX + signature
+
+
+def decode_reasoning_signature(encrypted_content: str | None) -> str | None:
+    """The signature in an ``encrypted_content`` this gateway made; None for anything else."""
+    if not encrypted_content or not encrypted_content.startswith(REASONING_PREFIX):
+        return None
+    return encrypted_content[len(REASONING_PREFIX):] or None

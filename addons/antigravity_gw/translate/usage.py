@@ -1,7 +1,8 @@
 """Gemini ``usageMetadata`` → OpenAI token counts; shared by the chat, completions and responses translators.
 
 ``UsageCounts`` is the neutral form (each OpenAI API names the fields differently);
-``gemini_usage_to_openai`` builds the chat/completions ``usage`` object from it.
+``gemini_usage_to_openai`` builds the chat/completions ``usage`` object from it, and
+``gemini_usage_to_responses`` the Responses API's (``input_tokens`` / ``output_tokens``).
 
 How Gemini counts (``promptTokenCount`` includes cached tokens; thoughts are billed as output):
 * prompt     = ``promptTokenCount`` + ``toolUsePromptTokenCount`` (tool-use prompts are input too)
@@ -49,6 +50,18 @@ def gemini_usage_to_openai(usage: Mapping[str, Any] | None) -> ChatUsage:
         "total_tokens": counts.total,
         "prompt_tokens_details": {"cached_tokens": counts.cached},
         "completion_tokens_details": {"reasoning_tokens": counts.reasoning},
+    }
+
+
+def gemini_usage_to_responses(usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    counts = gemini_usage_counts(usage)
+    return {
+        "input_tokens": counts.prompt,
+        # Gemini reports no cache writes (implicit caching is free to write); the SDK requires the field.
+        "input_tokens_details": {"cached_tokens": counts.cached, "cache_write_tokens": 0},
+        "output_tokens": counts.completion,
+        "output_tokens_details": {"reasoning_tokens": counts.reasoning},
+        "total_tokens": counts.total,
     }
 
 

@@ -250,3 +250,12 @@ def test_history_from_another_provider_sends_no_ids_and_no_signatures() -> None:
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": "done"}}}]},
     ]
     assert b"skip_thought_signature_validator" not in orjson.dumps(contents)
+
+
+def test_reasoning_encrypted_content_round_trips_only_our_own() -> None:
+    from antigravity_gw.translate.signatures import decode_reasoning_signature, encode_reasoning_signature
+
+    signature = "CiQBVKhc7sZ2+/=="
+    assert decode_reasoning_signature(encode_reasoning_signature(signature)) == signature
+    for foreign in (None, "", "gAAAAABo-openai-encrypted", "gemini-thought-signature:"):
+        assert decode_reasoning_signature(foreign) is None

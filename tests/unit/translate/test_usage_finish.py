@@ -86,3 +86,13 @@ def test_finish_reason_with_tool_calls(reason: str, expected: str) -> None:
 def test_filtered_set_covers_the_documented_blocking_reasons() -> None:
     assert {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"} <= FILTERED
     assert is_filtered("SPII") and not is_filtered("STOP") and not is_filtered(None)
+
+
+def test_responses_usage_names_the_same_counts_its_own_way() -> None:
+    from antigravity_gw.translate.usage import gemini_usage_to_responses
+
+    usage = {"promptTokenCount": 10, "toolUsePromptTokenCount": 2, "candidatesTokenCount": 5,
+             "thoughtsTokenCount": 7, "cachedContentTokenCount": 4}
+    assert gemini_usage_to_responses(usage) == {
+        "input_tokens": 12, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
+        "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 7}, "total_tokens": 24}

@@ -1,0 +1,173 @@
+"""Codex CLI (npm ``@openai/codex``, ``codex exec --json``) -> mitmdump -> emulator, end to end.
+
+Codex is installed once into ``.codex-cache/`` (git-ignored) by a session fixture; the tests skip,
+saying why, only when npm cannot install it. Each run gets its own ``CODEX_HOME`` (config.toml with a
+``gw`` provider on the gateway, plus a model catalog that enables the freeform ``apply_patch`` tool and
+reasoning summaries) and a scratch git repository as its working directory, with stdin closed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from support.gateway import ROOT, Gateway, write_account
+
+CODEX_VERSION = "0.169.0"
+CODEX_DIR = ROOT / ".codex-cache"
+INSTALL_TIMEOUT = 300
+RUN_TIMEOUT = 180
+MODEL = "gemini-2.5-flash"
+SIGNATURE = "CiQBVKhc7sZ2dGhvdWdodC1zaWduYXR1cmUtZnJvbS1jb2RleA=="
+CATALOG = {"models": [{
+    "slug": MODEL, "display_name": MODEL, "description": "gateway model", "default_reasoning_level": "medium",
+    "supported_reasoning_levels": [{"effort": e, "description": e} for e in ("low", "medium", "high")],
+    "shell_type": "shell_command", "visibility": "list", "supported_in_api": True, "priority": 1,
+    "base_instructions": "You are a coding agent.", "supports_reasoning_summaries": True,
+    "default_reasoning_summary": "auto", "support_verbosity": False, "apply_patch_tool_type": "freeform",
+    "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
+    "context_window": 1000000, "max_context_window": 1000000, "effective_context_window_percent": 95,
+    "experimental_supported_tools": [], "input_modalities": ["text", "image"], "supports_search_tool": False,
+}]}
+pytestmark = pytest.mark.timeout(600)
+
+
+def _codex_version(exe: Path) -> str:
+    try:
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip().rsplit(" ", 1)[-1]
+
+
+@pytest.fixture(scope="session")
+def codex() -> Path:
+    exe = CODEX_DIR / "node_modules" / ".bin" / "codex"
+    if _codex_version(exe) == CODEX_VERSION:
+        return exe
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed, so Codex CLI cannot be installed")
+    command = [npm, "install", "--prefix", str(CODEX_DIR), "--no-audit", "--no-fund",
+               f"@openai/codex@{CODEX_VERSION}"]
+    try:
+        subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"npm could not install @openai/codex@{CODEX_VERSION} within {INSTALL_TIMEOUT} s")
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"npm could not install @openai/codex@{CODEX_VERSION}: {e.stderr.strip()[-500:]}")
+    version = _codex_version(exe)
+    assert version == CODEX_VERSION, f"npm installed Codex, but `codex --version` says {version!r}"
+    return exe
+
+
+@pytest.fixture(scope="module")
+def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
+    accounts = tmp_path_factory.mktemp("codex-accounts")
+    write_account(accounts, "acc1")
+    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    d = tmp_path / "work"
+    d.mkdir()
+    subprocess.run(["git", "init", "-q", str(d)], check=True, timeout=30)
+    return d
+
+
+@pytest.fixture
+def run_codex(codex: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path):
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "catalog.json").write_bytes(orjson.dumps(CATALOG))
+    (home / "config.toml").write_text(
+        f'model = "{MODEL}"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "antigravity gateway"\n'
+        f'base_url = "{gw.url}/v1"\nenv_key = "GW_API_KEY"\nwire_api = "responses"\n'
+        "request_max_retries = 0\nstream_max_retries = 0\n")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update(CODEX_HOME=str(home), GW_API_KEY="sk-local", NO_PROXY="*")
+
+    def run(prompt: str, *args: str) -> list[dict[str, Any]]:
+        command = [str(codex), "exec", "--skip-git-repo-check", "--json",
+                   "-c", f'model_catalog_json="{home / "catalog.json"}"', *args, prompt]
+        proc = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=RUN_TIMEOUT)
+        events = [orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        context = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        assert proc.returncode == 0, context
+        assert events[-1]["type"] == "turn.completed", context
+        return events
+
+    return run
+
+
+def gemini_requests(emulator) -> list[dict[str, Any]]:
+    return [r["body"]["request"] for r in emulator.requests(rpc="streamGenerateContent")]
+
+
+def items(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e["item"] for e in events if e["type"] == "item.completed" and e["item"]["type"] == kind]
+
+
+def function_names(request: dict[str, Any]) -> set[str]:
+    return {d["name"] for tool in request.get("tools", []) for d in tool.get("functionDeclarations", [])}
+
+
+def test_codex_plain_turn(run_codex, emulator):
+    emulator.add_rule(times=1, reply={"thoughts": ["Greeting the user."], "text": ["Hello from Gemini."]})
+    events = run_codex("say hi")
+    assert [m["text"] for m in items(events, "agent_message")] == ["Hello from Gemini."]
+    assert [r["text"] for r in items(events, "reasoning")] == ["Greeting the user."]
+    [request] = gemini_requests(emulator)
+    assert request["systemInstruction"]["parts"]  # Codex's developer messages
+    assert request["contents"][-1]["role"] == "user"
+    assert request["contents"][-1]["parts"][-1] == {"text": "say hi"}
+    names = function_names(request)
+    assert {"exec_command", "apply_patch", "multi_agent_v1__spawn_agent"} <= names
+    assert all("googleSearch" not in tool for tool in request["tools"])
+    assert request["generationConfig"]["thinkingConfig"]["includeThoughts"] is True
+
+
+def test_codex_tool_loop_runs_a_command_and_answers_from_its_output(run_codex, emulator):
+    emulator.add_rule(times=1, reply={"function_calls": [
+        {"name": "exec_command", "args": {"cmd": "echo codex-tool-ran"}, "thought_signature": SIGNATURE}]})
+    emulator.add_rule(times=1, reply={"text": ["The command printed codex-tool-ran."]})
+    events = run_codex("run echo")
+    [command] = items(events, "command_execution")
+    assert "codex-tool-ran" in command["aggregated_output"]
+    assert command["exit_code"] == 0
+    assert [m["text"] for m in items(events, "agent_message")] == ["The command printed codex-tool-ran."]
+    first, second = gemini_requests(emulator)
+    assert second["contents"][: len(first["contents"])] == first["contents"]
+    model_turn, tool_turn = second["contents"][len(first["contents"]):]
+    assert model_turn == {"role": "model", "parts": [{
+        "functionCall": {"name": "exec_command", "args": {"cmd": "echo codex-tool-ran"}},
+        "thoughtSignature": SIGNATURE}]}
+    [response] = tool_turn["parts"]
+    assert response["functionResponse"]["name"] == "exec_command"
+    assert "codex-tool-ran" in response["functionResponse"]["response"]["output"]
+
+
+def test_codex_applies_a_freeform_apply_patch(run_codex, emulator, workdir):
+    patch = "*** Begin Patch\n*** Add File: hello.txt\n+hello from apply_patch\n*** End Patch\n"
+    emulator.add_rule(times=1, reply={"function_calls": [{"name": "apply_patch", "args": {"input": patch}}]})
+    emulator.add_rule(times=1, reply={"text": ["Created hello.txt."]})
+    events = run_codex("create hello.txt", "-s", "workspace-write")
+    assert (workdir / "hello.txt").read_text() == "hello from apply_patch\n"
+    [change] = items(events, "file_change")
+    assert change["status"] == "completed"
+    assert [m["text"] for m in items(events, "agent_message")] == ["Created hello.txt."]
+    second = gemini_requests(emulator)[1]
+    model_turn, tool_turn = second["contents"][-2:]
+    assert model_turn["parts"] == [{"functionCall": {"name": "apply_patch", "args": {"input": patch}}}]
+    response = tool_turn["parts"][0]["functionResponse"]
+    assert response["name"] == "apply_patch"
+    assert "hello.txt" in response["response"]["output"]

@@ -1,0 +1,192 @@
+"""The Responses and Completions endpoints: chaining through the store, saving finished responses, and
+the Responses stream framing through the real StreamAdapter (including the gateway's own failure)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from antigravity_gw.errors import NotFound
+from antigravity_gw.mitm.stream import StreamAdapter
+from antigravity_gw.openai_api.responses_models import MessageItem, OutputText
+from antigravity_gw.openai_api.routes import RouteKind
+from antigravity_gw.translate.endpoints import (
+    ChatEndpoint,
+    CompletionsEndpoint,
+    Ids,
+    ResponsesEndpoint,
+    endpoint_for,
+)
+from antigravity_gw.translate.responses_store import ResponseStore
+
+ANSWER = {"candidates": [{"content": {"parts": [{"text": "Hi!"}]}, "finishReason": "STOP"}]}
+
+
+def ids(response_id: str = "resp_1") -> Ids:
+    counter = itertools.count(1)
+    return Ids(response_id, 1700000000, lambda: f"t{next(counter)}")
+
+
+def body(**fields: Any) -> bytes:
+    return orjson.dumps({"model": "gemini-2.5-flash", **fields})
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps({"response": e}) + b"\n\n" for e in events)
+
+
+def frames(raw: bytes) -> list[dict[str, Any]]:
+    out = []
+    for frame in raw.split(b"\n\n")[:-1]:
+        event, data = frame.split(b"\n")
+        parsed = orjson.loads(data.removeprefix(b"data: "))
+        assert event == b"event: " + parsed["type"].encode()
+        out.append(parsed)
+    return out
+
+
+def test_the_registry_serves_all_three_apis() -> None:
+    assert isinstance(endpoint_for(RouteKind.CHAT), ChatEndpoint)
+    assert isinstance(endpoint_for(RouteKind.RESPONSES), ResponsesEndpoint)
+    assert isinstance(endpoint_for(RouteKind.COMPLETIONS), CompletionsEndpoint)
+
+
+def test_session_keys() -> None:
+    responses = ResponsesEndpoint(ResponseStore())
+    assert responses.session_key(responses.parse(body(input="x", prompt_cache_key="sess-1"))) == "sess-1"
+    assert responses.session_key(responses.parse(body(input="x"))) == ""
+    assert responses.parse(body(input="x", prompt_cache_key="sess-1")).prompt_cache_key == "sess-1"
+    chat = ChatEndpoint()
+    assert chat.session_key(chat.parse(body(messages=[{"role": "user", "content": "x"}]))) == ""
+    completions = CompletionsEndpoint()
+    assert completions.session_key(completions.parse(body(prompt="x"))) == ""
+
+
+def test_a_non_stream_response_is_saved_and_chained() -> None:
+    endpoint = ResponsesEndpoint(ResponseStore())
+    first = endpoint.parse(body(input="hello"))
+    answer = endpoint.complete(first, ANSWER, ids("resp_1"))
+    assert answer["output"][0]["content"][0]["text"] == "Hi!"
+    chained = endpoint.parse(orjson.dumps({"previous_response_id": "resp_1", "input": "more"}))
+    assert chained.model == "gemini-2.5-flash"
+    assert chained.history == 2
+    assert chained.items == (
+        MessageItem(role="user", content="hello"),
+        MessageItem(role="assistant", content=[OutputText(type="output_text", text="Hi!")]),
+        MessageItem(role="user", content="more"),
+    )
+
+
+def test_a_stream_is_saved_when_it_completes_and_not_with_store_false() -> None:
+    store = ResponseStore()
+    endpoint = ResponsesEndpoint(store)
+    for response_id, extra in (("resp_kept", {}), ("resp_unstored", {"store": False})):
+        parsed = endpoint.parse(body(input="hello", stream=True, **extra))
+        adapter = StreamAdapter(endpoint.stream_translator(parsed, ids(response_id)), endpoint.stream_format,
+                                lambda e: e.get("response", e))
+        out = adapter(sse(ANSWER))
+        out += adapter(b"")
+        assert frames(out)[-1]["type"] == "response.completed"
+    assert store.get("resp_kept") is not None
+    assert store.get("resp_unstored") is None
+
+
+def test_a_failed_stream_is_not_saved() -> None:
+    store = ResponseStore()
+    endpoint = ResponsesEndpoint(store)
+    parsed = endpoint.parse(body(input="hello", stream=True))
+    adapter = StreamAdapter(endpoint.stream_translator(parsed, ids()), endpoint.stream_format,
+                            lambda e: e.get("response", e))
+    events = frames(adapter(b'data: {"error": {"code": 503, "status": "UNAVAILABLE", "message": "x"}}\n\n'))
+    assert events[-1]["type"] == "response.failed"
+    assert adapter(b"") == b""
+    assert store.get("resp_1") is None
+
+
+def test_an_unknown_previous_response_id_is_a_404() -> None:
+    endpoint = ResponsesEndpoint(ResponseStore())
+    with pytest.raises(NotFound) as info:
+        endpoint.parse(body(input="x", previous_response_id="resp_gone"))
+    assert (info.value.status, info.value.code, info.value.param) == (
+        404, "previous_response_not_found", "previous_response_id")
+    assert "resp_gone" in info.value.message
+
+
+def explode(translator: Any) -> None:
+    """A bug inside the translator, after it produced some events for the current call."""
+    original = translator._event
+
+    def broken(event: Any, out: list[Any]) -> None:
+        original(event, out)
+        raise KeyError("boom")
+
+    translator._event = broken
+
+
+def test_the_gateway_failing_mid_stream_still_ends_with_response_failed() -> None:
+    endpoint = ResponsesEndpoint(ResponseStore())
+    parsed = endpoint.parse(body(input="x", stream=True, store=False))
+    translator = endpoint.stream_translator(parsed, ids())
+    adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
+    explode(translator)
+    events = frames(adapter(sse({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]})))
+    # the events of the call that raised never left: the stream starts over with response.created
+    assert [(e["type"], e["sequence_number"]) for e in events] == [
+        ("response.created", 0), ("response.in_progress", 1), ("response.failed", 2)]
+    assert events[-1]["response"]["error"] == {
+        "code": "server_error", "message": "Internal gateway error while translating the stream: KeyError"}
+    assert adapter(b"") == b""
+
+
+def test_a_failure_after_events_went_out_continues_their_numbering() -> None:
+    endpoint = ResponsesEndpoint(ResponseStore())
+    parsed = endpoint.parse(body(input="x", stream=True, store=False))
+    translator = endpoint.stream_translator(parsed, ids())
+    adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
+    text = {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}
+    first = frames(adapter(sse(text)))
+    explode(translator)
+    rest = frames(adapter(sse(text, text)))
+    assert [e["sequence_number"] for e in first + rest] == list(range(len(first) + len(rest)))
+    assert [e["type"] for e in rest] == ["response.failed"]
+    assert rest[0]["response"]["output"][0]["status"] == "incomplete"
+
+
+def test_completions_stream_frames_end_with_done() -> None:
+    endpoint = CompletionsEndpoint()
+    parsed = endpoint.parse(body(prompt="x", stream=True))
+    adapter = StreamAdapter(endpoint.stream_translator(parsed, ids("cmpl-1")), endpoint.stream_format,
+                            lambda e: e.get("response", e))
+    out = adapter(sse(ANSWER)) + adapter(b"")
+    assert out == (b'data: {"id":"cmpl-1","object":"text_completion","created":1700000000,'
+                   b'"model":"gemini-2.5-flash","choices":[{"text":"Hi!","index":0,"logprobs":null,'
+                   b'"finish_reason":null}]}\n\n'
+                   b'data: {"id":"cmpl-1","object":"text_completion","created":1700000000,'
+                   b'"model":"gemini-2.5-flash","choices":[{"text":"","index":0,"logprobs":null,'
+                   b'"finish_reason":"stop"}]}\n\n'
+                   b"data: [DONE]\n\n")
+
+
+
+def test_events_translated_before_a_failure_in_the_same_chunk_still_go_out() -> None:
+    endpoint = ResponsesEndpoint(ResponseStore())
+    parsed = endpoint.parse(body(input="x", stream=True, store=False))
+    translator = endpoint.stream_translator(parsed, ids())
+    adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
+    calls = itertools.count()
+    original = translator._event
+
+    def second_call_breaks(event: Any, out: list[Any]) -> None:
+        original(event, out)
+        if next(calls) == 1:
+            raise KeyError("boom")
+
+    translator._event = second_call_breaks
+    events = frames(adapter(sse({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]},
+                                {"candidates": [{"content": {"parts": [{"text": " there"}]}}]})))
+    assert [(e["type"], e["sequence_number"]) for e in events] == [
+        ("response.created", 0), ("response.in_progress", 1), ("response.output_item.added", 2),
+        ("response.content_part.added", 3), ("response.output_text.delta", 4), ("response.failed", 5)]
+    assert events[-1]["response"]["output"][0]["status"] == "incomplete"

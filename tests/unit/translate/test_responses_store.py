@@ -1,0 +1,77 @@
+"""ResponseStore: TTL and size bounds over an injected clock; output items become input items."""
+
+from __future__ import annotations
+
+from antigravity_gw.openai_api.responses_models import (
+    CustomToolCallItem,
+    FunctionCallItem,
+    MessageItem,
+    OutputText,
+    ReasoningItem,
+    Refusal,
+    SummaryText,
+)
+from antigravity_gw.translate.responses_store import ResponseStore, StoredResponse, output_as_input
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stored(text: str) -> StoredResponse:
+    return StoredResponse("m", (MessageItem(role="user", content=text),))
+
+
+def test_entries_expire_after_the_ttl() -> None:
+    clock = Clock()
+    store = ResponseStore(ttl=60, clock=clock)
+    store.put("resp_1", stored("a"))
+    clock.now += 59.9
+    assert store.get("resp_1") == stored("a")
+    clock.now += 0.1
+    assert store.get("resp_1") is None
+    assert len(store) == 0
+
+
+def test_the_oldest_entries_go_first_when_full() -> None:
+    clock = Clock()
+    store = ResponseStore(ttl=60, max_entries=2, clock=clock)
+    for n in range(3):
+        store.put(f"resp_{n}", stored(str(n)))
+        clock.now += 1
+    assert [store.get(f"resp_{n}") for n in range(3)] == [None, stored("1"), stored("2")]
+
+
+def test_expired_entries_are_dropped_when_a_new_one_arrives() -> None:
+    clock = Clock()
+    store = ResponseStore(ttl=10, clock=clock)
+    store.put("resp_old", stored("old"))
+    clock.now += 11
+    store.put("resp_new", stored("new"))
+    assert len(store) == 1
+
+
+def test_output_items_become_input_items() -> None:
+    output = [
+        {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "t"}],
+         "encrypted_content": "gemini-thought-signature:S"},
+        {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": "hi"},
+                     {"type": "refusal", "refusal": "no"}]},
+        {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": "{}", "call_id": "call_1",
+         "name": "f", "namespace": "ns"},
+        {"id": "ctc_1", "type": "custom_tool_call", "status": "completed", "call_id": "call_2", "name": "p",
+         "input": "raw"},
+    ]
+    assert output_as_input(output) == (
+        ReasoningItem(type="reasoning", id="rs_1", summary=[SummaryText(type="summary_text", text="t")],
+                      encrypted_content="gemini-thought-signature:S"),
+        MessageItem(role="assistant", content=[OutputText(type="output_text", text="hi"),
+                                               Refusal(type="refusal", refusal="no")]),
+        FunctionCallItem(type="function_call", call_id="call_1", name="f", arguments="{}", namespace="ns"),
+        CustomToolCallItem(type="custom_tool_call", call_id="call_2", name="p", input="raw"),
+    )
