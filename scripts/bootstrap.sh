@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with a Python >= 3.12 (PATH first, then pyenv) and installs the project into it.
-# Usage: scripts/bootstrap.sh [test]   — "test" also installs the test dependencies.
+# Usage: scripts/bootstrap.sh [EXTRAS]   — e.g. "test" or "test,bench": optional dependency groups.
 # Re-runs are cheap: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,14 +34,20 @@ if [ ! -x "$venv/bin/python" ] || ! is_new_enough "$venv/bin/python"; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 fi
 
-want="$(sha256sum "$root/pyproject.toml" | cut -c1-16)-${extra:-base}"
+# The stamp records the pyproject.toml it installed and the extras: reinstall only when either falls short.
+hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 stamp="$venv/.antigravity-installed"
-have="$(cat "$stamp" 2>/dev/null || true)"
-# A test install also satisfies a base install.
-if [ "$have" != "$want" ] && ! { [ -z "$extra" ] && [ "$have" = "${want%-base}-test" ]; }; then
+read -r have_hash have_extras < "$stamp" 2>/dev/null || { have_hash=""; have_extras=""; }
+[ "$have_hash" = "$hash" ] || have_extras=""
+missing=""
+for e in ${extra//,/ }; do
+  case ",$have_extras," in *",$e,"*) ;; *) missing="$missing,$e" ;; esac
+done
+if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
+  all="$(echo "${have_extras}${missing}" | sed 's/^,//')"
   target="."
-  [ -n "$extra" ] && target=".[$extra]"
+  [ -n "$all" ] && target=".[$all]"
   echo "bootstrap: installing $target into .venv" >&2
   (cd "$root" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2)
-  echo "$want" > "$stamp"
+  echo "$hash ${all:-,}" > "$stamp"
 fi

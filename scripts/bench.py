@@ -1,0 +1,316 @@
+"""Measure the gateway's cost against the limit: gateway vs. the emulator called directly vs. a plain
+mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count.
+
+    scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
+    scripts/bench --quick             # shorter cells, for a smoke run
+
+What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
+1, 16 and 64; streaming time to first chunk (TTFC) and SSE events/s with 64 concurrent streams; TTFC of a
+stream whose first attempt got a 429; proxy CPU and peak RSS; RSS after 10,000 requests. It prints a
+markdown table with ratios and writes a PNG chart (matplotlib, from the "bench" extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # reuse the test harness: one way to start emulator and gateway
+from support.emulator import Emulator  # noqa: E402
+from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
+
+MODEL = "gemini-2.5-flash"
+CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
+GEMINI_BODY = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "ping"}]}]})
+STREAM_EVENTS = 300
+STREAM_GAP_MS = 10
+
+
+@dataclass
+class Cell:
+    target: str
+    concurrency: int
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # proxy CPU seconds per wall second (1.0 = one core)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+class Proc:
+    """CPU time and memory of a process, read from /proc (Linux)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._ticks
+
+    def memory_mb(self, key: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], concurrency: int,
+               seconds: float, max_requests: int, proc: Proc | None, target: str) -> Cell:
+    cell = Cell(target, concurrency)
+    deadline = time.perf_counter() + seconds
+    cpu0 = proc.cpu_seconds() if proc else 0.0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline and cell.requests + cell.errors < max_requests:
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                cell.requests += 1
+                cell.latencies.append(time.perf_counter() - t0)
+            else:
+                cell.errors += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cell.seconds = time.perf_counter() - start
+    if proc:
+        cell.cpu = (proc.cpu_seconds() - cpu0) / cell.seconds
+    return cell
+
+
+@dataclass
+class StreamStats:
+    ttfc: list[float] = field(default_factory=list)
+    events: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stats: StreamStats) -> None:
+    t0 = time.perf_counter()
+    first = True
+    async with session.post(url, data=body, headers={"content-type": "application/json"}) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data:") and line.strip() != b"data: [DONE]":
+                if first:
+                    stats.ttfc.append(time.perf_counter() - t0)
+                    first = False
+                stats.events += 1
+
+
+async def streams(session: aiohttp.ClientSession, url: str, body: bytes, n: int, proc: Proc | None) -> StreamStats:
+    stats = StreamStats()
+    cpu0 = proc.cpu_seconds() if proc else 0.0
+    t0 = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(one_stream(session, url, body, stats) for _ in range(n))), 120)
+    stats.seconds = time.perf_counter() - t0
+    if proc:
+        stats.cpu = (proc.cpu_seconds() - cpu0) / stats.seconds
+    return stats
+
+
+def start_plain_mitmdump(emulator: Emulator, confdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([mitm_tool(), "--mode", f"reverse:{emulator.url}@{port}", "--set", "listen_host=127.0.0.1",
+                             "--set", "connection_strategy=lazy", "--set", "flow_detail=0", "--set",
+                             f"confdir={confdir}", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("plain mitmdump did not start")
+
+
+async def run(args: argparse.Namespace) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="ag-bench-"))
+    confdir = tmp / "conf"
+    accounts = tmp / "accounts"
+    accounts.mkdir()
+    write_account(accounts, "k1", api_key="AIza-bench-1")
+    write_account(accounts, "k2", api_key="AIza-bench-2")
+    results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+                                f"Python {platform.python_version()}"}
+    with Emulator() as emu:
+        emu.add_rule(match={"model": "bench-stream"}, reply={
+            "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
+            "split": False})  # one TCP write per event, as Google sends them (the tests cover split events)
+        gw = Gateway(emu, accounts, confdir=confdir, options={"flow_detail": 0, "termlog_verbosity": "warn",
+                                                              "ag_scheduling": "round_robin"})
+        gw.start()
+        plain, plain_port = start_plain_mitmdump(emu, confdir)
+        try:
+            results.update(await measure(args, emu, gw, plain, plain_port))
+        finally:
+            plain.terminate()
+            gw.stop()
+    return results
+
+
+async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: subprocess.Popen[bytes],
+                  plain_port: int) -> dict:
+    assert gw.proc is not None
+    gw_proc, plain_proc = Proc(gw.proc.pid), Proc(plain.pid)
+    direct_url = f"{emu.url}/v1beta/models/{MODEL}:generateContent"
+    plain_url = f"http://127.0.0.1:{plain_port}/v1beta/models/{MODEL}:generateContent"
+    gemini_headers = {"content-type": "application/json", "x-goog-api-key": "AIza-bench-1"}
+    chat_headers = {"content-type": "application/json"}
+    cells: list[Cell] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for target, url, body, headers, proc in (("direct", direct_url, GEMINI_BODY, gemini_headers, None),
+                                                 ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
+                                                 ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers,
+                                                  gw_proc)):
+            await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
+            for c in (1, 16, 64):
+                cells.append(await load(session, url, body, headers, c, args.seconds, args.max_requests, proc, target))
+        stream_body = orjson.dumps({"model": "bench-stream", "stream": True,
+                                    "messages": [{"role": "user", "content": "go"}]})
+        single = StreamStats()
+        for _ in range(10):
+            await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()), single)
+        direct_single = StreamStats()
+        for _ in range(10):
+            await one_stream(session, f"{emu.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse&key=AIza-bench-1",
+                             GEMINI_BODY, direct_single)
+        many = await streams(session, gw.url + "/v1/chat/completions", stream_body, args.streams, gw_proc)
+        retried = StreamStats()
+        for _ in range(5):
+            # the first attempt of the next stream, whichever account it picks, gets a 429
+            emu.add_rule(match={"model": MODEL, "rpc": "streamGenerateContent"}, times=1,
+                         reply={"error": {"kind": "rate_limited", "retry_delay": "0.001s"}})
+            await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()),
+                             retried)
+            await asyncio.sleep(0.05)
+        rss_warm = gw_proc.memory_mb("VmRSS")
+        soak = await load(session, gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, 16, args.soak_seconds,
+                          args.soak_requests, gw_proc, "soak")
+        rss_after = gw_proc.memory_mb("VmRSS")
+    return {"cells": cells, "ttfc_gateway_ms": statistics.median(single.ttfc) * 1000,
+            "ttfc_direct_ms": statistics.median(direct_single.ttfc) * 1000,
+            "ttfc_retried_ms": statistics.median(retried.ttfc) * 1000 if retried.ttfc else float("nan"),
+            "streams": many, "soak": soak, "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
+            "rss_peak_mb": gw_proc.memory_mb("VmHWM")}
+
+
+def report(r: dict) -> str:
+    cells: list[Cell] = r["cells"]
+    by = {(c.target, c.concurrency): c for c in cells}
+    lines = [f"Machine: {r['machine']}", "",
+             "| target | c | req/s | p50 ms | p99 ms | errors | proxy CPU |", "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c.target} | {c.concurrency} | {c.rps:.0f} | {c.pct(0.5):.2f} | {c.pct(0.99):.2f} | "
+                     f"{c.errors} | {c.cpu * 100:.0f}% |")
+    g16, p16 = by[("gateway", 16)], by[("plain mitmdump", 16)]
+    g1, p1, d1 = by[("gateway", 1)], by[("plain mitmdump", 1)], by[("direct", 1)]
+    added_gw, added_plain = g1.pct(0.5) - d1.pct(0.5), p1.pct(0.5) - d1.pct(0.5)
+    s = r["streams"]
+    ev_rate = s.events / s.seconds if s.seconds else 0
+    checks = [
+        ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", ">= 0.75", g16.rps / p16.rps >= 0.75),
+        ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
+        ("latency added at c=1: gateway / plain mitmdump", f"{added_gw / added_plain:.2f}"
+         f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", "<= 1.3", added_gw / added_plain <= 1.3),
+        ("first-chunk overhead (gateway TTFC - direct TTFC)",
+         f"{r['ttfc_gateway_ms'] - r['ttfc_direct_ms']:.2f} ms", "<= 5 ms", r["ttfc_gateway_ms"] - r["ttfc_direct_ms"] <= 5),
+        ("retried stream: first chunk after the retry (TTFC retried - TTFC normal)",
+         f"{r['ttfc_retried_ms'] - r['ttfc_gateway_ms']:.2f} ms", "<= 50 ms",
+         r["ttfc_retried_ms"] - r["ttfc_gateway_ms"] <= 50),
+        (f"SSE events/s, {len(s.ttfc)} concurrent streams", f"{ev_rate:.0f} (TTFC p50 "
+         f"{statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)", ">= 5000", ev_rate >= 5000),
+        (f"RSS after warm-up / after {r['soak'].requests} more requests", f"{r['rss_warm_mb']:.0f} / "
+         f"{r['rss_after_mb']:.0f} MB (peak {r['rss_peak_mb']:.0f} MB)", "flat (< +10%)",
+         r["rss_after_mb"] <= r["rss_warm_mb"] * 1.10),
+    ]
+    lines += ["", "| check | measured | target | ok |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |" for name, value, target, ok in checks]
+    return "\n".join(lines)
+
+
+def chart(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells: list[Cell] = r["cells"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    targets = ["direct", "plain mitmdump", "gateway"]
+    for i, conc in enumerate((1, 16, 64)):
+        vals = [next(c.rps for c in cells if c.target == t and c.concurrency == conc) for t in targets]
+        ax1.bar([x + i * 0.27 for x in range(3)], vals, width=0.27, label=f"c={conc}")
+    ax1.set_xticks([x + 0.27 for x in range(3)], targets)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("non-stream requests/s (log)")
+    ax1.legend()
+    for t in targets:
+        ax2.plot([1, 16, 64], [next(c.pct(0.5) for c in cells if c.target == t and c.concurrency == k)
+                               for k in (1, 16, 64)], marker="o", label=t)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("concurrency")
+    ax2.set_ylabel("p50 latency ms (log)")
+    ax2.legend()
+    fig.suptitle(r["machine"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=6.0, help="duration of each non-stream cell")
+    p.add_argument("--max-requests", type=int, default=20000, help="request cap of each non-stream cell")
+    p.add_argument("--streams", type=int, default=64, help="concurrent streams")
+    p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
+    p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
+    p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seconds, args.soak_requests, args.soak_seconds = 1.5, 500, 10.0
+    results = asyncio.run(run(args))
+    text = report(results)
+    print(text)
+    args.out.mkdir(exist_ok=True)
+    (args.out / "bench.md").write_text(text + "\n")
+    try:
+        chart(results, args.out / "bench.png")
+        print(f"\nchart: {args.out / 'bench.png'}")
+    except ImportError:
+        print("\n(matplotlib not installed: no chart; run through scripts/bench)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
