@@ -1,21 +1,25 @@
-"""Account files in Antigravity-Manager's format: parse them, and write them back without losing a byte.
+"""Account files in Antigravity-Manager's format: parse them, and change them without losing a byte.
 
 An OAuth account file holds ``token.{access_token, refresh_token, expiry_timestamp, project_id}``;
-an API-key account holds ``api_key`` instead of ``token``. Unknown fields are kept as they were:
-the gateway shares the directory with Antigravity-Manager. Every write is atomic (temp file, fsync,
-rename) under an exclusive lock, so a crash or a second writer never leaves half a file behind.
-This module does blocking file I/O: callers on the event loop run it with ``asyncio.to_thread``.
+an API-key account holds ``api_key`` instead of ``token``. The gateway shares the directory with
+Antigravity-Manager and the CLI, so it never rewrites a file from memory: every change re-reads the
+file under an exclusive lock, sets only the fields it owns, and writes it back atomically (temp
+file, fsync, rename), so a crash or a second writer never leaves half a file behind.
+
+The functions here do blocking file I/O; ``AccountFiles`` is the same for the event loop (each call
+runs in a worker thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +29,7 @@ import orjson
 logger = logging.getLogger(__name__)
 
 AccountKind = Literal["oauth", "api_key"]
+Stamp = tuple[int, int, int]  # mtime_ns, size, inode: any change means "read it again"
 
 
 @dataclass(slots=True)
@@ -40,7 +45,9 @@ class Account:
     api_key: str = ""
     disabled: bool = False
     disabled_reason: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    disabled_at: int = 0
+    # Refresh tokens this process rotated away from: a file still holding one is older than memory.
+    retired_refresh_tokens: set[str] = field(default_factory=set, repr=False)
 
     @property
     def label(self) -> str:
@@ -49,7 +56,8 @@ class Account:
 
     @property
     def usable(self) -> bool:
-        return not self.disabled and bool(self.api_key if self.kind == "api_key" else self.refresh_token or self.access_token)
+        secret = self.api_key if self.kind == "api_key" else self.refresh_token or self.access_token
+        return not self.disabled and bool(secret)
 
     def token_expires_within(self, seconds: float, now: float) -> bool:
         return self.kind == "oauth" and (not self.access_token or self.expiry_timestamp - seconds <= now)
@@ -58,26 +66,31 @@ class Account:
         return f"Account({self.label!r}, {self.kind}, disabled={self.disabled})"
 
 
-def parse_account(data: dict[str, Any], *, path: Path | None = None) -> Account:
+def parse_account(data: Any, *, path: Path | None = None) -> Account:
     """One account from its JSON object; ``ValueError`` when it is neither an OAuth nor an API-key account."""
     if not isinstance(data, dict):
         raise ValueError("an account file must hold a JSON object")
     ident = str(data.get("id") or (path.stem if path else "") or "")
     email = str(data.get("email") or data.get("name") or "")
     disabled, reason = _disabled_state(data)
+    at = int(data.get("disabled_at") or 0) if isinstance(data.get("disabled_at"), int | float) else 0
     if isinstance(data.get("api_key"), str) and data["api_key"]:
         return Account(ident, email or ident, "api_key", path, api_key=data["api_key"],
-                       disabled=disabled, disabled_reason=reason, raw=data)
+                       disabled=disabled, disabled_reason=reason, disabled_at=at)
     token = data.get("token")
     if not isinstance(token, dict):
         raise ValueError("no 'token' object and no 'api_key'")
+    try:
+        expiry = float(token.get("expiry_timestamp") or 0)
+    except (TypeError, ValueError):
+        raise ValueError("token.expiry_timestamp is not a number") from None
     return Account(
         ident, email or str(token.get("email") or ident), "oauth", path,
         access_token=str(token.get("access_token") or ""),
         refresh_token=str(token.get("refresh_token") or ""),
-        expiry_timestamp=float(token.get("expiry_timestamp") or 0),
+        expiry_timestamp=expiry,
         project_id=str(token.get("project_id") or data.get("project_id") or ""),
-        disabled=disabled, disabled_reason=reason, raw=data,
+        disabled=disabled, disabled_reason=reason, disabled_at=at,
     )
 
 
@@ -90,26 +103,31 @@ def _disabled_state(data: dict[str, Any]) -> tuple[bool, str]:
     return False, ""
 
 
-def account_to_json(account: Account) -> dict[str, Any]:
-    """The account's raw object with the fields the gateway owns brought up to date."""
-    data = dict(account.raw)
-    if account.kind == "oauth":
-        token = dict(data.get("token") or {})
-        token.update(access_token=account.access_token, refresh_token=account.refresh_token,
-                     expiry_timestamp=int(account.expiry_timestamp))
-        if account.project_id:
-            token["project_id"] = account.project_id
-        data["token"] = token
-    else:
-        data["api_key"] = account.api_key
-    data.setdefault("id", account.id)
-    if account.email:
-        data.setdefault("email", account.email)
-    data["disabled"] = account.disabled
-    if account.disabled:
-        data["disabled_reason"] = account.disabled_reason
-        data.setdefault("disabled_at", int(time.time()))
-    return data
+def merge_loaded(current: Account, loaded: Account) -> None:
+    """Apply a re-read file to the in-memory account (same object: in-flight requests keep it).
+
+    The file wins, except where memory is provably newer: our own refresh may be written a moment
+    after a scan read the file, and a rotated-away refresh token must never come back from disk.
+    """
+    keep_token = loaded.refresh_token in current.retired_refresh_tokens
+    same_grant = loaded.refresh_token == current.refresh_token
+    fresher_in_memory = same_grant and current.expiry_timestamp > loaded.expiry_timestamp
+    current.email, current.kind, current.path = loaded.email, loaded.kind, loaded.path
+    current.api_key = loaded.api_key
+    current.disabled, current.disabled_reason, current.disabled_at = (
+        loaded.disabled, loaded.disabled_reason, loaded.disabled_at)
+    current.project_id = loaded.project_id or current.project_id
+    if keep_token:
+        return
+    current.refresh_token = loaded.refresh_token
+    if not fresher_in_memory:
+        current.access_token, current.expiry_timestamp = loaded.access_token, loaded.expiry_timestamp
+
+
+# ---- reading ------------------------------------------------------------------------------------
+def read_account(path: Path) -> Account:
+    """Blocking; ``OSError`` or ``ValueError`` (orjson's decode error is one) when it cannot be used."""
+    return parse_account(orjson.loads(path.read_bytes()), path=path)
 
 
 def load_accounts(directory: Path) -> tuple[list[Account], list[str]]:
@@ -118,24 +136,41 @@ def load_accounts(directory: Path) -> tuple[list[Account], list[str]]:
     problems: list[str] = []
     if not directory.is_dir():
         return accounts, [f"{directory} is not a directory"]
-    for path in sorted(directory.glob("*.json")):
+    for path in account_paths(directory):
         try:
-            accounts.append(parse_account(orjson.loads(path.read_bytes()), path=path))
-        except (OSError, ValueError) as e:  # orjson.JSONDecodeError is a ValueError
+            accounts.append(read_account(path))
+        except (OSError, ValueError) as e:
             problems.append(f"{path.name}: {e}")
     return accounts, problems
 
 
+def account_paths(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
+
+
+def stamp_of(path: Path) -> Stamp:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+# ---- writing ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``<file>.lock`` beside the account file."""
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as fh:
+    """An exclusive advisory lock on a hidden ``.<file>.lock`` beside the account file.
+
+    Not on the file itself: the atomic rename replaces its inode, and a lock on the old one would
+    not stop a writer who opens the new one.
+    """
+    with open(lock_path(path), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -153,18 +188,84 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
 
 
-def save_account(account: Account) -> None:
-    """Persist the gateway-owned fields, merged into the file's current content under the lock."""
-    if account.path is None:
-        return
-    with locked(account.path):
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (a crash right after it must not bring the old file back)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
         try:
-            on_disk = orjson.loads(account.path.read_bytes())
-        except (OSError, ValueError):
-            on_disk = {}
-        if isinstance(on_disk, dict):
-            # Someone else (Antigravity-Manager, the CLI) may have edited other fields since we loaded.
-            account.raw = {**on_disk, **{k: v for k, v in account.raw.items() if k not in on_disk}}
-        write_json_atomic(account.path, account_to_json(account))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def update_account_file(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Re-read the file under the lock, let ``change`` edit the object in place, write it atomically.
+
+    Fields the gateway does not own (quota, device profile, ...) stay as Antigravity-Manager left them.
+    """
+    with locked(path):
+        data = orjson.loads(path.read_bytes())
+        if not isinstance(data, dict):
+            raise ValueError(f"{path.name} does not hold a JSON object")
+        change(data)
+        write_json_atomic(path, data)
+
+
+def set_token_fields(data: dict[str, Any], account: Account) -> None:
+    token = data.get("token") if isinstance(data.get("token"), dict) else {}
+    token.update(access_token=account.access_token, refresh_token=account.refresh_token,
+                 expiry_timestamp=int(account.expiry_timestamp),
+                 expires_in=max(0, int(account.expiry_timestamp - time.time())))
+    if account.project_id:
+        token["project_id"] = account.project_id
+    data["token"] = token
+
+
+def set_disabled_fields(data: dict[str, Any], disabled: bool, reason: str = "", at: int = 0) -> None:
+    """Disable with reason and time, or enable (Antigravity-Manager's ``proxy_disabled`` included)."""
+    data["disabled"] = disabled
+    if disabled:
+        data["disabled_reason"] = reason or "disabled"
+        data["disabled_at"] = at or int(time.time())
+        return
+    for key in ("disabled_reason", "disabled_at", "proxy_disabled_reason", "proxy_disabled_at"):
+        data.pop(key, None)
+    if data.get("proxy_disabled"):
+        data["proxy_disabled"] = False
+
+
+def save_tokens(account: Account) -> None:
+    if account.path is not None:
+        update_account_file(account.path, lambda d: set_token_fields(d, account))
+
+
+def save_disabled(account: Account) -> None:
+    if account.path is not None:
+        update_account_file(account.path, lambda d: set_disabled_fields(
+            d, account.disabled, account.disabled_reason, account.disabled_at))
+
+
+def stored_refresh_token(account: Account) -> str:
+    """The refresh token on disk now (another program may have rotated it since we loaded)."""
+    if account.path is None:
+        return account.refresh_token
+    try:
+        return read_account(account.path).refresh_token
+    except (OSError, ValueError):
+        return account.refresh_token
+
+
+class AccountFiles:
+    """The account-file writes the token service needs, off the event loop."""
+
+    async def save_tokens(self, account: Account) -> None:
+        await asyncio.to_thread(save_tokens, account)
+
+    async def save_disabled(self, account: Account) -> None:
+        await asyncio.to_thread(save_disabled, account)
+
+    async def stored_refresh_token(self, account: Account) -> str:
+        return await asyncio.to_thread(stored_refresh_token, account)

@@ -1,8 +1,21 @@
-"""Runs one request's upstream attempts: accounts × base URLs, until one answers 2xx or the budget ends.
+"""Runs one request's upstream attempts: accounts x base URLs, until one answers 2xx or the budget ends.
 
-The only I/O is the ``send`` seam (``aiohttp`` in production, a fake in tests), the token service
-and the ``on_failure`` callback, through which each failed attempt becomes visible (a synthetic
-flow in mitmweb, a log line). Decisions come from ``policy.decide``; cooldowns go to the pool.
+The only I/O is the ``send`` seam (``aiohttp`` in production, a fake in tests), the token and
+project services, and the ``on_failure`` callback through which each failed attempt becomes
+visible (a synthetic flow in mitmweb, a log line). Decisions come from ``policy.decide``;
+cooldowns go to the pool.
+
+Rules:
+- the budget is ``max_attempts`` upstream calls and ``total_timeout`` seconds, whichever ends
+  first; every wait (token refresh, upstream headers, backoff) is cut at the deadline, and a
+  backoff that would end after it is not slept at all;
+- a Cloud Code account falls back to its next base URL on 404/408/5xx and connection errors;
+  a 429 does not (the quota is the account's, whatever the host);
+- an account that failed in this request is not asked again, except: after a refresh (401), after
+  a backoff when nobody else is ready (503/5xx), and after a short cooldown (≤ ``GRACE_WAIT``)
+  when every other account is cooling for longer;
+- when nobody is left, the answer names every account with its state and until when, and its
+  ``retry-after`` is the earliest moment one of them is ready again.
 """
 
 from __future__ import annotations
@@ -12,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -21,13 +35,23 @@ from .. import errors
 from .accounts import Account
 from .dialects import CallContext, Dialect, UpstreamCall
 from .google_errors import GoogleError, parse_google_error
-from .oauth import RefreshFailed, TokenService
-from .policy import Action, Decision, Scope, decide
+from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
+from .policy import (
+    NO_PROJECT_COOLDOWN,
+    PROJECT_FAILURE_COOLDOWN,
+    REFRESH_FAILURE_COOLDOWN,
+    Action,
+    Decision,
+    Scope,
+    decide,
+)
 from .pool import Pool
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_STATUSES = frozenset({404, 408})  # plus every 5xx: try the next Cloud Code base URL
+GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of failing the request
+MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
 
 
 class UpstreamResponse(Protocol):
@@ -39,6 +63,7 @@ class UpstreamResponse(Protocol):
 
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
+Report = Callable[["AttemptRecord"], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -67,22 +92,35 @@ class Winner:
 
 @dataclass(slots=True)
 class AttemptBudget:
+    """One request's progress: what it may still spend and what it learnt about the accounts."""
+
     max_attempts: int
-    deadline: float
+    deadline: float  # on the runner's (monotonic) clock
     used: int = 0
-    tried: set[str] = field(default_factory=set)
+    waits: int = 0
+    tried: set[str] = field(default_factory=set)  # not to be asked again in this request
+    backing_off: set[str] = field(default_factory=set)  # asked again after ``backoff`` if nobody else is
+    backoff: float = 0.0
+    retries: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # account id -> access token that got a 401
     refreshed: set[str] = field(default_factory=set)
     prefer: str = ""  # the account to ask next (a refreshed token is retried on its own account)
+    failures: dict[str, str] = field(default_factory=dict)  # account id -> what went wrong in this request
+    last: errors.GatewayError | None = None
+
+    def excluded(self) -> set[str]:
+        return self.tried | self.backing_off
 
 
 class AttemptRunner:
     def __init__(self, pool: Pool, tokens: TokenService, dialects: Mapping[str, Dialect], send: Send, *,
-                 max_attempts: int, total_timeout: float,
-                 on_failure: Callable[[AttemptRecord], Awaitable[None]] | None = None,
+                 max_attempts: int, total_timeout: float, projects: ProjectResolver | None = None,
+                 on_failure: Report | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self.tokens = tokens
+        self.projects = projects
         self.dialects = dialects  # by account kind: "oauth" -> Cloud Code, "api_key" -> public API
         self._send = send
         self.max_attempts = max_attempts
@@ -92,118 +130,219 @@ class AttemptRunner:
         self._clock = clock
 
     async def run(self, model: str, stream: bool, request: dict[str, Any], ctx: CallContext,
-                  on_failure: Callable[[AttemptRecord], Awaitable[None]] | None = None) -> Winner:
+                  on_failure: Report | None = None) -> Winner:
         budget = AttemptBudget(self.max_attempts, self._clock() + self.total_timeout)
         report = on_failure or self._on_failure
-        last: errors.GatewayError | None = None
-        while budget.used < budget.max_attempts and self._clock() < budget.deadline:
-            account = self._next_account(model, budget)
+        while budget.used < budget.max_attempts:
+            account = await self._next_account(model, ctx.session_key, budget)
             if account is None:
                 break
-            try:
-                credential = await self.tokens.credential(account, force=account.id in budget.refreshed)
-            except RefreshFailed as e:
-                budget.tried.add(account.id)
-                if not e.permanent:
-                    self.pool.cool_down(account, 60.0, f"token refresh failed: {e}")
-                last = errors.UpstreamUnavailable(str(e))
+            credential = await self._prepare(account, budget)
+            if credential is None:
                 continue
             outcome = await self._try_bases(account, credential, model, stream, request, ctx, budget, report)
             if isinstance(outcome, Winner):
                 return outcome
-            last = outcome
-            if isinstance(outcome, errors.ClientError):
-                raise outcome
-        raise self._exhausted(model, last)
+            if outcome == Action.FAIL and budget.last is not None:
+                raise budget.last
+        raise await self._exhausted(model, budget)
 
-    def _next_account(self, model: str, budget: AttemptBudget) -> Account | None:
-        preferred, budget.prefer = budget.prefer, ""
-        if preferred and (account := self.pool.find(preferred)) and account.usable:
-            return account
-        return self.pool.pick(model, budget.tried)
+    # ---- choosing -------------------------------------------------------------------------------
+    def _remaining(self, budget: AttemptBudget) -> float:
+        return budget.deadline - self._clock()
 
+    async def _next_account(self, model: str, session_key: str, budget: AttemptBudget) -> Account | None:
+        while self._remaining(budget) > 0:
+            if budget.prefer:
+                account, budget.prefer = self.pool.find(budget.prefer), ""
+                if account is not None and account.usable:
+                    return account
+            account = await self.pool.pick(model, exclude=budget.excluded(), session_key=session_key)
+            if account is not None:
+                return account
+            wait = await self._worth_waiting(model, budget)
+            if wait is None:
+                return None
+            await self._sleep(wait)
+            budget.backing_off.clear()
+        budget.last = self._deadline_error(budget)
+        return None
+
+    async def _worth_waiting(self, model: str, budget: AttemptBudget) -> float | None:
+        """How long to wait for an account to become ready again; None when not worth it."""
+        options = [budget.backoff] if budget.backing_off else []
+        cooling = await self.pool.ready_in(model, exclude=budget.excluded())
+        if cooling is not None and 0 < cooling <= GRACE_WAIT:
+            options.append(cooling)
+        if not options or budget.waits >= MAX_WAITS:
+            return None
+        wait = max(min(options), 0.0)
+        if wait >= self._remaining(budget):  # the deadline comes first: waiting would only delay the error
+            return None
+        budget.waits += 1
+        return wait
+
+    async def _prepare(self, account: Account, budget: AttemptBudget) -> str | None:
+        """The account's credential (and Cloud Code project), or None after recording why not."""
+        try:
+            async with asyncio.timeout(max(self._remaining(budget), 0.0)):
+                stale = budget.rejected.pop(account.id, None)
+                credential = await self.tokens.credential(account, stale=stale)
+                if self.projects is not None:
+                    await self.projects.ensure(account, credential)
+            return credential
+        except RefreshFailed as e:
+            cooldown = 0.0 if e.permanent else REFRESH_FAILURE_COOLDOWN
+            self._unprepared(account, budget, str(e))
+            await self.pool.cool_down(account, cooldown, "token refresh failed")
+        except ProjectUnavailable as e:
+            self._unprepared(account, budget, f"{account.label}: {e}")
+            await self.pool.cool_down(account, NO_PROJECT_COOLDOWN if e.missing else PROJECT_FAILURE_COOLDOWN,
+                                      "no Cloud Code project" if e.missing else "project lookup failed")
+        except TimeoutError:
+            budget.last = self._deadline_error(budget)
+            budget.tried.add(account.id)
+        return None
+
+    def _unprepared(self, account: Account, budget: AttemptBudget, message: str) -> None:
+        logger.warning("%s", message)
+        budget.tried.add(account.id)
+        budget.failures[account.id] = message.removeprefix(f"{account.label}: ")
+        budget.last = errors.UpstreamUnavailable(message)
+
+    # ---- calling --------------------------------------------------------------------------------
     async def _try_bases(self, account: Account, credential: str, model: str, stream: bool,
                          request: dict[str, Any], ctx: CallContext, budget: AttemptBudget,
-                         report: Callable[[AttemptRecord], Awaitable[None]] | None,
-                         ) -> Winner | errors.GatewayError:
+                         report: Report | None) -> Winner | Action | None:
         dialect = self.dialects[account.kind]
         failure: GoogleError | None = None
         for i, base in enumerate(dialect.bases):
-            if budget.used >= budget.max_attempts:
+            if budget.used >= budget.max_attempts or self._remaining(budget) <= 0:
                 break
             call = dialect.build(base, model, stream, request, account, credential, ctx)
             budget.used += 1
             started = self._clock()
+            last_base = i == len(dialect.bases) - 1 or budget.used >= budget.max_attempts
             try:
-                resp = await self._send(call)
+                async with asyncio.timeout(self._remaining(budget)):
+                    resp = await self._send(call)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
-                failure = GoogleError(502, "UNAVAILABLE", f"{type(e).__name__}: {e}".strip())
-                await self._report(report, account, call, None, b"", {}, failure.message, "next base", started)
+                failure = GoogleError(504 if isinstance(e, TimeoutError) else 502, "UNAVAILABLE",
+                                      f"{type(e).__name__}: {e}".strip(" :"))
+                await self._report(report, account, call, None, b"", {}, failure.message,
+                                   "retry" if last_base else "next base", started)
                 continue
             if resp.status < 300:
                 return Winner(resp, account, dialect, call.url, budget.used)
-            body = await resp.read()
-            resp.release()
-            headers = {k.lower(): v for k, v in resp.headers.items()}
+            body, headers = await self._read_failure(resp, budget)
             failure = parse_google_error(resp.status, body, retry_after_header=headers.get("retry-after"),
                                          now=time.time())
-            last_base = i == len(dialect.bases) - 1
             if (resp.status in FALLBACK_STATUSES or resp.status >= 500) and not last_base:
                 await self._report(report, account, call, resp.status, body, headers, failure.message,
                                    "next base", started)
                 continue
-            decision = decide(failure, refreshed=account.id in budget.refreshed)
+            decision = decide(failure, refreshed=account.id in budget.refreshed, retries=budget.retries)
             await self._report(report, account, call, resp.status, body, headers, failure.message,
                                decision.action.value, started)
-            return await self._apply(decision, failure, account, model, budget)
+            return await self._apply(decision, failure, account, credential, model, budget)
         if failure is None:
-            return errors.UpstreamUnavailable("no attempt left")
-        return await self._apply(decide(failure, refreshed=True), failure, account, model, budget)
+            return None
+        if self._remaining(budget) <= 0:
+            budget.last = self._deadline_error(budget)
+            return None
+        return await self._apply(decide(failure, refreshed=True, retries=budget.retries), failure, account,
+                                 credential, model, budget)
 
-    async def _apply(self, decision: Decision, failure: GoogleError, account: Account, model: str,
-                     budget: AttemptBudget) -> errors.GatewayError:
+    async def _read_failure(self, resp: UpstreamResponse,
+                            budget: AttemptBudget) -> tuple[bytes, dict[str, str]]:
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        try:
+            async with asyncio.timeout(max(self._remaining(budget), 0.0)):
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        finally:
+            resp.release()
+        return body, headers
+
+    async def _apply(self, decision: Decision, failure: GoogleError, account: Account, credential: str,
+                     model: str, budget: AttemptBudget) -> Action:
+        budget.failures[account.id] = f"{failure.http_status} {failure.status or decision.reason}".strip()
+        budget.last = upstream_error_for(failure, account.label)
         if decision.cooldown:
-            scope_model = model if decision.scope == Scope.MODEL else ""
-            self.pool.cool_down(account, decision.cooldown, decision.reason, scope_model)
+            await self.pool.cool_down(account, decision.cooldown, decision.reason,
+                                      model if decision.scope == Scope.MODEL else "")
         if decision.action == Action.REFRESH:
             budget.refreshed.add(account.id)
+            budget.rejected[account.id] = credential
             budget.prefer = account.id
-        elif decision.action == Action.RETRY and not self.pool.eligible(model, budget.tried | {account.id}):
-            await self._sleep(decision.backoff)  # nobody else to ask: the same account, a moment later
-        else:
+        elif decision.action == Action.RETRY:
+            budget.backing_off.add(account.id)
+            budget.backoff = decision.backoff
+            budget.retries += 1
+        elif not decision.cooldown:  # a cooldown keeps it away already, and lets a short one come back
             budget.tried.add(account.id)
-        return upstream_error_for(failure, account.label)
+        return decision.action
 
-    async def _report(self, report: Callable[[AttemptRecord], Awaitable[None]] | None, account: Account,
-                      call: UpstreamCall, status: int | None, body: bytes, headers: dict[str, str],
-                      error: str, decision: str, started: float) -> None:
-        logger.info("attempt failed: %s %s -> %s %s (%s)", account.label, call.url, status or "-", error[:200],
-                    decision)
+    async def _report(self, report: Report | None, account: Account, call: UpstreamCall,
+                      status: int | None, body: bytes, headers: dict[str, str], error: str, decision: str,
+                      started: float) -> None:
+        logger.info("attempt failed: %s %s -> %s %s (%s)", account.label, call.url, status or "-",
+                    error[:200], decision)
         if report is not None:
-            await report(AttemptRecord(account.label, call.url, status, body, headers, call.body, error, decision,
-                                       self._clock() - started))
+            await report(AttemptRecord(account.label, call.url, status, body, headers, call.body, error,
+                                       decision, self._clock() - started))
 
-    def _exhausted(self, model: str, last: errors.GatewayError | None) -> errors.GatewayError:
+    # ---- giving up ------------------------------------------------------------------------------
+    def _deadline_error(self, budget: AttemptBudget) -> errors.GatewayError:
+        return errors.UpstreamTimeout(
+            f"No upstream answer within ag_upstream_timeout ({self.total_timeout:g}s) after {budget.used} "
+            f"attempt(s)." + (f" Last error: {budget.last.message}" if budget.last else ""))
+
+    async def _exhausted(self, model: str, budget: AttemptBudget) -> errors.GatewayError:
         accounts = self.pool.accounts
         if not accounts:
             return errors.PoolExhausted(
                 "No upstream accounts are configured: put account files into the ag_accounts directory.",
                 status=503, code="no_accounts")
-        blocked = self.pool.unavailable(model)
-        now = time.time()
-        timed = [b.until for b in blocked if b.until]
-        if len(blocked) == len([a for a in accounts]) and timed:
-            wait = max(min(timed) - now, 0.001)
-            summary = "; ".join(
-                f"{b.label}: {b.reason}" + (f" until {time.strftime('%H:%M:%S', time.gmtime(b.until))}Z"
-                                            if b.until else "") for b in blocked)
+        now = self.pool.clock()
+        lines: list[str] = []
+        ready_again: list[float] = []
+        failed_now = disabled = 0
+        for s in await self.pool.status(model):
+            if s.state == "disabled":
+                disabled += 1
+                lines.append(f"{s.label}: disabled ({s.reason})")
+            elif s.state == "cooling" and s.until is not None:
+                ready_again.append(s.until)
+                lines.append(f"{s.label}: {s.reason} until {_utc(s.until)} (in {max(s.until - now, 0):.0f}s)")
+            elif s.account.id in budget.failures:
+                failed_now += 1
+                lines.append(f"{s.label}: failed in this request ({budget.failures[s.account.id]})")
+            else:  # still ready: the attempts or the time ran out first
+                return budget.last or errors.PoolExhausted(
+                    f"No account answered for model {model!r} within the attempt budget.", status=503)
+        summary = "; ".join(lines)
+        if disabled == len(accounts):
+            return errors.PoolExhausted(f"All {len(accounts)} accounts are disabled ({summary}).", status=503,
+                                        code="no_usable_accounts")
+        if not ready_again:  # every usable account failed in this request, none is cooling
+            status = budget.last.status if budget.last is not None else 503
             return errors.PoolExhausted(
-                f"All {len(accounts)} accounts are unavailable for model {model!r} ({summary}). "
-                f"The first is ready again in {wait:.1f}s.",
-                headers=errors.retry_after_headers(wait))
-        if last is not None:
-            return last
-        return errors.PoolExhausted(f"No account can serve model {model!r} right now.", status=503)
+                f"All {len(accounts)} accounts failed for model {model!r} ({summary}).",
+                status=status if status in (429, 502, 503, 504) else 503,
+                headers=budget.last.headers if budget.last is not None else None)
+        wait = max(min(ready_again) - now, 0.001)
+        status = 429 if not failed_now or budget.last is None else budget.last.status
+        return errors.PoolExhausted(
+            f"All {len(accounts)} accounts are unavailable for model {model!r} ({summary}). "
+            f"The first is ready again in {wait:.1f}s.",
+            status=status if status in (429, 502, 503, 504) else 503,
+            headers=errors.retry_after_headers(wait))
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayError:
@@ -235,4 +374,5 @@ def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any) -> Send:
 
 def error_event(message: str) -> bytes:
     """A Google-style in-band SSE error frame, for an upstream stream that broke mid-way."""
-    return b"data: " + orjson.dumps({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}) + b"\r\n\r\n"
+    frame = {"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}
+    return b"data: " + orjson.dumps(frame) + b"\r\n\r\n"

@@ -3,7 +3,9 @@
 ``details`` entries are matched by their ``@type`` and ``reason``, never by position or by message
 text. Durations come from ``RetryInfo.retryDelay`` (protobuf durations such as ``"45.837906927s"``),
 ``ErrorInfo.metadata.quotaResetDelay`` (``"9h22m20.5s"``), ``quotaResetTimeStamp`` (RFC 3339) or a
-``Retry-After`` header, in that order of trust.
+``Retry-After`` header, in that order of trust. The public Gemini API names no ErrorInfo for its
+429s; its ``QuotaFailure`` violations say which model's quota ran out (``quotaDimensions.model``)
+and whether that quota is per model (``quotaId`` ``...PerModel...``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 
 
 class ErrorReason(StrEnum):
@@ -36,12 +39,14 @@ class GoogleError:
     status: str = ""  # google.rpc code name, e.g. RESOURCE_EXHAUSTED
     message: str = ""
     reason: ErrorReason | str = ErrorReason.UNKNOWN
-    model: str = ""  # ErrorInfo.metadata.model: the quota is per model when present
+    model: str = ""  # ErrorInfo.metadata.model, or the model a QuotaFailure names
     retry_after: float | None = None  # seconds, the best hint found
+    quota_per_model: bool = False  # a QuotaFailure says the exhausted quota is counted per model
 
     @property
     def is_per_model(self) -> bool:
-        return bool(self.model) and self.reason == ErrorReason.QUOTA_EXHAUSTED
+        """Does the exhausted quota belong to one model (other models of the account still work)?"""
+        return bool(self.model) and (self.reason == ErrorReason.QUOTA_EXHAUSTED or self.quota_per_model)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -115,13 +120,9 @@ def parse_google_error(http_status: int, body: bytes, *, retry_after_header: str
         text = body[:300].decode("utf-8", "replace").strip()
         return GoogleError(http_status, message=text,
                            retry_after=parse_retry_after_header(retry_after_header, now=now))
-    info: dict[str, Any] = {}
-    retry: dict[str, Any] = {}
-    for d in err.get("details") or ():
-        if isinstance(d, dict) and d.get("@type") == ERROR_INFO and not info:
-            info = d
-        elif isinstance(d, dict) and d.get("@type") == RETRY_INFO and not retry:
-            retry = d
+    info = _detail(err, ERROR_INFO)
+    retry = _detail(err, RETRY_INFO)
+    quota_model, quota_per_model = _quota_failure(_detail(err, QUOTA_FAILURE))
     meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
     reason_text = str(info.get("reason") or "")
     reason: ErrorReason | str = ErrorReason(reason_text) if reason_text in ErrorReason.__members__ else (
@@ -133,5 +134,23 @@ def parse_google_error(http_status: int, body: bytes, *, retry_after_header: str
         delay = parse_retry_after_header(retry_after_header, now=now)
     return GoogleError(
         http_status=http_status, status=str(err.get("status") or ""), message=str(err.get("message") or ""),
-        reason=reason, model=str(meta.get("model") or ""), retry_after=delay,
+        reason=reason, model=str(meta.get("model") or quota_model), retry_after=delay,
+        quota_per_model=quota_per_model,
     )
+
+
+def _detail(err: dict[str, Any], type_url: str) -> dict[str, Any]:
+    """The first ``details`` entry of that ``@type`` ({} when there is none)."""
+    for d in err.get("details") or ():
+        if isinstance(d, dict) and d.get("@type") == type_url:
+            return d
+    return {}
+
+
+def _quota_failure(detail: dict[str, Any]) -> tuple[str, bool]:
+    """``(model, per model?)`` from a QuotaFailure's first violation that names a model."""
+    for v in detail.get("violations") or ():
+        dims = v.get("quotaDimensions") if isinstance(v, dict) else None
+        if isinstance(dims, dict) and isinstance(dims.get("model"), str) and dims["model"]:
+            return dims["model"], "PerModel" in str(v.get("quotaId") or "")
+    return "", False

@@ -2,10 +2,16 @@
 
 Rules:
 - a 429 cools down only the account that got it: per model when Google says the quota is per model
-  (QUOTA_EXHAUSTED with ``metadata.model``), per account otherwise;
-- capacity errors (503/529) are the model's, not the account's: short backoff, no cooldown;
-- 401 means the access token is stale: refresh once, then the same account again;
-- 4xx other than 401/403/404/408/429 are the request's fault: no retry, the client sees them.
+  (QUOTA_EXHAUSTED with ``metadata.model``, or a public-API QuotaFailure counted per model), per
+  account otherwise; for as long as Google says, or a default per kind when it says nothing;
+- capacity errors (503/529) are the model's, not the account's: no cooldown, a short exponential
+  backoff before the same account is asked again (another account is asked at once);
+- 500/502/504/408 are transient: the same treatment with a shorter backoff;
+- 401 means the access token is stale: refresh once, then the same account again; a second 401
+  after the refresh cools the account down;
+- 403 (permission, "verify your account") rotates and cools the account down for a while;
+- 404 on the last base URL means this account lacks the model: rotate, cool down that model only;
+- other 4xx are the request's fault: no retry, the client sees them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from .google_errors import ErrorReason, GoogleError
 
 class Action(StrEnum):
     ROTATE = "rotate"  # another account
-    RETRY = "retry"  # any account, the same one included, after a short backoff
+    RETRY = "retry"  # another account now, or the same one after ``backoff``
     REFRESH = "refresh"  # refresh this account's token, then try it again
     FAIL = "fail"  # give the error to the client
 
@@ -33,45 +39,70 @@ class Decision:
     action: Action
     cooldown: float = 0.0  # seconds; 0 = none
     scope: Scope = Scope.ACCOUNT
-    backoff: float = 0.0  # seconds to wait before the next attempt
+    backoff: float = 0.0  # seconds to wait before the same account is asked again
     reason: str = ""
 
 
 DEFAULT_QUOTA_COOLDOWN = 60.0
 DEFAULT_RATE_LIMIT_COOLDOWN = 10.0
 DEFAULT_GENERIC_429_COOLDOWN = 30.0
+MIN_RATE_LIMIT_COOLDOWN = 1.0  # a "0s" hint must not make the next attempt hammer the same account
+MAX_COOLDOWN = 24 * 3600.0  # a garbled hint of years must not retire an account for good
 FORBIDDEN_COOLDOWN = 600.0
 NOT_FOUND_COOLDOWN = 300.0
 UNAUTHORIZED_COOLDOWN = 60.0
+REFRESH_FAILURE_COOLDOWN = 60.0  # the token endpoint failed for a reason other than invalid_grant
+PROJECT_FAILURE_COOLDOWN = 60.0  # loadCodeAssist could not be asked
+NO_PROJECT_COOLDOWN = 600.0  # loadCodeAssist answered without a project: the account is not set up
 CAPACITY_BACKOFF = 0.5
+SERVER_ERROR_BACKOFF = 0.25
+MAX_BACKOFF = 4.0
 
 
-def decide(err: GoogleError, *, refreshed: bool) -> Decision:
+def decide(err: GoogleError, *, refreshed: bool, retries: int = 0) -> Decision:
+    """``refreshed``: this account's token was already refreshed after a 401 in this request;
+    ``retries``: how many transient failures this request has already backed off from."""
     status = err.http_status
     if status == 429:
         return _rate_limited(err)
     if status in (503, 529):
-        return Decision(Action.RETRY, backoff=CAPACITY_BACKOFF, reason=str(err.reason or "unavailable"))
+        return Decision(Action.RETRY, backoff=_backoff(CAPACITY_BACKOFF, retries, err.retry_after),
+                        reason=str(err.reason if err.reason != ErrorReason.UNKNOWN else "unavailable"))
     if status >= 500 or status == 408:
-        return Decision(Action.RETRY, backoff=0.2, reason=f"http {status}")
+        return Decision(Action.RETRY, backoff=_backoff(SERVER_ERROR_BACKOFF, retries, err.retry_after),
+                        reason=f"http {status}")
     if status == 401:
         if refreshed:
-            return Decision(Action.ROTATE, UNAUTHORIZED_COOLDOWN, reason="token rejected after refresh")
+            return Decision(Action.ROTATE, UNAUTHORIZED_COOLDOWN, reason="token rejected after a refresh")
         return Decision(Action.REFRESH, reason="token rejected")
     if status == 403:
-        return Decision(Action.ROTATE, FORBIDDEN_COOLDOWN, reason=str(err.reason or "forbidden"))
+        return Decision(Action.ROTATE, FORBIDDEN_COOLDOWN, reason=_forbidden_reason(err))
     if status == 404:
-        return Decision(Action.ROTATE, NOT_FOUND_COOLDOWN, Scope.MODEL, reason="model not found on this account")
+        return Decision(Action.ROTATE, NOT_FOUND_COOLDOWN, Scope.MODEL,
+                        reason="model not found on this account")
     return Decision(Action.FAIL, reason=f"http {status}")
 
 
 def _rate_limited(err: GoogleError) -> Decision:
     if err.reason == ErrorReason.QUOTA_EXHAUSTED:
-        seconds = err.retry_after if err.retry_after is not None else DEFAULT_QUOTA_COOLDOWN
-        scope = Scope.MODEL if err.is_per_model else Scope.ACCOUNT
-        return Decision(Action.ROTATE, seconds, scope, reason="quota exhausted")
-    if err.reason == ErrorReason.RATE_LIMIT_EXCEEDED:
-        seconds = err.retry_after if err.retry_after is not None else DEFAULT_RATE_LIMIT_COOLDOWN
-        return Decision(Action.ROTATE, seconds, Scope.MODEL if err.model else Scope.ACCOUNT, reason="rate limited")
-    seconds = err.retry_after if err.retry_after is not None else DEFAULT_GENERIC_429_COOLDOWN
-    return Decision(Action.ROTATE, seconds, reason="resource exhausted")
+        default, reason = DEFAULT_QUOTA_COOLDOWN, "quota exhausted"
+    elif err.reason == ErrorReason.RATE_LIMIT_EXCEEDED:
+        default, reason = DEFAULT_RATE_LIMIT_COOLDOWN, "rate limited"
+    else:
+        default, reason = DEFAULT_GENERIC_429_COOLDOWN, "resource exhausted"
+    seconds = err.retry_after if err.retry_after is not None else default
+    seconds = min(max(seconds, MIN_RATE_LIMIT_COOLDOWN), MAX_COOLDOWN)
+    per_model = err.is_per_model or (err.reason == ErrorReason.RATE_LIMIT_EXCEEDED and bool(err.model))
+    return Decision(Action.ROTATE, seconds, Scope.MODEL if per_model else Scope.ACCOUNT, reason=reason)
+
+
+def _backoff(base: float, retries: int, hint: float | None) -> float:
+    if hint is not None:
+        return min(max(hint, 0.0), MAX_BACKOFF)
+    return min(base * 2 ** max(retries, 0), MAX_BACKOFF)
+
+
+def _forbidden_reason(err: GoogleError) -> str:
+    if err.reason == ErrorReason.VALIDATION_REQUIRED:
+        return "account verification required"
+    return f"forbidden ({err.reason})" if err.reason != ErrorReason.UNKNOWN else "forbidden"

@@ -1,18 +1,32 @@
-"""Which account serves the next attempt: selection and cooldowns over an injected clock, no I/O.
+"""Which account serves the next attempt: selection modes and cooldowns over an injected clock, no I/O.
 
-State that several gateway instances would share (cooldowns, the rotation cursor) sits behind
-``PoolState``; ``MemoryState`` is the single-process implementation.
+Rules:
+- an account cooling down for a model (or as a whole) is skipped for that model; a cooldown belongs
+  to the one account that earned it, never to the pool;
+- modes: ``round_robin`` (a shared cursor over the ready accounts), ``lru`` (the ready account used
+  longest ago) and ``sticky`` (a conversation stays on the account it started on while that account
+  is ready; new conversations, and ones whose account is not ready, go to the LRU account and are
+  bound to it): Google caches prompts per account, so a conversation that moves pays full price;
+- whatever several gateway instances would share (cooldowns, the cursor, last-use times, sticky
+  bindings) sits behind ``PoolState``, whose methods are async so that a network-backed state
+  (Redis) fits the same interface; ``MemoryState`` is the single-process implementation.
+Times are wall-clock seconds (``time.time``): another instance's clock must mean the same.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
-from .accounts import Account
+import orjson
+
+from .accounts import Account, merge_loaded
+
+STICKY_TTL = 3600.0  # seconds a conversation stays bound to its account after its last request
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,89 +37,251 @@ class Cooldown:
 
 
 class PoolState(Protocol):
-    def cooldowns(self, account_id: str) -> list[Cooldown]: ...
-    def add_cooldown(self, account_id: str, cooldown: Cooldown) -> None: ...
-    def clear(self, account_id: str) -> None: ...
-    def next_cursor(self) -> int: ...
+    async def cooldowns(self, account_ids: Iterable[str], now: float) -> dict[str, list[Cooldown]]: ...
+    async def add_cooldown(self, account_id: str, cooldown: Cooldown) -> None: ...
+    async def clear_cooldowns(self, account_id: str) -> None: ...
+    async def next_cursor(self) -> int: ...
+    async def last_used(self, account_ids: Iterable[str]) -> dict[str, float]: ...
+    async def touch(self, account_id: str, now: float) -> None: ...
+    async def binding(self, session_key: str, now: float) -> str | None: ...
+    async def bind(self, session_key: str, account_id: str, until: float) -> None: ...
 
 
 class MemoryState:
-    def __init__(self) -> None:
+    """``PoolState`` in this process's memory; expired entries are dropped as they are met."""
+
+    def __init__(self, max_bindings: int = 100_000) -> None:
         self._cooldowns: dict[str, dict[str, Cooldown]] = {}
-        self._cursor = itertools.count()
+        self._cursor = 0
+        self._last_used: dict[str, float] = {}
+        self._bindings: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._max_bindings = max_bindings
 
-    def cooldowns(self, account_id: str) -> list[Cooldown]:
-        return list(self._cooldowns.get(account_id, {}).values())
+    async def cooldowns(self, account_ids: Iterable[str], now: float) -> dict[str, list[Cooldown]]:
+        out: dict[str, list[Cooldown]] = {}
+        for account_id in account_ids:
+            slot = self._cooldowns.get(account_id)
+            if not slot:
+                continue
+            for model in [m for m, c in slot.items() if c.until <= now]:
+                del slot[model]
+            if slot:
+                out[account_id] = list(slot.values())
+        return out
 
-    def add_cooldown(self, account_id: str, cooldown: Cooldown) -> None:
+    async def add_cooldown(self, account_id: str, cooldown: Cooldown) -> None:
         slot = self._cooldowns.setdefault(account_id, {})
         old = slot.get(cooldown.model)
         if old is None or old.until < cooldown.until:
             slot[cooldown.model] = cooldown
 
-    def clear(self, account_id: str) -> None:
+    async def clear_cooldowns(self, account_id: str) -> None:
         self._cooldowns.pop(account_id, None)
 
-    def next_cursor(self) -> int:
-        return next(self._cursor)
+    async def next_cursor(self) -> int:
+        self._cursor += 1
+        return self._cursor - 1
+
+    async def last_used(self, account_ids: Iterable[str]) -> dict[str, float]:
+        return {a: self._last_used[a] for a in account_ids if a in self._last_used}
+
+    async def touch(self, account_id: str, now: float) -> None:
+        self._last_used[account_id] = now
+
+    async def binding(self, session_key: str, now: float) -> str | None:
+        entry = self._bindings.get(session_key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._bindings[session_key]
+            return None
+        return entry[0]
+
+    async def bind(self, session_key: str, account_id: str, until: float) -> None:
+        self._bindings[session_key] = (account_id, until)
+        self._bindings.move_to_end(session_key)
+        while len(self._bindings) > self._max_bindings:  # bounded: the oldest conversations go first
+            self._bindings.popitem(last=False)
 
 
+# ---- selection modes ---------------------------------------------------------------------------
+class Scheduler(Protocol):
+    async def choose(self, ready: Sequence[Account], state: PoolState, session_key: str,
+                     now: float) -> Account: ...
+
+
+class RoundRobin:
+    async def choose(self, ready: Sequence[Account], state: PoolState, session_key: str,
+                     now: float) -> Account:
+        return ready[await state.next_cursor() % len(ready)]
+
+
+class LeastRecentlyUsed:
+    async def choose(self, ready: Sequence[Account], state: PoolState, session_key: str,
+                     now: float) -> Account:
+        used = await state.last_used(a.id for a in ready)
+        return min(ready, key=lambda a: used.get(a.id, 0.0))  # min() keeps file order among ties
+
+
+class Sticky:
+    def __init__(self, fallback: Scheduler | None = None, ttl: float = STICKY_TTL) -> None:
+        self.fallback = fallback or LeastRecentlyUsed()
+        self.ttl = ttl
+
+    async def choose(self, ready: Sequence[Account], state: PoolState, session_key: str,
+                     now: float) -> Account:
+        if not session_key:
+            return await self.fallback.choose(ready, state, session_key, now)
+        bound = await state.binding(session_key, now)
+        account = next((a for a in ready if a.id == bound), None)
+        if account is None:
+            account = await self.fallback.choose(ready, state, session_key, now)
+        await state.bind(session_key, account.id, now + self.ttl)
+        return account
+
+
+def scheduler_for(mode: str) -> Scheduler:
+    if mode == "round_robin":
+        return RoundRobin()
+    if mode == "lru":
+        return LeastRecentlyUsed()
+    if mode == "sticky":
+        return Sticky()
+    raise ValueError(f"unknown scheduling mode {mode!r}: round_robin, lru or sticky")
+
+
+# ---- the pool ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Unavailable:
-    """Why an account cannot serve a model right now."""
+class AccountStatus:
+    """One account as the commands and the "all accounts unavailable" answer describe it."""
 
-    label: str
-    until: float | None  # None = not a matter of time (disabled)
-    reason: str
+    account: Account
+    state: Literal["ready", "cooling", "disabled"]
+    until: float | None = None  # when the state ends (cooling only)
+    reason: str = ""
+    cooldowns: tuple[Cooldown, ...] = ()  # every live cooldown, other models' included
+
+    @property
+    def label(self) -> str:
+        return self.account.label
 
 
 class Pool:
-    def __init__(self, state: PoolState | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._state: PoolState = state or MemoryState()
-        self._clock = clock
-        self._accounts: list[Account] = []
+    def __init__(self, state: PoolState | None = None, clock: Callable[[], float] = time.time,
+                 scheduler: Scheduler | None = None) -> None:
+        self.state: PoolState = state or MemoryState()
+        self.scheduler: Scheduler = scheduler or Sticky()
+        self.clock = clock
+        self._accounts: dict[str, Account] = {}
 
     @property
     def accounts(self) -> list[Account]:
-        return list(self._accounts)
+        return list(self._accounts.values())
 
+    def find(self, key: str) -> Account | None:
+        """By id, or else by email/label (what the commands and the CLI accept)."""
+        return self._accounts.get(key) or next((a for a in self._accounts.values() if a.label == key), None)
+
+    # ---- membership (the directory watcher keeps it in step with the files) ---------------------
     def replace(self, accounts: Iterable[Account]) -> None:
-        self._accounts = list(accounts)
+        """The whole set; accounts already known keep their object, tokens and cooldowns."""
+        accounts = list(accounts)
+        self.remove({a.id for a in self._accounts.values()} - {a.id for a in accounts})
+        self.upsert(accounts)
 
-    def find(self, account_id: str) -> Account | None:
-        return next((a for a in self._accounts if a.id == account_id), None)
+    def upsert(self, accounts: Iterable[Account]) -> None:
+        for loaded in accounts:
+            current = self._accounts.get(loaded.id)
+            if current is None:
+                self._accounts[loaded.id] = loaded
+            else:
+                merge_loaded(current, loaded)
+        ordered = sorted(self._accounts.values(), key=lambda a: (a.path.name if a.path else "", a.id))
+        self._accounts = {a.id: a for a in ordered}
 
-    def blocked_until(self, account: Account, model: str) -> float:
-        now = self._clock()
-        until = 0.0
-        for c in self._state.cooldowns(account.id):
-            if c.until > now and (not c.model or c.model == model):
-                until = max(until, c.until)
-        return until
+    def remove(self, account_ids: Iterable[str]) -> None:
+        for account_id in account_ids:
+            self._accounts.pop(account_id, None)
 
-    def eligible(self, model: str, exclude: set[str] = frozenset()) -> list[Account]:  # type: ignore[assignment]
-        """Usable accounts not excluded and not cooling down for ``model``, in rotation order."""
-        ready = [a for a in self._accounts
-                 if a.usable and a.id not in exclude and not self.blocked_until(a, model)]
-        if len(ready) > 1:
-            k = self._state.next_cursor() % len(ready)
-            ready = ready[k:] + ready[:k]
-        return ready
+    # ---- selection ------------------------------------------------------------------------------
+    async def pick(self, model: str, *, exclude: Iterable[str] = (), session_key: str = "") -> Account | None:
+        """The account for the next attempt at ``model``, or None when no account is ready for it."""
+        now = self.clock()
+        ready = await self._ready(model, set(exclude), now)
+        if not ready:
+            return None
+        account = await self.scheduler.choose(ready, self.state, session_key, now)
+        await self.state.touch(account.id, now)
+        return account
 
-    def pick(self, model: str, exclude: set[str] = frozenset()) -> Account | None:  # type: ignore[assignment]
-        ready = self.eligible(model, exclude)
-        return ready[0] if ready else None
+    async def ready_in(self, model: str, *, exclude: Iterable[str] = ()) -> float | None:
+        """Seconds until the first cooling (not excluded, usable) account is ready for ``model``."""
+        now = self.clock()
+        skip = set(exclude)
+        candidates = [a for a in self._accounts.values() if a.usable and a.id not in skip]
+        blocked = await self._blocked(candidates, model, now)
+        if not candidates or len(blocked) < len(candidates):
+            return 0.0 if candidates else None
+        return max(min(blocked.values()) - now, 0.0)
 
-    def cool_down(self, account: Account, seconds: float, reason: str, model: str = "") -> None:
-        if seconds > 0:
-            self._state.add_cooldown(account.id, Cooldown(self._clock() + seconds, reason, model))
+    async def _ready(self, model: str, exclude: set[str], now: float) -> list[Account]:
+        candidates = [a for a in self._accounts.values() if a.usable and a.id not in exclude]
+        blocked = await self._blocked(candidates, model, now)
+        return [a for a in candidates if a.id not in blocked]
 
-    def unavailable(self, model: str) -> list[Unavailable]:
-        out = []
-        for a in self._accounts:
-            if not a.usable:
-                out.append(Unavailable(a.label, None, a.disabled_reason or "disabled"))
-            elif until := self.blocked_until(a, model):
-                reasons = [c.reason for c in self._state.cooldowns(a.id) if c.until == until]
-                out.append(Unavailable(a.label, until, reasons[0] if reasons else "cooling down"))
+    async def _blocked(self, accounts: Sequence[Account], model: str, now: float) -> dict[str, float]:
+        """Account id -> until when it is blocked for ``model``, for the blocked ones."""
+        live = await self.state.cooldowns((a.id for a in accounts), now)
+        out: dict[str, float] = {}
+        for account_id, cooldowns in live.items():
+            ends = [c.until for c in cooldowns if not c.model or c.model == model]
+            if ends:
+                out[account_id] = max(ends)
         return out
+
+    # ---- cooldowns ------------------------------------------------------------------------------
+    async def cool_down(self, account: Account, seconds: float, reason: str, model: str = "") -> None:
+        if seconds > 0:
+            await self.state.add_cooldown(account.id, Cooldown(self.clock() + seconds, reason, model))
+
+    async def clear_cooldowns(self, account: Account) -> None:
+        await self.state.clear_cooldowns(account.id)
+
+    async def status(self, model: str = "") -> list[AccountStatus]:
+        """Every account's state; ``model`` = "" counts only whole-account cooldowns as cooling."""
+        now = self.clock()
+        live = await self.state.cooldowns(self._accounts, now)
+        out = []
+        for a in self._accounts.values():
+            mine = tuple(sorted(live.get(a.id, ()), key=lambda c: c.until))
+            blocking = [c for c in mine if not c.model or c.model == model]
+            if not a.usable:
+                reason = a.disabled_reason or ("disabled" if a.disabled else "no credential")
+                out.append(AccountStatus(a, "disabled", None, reason, mine))
+            elif blocking:
+                last = max(blocking, key=lambda c: c.until)
+                out.append(AccountStatus(a, "cooling", last.until, last.reason, mine))
+            else:
+                out.append(AccountStatus(a, "ready", None, "", mine))
+        return out
+
+
+def conversation_key(gemini_request: dict[str, Any], hint: str = "") -> str:
+    """A stable key for "the same conversation": the client's own key (e.g. the Responses API's
+    ``prompt_cache_key``) when it sends one, else a hash of the system instruction and the first
+    user turn, which every later request of the conversation repeats. "" when there is neither.
+
+    Conversations that share both (one system prompt, one opening message) share a key; they also
+    share the cacheable prefix, so keeping them on one account is what caching wants anyway.
+    """
+    if hint:
+        return "k-" + hashlib.sha256(hint.encode()).hexdigest()[:24]
+    contents = gemini_request.get("contents")
+    turns = contents if isinstance(contents, list) else []
+    first_user = next((c for c in turns if isinstance(c, dict) and c.get("role", "user") == "user"), None)
+    if first_user is None:
+        return ""
+    digest = hashlib.sha256(orjson.dumps(gemini_request.get("systemInstruction")))
+    digest.update(b"\0")
+    digest.update(orjson.dumps(first_user))
+    return "c-" + digest.hexdigest()[:24]

@@ -1,0 +1,150 @@
+"""mitmproxy commands for the account pool, for mitmweb's command bar and mitmproxy's console.
+
+    ag.accounts                  one line per account: state (ready, cooling until, disabled), reason
+    ag.accounts.reload           re-read the account directory now
+    ag.accounts.disable <id>     disable an account (written to its file) / enable it again
+    ag.accounts.enable <id>
+    ag.accounts.reset <id>       forget its cooldowns: ready again now
+
+Cooldowns live in the running gateway (``PoolState``), which the CLI cannot see: these commands are
+how to look at them. mitmproxy commands are synchronous and the pool state is async (a shared
+backend answers over the network), so ``ag.accounts`` shows a snapshot refreshed every second and
+right after each command here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mitmproxy import command, exceptions
+
+from ..upstream.account_watch import AccountWatcher
+from ..upstream.accounts import Account, AccountFiles
+from ..upstream.pool import AccountStatus, Pool
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL = 1.0
+
+
+def describe(s: AccountStatus, now: float) -> str:
+    """One account as a line of text (no secrets: label, id, kind and state only)."""
+    a = s.account
+    head = f"{a.label} [{a.id}, {'oauth' if a.kind == 'oauth' else 'api key'}]"
+    if s.state == "disabled":
+        return f"{head}: disabled ({s.reason})"
+    models = [c for c in s.cooldowns if c.model]
+    if s.state == "cooling" and s.until is not None:
+        state = f"cooling until {_utc(s.until)} (in {s.until - now:.0f}s): {s.reason}"
+    else:
+        state = "ready"
+    if models:
+        state += "; " + ", ".join(f"{c.model} cooling until {_utc(c.until)} ({c.reason})" for c in models)
+    return f"{head}: {state}"
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AccountCommands:
+    def __init__(self, pool: Pool, watcher: AccountWatcher) -> None:
+        self.pool = pool
+        self.watcher = watcher
+        self.files = AccountFiles()
+        self.snapshot: list[AccountStatus] = []
+        self.snapshot_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    async def running(self) -> None:
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._keep_fresh(), name="ag-accounts-snapshot")
+
+    async def done(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def refresh(self) -> None:
+        self.snapshot = await self.pool.status()
+        self.snapshot_at = self.pool.clock()
+
+    async def _keep_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+            await self.refresh()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- commands -------------------------------------------------------------------------------
+    @command.command("ag.accounts")
+    def accounts(self) -> Sequence[str]:
+        """Every account with its live state: ready, cooling until when and why, or disabled."""
+        if not self.snapshot:
+            return ["no accounts loaded"]
+        now = time.time()
+        return [describe(s, now) for s in self.snapshot]
+
+    @command.command("ag.accounts.reload")
+    def reload(self) -> None:
+        """Re-read the account directory now (it is also watched: changes apply within seconds)."""
+        self._spawn(self._after(self._reload()))
+
+    @command.command("ag.accounts.disable")
+    def disable(self, account: str) -> None:
+        """Disable an account (by id or email); written to its file."""
+        self._set_disabled(self._find(account), True)
+
+    @command.command("ag.accounts.enable")
+    def enable(self, account: str) -> None:
+        """Enable a disabled account (by id or email); written to its file."""
+        self._set_disabled(self._find(account), False)
+
+    @command.command("ag.accounts.reset")
+    def reset(self, account: str) -> None:
+        """Forget an account's cooldowns (by id or email): it is ready again now."""
+        found = self._find(account)
+        self._spawn(self._after(self.pool.clear_cooldowns(found)))
+        logger.info("accounts: cooldowns of %s cleared", found.label)
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _find(self, key: str) -> Account:
+        found = self.pool.find(key)
+        if found is None:
+            raise exceptions.CommandError(f"no account {key!r}; ag.accounts lists them")
+        return found
+
+    def _set_disabled(self, account: Account, disabled: bool) -> None:
+        account.disabled = disabled
+        account.disabled_reason = "disabled with ag.accounts.disable" if disabled else ""
+        account.disabled_at = int(time.time()) if disabled else 0
+        logger.info("accounts: %s %s", "disabled" if disabled else "enabled", account.label)
+        self._spawn(self._after(self._save_disabled(account)))
+
+    async def _save_disabled(self, account: Account) -> None:
+        try:
+            await self.files.save_disabled(account)
+        except (OSError, ValueError) as e:
+            logger.error("accounts: could not write %s: %s", account.label, e)
+
+    async def _reload(self) -> None:
+        changed = await self.watcher.poll()
+        logger.info("accounts: reloaded from %s (%s)", self.watcher.directory,
+                    "changed" if changed else "no change")
+
+    async def _after(self, coro: Any) -> None:
+        await coro
+        await self.refresh()

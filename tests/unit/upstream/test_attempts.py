@@ -1,0 +1,386 @@
+"""upstream/attempts.py: the retry policy through a fake ``send`` (no sockets), with fake clocks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from antigravity_gw import errors
+from antigravity_gw.upstream.accounts import Account
+from antigravity_gw.upstream.attempts import AttemptRunner
+from antigravity_gw.upstream.dialects import CallContext, CloudCode, PublicGemini
+from antigravity_gw.upstream.oauth import ProjectUnavailable, TokenService
+from antigravity_gw.upstream.pool import LeastRecentlyUsed, Pool
+
+WALL = 1_800_000_000.0
+BASES = ("https://sandbox/v1internal", "https://daily/v1internal", "https://prod/v1internal")
+
+
+class Clock:
+    """One fake time for the pool (wall clock) and the runner (monotonic); sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def wall(self) -> float:
+        return WALL + self.t
+
+    def mono(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 3))
+        self.t += seconds
+
+
+class Resp:
+    def __init__(self, status: int, body: dict | bytes = b"", headers: dict | None = None) -> None:
+        self.status = status
+        self.body = body if isinstance(body, bytes) else orjson.dumps(body)
+        self.headers = headers or {}
+        self.released = False
+
+    async def read(self) -> bytes:
+        return self.body
+
+    def release(self) -> None:
+        self.released = True
+
+
+def google(status: int, reason: str = "", retry: str | None = None, model: str = "",
+           gstatus: str = "") -> Resp:
+    details = []
+    if reason:
+        details.append({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                        "metadata": {"model": model} if model else {}})
+    if retry:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry})
+    return Resp(status, {"error": {"code": status, "message": f"error {status}", "status": gstatus or "X",
+                                   "details": details}})
+
+
+def quota(retry: str, model: str = "m") -> Resp:
+    return google(429, "QUOTA_EXHAUSTED", retry, model, "RESOURCE_EXHAUSTED")
+
+
+class Upstream:
+    """The ``send`` seam: scripted answers per credential (then 200), every call recorded."""
+
+    def __init__(self, clock: Clock | None = None, latency: float = 0.0) -> None:
+        self.script: dict[str, list] = defaultdict(list)
+        self.calls: list[tuple[str, str]] = []
+        self.clock = clock
+        self.latency = latency
+
+    def on(self, credential: str, *answers) -> None:
+        self.script[credential].extend(answers)
+
+    async def __call__(self, call):
+        bearer = call.headers.get("authorization", "").removeprefix("Bearer ")
+        credential = bearer or call.headers["x-goog-api-key"]
+        self.calls.append((credential, call.url.rsplit(":", 1)[0]))
+        if self.clock is not None:
+            self.clock.t += self.latency
+        answers = self.script[credential]
+        answer = answers.pop(0) if answers else Resp(200, {"response": {"candidates": []}})
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def who(self) -> list[str]:
+        return [c for c, _ in self.calls]
+
+
+class Endpoint:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def __call__(self, refresh_token: str):
+        self.calls.append(refresh_token)
+        return 200, {"access_token": f"fresh-{refresh_token}", "expires_in": 3599}
+
+
+class Store:
+    async def save_tokens(self, account): ...
+    async def save_disabled(self, account): ...
+    async def stored_refresh_token(self, account):
+        return account.refresh_token
+
+
+def oauth(name: str, **kw) -> Account:
+    fields = {"access_token": f"at-{name}", "refresh_token": f"rt-{name}", "expiry_timestamp": WALL + 3600,
+              "project_id": f"p-{name}", **kw}
+    return Account(name, f"{name}@x", "oauth", Path(f"/d/{name}.json"), **fields)
+
+
+def setup(*accounts: Account, max_attempts: int = 6, total: float = 600.0, bases=BASES, projects=None,
+          real_time: bool = False):
+    clock = Clock()
+    pool = Pool(clock=clock.wall, scheduler=LeastRecentlyUsed())
+    pool.replace(accounts)
+    endpoint = Endpoint()
+    tokens = TokenService(endpoint, Store(), clock=clock.wall)
+    upstream = Upstream(clock)
+    failures = []
+
+    async def record(attempt):
+        failures.append((attempt.account, attempt.status, attempt.decision))
+
+    dialects = {"oauth": CloudCode(bases, "ua"), "api_key": PublicGemini("https://g")}
+    runner = AttemptRunner(pool, tokens, dialects, upstream, max_attempts=max_attempts, total_timeout=total,
+                           projects=projects,
+                           on_failure=record, sleep=asyncio.sleep if real_time else clock.sleep,
+                           clock=time.monotonic if real_time else clock.mono)
+    return runner, upstream, clock, endpoint, failures
+
+
+async def run(runner, model: str = "m", session: str = ""):
+    return await runner.run(model, True, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                            CallContext("req-1", session))
+
+
+async def cooling(runner, model: str = "m") -> dict[str, float]:
+    return {s.account.id: s.until - WALL for s in await runner.pool.status(model) if s.state == "cooling"}
+
+
+async def test_429_rotates_and_cools_down_only_the_account_that_got_it():
+    runner, up, clock, _, failures = setup(oauth("a"), oauth("b"), oauth("c"))
+    up.on("at-a", quota("3.5s"))
+    winner = await run(runner)
+    assert (winner.account.id, winner.attempts) == ("b", 2)
+    assert up.calls == [("at-a", BASES[0]), ("at-b", BASES[0])]  # a 429 does not try the next base
+    assert await cooling(runner) == {"a": 3.5}
+    assert await cooling(runner, "other-model") == {}  # QUOTA_EXHAUSTED with a model: per model
+    assert failures == [("a@x", 429, "rotate")]
+    assert clock.slept == []
+
+
+async def test_a_429_without_a_model_cools_the_whole_account():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(429, gstatus="RESOURCE_EXHAUSTED"))
+    await run(runner)
+    assert await cooling(runner, "other-model") == {"a": 30.0}
+
+
+async def test_capacity_moves_to_the_next_base_then_to_another_account():
+    runner, up, clock, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", *[google(503, "MODEL_CAPACITY_EXHAUSTED")] * 3)
+    winner = await run(runner)
+    assert winner.account.id == "b"
+    assert up.calls == [("at-a", BASES[0]), ("at-a", BASES[1]), ("at-a", BASES[2]), ("at-b", BASES[0])]
+    assert clock.slept == [] and await cooling(runner) == {}  # capacity is the model's: nobody cools down
+
+
+async def test_capacity_on_a_lone_account_backs_off_and_asks_it_again():
+    runner, up, clock, *_ = setup(oauth("a"), bases=BASES[:1])
+    up.on("at-a", google(503), google(503), google(529))
+    winner = await run(runner)
+    assert (winner.account.id, winner.attempts) == ("a", 4)
+    assert clock.slept == [0.5, 1.0, 2.0]
+
+
+async def test_401_refreshes_the_token_and_retries_the_same_account_once():
+    runner, up, _, endpoint, failures = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(401, gstatus="UNAUTHENTICATED"))
+    winner = await run(runner)
+    assert winner.account.id == "a"
+    assert up.who() == ["at-a", "fresh-rt-a"]
+    assert endpoint.calls == ["rt-a"]
+    assert failures == [("a@x", 401, "refresh")]
+
+
+async def test_401_after_a_refresh_rotates_and_cools_the_account():
+    runner, up, _, endpoint, _ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(401))
+    up.on("fresh-rt-a", google(401))
+    winner = await run(runner)
+    assert winner.account.id == "b" and endpoint.calls == ["rt-a"]
+    assert await cooling(runner) == {"a": 60.0}
+
+
+async def test_403_rotates_and_marks_the_account():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(403, "VALIDATION_REQUIRED", gstatus="PERMISSION_DENIED"))
+    assert (await run(runner)).account.id == "b"
+    status = {s.account.id: (s.state, s.reason) for s in await runner.pool.status()}
+    assert status["a"] == ("cooling", "account verification required")
+
+
+async def test_404_falls_back_through_the_bases_then_rotates_for_that_model_only():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(404), google(404), google(404))
+    assert (await run(runner)).account.id == "b"
+    assert len(up.calls) == 4
+    assert await cooling(runner) == {"a": 300.0} and await cooling(runner, "other") == {}
+
+
+async def test_connection_errors_fall_back_to_the_next_base():
+    runner, up, _, _, failures = setup(oauth("a"))
+    up.on("at-a", aiohttp.ClientConnectionError("refused"), TimeoutError())
+    winner = await run(runner)
+    assert (winner.url, winner.attempts) == (f"{BASES[2]}:streamGenerateContent?alt=sse", 3)
+    assert [f[2] for f in failures] == ["next base", "next base"]
+
+
+async def test_a_400_goes_to_the_client_at_once():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", google(400, gstatus="INVALID_ARGUMENT"))
+    with pytest.raises(errors.InvalidRequest):
+        await run(runner)
+    assert up.who() == ["at-a"]
+
+
+async def test_max_attempts_bounds_the_upstream_calls():
+    runner, up, *_ = setup(oauth("a"), oauth("b"), max_attempts=4)
+    up.on("at-a", *[google(500)] * 3)
+    up.on("at-b", *[google(500)] * 3)
+    with pytest.raises(errors.PoolExhausted) as e:
+        await run(runner)
+    assert len(up.calls) == 4
+    assert e.value.status == 502
+    assert "a@x: failed in this request (500 X)" in e.value.message
+
+
+async def test_backoff_sleeps_never_pass_the_deadline():
+    runner, up, clock, *_ = setup(oauth("a"), bases=BASES[:1], max_attempts=50, total=3.0)
+    up.latency = 0.1
+    up.on("at-a", *[google(503)] * 50)
+    with pytest.raises(errors.GatewayError):
+        await run(runner)
+    assert clock.t <= 3.0
+    assert sum(clock.slept) + 0.1 * len(up.calls) <= 3.0
+
+
+async def test_the_deadline_cuts_a_slow_upstream():
+    runner, up, *_ = setup(oauth("a"), total=0.2, real_time=True)  # asyncio.timeout runs on the loop's clock
+    never = asyncio.get_running_loop().create_future()
+
+    async def hang(call):
+        up.calls.append(call.url)
+        return await never
+
+    runner._send = hang
+    started = time.monotonic()
+    with pytest.raises(errors.UpstreamTimeout, match=r"ag_upstream_timeout \(0.2s\) after 1 attempt"):
+        await run(runner)
+    assert time.monotonic() - started < 1.0 and len(up.calls) == 1
+
+
+async def test_a_short_cooldown_is_waited_for_instead_of_failing():
+    runner, up, clock, *_ = setup(oauth("a"))
+    up.on("at-a", quota("1.5s"))
+    winner = await run(runner)
+    assert (winner.account.id, clock.slept) == ("a", [1.5])
+
+
+async def test_everyone_cooling_is_a_429_naming_each_account_with_the_earliest_retry_after():
+    runner, up, *_ = setup(oauth("a"), oauth("b"), oauth("c"))
+    runner.pool.find("c").disabled, runner.pool.find("c").disabled_reason = True, "invalid_grant: revoked"
+    up.on("at-a", quota("30s"))
+    up.on("at-b", quota("50s"))
+    with pytest.raises(errors.PoolExhausted) as e:
+        await run(runner)
+    err = e.value
+    assert err.status == 429
+    assert err.headers == {"retry-after": "30", "retry-after-ms": "30000"}
+    assert "All 3 accounts are unavailable for model 'm'" in err.message
+    assert "a@x: quota exhausted until 2027-01-15T08:00:30Z (in 30s)" in err.message
+    assert "b@x: quota exhausted until 2027-01-15T08:00:50Z (in 50s)" in err.message
+    assert "c@x: disabled (invalid_grant: revoked)" in err.message
+    calls = len(up.calls)
+    with pytest.raises(errors.PoolExhausted):  # the next request does not even ask upstream
+        await run(runner)
+    assert len(up.calls) == calls
+
+
+async def test_some_accounts_failed_in_this_request_and_others_are_cooling():
+    runner, up, clock, *_ = setup(oauth("a"), oauth("b"), bases=BASES[:1], max_attempts=6)
+    await runner.pool.cool_down(runner.pool.find("a"), 40, "rate limited")
+    up.on("at-b", *[google(503, "MODEL_CAPACITY_EXHAUSTED", gstatus="UNAVAILABLE")] * 10)
+    with pytest.raises(errors.PoolExhausted) as e:
+        await run(runner)
+    err = e.value
+    assert err.status == 503
+    assert "a@x: rate limited until" in err.message
+    assert "b@x: failed in this request (503 UNAVAILABLE)" in err.message
+    assert int(err.headers["retry-after"]) == pytest.approx(40 - clock.t, abs=1)
+
+
+async def test_every_account_disabled_or_none_configured_is_a_503():
+    runner, *_ = setup()
+    with pytest.raises(errors.PoolExhausted) as e:
+        await run(runner)
+    assert (e.value.status, e.value.code) == (503, "no_accounts")
+    runner, *_ = setup(oauth("a", disabled=True, disabled_reason="manual"))
+    with pytest.raises(errors.PoolExhausted) as e:
+        await run(runner)
+    assert e.value.status == 503 and "a@x: disabled (manual)" in e.value.message
+
+
+async def test_invalid_grant_disables_and_the_next_account_answers():
+    runner, up, *_ = setup(oauth("a", expiry_timestamp=0), oauth("b"))
+
+    async def revoked(refresh_token):
+        return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+
+    runner.tokens.endpoint = revoked
+    winner = await run(runner)
+    assert winner.account.id == "b" and up.who() == ["at-b"]
+    a = runner.pool.find("a")
+    assert (a.disabled, a.disabled_reason) == (True, "invalid_grant: Token has been expired or revoked.")
+
+
+async def test_a_temporary_refresh_failure_cools_the_account():
+    runner, _, *_ = setup(oauth("a", expiry_timestamp=0), oauth("b"))
+
+    async def down(refresh_token):
+        return 503, {"error": "internal_failure"}
+
+    runner.tokens.endpoint = down
+    assert (await run(runner)).account.id == "b"
+    assert await cooling(runner) == {"a": 60.0}
+
+
+async def test_a_missing_project_is_resolved_first_and_an_unset_up_account_rotates():
+    class Projects:
+        def __init__(self):
+            self.asked = []
+
+        async def ensure(self, account, token):
+            self.asked.append(account.id)
+            if account.id == "a":
+                raise ProjectUnavailable("no cloudaicompanionProject", missing=True)
+            account.project_id = "resolved"
+            return "resolved"
+
+    projects = Projects()
+    runner, up, *_ = setup(oauth("a", project_id=""), oauth("b", project_id=""), projects=projects)
+    winner = await run(runner)
+    assert winner.account.id == "b" and winner.account.project_id == "resolved"
+    assert up.who() == ["at-b"] and projects.asked == ["a", "b"]
+    assert await cooling(runner) == {"a": 600.0}
+
+
+async def test_api_key_accounts_use_the_public_api():
+    key = Account("k", "key-1", "api_key", None, api_key="AIza-k")
+    runner, up, *_ = setup(key)
+    winner = await run(runner)
+    assert (winner.url, up.who()) == ("https://g/v1beta/models/m:streamGenerateContent?alt=sse", ["AIza-k"])
+
+
+async def test_sticky_sessions_reach_the_pool():
+    from antigravity_gw.upstream.pool import Sticky
+
+    runner, _, clock, *_ = setup(oauth("a"), oauth("b"), oauth("c"))
+    runner.pool.scheduler = Sticky()
+    first = (await run(runner, session="conv")).account.id
+    for _ in range(3):
+        clock.t += 1
+        await run(runner, session="other")
+        assert (await run(runner, session="conv")).account.id == first
