@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace) -> dict:
         emu.add_rule(match={"model": "bench-stream"}, reply={
             "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
             "split": False})  # one TCP write per event, as Google sends them (the tests cover split events)
-        gw = Gateway(emu, accounts, confdir=confdir, options={"flow_detail": 0, "termlog_verbosity": "warn",
+        gw = Gateway(emu, accounts, confdir=confdir, options={"flow_detail": 0,
                                                               "ag_scheduling": "round_robin"})
         gw.start()
         plain, plain_port = start_plain_mitmdump(emu, confdir)

@@ -61,6 +61,7 @@ class Settings:
     image_max_bytes: int = 20 * 1024 * 1024
     image_timeout: float = 15.0
     keepalive_interval: float = 15.0
+    inline_non_stream: bool = True
 
 
 def parse_base_url(text: str, *, what: str) -> str:

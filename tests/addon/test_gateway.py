@@ -29,7 +29,7 @@ def chat_flow(body: dict | bytes, path: str = "/v1/chat/completions", method: st
 def gw(tmp_path):
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, ag_accounts=str(tmp_path))
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=False)  # hooks of the relay path
         yield addon
 
 

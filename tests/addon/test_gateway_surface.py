@@ -35,7 +35,7 @@ def make_flow(body: dict | bytes = b"", path: str = "/v1/chat/completions", meth
 def gw(tmp_path):
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:  # proxyserver declares connection_strategy
-        tctx.configure(addon, ag_accounts=str(tmp_path), ag_body_limit="1k")
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_body_limit="1k", ag_inline_non_stream=False)
         addon.relay.port = 40000
         yield addon
 
@@ -185,7 +185,7 @@ async def test_preflight_is_answered_without_a_key_by_the_whole_chain(tmp_path):
     auth, gateway, cors = Auth(), Gateway(), Cors()
     with taddons.context(Proxyserver(), auth, gateway, cors) as tctx:
         tctx.configure(auth, ag_auth_mode="strict", ag_api_key="sk-k")
-        tctx.configure(gateway, ag_accounts=str(tmp_path))
+        tctx.configure(gateway, ag_accounts=str(tmp_path), ag_inline_non_stream=False)
         f = make_flow(b"", method="OPTIONS", headers=((b"access-control-request-method", b"POST"),))
         auth.requestheaders(f)
         gateway.requestheaders(f)

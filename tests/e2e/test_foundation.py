@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 import urllib.request
 
+import openai
 import orjson
+import pytest
+from mitmproxy import io as mitm_io
+from support.gateway import ROOT
 
 
 def test_healthz_answers_without_touching_upstream(gateway, emulator):
@@ -14,7 +20,10 @@ def test_healthz_answers_without_touching_upstream(gateway, emulator):
     assert emulator.requests() == []
 
 
-def test_non_stream_chat_completion_goes_through_the_relay_to_cloud_code(client, emulator):
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "relay"])
+def test_non_stream_chat_completion_reaches_cloud_code(start_gateway, emulator, inline):
+    gw = start_gateway(options={"ag_inline_non_stream": inline})
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
     raw = client.chat.completions.with_raw_response.create(
         model="gemini-2.5-flash", messages=[{"role": "user", "content": "ping"}])
     completion = raw.parse()
@@ -31,3 +40,43 @@ def test_non_stream_chat_completion_goes_through_the_relay_to_cloud_code(client,
     assert sent[0]["body"]["project"] == "proj-acc1"
     assert sent[0]["body"]["model"] == "gemini-2.5-flash"
     assert sent[0]["body"]["request"]["contents"] == [{"role": "user", "parts": [{"text": "ping"}]}]
+
+
+def test_nothing_goes_upstream_while_a_flow_is_intercepted_and_edits_are_sent(start_gateway, emulator):
+    script = str(ROOT / "tests" / "support" / "intercept_and_edit.py")
+    gw = start_gateway(options={"intercept": "~q"}, extra_args=["-s", script])
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.chat.completions.create, model="gemini-2.5-flash",
+                             messages=[{"role": "user", "content": "held"}])
+        time.sleep(1.0)
+        assert emulator.requests(rpc="generateContent") == []  # held in mitmproxy: no attempt made yet
+        completion = answer.result(timeout=20)
+    assert completion.choices[0].message.content == "echo: held"
+    sent = emulator.requests(rpc="generateContent")
+    assert len(sent) == 1
+    assert sent[0]["body"]["request"]["generationConfig"]["temperature"] == 0.123  # the edit went upstream
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_saved_flow_shows_client_request_real_upstream_request_account_and_attempts(
+        start_gateway, emulator, tmp_path, stream):
+    saved = tmp_path / "flows.mitm"
+    gw = start_gateway(extra_args=["-w", str(saved)])
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    answer = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "saved"}],
+                                            stream=stream)
+    if stream:
+        list(answer)
+    gw.stop()
+    with saved.open("rb") as fh:
+        flows = [f for f in mitm_io.FlowReader(fh).stream() if f.metadata.get("ag.route") == "chat.completions"]
+    assert len(flows) == 1
+    f = flows[0]
+    rpc = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    assert f.request.url == f"{emulator.cloudcode_bases[0]}:{rpc}"
+    sent = orjson.loads(f.request.content)
+    assert (sent["project"], sent["model"]) == ("proj-acc1", "gemini-2.5-flash")  # the envelope really sent
+    assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+    assert f.metadata["ag.upstream"]["account"] == "acc1@example.com"
+    assert "acc1@example.com" in f.comment and "1 attempt" in f.comment

@@ -117,13 +117,14 @@ class Gateway:
 
     def _healthy(self) -> bool:
         # Only the addon answers /healthz: a proxy running without it would forward and fail (P19).
+        # Probe only once the addon logged that it runs: mitmproxy accepts connections before its own
+        # running() hooks, and a request in that window makes it exit ("Errors logged during startup").
         # In regular mode the probe goes through the proxy to the intercepted host, which the addon answers
-        # (a direct request to a regular proxy would loop back to itself). Only once the addon runs: before
-        # that, a bare mitmproxy would try to reach the real api.openai.com.
+        # (a direct request to a regular proxy would loop back to itself).
+        if "antigravity gateway ready" not in self.log():
+            return False
         url, opener = self.url + "/healthz", urllib.request.build_opener(urllib.request.ProxyHandler({}))
         if self.mode != "reverse":
-            if "antigravity gateway ready" not in self.log():
-                return False
             url = "http://api.openai.com/healthz"
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
         headers = {"authorization": f"Bearer {self.options['ag_api_key']}"} if self.options.get("ag_api_key") else {}

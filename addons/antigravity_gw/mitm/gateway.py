@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ from ..upstream.dialects import CallContext, CloudCode, PublicGemini, canonical_
 from ..upstream.media import fetch_image
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.pool import Pool, conversation_key, scheduler_for
-from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob
+from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
 from .commands import AccountCommands
 from .model_map import ModelMap
@@ -52,6 +51,8 @@ logger = logging.getLogger(__name__)
 STALE_PLAN_AGE = 6 * 3600.0  # seconds; longer than any request, intercepted ones included
 CLIENT_SECRET_HEADERS = flows.CLIENT_SECRET_HEADERS
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
+INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class Gateway:
         self._tokens: TokenService | None = None
         self._runner: AttemptRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inline = False  # see _inline_allowed(); decided in configure, not per request
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -104,6 +106,8 @@ class Gateway:
             self._runner = None  # rebuilt lazily with the new settings
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
+        if updated & INLINE_INPUTS:
+            self._inline = self._inline_allowed()
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -115,7 +119,7 @@ class Gateway:
     async def running(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
-            auto_decompress=False, trust_env=True)
+            auto_decompress=False)  # proxies from the environment: see aiohttp_sender
         await self.relay.start()
         await self.reload_accounts()
         self.watcher.start()  # files added, removed or edited apply without a restart
@@ -250,7 +254,30 @@ class Gateway:
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "body": raw[:65536].decode("utf-8", "replace")}
-        self._point_at_relay(flow, mapped, stream, gemini_request)
+        if not stream and self._inline:
+            await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
+        else:
+            self._point_at_relay(flow, mapped, stream, gemini_request)
+
+    def _inline_allowed(self) -> bool:
+        """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,
+        unless something could still stop or rewrite the request after this hook: an intercept filter
+        (mitmweb, console) or mitmproxy's request-rewriting options. Then the relay keeps that promise."""
+        if not self.settings.inline_non_stream:
+            return False
+        opts = ctx.options
+        if getattr(opts, "intercept_active", False) and getattr(opts, "intercept", None):
+            return False
+        return not any(getattr(opts, name, None) for name in REWRITING_OPTIONS)
+
+    async def _answer_inline(self, flow: http.HTTPFlow, plan: Plan, model: str, body: dict[str, Any]) -> None:
+        winner = await self._make_runner().run(model, False, body, plan.job.ctx, plan.job.on_failure)
+        plan.job.won(winner)
+        data = await read_whole(winner)
+        flow.response = http.Response.make(winner.response.status, data, {"content-type": "application/json"})
+        self._handle_response_headers(flow, plan)
+        self.plans.pop(flow.id, None)
+        self._handle_response(flow, plan)
 
     async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
@@ -338,6 +365,7 @@ class Gateway:
             host_header = flow.request.host_header
             flow.request.url = plan.job.url
             flow.request.host_header = host_header and flow.request.host
+            flow.request.content = plan.job.sent_body  # the envelope as sent; its secrets were headers
         flow.metadata[flows.UPSTREAM] = {"url": plan.job.url, "account": plan.job.account,
                                          "attempts": plan.job.attempts, "model": plan.mapped_model}
 

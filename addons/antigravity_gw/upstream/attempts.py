@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -88,6 +90,7 @@ class Winner:
     dialect: Dialect
     url: str
     attempts: int
+    request_body: bytes = b""  # what went upstream, envelope included (no secrets: those are headers)
 
 
 @dataclass(slots=True)
@@ -233,7 +236,7 @@ class AttemptRunner:
                                    "retry" if last_base else "next base", started)
                 continue
             if resp.status < 300:
-                return Winner(resp, account, dialect, call.url, budget.used)
+                return Winner(resp, account, dialect, call.url, budget.used, call.body)
             body, headers = await self._read_failure(resp, budget)
             failure = parse_google_error(resp.status, body, retry_after_header=headers.get("retry-after"),
                                          now=time.time())
@@ -362,12 +365,25 @@ def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayEr
 
 
 def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any) -> Send:
-    """The production ``send``: one pooled session, headers first (the body is streamed by the caller)."""
+    """The production ``send``: one pooled session, headers first (the body is streamed by the caller).
+
+    The session does not ``trust_env`` (aiohttp would then read ~/.netrc in a thread on every request);
+    proxy variables (HTTPS_PROXY, NO_PROXY) are honoured here instead, decided once per host (P14).
+    """
     timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.first_byte)
+    proxies = urllib.request.getproxies()
+    decided: dict[str, str | None] = {}
+
+    def proxy_for(url: str) -> str | None:
+        parts = urlsplit(url)
+        if parts.netloc not in decided:
+            bypass = not proxies or urllib.request.proxy_bypass(parts.hostname or "")
+            decided[parts.netloc] = None if bypass else proxies.get(parts.scheme)
+        return decided[parts.netloc]
 
     async def send(call: UpstreamCall) -> UpstreamResponse:
         return await session.post(call.url, data=call.body, headers=call.headers, timeout=timeout,
-                                  allow_redirects=False)
+                                  allow_redirects=False, proxy=proxy_for(call.url))
 
     return send
 

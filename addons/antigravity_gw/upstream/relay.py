@@ -46,6 +46,21 @@ class RelayJob:
     attempts: int = 0
     failures: int = 0
     error: errors.GatewayError | None = None
+    sent_body: bytes = b""
+
+    def won(self, winner: Winner) -> None:
+        self.account, self.url, self.attempts = winner.account.label, winner.url, winner.attempts
+        self.sent_body = winner.request_body
+
+
+async def read_whole(winner: Winner) -> bytes:
+    """A non-stream upstream answer, whole; a connection that breaks off is Google's fault (502)."""
+    try:
+        return await winner.response.read()
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise errors.UpstreamError(f"The upstream answer broke off: {type(e).__name__}") from e
+    finally:
+        winner.response.release()
 
 
 def error_response(err: errors.GatewayError) -> web.Response:
@@ -106,18 +121,13 @@ class Relay:
         if not isinstance(body, dict):
             raise errors.InvalidRequest("The upstream request body must be a JSON object.")
         winner = await self._runner().run(model, stream, body, job.ctx, job.on_failure)
-        job.account, job.url, job.attempts = winner.account.label, winner.url, winner.attempts
+        job.won(winner)
         if not stream:
             return await self._whole(winner)
         return await self._stream(request, winner)
 
     async def _whole(self, winner: Winner) -> web.Response:
-        try:
-            data = await winner.response.read()
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise errors.UpstreamError(f"The upstream answer broke off: {type(e).__name__}") from e
-        finally:
-            winner.response.release()
+        data = await read_whole(winner)
         return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
 
     async def _stream(self, request: web.Request, winner: Winner) -> web.StreamResponse:
