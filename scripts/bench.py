@@ -49,6 +49,14 @@ class Cell:
     latencies: list[float] = field(default_factory=list)
     cpu: float = 0.0  # proxy CPU seconds per wall second (1.0 = one core)
 
+    def absorb(self, part: Cell) -> None:
+        cpu_seconds = self.cpu * self.seconds + part.cpu * part.seconds
+        self.requests += part.requests
+        self.errors += part.errors
+        self.seconds += part.seconds
+        self.latencies += part.latencies
+        self.cpu = cpu_seconds / self.seconds if self.seconds else 0.0
+
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
@@ -188,13 +196,20 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
     cells: list[Cell] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for target, url, body, headers, proc in (("direct", direct_url, GEMINI_BODY, gemini_headers, None),
-                                                 ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
-                                                 ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers,
-                                                  gw_proc)):
+        targets = (("direct", direct_url, GEMINI_BODY, gemini_headers, None),
+                   ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
+                   ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, gw_proc))
+        for _, url, body, headers, _ in targets:
             await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
-            for c in (1, 16, 64):
-                cells.append(await load(session, url, body, headers, c, args.seconds, args.max_requests, proc, target))
+        # Targets take turns in short slices, so a slow moment of this shared machine hits them alike.
+        for c in (1, 16, 64):
+            for target, url, body, headers, proc in targets:
+                cells.append(Cell(target, c))
+            for _ in range(args.rounds):
+                for i, (target, url, body, headers, proc) in enumerate(targets):
+                    part = await load(session, url, body, headers, c, args.seconds / args.rounds,
+                                      args.max_requests // args.rounds, proc, target)
+                    cells[-len(targets) + i].absorb(part)
         stream_body = orjson.dumps({"model": "bench-stream", "stream": True,
                                     "messages": [{"role": "user", "content": "go"}]})
         single = StreamStats()
@@ -291,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=6.0, help="duration of each non-stream cell")
     p.add_argument("--max-requests", type=int, default=20000, help="request cap of each non-stream cell")
+    p.add_argument("--rounds", type=int, default=3, help="slices per cell, interleaved across targets")
     p.add_argument("--streams", type=int, default=64, help="concurrent streams")
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
