@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import time
 
+import openai
 import orjson
+import pytest
 
 
 def test_silent_upstream_gets_keepalive_comments_and_the_stream_continues(start_gateway, emulator):
@@ -30,3 +32,28 @@ def test_silent_upstream_gets_keepalive_comments_and_the_stream_continues(start_
     assert (reasoning, content) == ("thinking", "done")
     first_keepalive = next(t for t, line in lines if line.startswith(b": keep-alive"))
     assert first_keepalive < 2.5  # it came during the silence, not with the next event
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_error_answers_name_the_mapped_model_and_the_account_that_failed(start_gateway, emulator, stream):
+    gw = start_gateway()
+    emulator.add_rule(reply={"error": {"kind": "quota_exhausted", "retry_delay": "30s"}})
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    with pytest.raises(openai.RateLimitError) as e:
+        answer = client.chat.completions.create(model="gpt-4o", stream=stream,
+                                                messages=[{"role": "user", "content": "x"}])
+        list(answer) if stream else None
+    headers = e.value.response.headers
+    assert headers["x-mapped-model"] == "gemini-2.5-flash"
+    assert headers["x-account-email"] == "acc1@example.com"
+    assert 29 <= int(headers["retry-after"]) <= 30
+
+
+def test_a_400_after_model_mapping_names_the_mapped_model(start_gateway, emulator):
+    gw = start_gateway()
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}])
+    assert e.value.response.headers["x-mapped-model"] == "gemini-2.5-flash"
+    assert emulator.requests() == []

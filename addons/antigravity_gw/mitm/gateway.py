@@ -3,7 +3,8 @@
 Hooks are guard clauses plus one call:
 - ``requestheaders``: refuse a body over the limit from its Content-Length, before it is read (P18);
 - ``request``: is this flow ours? Answer it directly (health, models, errors) or translate it into
-  the canonical upstream request and point it at the loopback relay;
+  the canonical upstream request; a non-stream request is answered right here when nothing could
+  still intercept or rewrite it (no relay hop), everything else is pointed at the loopback relay;
 - ``responseheaders``: restore the display URL, add our headers, install the stream translator;
 - ``response``: translate a non-stream body;
 - ``error``: forget the flow's state (the client left before the relay saw it);
@@ -245,12 +246,14 @@ class Gateway:
         parsed = endpoint.parse(raw)
         client_model = endpoint.model(parsed)
         mapped = self.model_map.resolve(client_model)
+        flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
         images = await self._fetch_images(endpoint.image_urls(parsed))
         gemini_request = endpoint.to_gemini(parsed, mapped, images)
         stream = endpoint.stream(parsed)
         ids = Ids.new(endpoint.id_prefix)
         session = conversation_key(gemini_request, getattr(parsed, "prompt_cache_key", None) or "")
-        job = RelayJob(flow.id, CallContext(new_request_id(), session), on_failure=self._failure_recorder(flow))
+        job = RelayJob(flow.id, CallContext(new_request_id(), session))
+        job.on_failure = self._failure_recorder(flow, job)
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "body": raw[:65536].decode("utf-8", "replace")}
@@ -311,8 +314,9 @@ class Gateway:
         for fid in stale:
             del self.plans[fid]
 
-    def _failure_recorder(self, flow: http.HTTPFlow):  # noqa: ANN202
+    def _failure_recorder(self, flow: http.HTTPFlow, job: RelayJob):  # noqa: ANN202
         async def record(attempt: AttemptRecord) -> None:
+            job.last_failed = attempt.account
             await record_failed_attempt(flow, attempt)
         return record
 
@@ -371,8 +375,8 @@ class Gateway:
 
     def _add_headers(self, resp: http.Response, plan: Plan) -> None:
         resp.headers[flows.MAPPED_MODEL_HEADER] = plan.mapped_model
-        if plan.job.account:
-            resp.headers[flows.ACCOUNT_HEADER] = plan.job.account
+        if plan.job.shown_account:
+            resp.headers[flows.ACCOUNT_HEADER] = plan.job.shown_account
         resp.headers["x-ag-attempts"] = str(plan.job.attempts)
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
@@ -392,9 +396,10 @@ class Gateway:
 
     def _answer_error(self, flow: http.HTTPFlow, err: errors.GatewayError, plan: Plan | None) -> None:
         plan = plan or self.plans.pop(flow.id, None)
-        extra = {flows.MAPPED_MODEL_HEADER: plan.mapped_model} if plan else {}
-        if plan and plan.job.account:
-            extra[flows.ACCOUNT_HEADER] = plan.job.account
+        mapped = plan.mapped_model if plan else flow.metadata.get(flows.UPSTREAM, {}).get("model")
+        extra = {flows.MAPPED_MODEL_HEADER: mapped} if mapped else {}
+        if plan and plan.job.shown_account:
+            extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
         flow.response = flows.error_response(err, extra)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
 

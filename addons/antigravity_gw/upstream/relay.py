@@ -47,6 +47,12 @@ class RelayJob:
     failures: int = 0
     error: errors.GatewayError | None = None
     sent_body: bytes = b""
+    last_failed: str = ""  # the account of the latest failed attempt, for an error answer's headers
+
+    @property
+    def shown_account(self) -> str:
+        """The account to name in X-Account-Email: the winner, else the last one that failed."""
+        return self.account or self.last_failed
 
     def won(self, winner: Winner) -> None:
         self.account, self.url, self.attempts = winner.account.label, winner.url, winner.attempts

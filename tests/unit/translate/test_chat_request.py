@@ -501,3 +501,12 @@ def test_bad_response_schema_is_400() -> None:
 def test_thinking_config(model: str, fields: dict[str, Any], expected: dict[str, Any] | None) -> None:
     config = translate(USER, model=model, **fields).get("generationConfig", {})
     assert config.get("thinkingConfig") == expected
+
+
+def test_data_url_with_invalid_base64_is_a_400_naming_the_image():
+    req = request([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}])
+    with pytest.raises(InvalidRequest) as e:
+        chat_request_to_gemini(req, model="gemini-2.5-flash")
+    assert e.value.param == "messages[0].content[0].image_url"
+    assert "base64" in e.value.message
