@@ -97,7 +97,7 @@ async def test_the_background_watcher_picks_up_changes_and_stops(tmp_path):
         await asyncio.sleep(0.01)
     assert mm.resolve("alias") == "two"
     await mm.stop()
-    assert mm._task is None
+    assert not mm._poller.running
 
 
 @pytest.mark.parametrize(("content", "words"), [(None, "cannot read"), (b"{", "not valid JSON"),

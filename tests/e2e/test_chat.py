@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
-from support.gateway import Gateway, write_account
+from support.gateway import Gateway, sent
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -25,35 +25,9 @@ WEATHER_TOOL = {"type": "function", "function": {
 SIGNATURE = "CiQBVKhc7sZ2dGhvdWdodC1zaWduYXR1cmUtZnJvbS10dXJuLTE="
 
 
-@pytest.fixture(scope="module", params=["cloudcode", "gemini"])
-def dialect_gateway(request, emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp(f"accounts-{request.param}")
-    if request.param == "cloudcode":
-        write_account(accounts, "acc1")
-    else:
-        write_account(accounts, "key1", api_key="AIza-test-key-1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        gw.dialect = request.param  # type: ignore[attr-defined]
-        yield gw
-
-
 @pytest.fixture
-def gw(dialect_gateway: Gateway, emulator) -> Gateway:
-    return dialect_gateway
-
-
-@pytest.fixture
-def client(gw: Gateway) -> openai.OpenAI:
+def client(gw: Gateway) -> openai.OpenAI:  # gw: tests/e2e/conftest.py, once per upstream dialect
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
-
-
-def sent(emulator, gw: Gateway, index: int = -1) -> dict[str, Any]:
-    """The GenerateContentRequest Google received, whatever the dialect's envelope."""
-    calls = [r for r in emulator.requests() if r["rpc"] in ("generateContent", "streamGenerateContent")]
-    body = calls[index]["body"]
-    if gw.dialect == "cloudcode":  # type: ignore[attr-defined]
-        return body["request"]
-    return body
 
 
 def user(text: str) -> list[dict[str, Any]]:

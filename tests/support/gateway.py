@@ -63,6 +63,7 @@ class Gateway:
         self.tool = tool
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
+        self.dialect: str | None = None  # "cloudcode" or "gemini", where a test chose the upstream dialect
         self._log = tempfile.NamedTemporaryFile(prefix="mitmdump-", suffix=".log", delete=False)
         self.log_path = Path(self._log.name)
 
@@ -159,3 +160,10 @@ class Gateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sent(emulator: Any, gw: Gateway, index: int = -1) -> dict[str, Any]:
+    """The GenerateContentRequest Google received, whatever the dialect's envelope."""
+    calls = [r for r in emulator.requests() if r["rpc"] in ("generateContent", "streamGenerateContent")]
+    body = calls[index]["body"]
+    return body["request"] if gw.dialect == "cloudcode" else body

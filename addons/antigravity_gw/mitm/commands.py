@@ -15,7 +15,6 @@ right after each command here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from mitmproxy import command, exceptions
 
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
+from ..upstream.periodic import Periodic
 from ..upstream.pool import AccountStatus, Pool
 
 logger = logging.getLogger(__name__)
@@ -60,29 +60,20 @@ class AccountCommands:
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
         self.snapshot_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def running(self) -> None:
         await self.refresh()
-        self._task = asyncio.get_running_loop().create_task(self._keep_fresh(), name="ag-accounts-snapshot")
+        self._snapshots.start(SNAPSHOT_INTERVAL)
 
     async def done(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._snapshots.stop()
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
         self.snapshot_at = self.pool.clock()
-
-    async def _keep_fresh(self) -> None:
-        while True:
-            await asyncio.sleep(SNAPSHOT_INTERVAL)
-            await self.refresh()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

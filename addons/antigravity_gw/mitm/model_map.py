@@ -10,14 +10,13 @@ stays: an editor's half-written save must not unmap every model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from ..settings import parse_model_map_file
 from ..upstream import catalog
+from ..upstream.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class ModelMap:
         self._options: Table = ()
         self._file: Table = ()
         self._stamp: Stamp | None = None
-        self._task: asyncio.Task[Any] | None = None
+        self._poller = Periodic(self.reload_if_changed, name="ag-model-map-file")
 
     @property
     def table(self) -> Table:
@@ -62,20 +61,10 @@ class ModelMap:
 
     # ---- reloading -----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch(), name="ag-model-map-file")
+        self._poller.start(self.poll_interval)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            await self.reload_if_changed()
+        await self._poller.stop()
 
     async def reload_if_changed(self) -> bool:
         """Re-read the file if its stamp changed; True when the table was replaced."""

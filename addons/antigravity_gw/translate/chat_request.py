@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidRequest
+from ..openai_api.completions_models import CompletionRequest
 from ..openai_api.models import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -42,7 +41,16 @@ from ..openai_api.models import (
     ToolMessage,
     UserMessage,
 )
-from .parts import InlineImage, Part, content_to_parts, content_to_text, text_part
+from .parts import (
+    InlineImage,
+    Part,
+    call_arguments,
+    content_to_parts,
+    content_to_text,
+    function_call_part,
+    function_response_part,
+    text_part,
+)
 from .schema import clean_schema_for_gemini
 from .signatures import decode_tool_call_id
 from .tools import tool_choice_to_gemini, tools_to_gemini
@@ -159,31 +167,14 @@ def _assistant_parts(
         parts.append(text_part(msg.refusal))
     for j, call in enumerate(msg.tool_calls or ()):
         ref = decode_tool_call_id(call.id)
-        args = _arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
-        function_call: dict[str, Any] = {"name": call.function.name, "args": args}
-        if ref.gemini_id:
-            function_call["id"] = ref.gemini_id
-        part: Part = {"functionCall": function_call}
-        if ref.signature:
-            part["thoughtSignature"] = ref.signature  # a sibling of functionCall, as Gemini sent it
-        parts.append(part)
-        calls[call.id] = (call.function.name, ref.gemini_id)
+        args = call_arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
+        name = call.function.name
+        parts.append(function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature))
+        calls[call.id] = (name, ref.gemini_id)
     if msg.function_call is not None:
-        args = _arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
-        parts.append({"functionCall": {"name": msg.function_call.name, "args": args}})
+        args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
+        parts.append(function_call_part(msg.function_call.name, args))
     return parts
-
-
-def _arguments(text: str, *, param: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
-    return value
 
 
 def _tool_result_parts(
@@ -203,54 +194,40 @@ def _tool_result_parts(
         text = "\n".join(p.text for p in msg.content if isinstance(p, TextPart))
         others = [p for p in msg.content if not isinstance(p, TextPart)]
         media = content_to_parts(others, param=f"{param}.content", images=images) if others else []
-    response: dict[str, Any] = {"name": name, "response": function_response_payload(text)}
-    if gemini_id:
-        response["id"] = gemini_id
-    return [{"functionResponse": response}, *media]
+    return [function_response_part(name, text, gemini_id=gemini_id), *media]
 
 
 def _function_result_parts(msg: FunctionMessage) -> list[Part]:
-    return [
-        {"functionResponse": {"name": msg.name, "response": function_response_payload(msg.content or "")}}
-    ]
-
-
-def function_response_payload(text: str) -> dict[str, Any]:
-    """``{"output": …}``: a JSON object stays structured; anything else is passed as text."""
-    if text.lstrip().startswith("{"):
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return {"output": value}
-    return {"output": text}
+    return [function_response_part(msg.name, msg.content or "")]
 
 
 # --- generation config ---------------------------------------------------------------------------------
 
 
 def generation_config(req: ChatCompletionRequest, *, model: str) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for key, value in (
+    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    config = sampling_config(req, max_output_tokens=max_tokens)
+    config.update(_response_format(req))
+    if (thinking := thinking_config(model, effort=req.reasoning_effort, thinking=req.thinking)) is not None:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def sampling_config(
+    req: ChatCompletionRequest | CompletionRequest, *, max_output_tokens: int | None
+) -> dict[str, Any]:
+    """The sampling fields chat and legacy completions share, under Gemini's names; only those set."""
+    fields = (
         ("temperature", req.temperature),
         ("topP", req.top_p),
-        (
-            "maxOutputTokens",
-            req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens,
-        ),
+        ("maxOutputTokens", max_output_tokens),
         ("stopSequences", [req.stop] if isinstance(req.stop, str) else req.stop or None),
         ("candidateCount", req.n),
         ("seed", req.seed),
         ("presencePenalty", req.presence_penalty),
         ("frequencyPenalty", req.frequency_penalty),
-    ):
-        if value is not None:
-            config[key] = value
-    config.update(_response_format(req))
-    if (thinking := thinking_config(model, effort=req.reasoning_effort, thinking=req.thinking)) is not None:
-        config["thinkingConfig"] = thinking
-    return config
+    )
+    return {key: value for key, value in fields if value is not None}
 
 
 def _response_format(req: ChatCompletionRequest) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import orjson
 
-from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
+from ..errors import GatewayError, UpstreamProtocolError
 from ..openai_api.wire import (
     ChatChoice,
     ChatCompletion,
@@ -48,8 +48,16 @@ from ..openai_api.wire import (
     tool_call_delta,
 )
 from .finish import gemini_finish_to_openai
+from .gemini_events import (
+    GeminiEventReader,
+    candidate_index,
+    candidate_parts,
+    function_call,
+    part_signature,
+    part_text,
+)
 from .signatures import encode_tool_call_id
-from .usage import gemini_usage_counts, gemini_usage_to_openai
+from .usage import gemini_usage_to_openai
 
 IdFactory = Callable[[], str]  # returns a fresh alphanumeric token for a tool call id
 # What feed()/finish() return: chunks, and at most one OpenAI error body, always the stream's last item.
@@ -63,7 +71,7 @@ class _Choice:
     pending_signature: str | None = None
 
 
-class GeminiToChatStream:
+class GeminiToChatStream(GeminiEventReader[StreamItem]):
     def __init__(
         self,
         *,
@@ -87,10 +95,7 @@ class GeminiToChatStream:
         out: list[StreamItem] = []
         if self._closed:
             return out
-        try:
-            self._event(event, out)
-        except ValueError as exc:
-            self._fail(UpstreamProtocolError(f"Gemini sent a malformed stream event: {exc}."), out)
+        self._read(event, out)
         return out
 
     def finish(self) -> list[StreamItem]:
@@ -117,30 +122,11 @@ class GeminiToChatStream:
 
     # --- events --------------------------------------------------------------------------------------
 
-    def _event(self, event: Any, out: list[StreamItem]) -> None:
-        if not isinstance(event, Mapping):
-            raise ValueError("an event is not a JSON object")
-        if "error" in event:
-            self._fail(google_stream_error(event["error"]), out)
-            return
-        if "usageMetadata" in event:
-            gemini_usage_counts(_obj(event["usageMetadata"], "usageMetadata"))  # validate now, not at the end
-            self._usage = event["usageMetadata"]
-        candidates = _list(event.get("candidates"), "candidates")
-        feedback = _obj(event.get("promptFeedback"), "promptFeedback")
-        if not candidates and (reason := feedback.get("blockReason")):
-            self._blocked(str(reason), feedback.get("blockReasonMessage"), out)
-        for candidate in candidates:
-            self._candidate(_obj(candidate, "candidate"), out)
-
     def _candidate(self, candidate: Mapping[str, Any], out: list[StreamItem]) -> None:
-        index = candidate.get("index", 0)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"candidate index {index!r} is not a non-negative integer")
+        index = candidate_index(candidate)
         choice = self._choice(index, out)
-        content = _obj(candidate.get("content"), "candidate.content")
-        for part in _list(content.get("parts"), "content.parts"):
-            self._part(index, choice, _obj(part, "part"), out)
+        for part in candidate_parts(candidate):
+            self._part(index, choice, part, out)
         reason = candidate.get("finishReason")
         if reason is not None and not choice.finished:
             choice.finished = True
@@ -148,9 +134,7 @@ class GeminiToChatStream:
             out.append(self._chunk(index, {}, finish))
 
     def _part(self, index: int, choice: _Choice, part: Mapping[str, Any], out: list[StreamItem]) -> None:
-        signature = part.get("thoughtSignature") or part.get("thought_signature")
-        if signature is not None and not isinstance(signature, str):
-            raise ValueError("thoughtSignature is not a string")
+        signature = part_signature(part)
         if "functionCall" in part:
             out.append(
                 self._tool_call(index, choice, part["functionCall"], signature or choice.pending_signature)
@@ -164,24 +148,14 @@ class GeminiToChatStream:
             out.append(self._chunk(index, delta))
 
     def _tool_call(self, index: int, choice: _Choice, value: Any, signature: str | None) -> StreamItem:
-        call = _obj(value, "functionCall")
-        name, args, gemini_id = call.get("name"), call.get("args") or {}, call.get("id")
-        if not isinstance(name, str) or not name:
-            raise ValueError("functionCall has no name")
-        if not isinstance(args, Mapping):
-            raise ValueError(f"functionCall {name!r} has args that are not an object")
-        if gemini_id is not None and not isinstance(gemini_id, str):
-            raise ValueError(f"functionCall {name!r} has an id that is not a string")
+        name, args, gemini_id = function_call(value)
         call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
         arguments = orjson.dumps(args).decode()
         delta: ChoiceDelta = {"tool_calls": [tool_call_delta(choice.tool_calls, call_id, name, arguments)]}
         choice.tool_calls += 1
         return self._chunk(index, delta)
 
-    def _blocked(self, reason: str, detail: Any, out: list[StreamItem]) -> None:
-        refusal = f"The prompt was blocked by Google (blockReason: {reason})."
-        if isinstance(detail, str) and detail:
-            refusal += f" {detail}"
+    def _blocked(self, refusal: str, out: list[StreamItem]) -> None:
         for index in range(self._n):
             choice = self._choice(index, out)
             if not choice.finished:
@@ -209,55 +183,12 @@ class GeminiToChatStream:
 
 def _part_delta(part: Mapping[str, Any]) -> ChoiceDelta | None:
     """The delta a non-call part adds; None for parts with nothing to show (a bare signature, new kinds)."""
-    if "text" in part:
-        text = part["text"]
-        if not isinstance(text, str):
-            raise ValueError("a part's text is not a string")
-        if not text:
-            return None
-        return {"reasoning_content": text} if part.get("thought") is True else {"content": text}
-    if "inlineData" in part:
-        blob = _obj(part["inlineData"], "inlineData")
-        mime, data = blob.get("mimeType"), blob.get("data")
-        if not isinstance(mime, str) or not isinstance(data, str):
-            raise ValueError("inlineData lacks mimeType or data")
-        return {"content": f"![image](data:{mime};base64,{data})"}
-    if "executableCode" in part:
-        code = _obj(part["executableCode"], "executableCode")
-        return {"content": f"\n```{str(code.get('language', '')).lower()}\n{code.get('code', '')}\n```\n"}
-    if "codeExecutionResult" in part:
-        result = _obj(part["codeExecutionResult"], "codeExecutionResult")
-        return {"content": f"\n```\n{result.get('output', '')}\n```\n"}
-    return None
-
-
-def google_stream_error(body: Any) -> UpstreamError:
-    """A ``google.rpc.Status`` that arrived inside a 200 stream → the error ending the OpenAI stream."""
-    body = body if isinstance(body, Mapping) else {}
-    status, code, message = body.get("status"), body.get("code"), body.get("message")
-    head = " ".join(str(x) for x in (code, status) if x)
-    text = (
-        f"Google returned an error mid-stream ({head}): {message}"
-        if head
-        else f"Google returned an error mid-stream: {message}"
-    )
-    return UpstreamError(text, code=status.lower() if isinstance(status, str) and status else None)
-
-
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} is not an object")
-    return value
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{what} is not an array")
-    return value
+    text = part_text(part)
+    if not text:
+        return None
+    if "text" in part and part.get("thought") is True:
+        return {"reasoning_content": text}
+    return {"content": text}
 
 
 # --- non-stream: the fold of the stream --------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..openai_api.completions_models import CompletionRequest
+from .chat_request import sampling_config
 from .chat_stream import GeminiToChatStream, IdFactory, gemini_to_chat_completion
 from .parts import text_part
 
@@ -32,19 +33,7 @@ def completion_request_to_gemini(req: CompletionRequest) -> dict[str, Any]:
         raise InvalidRequest(
             "Invalid 'prompt': empty string. Gemini needs some text to continue.", param="prompt"
         )
-    config: dict[str, Any] = {}
-    for key, value in (
-        ("temperature", req.temperature),
-        ("topP", req.top_p),
-        ("maxOutputTokens", req.max_tokens),
-        ("stopSequences", [req.stop] if isinstance(req.stop, str) else req.stop or None),
-        ("candidateCount", req.n),
-        ("seed", req.seed),
-        ("presencePenalty", req.presence_penalty),
-        ("frequencyPenalty", req.frequency_penalty),
-    ):
-        if value is not None:
-            config[key] = value
+    config = sampling_config(req, max_output_tokens=req.max_tokens)
     out: dict[str, Any] = {}
     if config:
         out["generationConfig"] = config

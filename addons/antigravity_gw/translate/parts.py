@@ -1,4 +1,5 @@
-"""OpenAI message content → Gemini ``Part`` dicts: text, inline images, audio and files.
+"""OpenAI message content → Gemini ``Part`` dicts: text, inline images, audio and files, and the
+``functionCall`` / ``functionResponse`` parts that replay tool calls and their results.
 
 http(s) image URLs are not fetched here (translation is pure): the I/O layer calls
 ``collect_image_urls`` first, fetches each URL into an ``InlineImage`` (``upstream/media.py``) and passes
@@ -7,9 +8,12 @@ the results in as ``images``. Every failure is an ``InvalidRequest`` whose ``par
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ..errors import InvalidRequest
 from ..openai_api.models import (
@@ -57,6 +61,10 @@ def parse_data_url(url: str) -> InlineImage:
         raise ValueError("only base64-encoded data URLs are supported")
     if not data:
         raise ValueError("the data URL carries no data")
+    try:  # Google would reject it as an INVALID_ARGUMENT: say so here, naming the field
+        binascii.a2b_base64(data, strict_mode=True)
+    except binascii.Error:
+        raise ValueError("the data URL's data is not valid base64") from None
     return InlineImage(meta[0].strip().lower() or "application/octet-stream", data)
 
 
@@ -105,15 +113,22 @@ def content_to_text(content: str | list[ContentPart] | None, *, param: str) -> s
     """Content that must be text only (system and developer messages): text parts joined by newlines."""
     if content is None or isinstance(content, str):
         return content or ""
+    return join_text_parts(content, param=param, allowed_where="here")
+
+
+def join_text_parts(parts: Sequence[Any], *, param: str, allowed_where: str) -> str:
+    """Parts that must all be text (chat's or the Responses API's), their text joined by newlines; any
+    other part is a 400 saying that only text parts are allowed ``allowed_where``."""
     texts: list[str] = []
-    for j, part in enumerate(content):
-        if not isinstance(part, TextPart):
+    for j, part in enumerate(parts):
+        text = getattr(part, "text", None)  # only the text part types have a ``text`` field
+        if not isinstance(text, str):
             raise InvalidRequest(
                 f"Invalid content part type '{part.type}' in '{param}[{j}]': "
-                "only text parts are allowed here.",
+                f"only text parts are allowed {allowed_where}.",
                 param=f"{param}[{j}].type",
             )
-        texts.append(part.text)
+        texts.append(text)
     return "\n".join(texts)
 
 
@@ -176,3 +191,52 @@ def _file_part(part: FilePart, *, param: str) -> Part:
     except ValueError as exc:
         raise InvalidRequest(f"Invalid '{param}.file_data': {exc}.", param=f"{param}.file_data") from None
     return inline_part(data.mime_type, data.data_b64)
+
+
+# --- tool calls and their results --------------------------------------------------------------------
+
+
+def call_arguments(text: str, *, param: str) -> dict[str, Any]:
+    """A tool call's ``arguments`` (a JSON object as text) → Gemini's ``args``; blank means no arguments."""
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
+    return value
+
+
+def function_call_part(
+    name: str, args: dict[str, Any], *, gemini_id: str | None = None, signature: str | None = None
+) -> Part:
+    """A ``functionCall`` part as Gemini sent it: with its own call id and its ``thoughtSignature``."""
+    call: dict[str, Any] = {"name": name, "args": args}
+    if gemini_id:
+        call["id"] = gemini_id
+    part: Part = {"functionCall": call}
+    if signature:
+        part["thoughtSignature"] = signature  # a sibling of functionCall, as Gemini sent it
+    return part
+
+
+def function_response_part(name: str, text: str, *, gemini_id: str | None = None) -> Part:
+    """A tool's result → a ``functionResponse`` part; ``gemini_id`` is the id of the call it answers."""
+    response: dict[str, Any] = {"name": name, "response": function_response_payload(text)}
+    if gemini_id:
+        response["id"] = gemini_id
+    return {"functionResponse": response}
+
+
+def function_response_payload(text: str) -> dict[str, Any]:
+    """``{"output": …}``: a JSON object stays structured; anything else is passed as text."""
+    if text.lstrip().startswith("{"):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return {"output": value}
+    return {"output": text}

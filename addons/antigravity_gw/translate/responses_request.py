@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidRequest
 from ..openai_api.models import JsonObjectFormat
 from ..openai_api.responses_models import (
@@ -48,8 +46,20 @@ from ..openai_api.responses_models import (
     Refusal,
     ResponsesRequest,
 )
-from .chat_request import function_response_payload, merge_turns, thinking_config
-from .parts import InlineImage, Part, image_from_url, inline_part, is_http_url, parse_data_url, text_part
+from .chat_request import merge_turns, thinking_config
+from .parts import (
+    InlineImage,
+    Part,
+    call_arguments,
+    function_call_part,
+    function_response_part,
+    image_from_url,
+    inline_part,
+    is_http_url,
+    join_text_parts,
+    parse_data_url,
+    text_part,
+)
 from .responses_tools import ToolNames, gemini_name, responses_tools_to_gemini
 from .schema import clean_schema_for_gemini
 from .signatures import decode_reasoning_signature, decode_tool_call_id
@@ -177,13 +187,9 @@ class _Conversation:
         if isinstance(item, CustomToolCallItem):
             args: dict[str, Any] = {"input": item.input}
         else:
-            args = _arguments(item.arguments, param=f"{param}.arguments")
-        function_call: dict[str, Any] = {"name": name, "args": args}
-        if ref.gemini_id:
-            function_call["id"] = ref.gemini_id
-        part: Part = {"functionCall": function_call}
-        if signature := ref.signature or self.signature:
-            part["thoughtSignature"] = signature
+            args = call_arguments(item.arguments, param=f"{param}.arguments")
+        signature = ref.signature or self.signature
+        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=signature)
         self.signature = None
         self.calls[item.call_id] = (name, ref.gemini_id)
         self.turns.append(("model", [part]))
@@ -205,22 +211,7 @@ class _Conversation:
             text = "\n".join(p.text for p in item.output if hasattr(p, "text"))
             others = [p for p in item.output if not hasattr(p, "text")]
             media = content_to_parts(others, param=f"{param}.output", images=self.images)
-        response: dict[str, Any] = {"name": name, "response": function_response_payload(text)}
-        if gemini_id:
-            response["id"] = gemini_id
-        self.turns.append(("user", [{"functionResponse": response}, *media]))
-
-
-def _arguments(text: str, *, param: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
-    return value
+        self.turns.append(("user", [function_response_part(name, text, gemini_id=gemini_id), *media]))
 
 
 # --- content -----------------------------------------------------------------------------------------
@@ -271,16 +262,7 @@ def _file_part(part: InputFile, *, param: str) -> Part:
 def _text_only(content: str | Sequence[ContentPart], *, param: str) -> str:
     if isinstance(content, str):
         return content
-    texts: list[str] = []
-    for j, part in enumerate(content):
-        if not hasattr(part, "text"):
-            raise InvalidRequest(
-                f"Invalid content part type '{part.type}' in '{param}[{j}]': only text parts are allowed in "
-                "system and developer messages.",
-                param=f"{param}[{j}].type",
-            )
-        texts.append(part.text)
-    return "\n".join(texts)
+    return join_text_parts(content, param=param, allowed_where="in system and developer messages")
 
 
 def responses_image_url_params(call: ResponsesCall) -> dict[str, str]:

@@ -49,11 +49,18 @@ import orjson
 
 from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from ..openai_api.responses_wire import response_object
-from .chat_stream import google_stream_error
 from .finish import FILTERED
+from .gemini_events import (
+    GeminiEventReader,
+    candidate_index,
+    candidate_parts,
+    function_call,
+    part_signature,
+    part_text,
+)
 from .responses_tools import ToolNames
 from .signatures import encode_reasoning_signature, encode_tool_call_id
-from .usage import gemini_usage_counts, gemini_usage_to_responses
+from .usage import gemini_usage_to_responses
 
 Event = dict[str, Any]
 IdFactory = Callable[[], str]
@@ -277,7 +284,7 @@ def _done_value(item: _Item) -> dict[str, Any]:
 # --- the translator ----------------------------------------------------------------------------------
 
 
-class GeminiToResponsesStream:
+class GeminiToResponsesStream(GeminiEventReader[Event]):
     def __init__(
         self,
         *,
@@ -312,10 +319,7 @@ class GeminiToResponsesStream:
         if self._state is ResponseState.CLOSED:
             return out
         self._start(out)
-        try:
-            self._event(event, out)
-        except ValueError as exc:
-            self._fail(UpstreamProtocolError(f"Gemini sent a malformed stream event: {exc}."), out)
+        self._read(event, out)
         return self._deliver(out)
 
     def finish(self) -> list[Event]:
@@ -366,38 +370,16 @@ class GeminiToResponsesStream:
 
     # --- Gemini events --------------------------------------------------------------------------------
 
-    def _event(self, event: Any, out: list[Event]) -> None:
-        if not isinstance(event, Mapping):
-            raise ValueError("an event is not a JSON object")
-        if "error" in event:
-            self._fail(google_stream_error(event["error"]), out)
-            return
-        if "usageMetadata" in event:
-            gemini_usage_counts(_obj(event["usageMetadata"], "usageMetadata"))  # validate now, not at the end
-            self._usage = event["usageMetadata"]
-        candidates = _list(event.get("candidates"), "candidates")
-        feedback = _obj(event.get("promptFeedback"), "promptFeedback")
-        if not candidates and (reason := feedback.get("blockReason")):
-            self._blocked(str(reason), feedback.get("blockReasonMessage"), out)
-        for candidate in candidates:
-            self._candidate(_obj(candidate, "candidate"), out)
-
     def _candidate(self, candidate: Mapping[str, Any], out: list[Event]) -> None:
-        index = candidate.get("index", 0)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"candidate index {index!r} is not a non-negative integer")
-        if index != 0:
+        if candidate_index(candidate) != 0:
             return
-        content = _obj(candidate.get("content"), "candidate.content")
-        for part in _list(content.get("parts"), "content.parts"):
-            self._part(_obj(part, "part"), out)
+        for part in candidate_parts(candidate):
+            self._part(part, out)
         if (reason := candidate.get("finishReason")) is not None and self._finish_reason is None:
             self._finish_reason = str(reason)
 
     def _part(self, part: Mapping[str, Any], out: list[Event]) -> None:
-        signature = part.get("thoughtSignature") or part.get("thought_signature")
-        if signature is not None and not isinstance(signature, str):
-            raise ValueError("thoughtSignature is not a string")
+        signature = part_signature(part)
         if part.get("thought") is True:
             self._thought(part, signature, out)
             return
@@ -410,7 +392,7 @@ class GeminiToResponsesStream:
             return
         if signature:
             self._pending_signature = signature
-        if text := _part_text(part):
+        if text := part_text(part):
             self._stream(self._item("text", out), text, out)
 
     def _thought(self, part: Mapping[str, Any], signature: str | None, out: list[Event]) -> None:
@@ -427,14 +409,7 @@ class GeminiToResponsesStream:
                 reasoning.signature = signature
 
     def _call(self, value: Any, signature: str | None, out: list[Event]) -> None:
-        call = _obj(value, "functionCall")
-        name, args, gemini_id = call.get("name"), call.get("args") or {}, call.get("id")
-        if not isinstance(name, str) or not name:
-            raise ValueError("functionCall has no name")
-        if not isinstance(args, Mapping):
-            raise ValueError(f"functionCall {name!r} has args that are not an object")
-        if gemini_id is not None and not isinstance(gemini_id, str):
-            raise ValueError(f"functionCall {name!r} has an id that is not a string")
+        name, args, gemini_id = function_call(value)
         tool = self._names.lookup(name)
         kind: Kind = "custom_tool_call" if tool.kind == "custom" else "function_call"
         item = self._item(kind, out, new=True)
@@ -445,10 +420,7 @@ class GeminiToResponsesStream:
         self._stream(item, payload, out)
         self._finish_item(item, "completed", out)
 
-    def _blocked(self, reason: str, detail: Any, out: list[Event]) -> None:
-        refusal = f"The prompt was blocked by Google (blockReason: {reason})."
-        if isinstance(detail, str) and detail:
-            refusal += f" {detail}"
+    def _blocked(self, refusal: str, out: list[Event]) -> None:
         self._stream(self._item("refusal", out), refusal, out)
         self._finish_reason = self._finish_reason or PROMPT_BLOCKED
 
@@ -556,48 +528,10 @@ class GeminiToResponsesStream:
         return event
 
 
-def _part_text(part: Mapping[str, Any]) -> str | None:
-    """The text a non-thought, non-call part adds to the message; None for parts with nothing to show."""
-    if "text" in part:
-        text = part["text"]
-        if not isinstance(text, str):
-            raise ValueError("a part's text is not a string")
-        return text
-    if "inlineData" in part:
-        blob = _obj(part["inlineData"], "inlineData")
-        mime, data = blob.get("mimeType"), blob.get("data")
-        if not isinstance(mime, str) or not isinstance(data, str):
-            raise ValueError("inlineData lacks mimeType or data")
-        return f"![image](data:{mime};base64,{data})"
-    if "executableCode" in part:
-        code = _obj(part["executableCode"], "executableCode")
-        return f"\n```{str(code.get('language', '')).lower()}\n{code.get('code', '')}\n```\n"
-    if "codeExecutionResult" in part:
-        result = _obj(part["codeExecutionResult"], "codeExecutionResult")
-        return f"\n```\n{result.get('output', '')}\n```\n"
-    return None
-
-
 def _custom_input(args: Mapping[str, Any]) -> str:
     """A custom tool's raw input: the ``input`` string it was declared with (else the args as JSON)."""
     value = args.get("input")
     return value if isinstance(value, str) else orjson.dumps(args).decode()
-
-
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} is not an object")
-    return value
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{what} is not an array")
-    return value
 
 
 # --- non-stream: the fold of the stream --------------------------------------------------------------

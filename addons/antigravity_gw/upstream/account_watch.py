@@ -13,12 +13,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .accounts import Account, Stamp, account_paths, read_account, stamp_of
+from .periodic import Periodic
 from .pool import Pool
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class AccountWatcher:
         self.interval = interval
         self._stamps: dict[Path, Stamp] = {}
         self._ids: dict[Path, str] = {}  # the account id each file held when last read
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Periodic(self._poll_or_warn, name="ag-accounts-watch")
         self._lock = asyncio.Lock()
         self._warned_missing = False
 
@@ -128,20 +128,13 @@ class AccountWatcher:
 
     # ---- the polling task ---------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch(), name="ag-accounts-watch")
+        self._poller.start(self.interval)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._poller.stop()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.poll()
-            except OSError as e:  # e.g. the directory vanished mid-scan: try again next time
-                logger.warning("accounts: cannot scan %s: %s", self.directory, e)
+    async def _poll_or_warn(self) -> None:
+        try:
+            await self.poll()
+        except OSError as e:  # e.g. the directory vanished mid-scan: try again next time
+            logger.warning("accounts: cannot scan %s: %s", self.directory, e)

@@ -8,7 +8,6 @@ chunk lists must be identical and equal to the whole expected value.
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from antigravity_gw.translate.chat_stream import (
 from antigravity_gw.translate.signatures import encode_tool_call_id
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 HEADER = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
@@ -92,28 +92,7 @@ def upstream_error(message: str, code: str) -> dict[str, Any]:
 
 
 def run_bytes(raw: bytes, cuts: list[int], **kwargs: Any) -> list[dict[str, Any]]:
-    """SSE bytes (Cloud Code framing) → translator, split at ``cuts``: the mitm adapter loop in small."""
-    decoder, tr = SSEDecoder(), translator(**kwargs)
-    out: list[dict[str, Any]] = []
-    start = 0
-    for cut in [*cuts, len(raw), None]:
-        events = decoder.finish() if cut is None else decoder.feed(raw[start:cut])
-        for event in events:
-            if event.data:
-                data = orjson.loads(event.data)
-                out += tr.feed(data.get("response", data))
-        start = cut or 0
-    return out + tr.finish()
-
-
-def feedings(raw: bytes) -> dict[str, list[int]]:
-    rng = random.Random(20260821)
-    out = {"whole": [], "byte by byte": list(range(1, len(raw)))}
-    for n in range(20):
-        out[f"random split {n}"] = sorted(
-            rng.sample(range(1, len(raw)), k=rng.randint(1, min(30, len(raw) - 1)))
-        )
-    return out
+    return feed_sse(translator(**kwargs), raw, cuts)
 
 
 def events_of(name: str) -> list[dict[str, Any]]:
@@ -216,7 +195,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
 def test_transcript_translates_identically_however_it_is_split(name: str) -> None:
     kwargs, expected = EXPECTED[name]
     raw = (TRANSCRIPTS / name).read_bytes()
-    for feeding, cuts in feedings(raw).items():
+    for feeding, cuts in feedings(raw, seed=20260821).items():
         got = run_bytes(raw, cuts, **kwargs)
         assert got == expected, f"{name}, fed {feeding}"
         assert b"".join(map(encode_data, got)) == b"".join(map(encode_data, expected))

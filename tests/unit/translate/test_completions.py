@@ -4,7 +4,6 @@ translator (fed whole, byte by byte and at random splits, like every stream)."""
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,13 @@ import orjson
 import pytest
 from antigravity_gw.errors import InvalidRequest, UpstreamError
 from antigravity_gw.openai_api.completions_models import parse_completion_request
-from antigravity_gw.sse import SSEDecoder
 from antigravity_gw.translate.completions import (
     GeminiToCompletionStream,
     completion_request_to_gemini,
     gemini_to_text_completion,
 )
 from openai.types import Completion
+from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 HEAD = {"id": "cmpl-test", "object": "text_completion", "created": 1700000000, "model": "gemini-2.5-flash"}
@@ -59,26 +58,9 @@ def chunk(index: int, text: str, finish: str | None = None, **extra: Any) -> dic
 
 
 def run_bytes(raw: bytes, cuts: list[int], **kwargs: Any) -> list[dict[str, Any]]:
-    decoder = SSEDecoder()
     tr = GeminiToCompletionStream(completion_id=HEAD["id"], created=HEAD["created"], model=HEAD["model"],
                                   id_factory=ids(), **kwargs)
-    out: list[dict[str, Any]] = []
-    start = 0
-    for cut in [*cuts, len(raw), None]:
-        for event in decoder.finish() if cut is None else decoder.feed(raw[start:cut]):
-            if event.data:
-                data = orjson.loads(event.data)
-                out += tr.feed(data.get("response", data))
-        start = cut or 0
-    return out + tr.finish()
-
-
-def feedings(raw: bytes) -> dict[str, list[int]]:
-    rng = random.Random(7)
-    out = {"whole": [], "byte by byte": list(range(1, len(raw)))}
-    for n in range(10):
-        out[f"random split {n}"] = sorted(rng.sample(range(1, len(raw)), k=rng.randint(1, 20)))
-    return out
+    return feed_sse(tr, raw, cuts)
 
 
 EXPECTED = {
@@ -110,7 +92,7 @@ EXPECTED = {
 def test_stream_chunks_for_every_feeding(name: str) -> None:
     kwargs, expected = EXPECTED[name]
     raw = (TRANSCRIPTS / name).read_bytes()
-    for feeding, cuts in feedings(raw).items():
+    for feeding, cuts in feedings(raw, seed=7, random_splits=10, most_cuts=20).items():
         assert run_bytes(raw, cuts, **kwargs) == expected, feeding
 
 

@@ -10,7 +10,6 @@ openai SDK's event and ``Response`` models, and be accepted by the SDK's own str
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from antigravity_gw.translate.signatures import encode_tool_call_id
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
+from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 RESPONSE_ID = "resp_test"
@@ -46,6 +46,7 @@ CODEX_NAMES = ToolNames({
     "multi_agent_v1__wait_agent": DeclaredTool("function", "wait_agent", "multi_agent_v1"),
 })
 EVENT = TypeAdapter(ResponseStreamEvent)
+SPLIT_SEED = 20261125
 
 
 def ids() -> Callable[[], str]:
@@ -60,26 +61,7 @@ def translator(**kwargs: Any) -> GeminiToResponsesStream:
 
 
 def run_bytes(raw: bytes, cuts: list[int], **kwargs: Any) -> list[dict[str, Any]]:
-    """SSE bytes (Cloud Code framing) → translator, split at ``cuts``: the mitm adapter loop in small."""
-    decoder, tr = SSEDecoder(), translator(**kwargs)
-    out: list[dict[str, Any]] = []
-    start = 0
-    for cut in [*cuts, len(raw), None]:
-        for event in decoder.finish() if cut is None else decoder.feed(raw[start:cut]):
-            if event.data:
-                data = orjson.loads(event.data)
-                out += tr.feed(data.get("response", data))
-        start = cut or 0
-    return out + tr.finish()
-
-
-def feedings(raw: bytes) -> dict[str, list[int]]:
-    rng = random.Random(20261125)
-    out = {"whole": [], "byte by byte": list(range(1, len(raw)))}
-    for n in range(20):
-        out[f"random split {n}"] = sorted(rng.sample(range(1, len(raw)), k=rng.randint(1, min(30,
-                                                                                              len(raw) - 1))))
-    return out
+    return feed_sse(translator(**kwargs), raw, cuts)
 
 
 def run(events: list[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
@@ -216,7 +198,7 @@ TEXT_THOUGHTS_EVENTS = [
 
 def test_text_and_thoughts_give_exactly_these_events_for_every_feeding() -> None:
     raw = (TRANSCRIPTS / "chat_text_thoughts.gemini.sse").read_bytes()
-    for name, cuts in feedings(raw).items():
+    for name, cuts in feedings(raw, seed=SPLIT_SEED).items():
         assert run_bytes(raw, cuts) == TEXT_THOUGHTS_EVENTS, name
 
 
@@ -227,7 +209,7 @@ TRANSCRIPT_NAMES = sorted(p.name for p in TRANSCRIPTS.glob("*.gemini.sse"))
 def test_every_transcript_keeps_the_rules_for_every_feeding(name: str) -> None:
     raw = (TRANSCRIPTS / name).read_bytes()
     results = {feeding: run_bytes(raw, cuts, include_encrypted=True) for feeding,
-               cuts in feedings(raw).items()}
+               cuts in feedings(raw, seed=SPLIT_SEED).items()}
     whole = results.pop("whole")
     for feeding, events in results.items():
         assert events == whole, feeding
