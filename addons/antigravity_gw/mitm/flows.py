@@ -17,6 +17,8 @@ INTERCEPT_HOSTS = frozenset({"api.openai.com"})
 # Headers that carry the client's credentials: never forwarded, never stored (mitmweb, -w files).
 CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization")
 REDACTED = "[redacted]"
+SECRET_NAMES = frozenset(name.encode() for name in CLIENT_SECRET_HEADERS)
+REDACTED_BYTES = REDACTED.encode()
 
 # flow.metadata keys (saved with -w and shown in mitmweb: never a secret in here)
 CLIENT_REQUEST = "ag.client_request"
@@ -68,9 +70,11 @@ def public_base_url(flow: http.HTTPFlow) -> str:
 
 def redact_client_secrets(request: http.Request) -> None:
     """Keep that a credential was sent, not its value: what mitmproxy stores never holds it."""
-    for name in CLIENT_SECRET_HEADERS:
-        if name in request.headers:
-            request.headers.set_all(name, [REDACTED] * len(request.headers.get_all(name)))
+    fields = request.headers.fields
+    # One pass over the raw fields instead of a lookup per secret name: this runs on every request.
+    if any(k.lower() in SECRET_NAMES for k, _ in fields):
+        request.headers.fields = tuple((k, REDACTED_BYTES) if k.lower() in SECRET_NAMES else (k, v)
+                                       for k, v in fields)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
