@@ -59,7 +59,6 @@ class AccountCommands:
         self.watcher = watcher
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
-        self.snapshot_at = 0.0
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -73,7 +72,6 @@ class AccountCommands:
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
-        self.snapshot_at = self.pool.clock()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

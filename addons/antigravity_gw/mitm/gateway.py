@@ -85,6 +85,7 @@ class Gateway:
         self._tokens: TokenService | None = None
         self._runner: AttemptRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -310,8 +311,12 @@ class Gateway:
         req.content = orjson.dumps(body)
 
     def _expire_stale_plans(self) -> None:
-        """Plans end in response()/error() (P17); this only bounds memory if a hook was ever skipped."""
+        """Plans end in response()/error() (P17); this only bounds memory if a hook was ever skipped,
+        so it sweeps at most once a minute rather than scanning every in-flight plan per request."""
         now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
         stale = [fid for fid, p in self.plans.items() if now - p.job.created > STALE_PLAN_AGE]
         for fid in stale:
             del self.plans[fid]

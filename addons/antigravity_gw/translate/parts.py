@@ -2,7 +2,7 @@
 ``functionCall`` / ``functionResponse`` parts that replay tool calls and their results.
 
 http(s) image URLs are not fetched here (translation is pure): the I/O layer calls
-``collect_image_urls`` first, fetches each URL into an ``InlineImage`` (``upstream/media.py``) and passes
+``image_url_params`` first, fetches each URL into an ``InlineImage`` (``upstream/media.py``) and passes
 the results in as ``images``. Every failure is an ``InvalidRequest`` whose ``param`` points at the part.
 """
 
@@ -68,13 +68,9 @@ def parse_data_url(url: str) -> InlineImage:
     return InlineImage(meta[0].strip().lower() or "application/octet-stream", data)
 
 
-def collect_image_urls(req: ChatCompletionRequest) -> list[str]:
-    """The http(s) image URLs to fetch before ``chat_request_to_gemini``: in order, each once."""
-    return list(image_url_params(req))
-
-
 def image_url_params(req: ChatCompletionRequest) -> dict[str, str]:
-    """The same URLs, each with the ``param`` of its first use, for the fetcher's error messages."""
+    """The http(s) image URLs to fetch before ``chat_request_to_gemini``, in order and each once, with the
+    ``param`` of its first use for the fetcher's error messages."""
     found: dict[str, str] = {}
     for i, msg in enumerate(req.messages):
         if isinstance(msg, SystemMessage | DeveloperMessage) or not isinstance(msg.content, list):

@@ -51,9 +51,6 @@ class AvailableModels:
                 await self._refresh(stale, fetch)
         return set().union(*(self._cache[a.id][1] for a in usable if a.id in self._cache))
 
-    def forget(self) -> None:
-        self._cache.clear()
-
     async def _refresh(self, accounts: list[Account], fetch: Fetch) -> None:
         gate = asyncio.Semaphore(self.concurrency)
         fresh: set[str] = set()

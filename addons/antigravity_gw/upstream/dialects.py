@@ -20,7 +20,6 @@ from .accounts import Account
 
 STREAM_RPC = "streamGenerateContent"
 UNARY_RPC = "generateContent"
-FALLBACK_PROJECT = ""  # no invented project: Cloud Code answers a clear 403/404 we can report
 
 _CANONICAL = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<rpc>[A-Za-z]+)(?:\?.*)?$")
 

@@ -44,7 +44,6 @@ class RelayJob:
     account: str = ""
     url: str = ""
     attempts: int = 0
-    failures: int = 0
     error: errors.GatewayError | None = None
     sent_body: bytes = b""
     last_failed: str = ""  # the account of the latest failed attempt, for an error answer's headers

@@ -9,7 +9,7 @@ import pytest
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.models import ChatCompletionRequest, parse_chat_request
 from antigravity_gw.translate.chat_request import chat_request_to_gemini
-from antigravity_gw.translate.parts import InlineImage, collect_image_urls, image_url_params, parse_data_url
+from antigravity_gw.translate.parts import InlineImage, image_url_params, parse_data_url
 
 PNG = "iVBORw0KGgo="
 IMAGES = {"https://img.example/cat.png?sig=secret": InlineImage("image/png", PNG)}
@@ -199,7 +199,7 @@ def test_images_are_not_allowed_in_system_messages() -> None:
     assert err.param == "messages[0].content[0].type"
 
 
-def test_collect_image_urls_lists_each_http_url_once_in_order() -> None:
+def test_image_url_params_lists_each_http_url_once_in_order() -> None:
     req = request(
         [
             {"role": "system", "content": "s"},
@@ -218,7 +218,7 @@ def test_collect_image_urls_lists_each_http_url_once_in_order() -> None:
             {"role": "user", "content": "https://not-an-image-part.example/x.png"},
         ]
     )
-    assert collect_image_urls(req) == ["https://a.example/1.png", "HTTP://b.example/2.png"]
+    assert list(image_url_params(req)) == ["https://a.example/1.png", "HTTP://b.example/2.png"]
     assert image_url_params(req) == {
         "https://a.example/1.png": "messages[1].content[0].image_url",
         "HTTP://b.example/2.png": "messages[1].content[2].image_url",
