@@ -12,9 +12,9 @@ goes upstream), and a finished response is saved when the request did not say ``
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,7 +51,7 @@ class Ids:
 
     @classmethod
     def new(cls, prefix: str) -> Ids:
-        return cls(f"{prefix}{uuid.uuid4().hex[:24]}", int(time.time()), lambda: secrets.token_hex(12))
+        return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12))
 
 
 class Endpoint(Protocol):

@@ -46,6 +46,7 @@ def _best_wildcard(model: str, table: tuple[tuple[str, str], ...]) -> str | None
     return best[3] if best else None
 
 
+@lru_cache(maxsize=1024)  # pure, and asked on every request; client model names are few
 def resolve_model(model: str, model_map: tuple[tuple[str, str], ...]) -> str:
     for pattern, target in model_map:
         if pattern == model:

@@ -8,8 +8,8 @@ can read and edit in mitmweb; each attempt then builds the real call for its acc
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -127,4 +127,4 @@ def unwrap_any(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()

@@ -134,12 +134,19 @@ class TokenService:
 
         ``stale``: an access token upstream just rejected; it is refreshed unless it was already.
         """
+        ready = self.ready_credential(account, stale=stale)
+        if ready is not None:
+            return ready
+        return await self._flights.run(account.id, lambda: self._refresh(account))
+
+    def ready_credential(self, account: Account, *, stale: str | None = None) -> str | None:
+        """The credential when no refresh is needed (the common case, without a trip through the loop)."""
         if account.kind == "api_key":
             return account.api_key
         expiring = account.token_expires_within(self.margin, self._clock())
         if not expiring and (stale is None or stale != account.access_token):
             return account.access_token
-        return await self._flights.run(account.id, lambda: self._refresh(account))
+        return None
 
     async def _refresh(self, account: Account) -> str:
         if not account.refresh_token:
@@ -197,8 +204,13 @@ class ProjectResolver:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._flights = SingleFlight()
 
+    @staticmethod
+    def known(account: Account) -> bool:
+        """Nothing to look up: an API key account, or a project already known."""
+        return account.kind != "oauth" or bool(account.project_id)
+
     async def ensure(self, account: Account, token: str) -> str:
-        if account.kind != "oauth" or account.project_id:
+        if self.known(account):
             return account.project_id
         return await self._flights.run(account.id, lambda: self._resolve(account, token))
 

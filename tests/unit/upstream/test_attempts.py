@@ -14,7 +14,7 @@ from antigravity_gw import errors
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.attempts import AttemptRunner
 from antigravity_gw.upstream.dialects import CallContext, CloudCode, PublicGemini
-from antigravity_gw.upstream.oauth import ProjectUnavailable, TokenService
+from antigravity_gw.upstream.oauth import ProjectResolver, ProjectUnavailable, TokenService
 from antigravity_gw.upstream.pool import LeastRecentlyUsed, Pool
 
 WALL = 1_800_000_000.0
@@ -351,6 +351,8 @@ async def test_a_missing_project_is_resolved_first_and_an_unset_up_account_rotat
     class Projects:
         def __init__(self):
             self.asked = []
+
+        known = staticmethod(ProjectResolver.known)
 
         async def ensure(self, account, token):
             self.asked.append(account.id)
