@@ -158,3 +158,105 @@ async def test_regular_mode_touches_only_api_openai_com(gw):
     f.request.host = "api.openai.com"
     await gw.request(f)
     assert f.response.status_code == 200
+
+
+# ---- the inline non-stream path (attempts made from the request hook) ----------------------------
+GEMINI_ANSWER = {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "pong"}]},
+                                 "finishReason": "STOP"}],
+                 "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 1, "totalTokenCount": 3}}
+
+
+class CannedUpstream:
+    """The runner's ``send`` seam: answers every call with one Gemini body, and remembers the calls."""
+
+    def __init__(self, status: int = 200, body: bytes = orjson.dumps(GEMINI_ANSWER)) -> None:
+        self.status, self.body, self.calls = status, body, []
+
+    async def __call__(self, call):
+        self.calls.append(call)
+        outer = self
+
+        class Answer:
+            status = outer.status
+            headers = {"content-type": "application/json"}
+
+            async def read(self):
+                return outer.body
+
+            def release(self):
+                pass
+
+        return Answer()
+
+
+@pytest.fixture
+async def inline_gw(tmp_path):
+    import aiohttp
+    from support.gateway import write_account
+
+    write_account(tmp_path, "k1", api_key="AIza-one")
+    addon = Gateway()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=True)
+        addon._session = aiohttp.ClientSession()
+        await addon.reload_accounts()
+        addon.upstream = CannedUpstream()
+        addon._make_runner()._send = addon.upstream
+        yield addon
+        await addon._session.close()
+
+
+async def test_inline_answer_has_final_headers_and_shows_the_upstream_request(inline_gw):
+    f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]},
+                  headers=((b"content-encoding", b"identity"),))
+    await inline_gw.request(f)
+    resp = f.response
+    assert resp.status_code == 200
+    assert orjson.loads(resp.content)["choices"][0]["message"]["content"] == "pong"
+    assert resp.headers["content-length"] == str(len(resp.raw_content))
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.headers["X-Mapped-Model"] == "gemini-2.5-flash"
+    assert resp.headers["X-Account-Email"] == "k1@example.com"
+    assert resp.headers["x-ag-attempts"] == "1"
+    assert len(resp.headers.get_all("x-mapped-model")) == 1
+    # The flow shows the call that really went out: its URL, Host and body, not the client's.
+    sent = inline_gw.upstream.calls[0]
+    assert f.request.url == sent.url
+    assert f.request.headers["host"] == "generativelanguage.googleapis.com"
+    assert f.request.raw_content == sent.body
+    assert f.request.headers["content-length"] == str(len(sent.body))
+    assert "content-encoding" not in f.request.headers
+    assert f.id not in inline_gw.plans
+
+
+async def test_inline_answer_leaves_no_reference_cycle_behind(inline_gw):
+    """A finished request's state is freed when its last reference goes, not by a later GC pass: a
+    cycle (a failure callback closing over its own job) kept every flow alive until the collector ran."""
+    import gc
+
+    from antigravity_gw.upstream.relay import RelayJob
+
+    def live_jobs() -> int:
+        return sum(isinstance(o, RelayJob) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_jobs()
+        for _ in range(3):
+            f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]})
+            await inline_gw.request(f)
+            assert f.response.status_code == 200
+        assert live_jobs() == before
+    finally:
+        gc.enable()
+
+
+async def test_inline_answer_of_an_untranslatable_body_is_a_502_naming_the_account(inline_gw):
+    inline_gw.upstream.body = b"<html>not json</html>"
+    f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]})
+    await inline_gw.request(f)
+    assert f.response.status_code == 502
+    assert "not JSON" in orjson.loads(f.response.content)["error"]["message"]
+    assert f.response.headers["X-Account-Email"] == "k1@example.com"
+    assert f.id not in inline_gw.plans

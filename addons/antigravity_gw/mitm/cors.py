@@ -20,8 +20,9 @@ class Cors:
         if flow.response is None or not flows.is_ours(flow):
             return
         headers = flow.response.headers
-        # One pass over the raw fields: Headers.update() rescans every field per name, and this runs
-        # twice for every answer (about 10 µs saved per request).
+        if headers.fields[-len(CORS_FIELDS):] == CORS_FIELDS:
+            return  # done in responseheaders, and nothing replaced the response since
+        # One pass over the raw fields: Headers.update() rescans every field per name.
         headers.fields = tuple(f for f in headers.fields if f[0].lower() not in CORS_NAMES) + CORS_FIELDS
 
     def response(self, flow: http.HTTPFlow) -> None:

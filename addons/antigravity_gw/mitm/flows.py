@@ -3,14 +3,19 @@ itself, marks and comments, and what is scrubbed before mitmproxy stores a flow.
 
 from __future__ import annotations
 
+import copy
+import functools
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from mitmproxy import http
-from mitmproxy.net.http import url
+from mitmproxy.net.http import status_codes, url
 from mitmproxy.proxy import mode_specs
 
 from .. import errors
+from ..upstream.relay import FLOW_HEADER
 
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
 INTERCEPT_HOSTS = frozenset({"api.openai.com"})
@@ -77,8 +82,78 @@ def redact_client_secrets(request: http.Request) -> None:
                                        for k, v in fields)
 
 
+JSON_FIELD = (b"content-type", b"application/json")
+
+
+def answer(status: int, body: bytes, fields: Iterable[tuple[bytes, bytes]] = (JSON_FIELD,)) -> http.Response:
+    """A whole response the gateway makes itself, with its final headers in one go.
+
+    Made by copying a template rather than through ``Response.make``, for two measured reasons. ``make``
+    parses a header mapping and re-encodes the body through the ``content`` setter, rescanning the
+    headers. Worse, mitmproxy's debug-mode field check (``__post_init__``) raises and catches a
+    ``TypeError`` for an optional field that is None; that exception's traceback holds the caller's
+    frames, so every frame of the request hook (the flow, the parsed body, the upstream answer) stayed
+    alive in a reference cycle until the next garbage collection, which made each collection slow.
+    """
+    now = time.time()
+    data = copy.copy(_TEMPLATE.data)  # a copy runs no __init__: no check, no exception
+    data.status_code, data.reason = status, _REASONS.get(status, b"")
+    data.headers = http.Headers((*fields, (b"content-length", b"%d" % len(body))))
+    data.content, data.timestamp_start, data.timestamp_end = body, now, now
+    response = copy.copy(_TEMPLATE)
+    response.data = data
+    return response
+
+
+_TEMPLATE = http.Response.make(200)
+_REASONS = {code: reason.encode() for code, reason in status_codes.RESPONSES.items()}
+
+
+def header_fields(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers.items())
+
+
+DISPLAY_DROPPED = frozenset({FLOW_HEADER.encode(), b"content-encoding", b"transfer-encoding"})
+
+
+def show_upstream_request(request: http.Request, upstream_url: str, body: bytes) -> None:
+    """Make a flow's request show the upstream call it became: its URL, Host and body.
+
+    What the ``url`` and ``content`` setters would do, in one pass over the header fields: they rescan
+    the headers for Host on every part they set, and this runs on every request. The body is shown as
+    sent, unencoded, so a ``content-encoding`` of the client's request no longer applies.
+    """
+    scheme, host, port, path, host_field = _split_url(upstream_url)
+    data = request.data
+    data.scheme, data.host, data.port, data.path = scheme, host, port, path
+    if data.authority:
+        data.authority = host_field
+    length = b"%d" % len(body)
+    fields = []
+    for name, value in request.headers.fields:
+        lowered = name.lower()
+        if lowered == b"host":
+            value = host_field
+        elif lowered == b"content-length":
+            value, length = length, b""
+        elif lowered in DISPLAY_DROPPED:
+            continue
+        fields.append((name, value))
+    if length:
+        fields.append((b"content-length", length))
+    request.headers.fields = tuple(fields)
+    data.content = body
+
+
+@functools.lru_cache(maxsize=256)
+def _split_url(value: str) -> tuple[bytes, str, int, bytes, bytes]:
+    """mitmproxy's URL parse, cached: a gateway sends to few distinct URLs (bases x models x RPCs)."""
+    scheme, host, port, path = url.parse(value)
+    return scheme, host.decode("idna"), port, path, host
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
-    return http.Response.make(status, orjson.dumps(body), {"content-type": "application/json", **(headers or {})})
+    return answer(status, orjson.dumps(body), header_fields({"content-type": "application/json", **(headers or {})}))
 
 
 def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None) -> http.Response:

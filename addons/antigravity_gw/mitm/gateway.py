@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections.abc import Iterator
@@ -26,7 +27,6 @@ import aiohttp
 import orjson
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.net.http import url as mitm_url
 from mitmproxy.proxy import server_hooks
 
 from .. import errors
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 STALE_PLAN_AGE = 6 * 3600.0  # seconds; longer than any request, intercepted ones included
 CLIENT_SECRET_HEADERS = flows.CLIENT_SECRET_HEADERS
+MAPPED_MODEL_FIELD = flows.MAPPED_MODEL_HEADER.encode()
+ACCOUNT_FIELD = flows.ACCOUNT_HEADER.encode()
+ATTEMPTS_FIELD = b"x-ag-attempts"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
@@ -121,13 +124,18 @@ class Gateway:
             opts.update(connection_strategy="lazy")
 
     async def running(self) -> None:
+        # No cookie jar: one session serves every account (and image fetches), so a cookie set for one
+        # must not ride along with another's calls. Proxies from the environment: see aiohttp_sender.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
-            auto_decompress=False)  # proxies from the environment: see aiohttp_sender
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await self.relay.start()
         await self.reload_accounts()
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
+        # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
+        # of the collector's full passes, which otherwise walk it again and again under load.
+        gc.freeze()
         logger.info("antigravity gateway ready: %d account(s) from %s", len(self.pool.accounts),
                     self.settings.accounts_dir)
 
@@ -255,8 +263,8 @@ class Gateway:
         stream = endpoint.stream(parsed)
         ids = Ids.new(endpoint.id_prefix)
         session = conversation_key(gemini_request, getattr(parsed, "prompt_cache_key", None) or "")
-        job = RelayJob(flow.id, CallContext(new_request_id(), session))
-        job.on_failure = self._failure_recorder(flow, job)
+        job = RelayJob(flow.id, CallContext(new_request_id(), session),
+                       report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "body": raw[:65536].decode("utf-8", "replace")}
@@ -277,13 +285,16 @@ class Gateway:
         return not any(getattr(opts, name, None) for name in REWRITING_OPTIONS)
 
     async def _answer_inline(self, flow: http.HTTPFlow, plan: Plan, model: str, body: dict[str, Any]) -> None:
-        winner = await self._make_runner().run(model, False, body, plan.job.ctx, plan.job.on_failure)
+        winner = await self._make_runner().run(model, False, body, plan.job.ctx, plan.job.failed)
         plan.job.won(winner)
         data = await read_whole(winner)
-        flow.response = http.Response.make(winner.response.status, data, {"content-type": "application/json"})
-        self._handle_response_headers(flow, plan)
+        status = winner.response.status
+        if status == 200:
+            data = self._translated(plan, data)  # may raise: the plan is still there for the error's headers
         self.plans.pop(flow.id, None)
-        self._handle_response(flow, plan)
+        self._restore_display(flow, plan)
+        flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
+        self._comment(flow, plan)
 
     async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
@@ -321,12 +332,6 @@ class Gateway:
         for fid in stale:
             del self.plans[fid]
 
-    def _failure_recorder(self, flow: http.HTTPFlow, job: RelayJob):  # noqa: ANN202
-        async def record(attempt: AttemptRecord) -> None:
-            job.last_failed = attempt.account
-            await record_failed_attempt(flow, attempt)
-        return record
-
     # ---- response side ---------------------------------------------------------------------
     def _handle_response_headers(self, flow: http.HTTPFlow, plan: Plan) -> None:
         resp = flow.response
@@ -358,34 +363,42 @@ class Gateway:
             else:
                 self._comment(flow, plan)
             return
+        resp.content = self._translated(plan, resp.content or b"")
+        resp.headers["content-type"] = "application/json"
+        self._comment(flow, plan)
+
+    @staticmethod
+    def _translated(plan: Plan, data: bytes) -> bytes:
+        """A whole Gemini answer as the client's OpenAI answer."""
         try:
-            gemini = orjson.loads(resp.content or b"")
+            gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise errors.UpstreamProtocolError("Google answered with a body that is not JSON.") from None
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
-        answer = plan.endpoint.complete(plan.parsed, unwrap_any(gemini), plan.ids)
-        resp.content = orjson.dumps(answer)
-        resp.headers["content-type"] = "application/json"
-        self._comment(flow, plan)
+        return orjson.dumps(plan.endpoint.complete(plan.parsed, unwrap_any(gemini), plan.ids))
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan) -> None:
         """The request has left: show where it really went instead of the relay's address."""
-        flow.request.headers.pop(FLOW_HEADER, None)
-        if plan.job.url:
-            req = flow.request
-            host_header = req.host_header
-            req.scheme, req.host, req.port, req.path = split_url(plan.job.url)  # what the url setter does
-            req.host_header = host_header and req.host
-            flow.request.content = plan.job.sent_body  # the envelope as sent; its secrets were headers
-        flow.metadata[flows.UPSTREAM] = {"url": plan.job.url, "account": plan.job.account,
-                                         "attempts": plan.job.attempts, "model": plan.mapped_model}
+        job = plan.job
+        if job.url:
+            flows.show_upstream_request(flow.request, job.url, job.sent_body)  # its secrets were headers
+        else:
+            flow.request.headers.pop(FLOW_HEADER, None)
+        flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
+                                         "model": plan.mapped_model}
 
     def _add_headers(self, resp: http.Response, plan: Plan) -> None:
-        resp.headers[flows.MAPPED_MODEL_HEADER] = plan.mapped_model
-        if plan.job.shown_account:
-            resp.headers[flows.ACCOUNT_HEADER] = plan.job.shown_account
-        resp.headers["x-ag-attempts"] = str(plan.job.attempts)
+        resp.headers.fields += self._answer_fields(plan)
+
+    @staticmethod
+    def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
+        """X-Mapped-Model, X-Account-Email and the attempt count, as raw fields (appended, not looked up)."""
+        job = plan.job
+        fields = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
+        if job.shown_account:
+            fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
+        return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts))
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
         flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.mapped_model} via "
@@ -410,13 +423,6 @@ class Gateway:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
         flow.response = flows.error_response(err, extra)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
-
-
-@functools.lru_cache(maxsize=256)
-def split_url(value: str) -> tuple[bytes, bytes, int, bytes]:
-    """mitmproxy's URL parse, cached: a gateway sends to few distinct URLs (bases x models x RPCs), and
-    parsing one was half of the display restore's cost on every request."""
-    return mitm_url.parse(value)
 
 
 async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> None:

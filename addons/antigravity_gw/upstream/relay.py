@@ -39,7 +39,7 @@ class RelayJob:
 
     flow_id: str
     ctx: CallContext
-    on_failure: Callable[[AttemptRecord], Awaitable[None]] | None = None
+    report: Callable[[AttemptRecord], Awaitable[None]] | None = None  # shows a failed attempt (mitmweb, log)
     created: float = field(default_factory=time.monotonic)
     account: str = ""
     url: str = ""
@@ -52,6 +52,13 @@ class RelayJob:
     def shown_account(self) -> str:
         """The account to name in X-Account-Email: the winner, else the last one that failed."""
         return self.account or self.last_failed
+
+    async def failed(self, attempt: AttemptRecord) -> None:
+        """The runner's ``on_failure``. A method, not a closure stored on the job: a closure over the
+        job would make a reference cycle that keeps every finished flow alive until the GC runs."""
+        self.last_failed = attempt.account
+        if self.report is not None:
+            await self.report(attempt)
 
     def won(self, winner: Winner) -> None:
         self.account, self.url, self.attempts = winner.account.label, winner.url, winner.attempts
@@ -125,7 +132,7 @@ class Relay:
             raise errors.InvalidRequest("The upstream request body is not valid JSON (edited?).") from None
         if not isinstance(body, dict):
             raise errors.InvalidRequest("The upstream request body must be a JSON object.")
-        winner = await self._runner().run(model, stream, body, job.ctx, job.on_failure)
+        winner = await self._runner().run(model, stream, body, job.ctx, job.failed)
         job.won(winner)
         if not stream:
             return await self._whole(winner)
