@@ -1,0 +1,87 @@
+"""mitm/flows.py: the answers the gateway builds itself and how a flow shows its upstream call."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
+from antigravity_gw.mitm import flows
+from antigravity_gw.mitm.cors import CORS_FIELDS, Cors
+from antigravity_gw.upstream.relay import FLOW_HEADER
+
+UPSTREAM = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+def test_answer_is_a_complete_response_with_length_and_reason():
+    resp = flows.answer(429, b'{"error":{}}', (flows.JSON_FIELD, (b"retry-after", b"3")))
+    assert (resp.status_code, resp.reason, resp.http_version) == (429, "Too Many Requests", "HTTP/1.1")
+    assert resp.headers.fields == ((b"content-type", b"application/json"), (b"retry-after", b"3"),
+                                   (b"content-length", b"12"))
+    assert resp.content == b'{"error":{}}'
+    assert resp.timestamp_start and resp.timestamp_end
+    assert resp.trailers is None and not resp.stream
+
+
+def test_answers_share_nothing_with_each_other_or_the_template():
+    first, second = flows.answer(200, b"a"), flows.answer(502, b"bb")
+    first.headers["x-extra"] = "1"
+    first.content = b"changed"
+    assert "x-extra" not in second.headers and second.content == b"bb" and second.status_code == 502
+    assert "x-extra" not in flows.answer(200, b"").headers
+    assert first.data is not second.data and first.headers is not second.headers
+
+
+def test_an_answer_survives_mitmproxy_state_round_trips():
+    """What -w files and mitmweb do with a flow: the template copy must be a normal Response."""
+    resp = flows.json_response(400, {"error": {"message": "bad"}}, {"x-mapped-model": "m"})
+    again = http.Response.from_state(resp.get_state())
+    assert again.status_code == 400 and again.headers["x-mapped-model"] == "m"
+    assert orjson.loads(again.content) == {"error": {"message": "bad"}}
+
+
+def test_json_response_lets_extra_headers_override_the_content_type():
+    resp = flows.json_response(200, {}, {"content-type": "application/problem+json"})
+    assert resp.headers.get_all("content-type") == ["application/problem+json"]
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_show_upstream_request_rewrites_url_host_and_body_in_one_pass(http2):
+    req = tutils.treq(headers=((b"host", b"127.0.0.1:8045"), (b"content-type", b"application/json"),
+                               (b"content-length", b"999"), (b"content-encoding", b"gzip"),
+                               (FLOW_HEADER.encode(), b"abc")))
+    if http2:
+        req.http_version = "HTTP/2.0"
+        req.authority = "127.0.0.1:8045"
+    flows.show_upstream_request(req, UPSTREAM, b'{"contents":[]}')
+    assert req.url == UPSTREAM
+    assert req.headers["host"] == "generativelanguage.googleapis.com"
+    assert req.headers.get_all("content-length") == ["15"]
+    assert "content-encoding" not in req.headers and FLOW_HEADER not in req.headers
+    assert req.content == b'{"contents":[]}'
+    assert req.headers["content-type"] == "application/json"
+    if http2:
+        assert req.authority == "generativelanguage.googleapis.com"
+
+
+def test_show_upstream_request_adds_a_length_when_the_client_sent_none():
+    req = tutils.treq(headers=((b"host", b"x"), (b"transfer-encoding", b"chunked")))
+    flows.show_upstream_request(req, "http://127.0.0.1:9000/v1beta/models/m:generateContent", b"{}")
+    assert (req.host, req.port, req.scheme) == ("127.0.0.1", 9000, "http")
+    assert req.headers.get_all("content-length") == ["2"]
+    assert "transfer-encoding" not in req.headers
+
+
+def test_cors_adds_its_headers_once_and_again_after_a_replacement():
+    f = tflow.tflow()
+    f.client_conn.proxy_mode = flows.mode_specs.ProxyMode.parse("reverse:http://x@8045")
+    f.response = flows.answer(200, b"{}")
+    cors = Cors()
+    cors.responseheaders(f)
+    cors.response(f)
+    assert f.response.headers.fields[-len(CORS_FIELDS):] == CORS_FIELDS
+    assert len(f.response.headers.get_all("access-control-allow-origin")) == 1
+    f.response = flows.answer(502, b"{}")  # an error found while translating replaces the answer
+    cors.response(f)
+    assert f.response.headers["access-control-allow-origin"] == "*"
