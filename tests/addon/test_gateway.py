@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import orjson
 import pytest
 from mitmproxy import exceptions
-from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
 from antigravity_gw.mitm.gateway import Gateway
@@ -97,9 +99,13 @@ async def test_stream_response_headers_install_the_translator(gw):
     gw.plans[f.id].job.account = "a@example.com"
     gw.plans[f.id].job.url = "https://cloudcode.example/v1internal:streamGenerateContent?alt=sse"
     f.response = tutils.tresp(status_code=200, content=None,
-                              headers=((b"content-type", b"text/event-stream"), (b"content-length", b"0")))
+                              headers=((b"content-type", b"text/event-stream"), (b"content-length", b"0"),
+                                       (b"server", b"Python/3.12 aiohttp/3"), (b"date", b"today")))
     gw.responseheaders(f)
     assert isinstance(f.response.stream, StreamAdapter)
+    assert f.response.headers.get_all("content-type") == ["text/event-stream; charset=utf-8"]
+    assert "server" not in f.response.headers  # the loopback relay's name is nothing the client talks to
+    assert f.response.headers["date"] == "today"
     assert f.response.headers["transfer-encoding"] == "chunked"  # P3
     assert "content-length" not in f.response.headers
     assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-flash"
@@ -178,7 +184,7 @@ class CannedUpstream:
 
         class Answer:
             status = outer.status
-            headers = {"content-type": "application/json"}
+            headers: ClassVar = {"content-type": "application/json"}
 
             async def read(self):
                 return outer.body

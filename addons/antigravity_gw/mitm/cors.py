@@ -1,4 +1,5 @@
-"""The Cors addon: every answer the gateway gives carries CORS headers, so browser clients can read it.
+"""The Cors addon: every answer the gateway gives carries CORS headers, so browser clients can read it
+(``access-control-allow-origin`` and the exposed gateway headers; preflights get the full set).
 
 It runs last in the chain, in ``responseheaders`` (before a stream's headers go out) and again in
 ``response``, because an error found while translating a whole body replaces the response there.
@@ -11,7 +12,7 @@ from mitmproxy import http
 
 from . import flows
 
-CORS_FIELDS = tuple((k.encode(), v.encode()) for k, v in flows.CORS_HEADERS.items())
+CORS_FIELDS = tuple((k.encode(), v.encode()) for k, v in flows.CORS_ANSWER_HEADERS.items())
 CORS_NAMES = frozenset(k for k, _ in CORS_FIELDS)
 
 

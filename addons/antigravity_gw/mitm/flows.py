@@ -36,13 +36,18 @@ AUTH = "ag.auth"  # the inbound check's verdict: open, key, exempt, preflight, r
 MAPPED_MODEL_HEADER = "X-Mapped-Model"
 ACCOUNT_HEADER = "X-Account-Email"
 
-CORS_HEADERS = {
+# Every answer carries these two; a preflight (OPTIONS) also gets the rest. Only a preflight reads
+# allow-methods/-headers and max-age, and every header on a stream costs mitmproxy a scan per chunk.
+CORS_ANSWER_HEADERS = {
     "access-control-allow-origin": "*",
+    "access-control-expose-headers": "x-mapped-model, x-account-email, x-ag-attempts, retry-after, "
+                                     "retry-after-ms",
+}
+CORS_PREFLIGHT_HEADERS = {
     "access-control-allow-methods": "GET, POST, OPTIONS",
     "access-control-allow-headers": "*",
     "access-control-max-age": "3600",
-    "access-control-expose-headers": "x-mapped-model, x-account-email, x-ag-attempts, retry-after, "
-                                     "retry-after-ms",
+    **CORS_ANSWER_HEADERS,
 }
 
 

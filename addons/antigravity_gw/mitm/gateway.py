@@ -38,7 +38,14 @@ from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
-from ..upstream.dialects import CallContext, CloudCode, PublicGemini, canonical_path, new_request_id, unwrap_any
+from ..upstream.dialects import (
+    CallContext,
+    CloudCode,
+    PublicGemini,
+    canonical_path,
+    new_request_id,
+    unwrap_any,
+)
 from ..upstream.media import fetch_image
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.pool import Pool, conversation_key, scheduler_for
@@ -56,6 +63,13 @@ CLIENT_SECRET_HEADERS = flows.CLIENT_SECRET_HEADERS
 MAPPED_MODEL_FIELD = flows.MAPPED_MODEL_HEADER.encode()
 ACCOUNT_FIELD = flows.ACCOUNT_HEADER.encode()
 ATTEMPTS_FIELD = b"x-ag-attempts"
+ERROR_FIELD = ERROR_HEADER.encode()
+SSE_FIELDS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+              (b"x-accel-buffering", b"no"))
+CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
+# Replaced on a stream answer; "server" names the loopback relay (aiohttp), not anything the client talks to.
+SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ERROR_FIELD,
+                          *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
@@ -236,7 +250,7 @@ class Gateway:
         self._expire_stale_plans()
         req = flow.request
         if req.method == "OPTIONS":
-            flow.response = http.Response.make(204, b"", flows.CORS_HEADERS)
+            flow.response = flows.answer(204, b"", flows.header_fields(flows.CORS_PREFLIGHT_HEADERS))
             return
         route = match_route(req.method, req.path, flows.public_base_url(flow))
         flow.metadata[flows.ROUTE] = route.kind.value
@@ -337,20 +351,20 @@ class Gateway:
         resp = flow.response
         assert resp is not None
         self._restore_display(flow, plan)
-        self._add_headers(resp, plan)
-        if resp.headers.pop(ERROR_HEADER, None) is not None or resp.status_code != 200:
+        fields = resp.headers.fields
+        relayed_error = any(name.lower() == ERROR_FIELD for name, _ in fields)  # already an OpenAI error
+        if relayed_error or resp.status_code != 200 or not plan.stream:
+            kept = tuple(f for f in fields if f[0].lower() != ERROR_FIELD) if relayed_error else fields
+            resp.headers.fields = kept + self._answer_fields(plan)
+            if not relayed_error and resp.status_code == 200:
+                resp.stream = False  # P7: a non-stream body is always translated whole
             return
-        if plan.stream:
-            translator = plan.endpoint.stream_translator(plan.parsed, plan.ids)
-            resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
-            resp.headers.pop("content-length", None)
-            resp.headers["content-type"] = "text/event-stream; charset=utf-8"
-            resp.headers["cache-control"] = "no-cache"
-            resp.headers["x-accel-buffering"] = "no"
-            if flow.request.http_version == "HTTP/1.1":
-                resp.headers["transfer-encoding"] = "chunked"  # P3
-        else:
-            resp.stream = False  # P7: a non-stream body is always translated whole
+        translator = plan.endpoint.stream_translator(plan.parsed, plan.ids)
+        resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
+        # One pass, and no header the client does not need: mitmproxy scans them all for every chunk.
+        framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS  # P3
+        resp.headers.fields = (tuple(f for f in fields if f[0].lower() not in SSE_REPLACED) + framing
+                               + self._answer_fields(plan))
 
     def _handle_response(self, flow: http.HTTPFlow, plan: Plan) -> None:
         resp = flow.response
@@ -387,9 +401,6 @@ class Gateway:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
                                          "model": plan.mapped_model}
-
-    def _add_headers(self, resp: http.Response, plan: Plan) -> None:
-        resp.headers.fields += self._answer_fields(plan)
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
