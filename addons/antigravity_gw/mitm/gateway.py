@@ -276,7 +276,7 @@ class Gateway:
         gemini_request = endpoint.to_gemini(parsed, mapped, images)
         stream = endpoint.stream(parsed)
         ids = Ids.new(endpoint.id_prefix)
-        session = conversation_key(gemini_request, getattr(parsed, "prompt_cache_key", None) or "")
+        session = conversation_key(gemini_request, endpoint.session_key(parsed))
         job = RelayJob(flow.id, CallContext(new_request_id(), session),
                        report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)

@@ -40,12 +40,13 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
 DEFAULT_BASE_URL = "http://<gateway>/v1"
 _MODEL = re.compile(r"^/models/(?P<id>[^/]+)$")
 _V1 = re.compile(r"^(?:/v1)+(?=/|$)")
+_SLASHES = re.compile(r"/{2,}")
 
 
 def normalize(path: str) -> str:
     """Drop the query, trailing slashes and any number of leading ``/v1`` segments."""
     path = path.split("?", 1)[0].split("#", 1)[0]
-    path = re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
+    path = _SLASHES.sub("/", path).rstrip("/") or "/"
     return _V1.sub("", path) or "/"
 
 

@@ -81,11 +81,6 @@ class ResponsesCall:
     def stores(self) -> bool:
         return self.request.store is not False
 
-    @property
-    def prompt_cache_key(self) -> str | None:
-        """The client's cache/session key (Codex: its session id), for sticky scheduling."""
-        return self.request.prompt_cache_key
-
 
 def input_items(req: ResponsesRequest) -> tuple[InputItem, ...]:
     """``input`` as items: a string is one user message."""

@@ -57,7 +57,6 @@ def test_session_keys() -> None:
     responses = ResponsesEndpoint(ResponseStore())
     assert responses.session_key(responses.parse(body(input="x", prompt_cache_key="sess-1"))) == "sess-1"
     assert responses.session_key(responses.parse(body(input="x"))) == ""
-    assert responses.parse(body(input="x", prompt_cache_key="sess-1")).prompt_cache_key == "sess-1"
     chat = ChatEndpoint()
     assert chat.session_key(chat.parse(body(messages=[{"role": "user", "content": "x"}]))) == ""
     completions = CompletionsEndpoint()
