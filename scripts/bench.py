@@ -201,15 +201,17 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
                    ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, gw_proc))
         for _, url, body, headers, _ in targets:
             await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
-        # Targets take turns in short slices, so a slow moment of this shared machine hits them alike.
+        # Targets take turns in short slices, in an order that flips every round, so a slow moment of this
+        # shared machine (they last seconds) hits them alike instead of deciding a ratio.
         for c in (1, 16, 64):
-            for target, url, body, headers, proc in targets:
-                cells.append(Cell(target, c))
-            for _ in range(args.rounds):
-                for i, (target, url, body, headers, proc) in enumerate(targets):
+            row = [Cell(target, c) for target, *_ in targets]
+            cells += row
+            for r in range(args.rounds):
+                turns = list(zip(targets, row, strict=True))
+                for (target, url, body, headers, proc), cell in turns if r % 2 == 0 else reversed(turns):
                     part = await load(session, url, body, headers, c, args.seconds / args.rounds,
                                       args.max_requests // args.rounds, proc, target)
-                    cells[-len(targets) + i].absorb(part)
+                    cell.absorb(part)
         stream_body = orjson.dumps({"model": "bench-stream", "stream": True,
                                     "messages": [{"role": "user", "content": "go"}]})
         single = StreamStats()
@@ -304,9 +306,9 @@ def chart(r: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=6.0, help="duration of each non-stream cell")
+    p.add_argument("--seconds", type=float, default=8.0, help="duration of each non-stream cell")
     p.add_argument("--max-requests", type=int, default=20000, help="request cap of each non-stream cell")
-    p.add_argument("--rounds", type=int, default=3, help="slices per cell, interleaved across targets")
+    p.add_argument("--rounds", type=int, default=10, help="slices per cell, interleaved across targets")
     p.add_argument("--streams", type=int, default=64, help="concurrent streams")
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = p.parse_args(argv)
     if args.quick:
-        args.seconds, args.soak_requests, args.soak_seconds = 1.5, 500, 10.0
+        args.seconds, args.rounds, args.soak_requests, args.soak_seconds = 1.5, 3, 500, 10.0
     results = asyncio.run(run(args))
     text = report(results)
     print(text)
