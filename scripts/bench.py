@@ -214,11 +214,9 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
                     cell.absorb(part)
         stream_body = orjson.dumps({"model": "bench-stream", "stream": True,
                                     "messages": [{"role": "user", "content": "go"}]})
-        single = StreamStats()
-        for _ in range(10):
+        single, direct_single = StreamStats(), StreamStats()
+        for _ in range(20):  # alternating, so both medians see the same moments of the machine
             await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()), single)
-        direct_single = StreamStats()
-        for _ in range(10):
             await one_stream(session, f"{emu.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse&key=AIza-bench-1",
                              GEMINI_BODY, direct_single)
         many = await streams(session, gw.url + "/v1/chat/completions", stream_body, args.streams, gw_proc)
