@@ -122,6 +122,17 @@ class StreamStats:
     seconds: float = 0.0
     cpu: float = 0.0
 
+    def absorb(self, part: StreamStats) -> None:
+        cpu_seconds = self.cpu * self.seconds + part.cpu * part.seconds
+        self.ttfc += part.ttfc
+        self.events += part.events
+        self.seconds += part.seconds
+        self.cpu = cpu_seconds / self.seconds if self.seconds else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
 
 async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stats: StreamStats) -> None:
     t0 = time.perf_counter()
@@ -219,7 +230,14 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
             await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()), single)
             await one_stream(session, f"{emu.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse&key=AIza-bench-1",
                              GEMINI_BODY, direct_single)
-        many = await streams(session, gw.url + "/v1/chat/completions", stream_body, args.streams, gw_proc)
+        # The emulator paces each stream (STREAM_GAP_MS per event), so the same streams read directly show
+        # the ceiling this machine allows; the two take turns for the same reason as the cells above.
+        many, many_direct = StreamStats(), StreamStats()
+        for _ in range(2):
+            many.absorb(await streams(session, gw.url + "/v1/chat/completions", stream_body, args.streams, gw_proc))
+            many_direct.absorb(await streams(
+                session, f"{emu.url}/v1beta/models/bench-stream:streamGenerateContent?alt=sse&key=AIza-bench-1",
+                GEMINI_BODY, args.streams, None))
         retried = StreamStats()
         for _ in range(5):
             # the first attempt of the next stream, whichever account it picks, gets a 429
@@ -235,7 +253,7 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
     return {"cells": cells, "ttfc_gateway_ms": statistics.median(single.ttfc) * 1000,
             "ttfc_direct_ms": statistics.median(direct_single.ttfc) * 1000,
             "ttfc_retried_ms": statistics.median(retried.ttfc) * 1000 if retried.ttfc else float("nan"),
-            "streams": many, "soak": soak, "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
+            "streams": many, "streams_direct": many_direct, "stream_count": args.streams, "soak": soak, "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
             "rss_peak_mb": gw_proc.memory_mb("VmHWM")}
 
 
@@ -250,8 +268,7 @@ def report(r: dict) -> str:
     g16, p16 = by[("gateway", 16)], by[("plain mitmdump", 16)]
     g1, p1, d1 = by[("gateway", 1)], by[("plain mitmdump", 1)], by[("direct", 1)]
     added_gw, added_plain = g1.pct(0.5) - d1.pct(0.5), p1.pct(0.5) - d1.pct(0.5)
-    s = r["streams"]
-    ev_rate = s.events / s.seconds if s.seconds else 0
+    s, ev_rate, direct_rate = r["streams"], r["streams"].rate, r["streams_direct"].rate
     checks = [
         ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", ">= 0.75", g16.rps / p16.rps >= 0.75),
         ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
@@ -262,8 +279,9 @@ def report(r: dict) -> str:
         ("retried stream: first chunk after the retry (TTFC retried - TTFC normal)",
          f"{r['ttfc_retried_ms'] - r['ttfc_gateway_ms']:.2f} ms", "<= 50 ms",
          r["ttfc_retried_ms"] - r["ttfc_gateway_ms"] <= 50),
-        (f"SSE events/s, {len(s.ttfc)} concurrent streams", f"{ev_rate:.0f} (TTFC p50 "
-         f"{statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)", ">= 5000", ev_rate >= 5000),
+        (f"SSE events/s, {r['stream_count']} concurrent streams", f"{ev_rate:.0f} (direct {direct_rate:.0f}: the "
+         f"emulator's pacing; TTFC p50 {statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)",
+         ">= 5000", ev_rate >= 5000),
         (f"RSS after warm-up / after {r['soak'].requests} more requests", f"{r['rss_warm_mb']:.0f} / "
          f"{r['rss_after_mb']:.0f} MB (peak {r['rss_peak_mb']:.0f} MB)", "flat (< +10%)",
          r["rss_after_mb"] <= r["rss_warm_mb"] * 1.10),
