@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # reuse the test harness: one way to st
 from support.emulator import Emulator  # noqa: E402
 from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
 
+from antigravity_gw.upstream.policy import MIN_RATE_LIMIT_COOLDOWN  # noqa: E402
+
 MODEL = "gemini-2.5-flash"
 CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
 GEMINI_BODY = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "ping"}]}]})
@@ -245,7 +247,9 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
                          reply={"error": {"kind": "rate_limited", "retry_delay": "0.001s"}})
             await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()),
                              retried)
-            await asyncio.sleep(0.05)
+            # That 429 cooled its account for the minimum cooldown. Let it pass: otherwise the next sample's
+            # 429 finds the other account cooling too and measures a grace wait (~1 s), not one retry.
+            await asyncio.sleep(MIN_RATE_LIMIT_COOLDOWN + 0.1)
         rss_warm = gw_proc.memory_mb("VmRSS")
         soak = await load(session, gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, 16, args.soak_seconds,
                           args.soak_requests, gw_proc, "soak")
