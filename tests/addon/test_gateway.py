@@ -91,6 +91,32 @@ async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_th
     assert req.headers["accept-encoding"] == "identity"
     assert orjson.loads(req.content)["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
     assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+    assert req.headers.get_all("content-length") == [str(len(req.raw_content))]
+    assert gw.plans[f.id].job.planned[0] == req.raw_content  # the relay need not parse it again
+
+
+async def test_the_relay_request_is_sent_unencoded_whatever_the_client_used(gw):
+    import gzip
+
+    gw.relay.port = 40000
+    body = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    f = chat_flow(gzip.compress(body), headers=((b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")))
+    await gw.request(f)
+    assert f.response is None
+    assert "content-encoding" not in f.request.headers and "transfer-encoding" not in f.request.headers
+    assert orjson.loads(f.request.raw_content)["contents"][0]["parts"] == [{"text": "hi"}]
+
+
+async def test_an_http2_request_names_the_upstream_in_its_authority(gw):
+    gw.relay.port = 40000
+    f = chat_flow({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    f.request.http_version = "HTTP/2.0"
+    f.request.authority = "127.0.0.1:8045"
+    f.request.headers.pop("host")
+    await gw.request(f)
+    assert f.request.authority == "generativelanguage.googleapis.com"
+    assert "host" not in f.request.headers
+    assert (f.request.host, f.request.port) == ("127.0.0.1", 40000)
 
 
 async def test_stream_response_headers_install_the_translator(gw):

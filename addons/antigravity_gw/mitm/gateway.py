@@ -64,6 +64,13 @@ MAPPED_MODEL_FIELD = flows.MAPPED_MODEL_HEADER.encode()
 ACCOUNT_FIELD = flows.ACCOUNT_HEADER.encode()
 ATTEMPTS_FIELD = b"x-ag-attempts"
 ERROR_FIELD = ERROR_HEADER.encode()
+FLOW_FIELD = FLOW_HEADER.encode()
+UPSTREAM_HOST = b"generativelanguage.googleapis.com"  # what the relay request names as its Host (P9)
+# accept-encoding identity: the stream callable must see raw bytes (P4). The body is sent unencoded, its
+# length set from it (P10).
+RELAY_FIELDS = ((b"content-type", b"application/json"), (b"accept-encoding", b"identity"))
+RELAY_REPLACED = frozenset({*flows.SECRET_NAMES, FLOW_FIELD, b"host", b"transfer-encoding",
+                            b"content-length", b"content-encoding", *(name for name, _ in RELAY_FIELDS)})
 SSE_FIELDS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
               (b"x-accel-buffering", b"no"))
 CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
@@ -285,7 +292,7 @@ class Gateway:
         if not stream and self._inline:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
         else:
-            self._point_at_relay(flow, mapped, stream, gemini_request)
+            self._point_at_relay(flow, job, mapped, stream, gemini_request)
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,
@@ -321,19 +328,24 @@ class Gateway:
                                          for url, param in params.items()))
         return dict(zip(params, fetched, strict=True))
 
-    def _point_at_relay(self, flow: http.HTTPFlow, model: str, stream: bool, body: dict[str, Any]) -> None:
+    def _point_at_relay(self, flow: http.HTTPFlow, job: RelayJob, model: str, stream: bool,
+                        body: dict[str, Any]) -> None:
+        """Send the flow to the loopback relay: the canonical upstream request, in one pass over the headers
+        (this runs before every stream's first chunk). The client's gateway key never travels on."""
+        raw = orjson.dumps(body)
+        job.planned = (raw, body)  # the relay skips parsing it again when mitmproxy sends it unchanged
         req = flow.request
-        for name in CLIENT_SECRET_HEADERS:  # the client's gateway key never travels on
-            req.headers.pop(name, None)
-        req.headers.pop("transfer-encoding", None)  # P10: content-length is set from the new body
-        req.method = "POST"
-        req.scheme, req.host, req.port = "http", "127.0.0.1", self.relay.port
-        req.path = canonical_path(model, stream)
-        req.host_header = "generativelanguage.googleapis.com"
-        req.headers["content-type"] = "application/json"
-        req.headers["accept-encoding"] = "identity"  # P4: the stream callable sees raw bytes
-        req.headers[FLOW_HEADER] = flow.id
-        req.content = orjson.dumps(body)
+        data = req.data
+        data.method, data.scheme, data.host, data.port = b"POST", b"http", "127.0.0.1", self.relay.port
+        data.path = canonical_path(model, stream).encode()
+        if data.authority:
+            data.authority = UPSTREAM_HOST
+        fields = [field for field in req.headers.fields if field[0].lower() not in RELAY_REPLACED]
+        if not (req.is_http2 or req.is_http3):  # there :authority is the Host header
+            fields.append((b"host", UPSTREAM_HOST))
+        fields += [*RELAY_FIELDS, (FLOW_FIELD, flow.id.encode()), (b"content-length", b"%d" % len(raw))]
+        req.headers.fields = tuple(fields)
+        data.content = raw
 
     def _expire_stale_plans(self) -> None:
         """Plans end in response()/error() (P17); this only bounds memory if a hook was ever skipped,

@@ -47,6 +47,20 @@ class RelayJob:
     error: errors.GatewayError | None = None
     sent_body: bytes = b""
     last_failed: str = ""  # the account of the latest failed attempt, for an error answer's headers
+    planned: tuple[bytes, dict[str, Any]] | None = None  # the request body as the hook sent it, and parsed
+
+    def request_body(self, raw: bytes) -> dict[str, Any]:
+        """The upstream request the relay received: the hook's own dict when the bytes are unchanged (a
+        long conversation is costly to parse twice), else ``raw`` parsed (edited in mitmweb)."""
+        if self.planned is not None and raw == self.planned[0]:
+            return self.planned[1]
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise errors.InvalidRequest("The upstream request body is not valid JSON (edited?).") from None
+        if not isinstance(body, dict):
+            raise errors.InvalidRequest("The upstream request body must be a JSON object.")
+        return body
 
     @property
     def shown_account(self) -> str:
@@ -126,12 +140,7 @@ class Relay:
             raise errors.InvalidRequest(
                 f"The upstream request was edited into {request.method} {request.path_qs}, which is not a "
                 "generateContent call the gateway can send.") from None
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            raise errors.InvalidRequest("The upstream request body is not valid JSON (edited?).") from None
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("The upstream request body must be a JSON object.")
+        body = job.request_body(await request.read())
         winner = await self._runner().run(model, stream, body, job.ctx, job.failed)
         job.won(winner)
         if not stream:
