@@ -24,6 +24,12 @@ def test_answer_is_a_complete_response_with_length_and_reason():
     assert resp.trailers is None and not resp.stream
 
 
+def test_a_204_answer_has_no_content_length():
+    preflight = flows.answer(204, b"", flows.header_fields(flows.CORS_PREFLIGHT_HEADERS))
+    assert "content-length" not in preflight.headers
+    assert preflight.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+
+
 def test_answers_share_nothing_with_each_other_or_the_template():
     first, second = flows.answer(200, b"a"), flows.answer(502, b"bb")
     first.headers["x-extra"] = "1"

@@ -102,7 +102,9 @@ def answer(status: int, body: bytes, fields: Iterable[tuple[bytes, bytes]] = (JS
     now = time.time()
     data = _copy(_TEMPLATE.data)
     data.status_code, data.reason = status, _REASONS.get(status, b"")
-    data.headers = http.Headers((*fields, (b"content-length", b"%d" % len(body))))
+    # RFC 9110 §8.6: no Content-Length on a 1xx, 204 or 304 (a CORS preflight is a 204).
+    length = () if status < 200 or status in (204, 304) else ((b"content-length", b"%d" % len(body)),)
+    data.headers = http.Headers((*fields, *length))
     data.content, data.timestamp_start, data.timestamp_end = body, now, now
     response = _copy(_TEMPLATE)
     response.data = data
