@@ -41,23 +41,36 @@ STREAM_EVENTS = 300
 STREAM_GAP_MS = 10
 
 
+@dataclass(kw_only=True)
+class Timed:
+    """A measurement over wall time with the proxy's CPU time in it; slices of one add up."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu(self) -> float:
+        """Proxy CPU seconds per wall second (1.0 = one core)."""
+        return self.cpu_seconds / self.seconds if self.seconds else 0.0
+
+    def absorb(self, part: Timed) -> None:
+        self.seconds += part.seconds
+        self.cpu_seconds += part.cpu_seconds
+
+
 @dataclass
-class Cell:
+class Cell(Timed):
     target: str
     concurrency: int
     requests: int = 0
     errors: int = 0
-    seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
-    cpu: float = 0.0  # proxy CPU seconds per wall second (1.0 = one core)
 
     def absorb(self, part: Cell) -> None:
-        cpu_seconds = self.cpu * self.seconds + part.cpu * part.seconds
+        super().absorb(part)
         self.requests += part.requests
         self.errors += part.errors
-        self.seconds += part.seconds
         self.latencies += part.latencies
-        self.cpu = cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def rps(self) -> float:
@@ -113,23 +126,19 @@ async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cell.seconds = time.perf_counter() - start
     if proc:
-        cell.cpu = (proc.cpu_seconds() - cpu0) / cell.seconds
+        cell.cpu_seconds = proc.cpu_seconds() - cpu0
     return cell
 
 
 @dataclass
-class StreamStats:
+class StreamStats(Timed):
     ttfc: list[float] = field(default_factory=list)
     events: int = 0
-    seconds: float = 0.0
-    cpu: float = 0.0
 
     def absorb(self, part: StreamStats) -> None:
-        cpu_seconds = self.cpu * self.seconds + part.cpu * part.seconds
+        super().absorb(part)
         self.ttfc += part.ttfc
         self.events += part.events
-        self.seconds += part.seconds
-        self.cpu = cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def rate(self) -> float:
@@ -155,7 +164,7 @@ async def streams(session: aiohttp.ClientSession, url: str, body: bytes, n: int,
     await asyncio.wait_for(asyncio.gather(*(one_stream(session, url, body, stats) for _ in range(n))), 120)
     stats.seconds = time.perf_counter() - t0
     if proc:
-        stats.cpu = (proc.cpu_seconds() - cpu0) / stats.seconds
+        stats.cpu_seconds = proc.cpu_seconds() - cpu0
     return stats
 
 
