@@ -101,6 +101,8 @@ def test_cors_preflight_needs_no_key(start_gateway):
                                        "access-control-request-method": "POST"})
     assert status == 204
     assert headers["access-control-allow-origin"] == "*"
+    assert headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert "content-length" not in headers  # RFC 9110 §8.6: none on a 204
 
 
 @pytest.mark.parametrize("opts", [{"ag_auth_mode": "off"}, {"ag_auth_mode": "auto"}])
