@@ -39,6 +39,9 @@ CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content
 GEMINI_BODY = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "ping"}]}]})
 STREAM_EVENTS = 300
 STREAM_GAP_MS = 10
+# The project's targets (DEVELOPERS.md): against a plain mitmdump forwarding the same requests.
+MIN_RPS_RATIO = 0.8  # requests/s at c=16
+MAX_ADDED_LATENCY_RATIO = 1.2  # latency added over a direct call, at c=1
 
 
 @dataclass(kw_only=True)
@@ -283,10 +286,11 @@ def report(r: dict) -> str:
     added_gw, added_plain = g1.pct(0.5) - d1.pct(0.5), p1.pct(0.5) - d1.pct(0.5)
     s, ev_rate, direct_rate = r["streams"], r["streams"].rate, r["streams_direct"].rate
     checks = [
-        ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", ">= 0.75", g16.rps / p16.rps >= 0.75),
+        ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", f">= {MIN_RPS_RATIO}",
+         g16.rps / p16.rps >= MIN_RPS_RATIO),
         ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
         ("latency added at c=1: gateway / plain mitmdump", f"{added_gw / added_plain:.2f}"
-         f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", "<= 1.3", added_gw / added_plain <= 1.3),
+         f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", f"<= {MAX_ADDED_LATENCY_RATIO}", added_gw / added_plain <= MAX_ADDED_LATENCY_RATIO),
         ("first-chunk overhead (gateway TTFC - direct TTFC)",
          f"{r['ttfc_gateway_ms'] - r['ttfc_direct_ms']:.2f} ms", "<= 5 ms", r["ttfc_gateway_ms"] - r["ttfc_direct_ms"] <= 5),
         ("retried stream: first chunk after the retry (TTFC retried - TTFC normal)",
