@@ -66,9 +66,27 @@ def test_events_are_identical_whatever_the_split(name: str, raw: bytes, expected
 
 def test_crlf_split_between_cr_and_lf_is_one_line_break() -> None:
     decoder = SSEDecoder()
+    # Were the CR and the LF two line breaks, the blank line between them would end the event at "a".
     assert decoder.feed(b"data: a\r") == []
-    assert decoder.feed(b"\n\r") == []
-    assert decoder.feed(b"\ndata: b\r\n\r\n") == [SSEEvent(b"a"), SSEEvent(b"b")]
+    assert decoder.feed(b"\ndata: b\r") == []
+    assert decoder.feed(b"\n\r") == [SSEEvent(b"a\nb")]
+    assert decoder.feed(b"\ndata: c\r\n\r\n") == [SSEEvent(b"c")]
+    assert decoder.finish() == []
+
+
+def test_a_line_is_dispatched_at_its_cr_without_waiting_for_the_next_feed() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r\r") == [SSEEvent(b"a")]
+    assert decoder.feed(b"\n") == []  # the LF after the last CR completes a CRLF: no extra blank line
+    assert decoder.finish() == []
+
+
+def test_a_long_event_in_many_feeds_arrives_whole_once() -> None:
+    value = bytes(range(32, 127)) * 3000
+    raw = b"event: big\ndata: " + value + b"\r\n\r\n"
+    decoder = SSEDecoder()
+    events = [e for i in range(0, len(raw), 1000) for e in decoder.feed(raw[i : i + 1000])]
+    assert events == [SSEEvent(value, "big")]
     assert decoder.finish() == []
 
 
