@@ -82,6 +82,9 @@ class Gateway:
             "ag_oauth_client_id": "test-client-id",
             "ag_oauth_client_secret": "test-client-secret",
             "termlog_verbosity": "info",
+            # The emulator and the tests' image servers live on 127.0.0.1, which the default (public)
+            # refuses; the SSRF tests (tests/e2e/test_open_doors.py) set public, or None for the default.
+            "ag_image_fetch": "any",
             **self.options,
         }
         args = [mitm_tool(self.tool), "-s", str(ADDON), "--mode", mode]

@@ -46,7 +46,7 @@ from ..upstream.dialects import (
     new_request_id,
     unwrap_any,
 )
-from ..upstream.media import fetch_image
+from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
@@ -108,6 +108,9 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._tokens: TokenService | None = None
         self._runner: AttemptRunner | None = None
+        self._images: ImageFetcher | None = None  # made on the first image URL: other requests pay nothing
+        # Test seam (tests/support/pretend_public.py): ImageFetcher's refusal/resolver_factory arguments.
+        self.image_fetcher_seams: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
@@ -132,6 +135,7 @@ class Gateway:
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
+            self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
         if updated & INLINE_INPUTS:
@@ -145,7 +149,7 @@ class Gateway:
             opts.update(connection_strategy="lazy")
 
     async def running(self) -> None:
-        # No cookie jar: one session serves every account (and image fetches), so a cookie set for one
+        # No cookie jar: one session serves every account (images have their own), so a cookie set for one
         # must not ride along with another's calls. Proxies from the environment: see aiohttp_sender.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
@@ -164,12 +168,27 @@ class Gateway:
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
+        if self._images is not None:
+            await self._images.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def reload_accounts(self) -> None:
         await self.watcher.poll()
+
+    def _drop_image_fetcher(self) -> None:
+        """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
+        old, self._images = self._images, None
+        if old is not None:
+            self._spawn(old.close())
+
+    def _image_fetcher(self) -> ImageFetcher:
+        if self._images is None:
+            st = self.settings
+            self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes, timeout=st.image_timeout,
+                                        **self.image_fetcher_seams)
+        return self._images
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -321,11 +340,8 @@ class Gateway:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
         if not params:
             return {}
-        assert self._session is not None
-        st = self.settings
-        fetched = await asyncio.gather(*(fetch_image(self._session, url, max_bytes=st.image_max_bytes,
-                                                     timeout=st.image_timeout, param=param)
-                                         for url, param in params.items()))
+        fetcher = self._image_fetcher()
+        fetched = await asyncio.gather(*(fetcher.fetch(url, param=param) for url, param in params.items()))
         return dict(zip(params, fetched, strict=True))
 
     def _point_at_relay(self, flow: http.HTTPFlow, job: RelayJob, model: str, stream: bool,

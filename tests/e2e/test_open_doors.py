@@ -1,0 +1,223 @@
+"""Internal addresses and open doors, through a real mitmdump: image URLs that point inside the network
+(every SSRF form, on loopback listeners only), ..."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from support.gateway import ROOT, Gateway
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+PRETEND_PUBLIC = ["-s", str(ROOT / "tests" / "support" / "pretend_public.py")]
+PUBLIC_HOST = "127.0.0.2"  # the seam script treats it as a public address
+
+
+# ---- image hosts ---------------------------------------------------------------------------------------
+class ImageHost:
+    """A tiny HTTP server on one loopback address that records the paths it was asked for."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.paths: list[str] = []
+        port = sock.getsockname()[1]
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                host.paths.append(self.path)
+                if self.path.startswith("/pixel.png"):
+                    self.reply(200, PNG, "image/png")
+                elif self.path == "/big.png":
+                    self.reply(200, PNG * 100, "image/png")
+                elif self.path == "/page.html":
+                    self.reply(200, b"<html>admin panel</html>", "text/html")
+                elif self.path == "/to-internal":
+                    self.reply(302, b"", "text/plain", location=f"http://127.0.0.1:{port}/pixel.png")
+                elif self.path == "/to-internal-name":
+                    self.reply(302, b"", "text/plain", location=f"http://internal.test:{port}/pixel.png")
+                elif self.path == "/to-pixel":
+                    self.reply(302, b"", "text/plain", location="/pixel.png?hop=2")
+                else:
+                    self.reply(404, b"not found", "text/plain")
+
+            def reply(self, status: int, body: bytes, content_type: str, location: str = "") -> None:
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(body)))
+                if location:
+                    self.send_header("location", location)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(sock.getsockname(), Handler, bind_and_activate=False)
+        self.server.socket.close()
+        self.server.socket = sock
+        sock.listen()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[tuple[int, ImageHost, ImageHost]]:
+    """A "public" image host on 127.0.0.2 and an internal one on 127.0.0.1, on the same port."""
+    for _ in range(20):
+        public = socket.socket()
+        public.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        public.bind((PUBLIC_HOST, 0))
+        internal = socket.socket()
+        internal.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            internal.bind(("127.0.0.1", public.getsockname()[1]))
+            break
+        except OSError:
+            public.close()
+            internal.close()
+    else:
+        pytest.skip("no port free on both 127.0.0.1 and 127.0.0.2")
+    pair = ImageHost(public), ImageHost(internal)
+    yield public.getsockname()[1], *pair
+    for host in pair:
+        host.stop()
+
+
+@pytest.fixture
+def image_hosts(hosts: tuple[int, ImageHost, ImageHost]) -> tuple[int, ImageHost, ImageHost]:
+    for host in hosts[1:]:
+        host.paths.clear()
+    return hosts
+
+
+@pytest.fixture(scope="module")
+def public_gateway(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
+    """ag_image_fetch=public, with the seam that makes 127.0.0.2 stand for a public host."""
+    from support.gateway import write_account
+
+    accounts = tmp_path_factory.mktemp("accounts-public")
+    write_account(accounts, "acc1")
+    with Gateway(emulator_process, accounts, confdir=mitm_confdir, options={"ag_image_fetch": "public"},
+                 extra_args=PRETEND_PUBLIC) as gw:
+        yield gw
+
+
+def chat_with_image(gw: Gateway, image_url: str, *, path: str = "/v1/chat/completions") -> tuple[int, dict]:
+    body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": image_url}}]}]}
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.request("POST", path, body=orjson.dumps(body), headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, orjson.loads(resp.read())
+
+
+def uniform_message(image_url: str) -> str:
+    """The one message every failed download gets, with the URL as the client sent it (query dropped)."""
+    return (f"Could not fetch the image at {image_url.split('?')[0]}. The gateway fetches only publicly "
+            "reachable http(s) URLs that answer with an image/* body of at most 20971520 bytes in time; send "
+            "the image inline as a data: URL otherwise.")
+
+
+def refused(gw: Gateway, image_url: str) -> dict:
+    status, body = chat_with_image(gw, image_url)
+    assert status == 400, body
+    assert body["error"]["param"] == "messages[0].content[1].image_url"
+    assert body["error"]["message"] == uniform_message(image_url)
+    return body
+
+
+# ---- SSRF: image URLs ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0.0.0.0", "127.1",
+                                  "0x7f.0.0.1", "2130706433", "internal.test"])
+def test_public_refuses_loopback_listeners_in_every_spelling(public_gateway, image_hosts, emulator, host):
+    port, public, internal = image_hosts
+    refused(public_gateway, f"http://{host}:{port}/pixel.png")
+    assert internal.paths == [] and public.paths == []  # never connected
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.png",
+                                    "http://100.64.0.1/x.png", "http://192.168.0.1/x.png", "http://[fd00::1]/x.png",
+                                    "http://[fe80::1]/x.png", "http://[::ffff:169.254.169.254]/x.png",
+                                    "http://[2002:7f00:1::]/x.png", "http://[64:ff9b::7f00:1]/x.png",
+                                    "http://224.0.0.1/x.png", "http://[::]/x.png", "https://127.0.0.1:1/x.png"])
+def test_public_refuses_internal_addresses_before_connecting(public_gateway, target):
+    refused(public_gateway, target)
+    assert re.search(r"image fetch failed for \S+ \(messages\[0\]\.content\[1\]\.image_url\): .*refused",
+                     public_gateway.log())
+
+
+def test_a_public_host_is_fetched_and_may_redirect_to_another_public_url(public_gateway, image_hosts, emulator):
+    port, public, internal = image_hosts
+    for path in ("/pixel.png", "/to-pixel"):
+        status, body = chat_with_image(public_gateway, f"http://public.test:{port}{path}")
+        assert status == 200, body
+    assert public.paths == ["/pixel.png", "/to-pixel", "/pixel.png?hop=2"]
+    assert internal.paths == []
+    parts = emulator.requests()[-1]["body"]["request"]["contents"][0]["parts"]
+    assert parts[1]["inlineData"]["mimeType"] == "image/png"
+
+
+@pytest.mark.parametrize("path", ["/to-internal", "/to-internal-name"])
+def test_a_redirect_hop_to_an_internal_address_is_refused(public_gateway, image_hosts, path):
+    port, public, internal = image_hosts
+    refused(public_gateway, f"http://public.test:{port}{path}")
+    assert public.paths == [path]
+    assert internal.paths == []
+
+
+def test_every_failure_looks_the_same_to_the_client(public_gateway, image_hosts):
+    """No port scanner: a refused address, a closed port, a 404, a web page and a too-big image all get
+    one status and one message (the reason is in the gateway's log only)."""
+    port, _, _ = image_hosts
+    with socket.socket() as s:  # a port with nothing listening on the "public" host
+        s.bind((PUBLIC_HOST, 0))
+        closed = s.getsockname()[1]
+    answers = {}
+    for url in (f"http://127.0.0.1:{port}/pixel.png", f"http://public.test:{closed}/x.png",
+                f"http://public.test:{port}/missing.png", f"http://public.test:{port}/page.html"):
+        body = refused(public_gateway, url)
+        answers[url] = body["error"]["message"].replace(url, "<url>")
+    assert len(set(answers.values())) == 1
+    assert "admin panel" not in public_gateway.log()
+    assert "Traceback" not in public_gateway.log()
+
+
+def test_the_default_is_public(start_gateway, image_hosts):
+    gw = start_gateway(options={"ag_image_fetch": None})  # None: mitmproxy's default for the option
+    port, _, internal = image_hosts
+    refused(gw, f"http://127.0.0.1:{port}/pixel.png")
+    assert internal.paths == []
+
+
+def test_off_fetches_no_url_but_data_urls_work(start_gateway, image_hosts, emulator):
+    import base64
+
+    gw = start_gateway(options={"ag_image_fetch": "off"})
+    port, public, internal = image_hosts
+    status, body = chat_with_image(gw, f"http://127.0.0.1:{port}/pixel.png")
+    assert status == 400 and "ag_image_fetch=off" in body["error"]["message"]
+    assert internal.paths == [] and public.paths == []
+    status, body = chat_with_image(gw, "data:image/png;base64," + base64.b64encode(PNG).decode())
+    assert status == 200, body
+
+
+def test_any_reaches_the_loopback_listener(start_gateway, image_hosts):
+    """The control: the same URL the public gateway refuses works with ag_image_fetch=any."""
+    gw = start_gateway(options={"ag_image_fetch": "any"})
+    port, _, internal = image_hosts
+    status, body = chat_with_image(gw, f"http://127.0.0.1:{port}/pixel.png")
+    assert status == 200, body
+    assert internal.paths == ["/pixel.png"]
