@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import time
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,3 +222,38 @@ def test_any_reaches_the_loopback_listener(start_gateway, image_hosts):
     status, body = chat_with_image(gw, f"http://127.0.0.1:{port}/pixel.png")
     assert status == 200, body
     assert internal.paths == ["/pixel.png"]
+
+
+# ---- readiness -----------------------------------------------------------------------------------------
+def test_healthz_is_503_starting_until_the_accounts_are_loaded_then_200_with_counts(emulator, mitm_confdir,
+                                                                                    tmp_path):
+    from support.gateway import write_account
+
+    accounts = tmp_path / "accounts"
+    accounts.mkdir()
+    write_account(accounts, "ready1")
+    write_account(accounts, "ready2")
+    write_account(accounts, "off1", disabled=True)
+    gw = Gateway(emulator, accounts, confdir=mitm_confdir,
+                 extra_args=["-s", str(ROOT / "tests" / "support" / "slow_first_load.py")])
+    seen: list[tuple[int, dict]] = []
+    deadline = time.monotonic() + 30
+    gw.start(wait=False)
+    try:
+        while time.monotonic() < deadline and not (seen and seen[-1][0] == 200):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=2)
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                seen.append((resp.status, orjson.loads(resp.read())))
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        assert gw.proc is not None and gw.proc.poll() is None, gw.log()
+        assert "Traceback" not in gw.log()
+    finally:
+        gw.stop()
+    assert (503, {"status": "starting"}) in seen
+    assert seen[-1] == (200, {"status": "ok", "accounts": {"ready": 2, "cooling": 0, "disabled": 1}})
+    first_ok = next(i for i, (status, _) in enumerate(seen) if status == 200)
+    assert all(status == 200 for status, _ in seen[first_ok:])  # never back to "starting"

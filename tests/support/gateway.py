@@ -99,13 +99,14 @@ class Gateway:
                 args += ["--set", f"{name}={str(v).lower() if isinstance(v, bool) else v}"]
         return args + self.extra_args
 
-    def start(self) -> Self:
+    def start(self, *, wait: bool = True) -> Self:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "*"}
         env.pop("HTTPS_PROXY", None)
         env.pop("HTTP_PROXY", None)
         self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
         return self
 
     def _wait_ready(self) -> None:
@@ -134,7 +135,7 @@ class Gateway:
         headers = {"authorization": f"Bearer {self.options['ag_api_key']}"} if self.options.get("ag_api_key") else {}
         try:
             with opener.open(urllib.request.Request(url, headers=headers), timeout=1) as r:
-                return r.status == 200 and orjson.loads(r.read()) == {"status": "ok"}
+                return r.status == 200 and orjson.loads(r.read())["status"] == "ok"  # 503 "starting" before
         except (OSError, urllib.error.URLError, ValueError):
             return False
 

@@ -79,6 +79,7 @@ SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ER
                           *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
+STARTING_RETRY = {"retry-after": "1"}
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -114,6 +115,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self.loaded = False  # the first account load is done: /healthz says "ok", requests are served
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -155,7 +157,10 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await self.relay.start()
-        await self.reload_accounts()
+        try:
+            await self.reload_accounts()
+        finally:
+            self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
@@ -281,7 +286,7 @@ class Gateway:
         route = match_route(req.method, req.path, flows.public_base_url(flow))
         flow.metadata[flows.ROUTE] = route.kind.value
         if route.kind == RouteKind.HEALTH:
-            flow.response = flows.json_response(200, {"status": "ok"})
+            flow.response = await self._health()
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
             flow.response = await self.models.answer(route, self._model_fetcher())
@@ -290,6 +295,15 @@ class Gateway:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
         await self._translate_request(flow, route)
+
+    async def _health(self) -> http.Response:
+        """Readiness for load balancers: 503 until the first account load is done, then the counts."""
+        if not self.loaded:
+            return flows.json_response(503, {"status": "starting"}, STARTING_RETRY)
+        counts = dict.fromkeys(("ready", "cooling", "disabled"), 0)
+        for status in await self.pool.status():  # whole-account cooldowns; per-model ones count as ready
+            counts[status.state] += 1
+        return flows.json_response(200, {"status": "ok", "accounts": counts})
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = endpoint_for(route.kind)
