@@ -257,3 +257,66 @@ def test_healthz_is_503_starting_until_the_accounts_are_loaded_then_200_with_cou
     assert seen[-1] == (200, {"status": "ok", "accounts": {"ready": 2, "cooling": 0, "disabled": 1}})
     first_ok = next(i for i, (status, _) in enumerate(seen) if status == 200)
     assert all(status == 200 for status, _ in seen[first_ok:])  # never back to "starting"
+
+
+# ---- the accounts directory ----------------------------------------------------------------------------
+def wait_for(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def health(gw: Gateway) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    conn.request("GET", "/healthz")
+    return orjson.loads(conn.getresponse().read())
+
+
+def test_a_fifo_in_the_accounts_dir_blocks_neither_start_nor_watcher_nor_cli(start_gateway, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from support.gateway import write_account
+
+    accounts = tmp_path / "accounts"
+    accounts.mkdir()
+    write_account(accounts, "acc1")
+    os.mkfifo(accounts / "at-start.json")
+    gw = start_gateway(accounts={}, accounts_dir=accounts)  # start-up reads the directory: must not block
+    assert health(gw)["accounts"]["ready"] == 1
+    os.mkfifo(accounts / "later.json")
+    write_account(accounts, "acc2")  # the watcher must get past the new FIFO to see this one
+    assert wait_for(lambda: health(gw)["accounts"]["ready"] == 2), gw.log()
+    assert "at-start.json: not a regular file (a FIFO); skipped" in gw.log()
+    assert "later.json: not a regular file (a FIFO); skipped" in gw.log()
+    status, body = chat_with_image(gw, "data:image/png;base64,iVBORw0KGgo=")
+    assert status == 200, body
+    result = subprocess.run([sys.executable, "-m", "antigravity_gw", "accounts", "list", "--dir", str(accounts)],
+                            capture_output=True, text=True, timeout=30, cwd=ROOT / "addons")
+    assert result.returncode == 0 and "acc1@example.com" in result.stdout and "acc2@example.com" in result.stdout
+    assert result.stderr.count("not a regular file (a FIFO); skipped") == 2
+
+
+def test_accounts_import_never_writes_outside_dir(tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "manager"
+    (source / "accounts").mkdir(parents=True)
+    hostile = ["../../../escaped", str(tmp_path / "absolute"), "..", "nul\x00byte", "a/../../b"]
+    for n, ident in enumerate(hostile):
+        (source / "accounts" / f"f{n}.json").write_bytes(
+            orjson.dumps({"id": ident, "email": f"u{n}@example.com", "token": {"refresh_token": f"rt{n}"}}))
+    (source / "accounts.json").write_bytes(orjson.dumps({"accounts": [{"id": i} for i in hostile]}))
+    dest = tmp_path / "a" / "b" / "gw"
+    before = set(tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, "-m", "antigravity_gw", "accounts", "import", str(source),
+                             "--dir", str(dest)], capture_output=True, text=True, timeout=30, cwd=ROOT / "addons")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(hostile)} imported, 0 skipped" in result.stdout
+    new = set(tmp_path.rglob("*")) - before - {tmp_path / "a", tmp_path / "a" / "b", dest}
+    assert len(new) == len(hostile) and all(p.parent == dest and p.suffix == ".json" for p in new)
