@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import socket
@@ -28,12 +29,14 @@ class ImageHost:
 
     def __init__(self, sock: socket.socket) -> None:
         self.paths: list[str] = []
+        self.header_names: set[str] = set()
         port = sock.getsockname()[1]
         host = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 host.paths.append(self.path)
+                host.header_names.update(name.lower() for name in self.headers)
                 if self.path.startswith("/pixel.png"):
                     self.reply(200, PNG, "image/png")
                 elif self.path == "/big.png":
@@ -100,6 +103,7 @@ def hosts() -> Iterator[tuple[int, ImageHost, ImageHost]]:
 def image_hosts(hosts: tuple[int, ImageHost, ImageHost]) -> tuple[int, ImageHost, ImageHost]:
     for host in hosts[1:]:
         host.paths.clear()
+        host.header_names.clear()
     return hosts
 
 
@@ -320,3 +324,84 @@ def test_accounts_import_never_writes_outside_dir(tmp_path):
     assert f"{len(hostile)} imported, 0 skipped" in result.stdout
     new = set(tmp_path.rglob("*")) - before - {tmp_path / "a", tmp_path / "a" / "b", dest}
     assert len(new) == len(hostile) and all(p.parent == dest and p.suffix == ".json" for p in new)
+
+
+# ---- forward-proxy mode: other hosts need the key too ----------------------------------------------------
+PROXY_KEY = "sk-gw-proxy-key-5f1c"
+
+
+@pytest.fixture
+def forward_proxy(start_gateway) -> Gateway:
+    return start_gateway(mode="regular", options={"ag_auth_mode": "strict", "ag_api_key": PROXY_KEY})
+
+
+def via_proxy(gw: Gateway, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=15)
+    conn.request("GET", url, headers=headers or {})
+    resp = conn.getresponse()
+    headers: dict[str, str] = {}
+    for name, value in resp.getheaders():  # repeated fields joined, as RFC 9110 allows
+        headers[name.lower()] = f"{headers[name.lower()]}, {value}" if name.lower() in headers else value
+    return resp.status, headers, resp.read()
+
+
+def connect(gw: Gateway, target: str, headers: dict[str, str] | None = None) -> tuple[socket.socket, bytes]:
+    """A raw CONNECT; returns the socket and the proxy's answer head."""
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=15)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        piece = sock.recv(4096)
+        if not piece:
+            break
+        head += piece
+    return sock, head
+
+
+def test_forward_proxy_answers_407_without_the_key_for_other_hosts(forward_proxy, image_hosts):
+    port, _, internal = image_hosts
+    status, headers, body = via_proxy(forward_proxy, f"http://127.0.0.1:{port}/pixel.png")
+    assert status == 407
+    assert 'Basic realm="antigravity-gateway"' in headers["proxy-authenticate"]
+    assert orjson.loads(body)["error"]["code"] == "proxy_authentication_required"
+    for wrong in ("Bearer sk-wrong", "Basic " + base64.b64encode(b"user:sk-wrong").decode()):
+        assert via_proxy(forward_proxy, f"http://127.0.0.1:{port}/pixel.png", {"proxy-authorization": wrong})[0] == 407
+    assert internal.paths == []
+
+
+@pytest.mark.parametrize("credentials", [f"Bearer {PROXY_KEY}",
+                                         "Basic " + base64.b64encode(f"me:{PROXY_KEY}".encode()).decode()])
+def test_forward_proxy_relays_other_hosts_with_the_key_and_strips_it(forward_proxy, image_hosts, credentials):
+    port, _, internal = image_hosts
+    status, _, body = via_proxy(forward_proxy, f"http://127.0.0.1:{port}/pixel.png",
+                                {"proxy-authorization": credentials})
+    assert (status, body) == (200, PNG)
+    assert internal.paths == ["/pixel.png"]
+    assert "proxy-authorization" not in internal.header_names  # the key stays with the gateway
+    assert PROXY_KEY not in forward_proxy.log()
+
+
+def test_forward_proxy_connect_needs_the_key(forward_proxy, image_hosts):
+    port, _, internal = image_hosts
+    sock, head = connect(forward_proxy, f"127.0.0.1:{port}")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 407") and b"proxy-authenticate" in head.lower()
+    sock, head = connect(forward_proxy, f"127.0.0.1:{port}", {"proxy-authorization": f"Bearer {PROXY_KEY}"})
+    with sock:
+        assert head.startswith(b"HTTP/1.1 200")
+        sock.sendall(f"GET /pixel.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while piece := sock.recv(65536):
+            answer += piece
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 200 OK") and answer.endswith(PNG)
+    assert internal.paths == ["/pixel.png"]  # only the tunnel opened with the key got through
+
+
+def test_forward_proxy_still_serves_the_intercepted_api_with_the_api_key(forward_proxy):
+    sock, head = connect(forward_proxy, "api.openai.com:443")  # no proxy key: the API key is checked inside
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    assert via_proxy(forward_proxy, "http://api.openai.com/v1/models")[0] == 401
+    status, _, _ = via_proxy(forward_proxy, "http://api.openai.com/v1/models", {"authorization": f"Bearer {PROXY_KEY}"})
+    assert status == 200
