@@ -405,3 +405,33 @@ def test_forward_proxy_still_serves_the_intercepted_api_with_the_api_key(forward
     assert via_proxy(forward_proxy, "http://api.openai.com/v1/models")[0] == 401
     status, _, _ = via_proxy(forward_proxy, "http://api.openai.com/v1/models", {"authorization": f"Bearer {PROXY_KEY}"})
     assert status == 200
+
+
+# ---- logs keep the promise -----------------------------------------------------------------------------
+LOG_KEY = "sk-gw-log-secret-7d3e9a"
+
+
+def test_no_key_reaches_the_log_even_from_mitmproxy_itself(start_gateway):
+    """mitmproxy logs a request cut off mid-headers with its raw bytes; protocol errors quote them."""
+    gw = start_gateway(options={"ag_auth_mode": "strict", "ag_api_key": LOG_KEY, "termlog_verbosity": "debug"})
+    cut_off = [
+        f"POST /v1/chat/completions?key={LOG_KEY} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {LOG_KEY}\r\n",
+        f"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: {LOG_KEY}\r\nx-goog-api-key: {LOG_KEY}\r\nCookie: s=",
+        f"GET /v1/models HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic "
+        f"{base64.b64encode(f'u:{LOG_KEY}'.encode()).decode()}\r\n",
+        f"GET /v1/models?key={LOG_KEY} HTTP/1.1\r\nHost: x\r\nbad header line {LOG_KEY}\r\n\r\n",
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {LOG_KEY}\r\n"
+        "Content-Length: zz\r\n\r\n",
+    ]
+    for raw in cut_off:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(raw.encode())
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+    status, body = chat_with_image(gw, f"http://127.0.0.1:1/x.png?key={LOG_KEY}")  # 401 first: no key sent
+    assert status == 401
+    assert wait_for(lambda: gw.log().count("[redacted]") >= 4), gw.log()
+    assert "before completing request headers" in gw.log()  # the line is there, without the key
+    assert LOG_KEY not in gw.log()
+    assert base64.b64encode(f"u:{LOG_KEY}".encode()).decode() not in gw.log()

@@ -36,6 +36,7 @@ from .. import errors
 from ..openai_api.routes import is_health_path
 from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
 from . import flows, options
+from .log_redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
 )
 WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
+SECRET_OPTIONS = frozenset({"ag_api_key", "ag_oauth_client_secret"})  # redacted from every log line, literally
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
 PROXY_CHALLENGES = ('Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"')
@@ -149,11 +151,19 @@ class Auth:
         self.proxy_key: bytes | None = b""  # None: forward-proxy traffic is open; b"" (closed) until configured
         # Client connections whose CONNECT carried the key: the requests in the tunnel are theirs (proxyauth).
         self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = weakref.WeakKeyDictionary()
+        self.log_redactor = LogRedactor()  # every log line, mitmproxy's own included, loses its secrets
 
     def load(self, loader: Loader) -> None:
         options.declare(loader, AUTH_OPTIONS)
+        self.log_redactor.install()
+
+    def done(self) -> None:
+        self.log_redactor.uninstall()
 
     def configure(self, updated: set[str]) -> None:
+        if updated & SECRET_OPTIONS:
+            self.log_redactor.literals = tuple(
+                value for name in SECRET_OPTIONS if (value := getattr(ctx.options, name, "")))
         if not updated & WATCHED:
             return
         options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
