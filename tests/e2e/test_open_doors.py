@@ -7,11 +7,10 @@ import base64
 import http.client
 import re
 import socket
-import time
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +33,7 @@ class ImageHost:
         host = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 host.paths.append(self.path)
                 host.header_names.update(name.lower() for name in self.headers)
                 if self.path.startswith("/pixel.png"):
@@ -164,7 +163,8 @@ def test_public_refuses_internal_addresses_before_connecting(public_gateway, tar
                      public_gateway.log())
 
 
-def test_a_public_host_is_fetched_and_may_redirect_to_another_public_url(public_gateway, image_hosts, emulator):
+def test_a_public_host_is_fetched_and_may_redirect_to_another_public_one(public_gateway, image_hosts,
+                                                                         emulator):
     port, public, internal = image_hosts
     for path in ("/pixel.png", "/to-pixel"):
         status, body = chat_with_image(public_gateway, f"http://public.test:{port}{path}")
@@ -299,9 +299,11 @@ def test_a_fifo_in_the_accounts_dir_blocks_neither_start_nor_watcher_nor_cli(sta
     assert "later.json: not a regular file (a FIFO); skipped" in gw.log()
     status, body = chat_with_image(gw, "data:image/png;base64,iVBORw0KGgo=")
     assert status == 200, body
-    result = subprocess.run([sys.executable, "-m", "antigravity_gw", "accounts", "list", "--dir", str(accounts)],
+    argv = [sys.executable, "-m", "antigravity_gw", "accounts", "list", "--dir", str(accounts)]
+    result = subprocess.run(argv,
                             capture_output=True, text=True, timeout=30, cwd=ROOT / "addons")
-    assert result.returncode == 0 and "acc1@example.com" in result.stdout and "acc2@example.com" in result.stdout
+    assert result.returncode == 0
+    assert "acc1@example.com" in result.stdout and "acc2@example.com" in result.stdout
     assert result.stderr.count("not a regular file (a FIFO); skipped") == 2
 
 
@@ -319,7 +321,8 @@ def test_accounts_import_never_writes_outside_dir(tmp_path):
     dest = tmp_path / "a" / "b" / "gw"
     before = set(tmp_path.rglob("*"))
     result = subprocess.run([sys.executable, "-m", "antigravity_gw", "accounts", "import", str(source),
-                             "--dir", str(dest)], capture_output=True, text=True, timeout=30, cwd=ROOT / "addons")
+                             "--dir", str(dest)],
+                            capture_output=True, text=True, timeout=30, cwd=ROOT / "addons")
     assert result.returncode == 0, result.stderr
     assert f"{len(hostile)} imported, 0 skipped" in result.stdout
     new = set(tmp_path.rglob("*")) - before - {tmp_path / "a", tmp_path / "a" / "b", dest}
@@ -335,7 +338,8 @@ def forward_proxy(start_gateway) -> Gateway:
     return start_gateway(mode="regular", options={"ag_auth_mode": "strict", "ag_api_key": PROXY_KEY})
 
 
-def via_proxy(gw: Gateway, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def via_proxy(gw: Gateway, url: str, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=15)
     conn.request("GET", url, headers=headers or {})
     resp = conn.getresponse()
@@ -366,7 +370,8 @@ def test_forward_proxy_answers_407_without_the_key_for_other_hosts(forward_proxy
     assert 'Basic realm="antigravity-gateway"' in headers["proxy-authenticate"]
     assert orjson.loads(body)["error"]["code"] == "proxy_authentication_required"
     for wrong in ("Bearer sk-wrong", "Basic " + base64.b64encode(b"user:sk-wrong").decode()):
-        assert via_proxy(forward_proxy, f"http://127.0.0.1:{port}/pixel.png", {"proxy-authorization": wrong})[0] == 407
+        url = f"http://127.0.0.1:{port}/pixel.png"
+        assert via_proxy(forward_proxy, url, {"proxy-authorization": wrong})[0] == 407
     assert internal.paths == []
 
 
@@ -390,7 +395,8 @@ def test_forward_proxy_connect_needs_the_key(forward_proxy, image_hosts):
     sock, head = connect(forward_proxy, f"127.0.0.1:{port}", {"proxy-authorization": f"Bearer {PROXY_KEY}"})
     with sock:
         assert head.startswith(b"HTTP/1.1 200")
-        sock.sendall(f"GET /pixel.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        request = f"GET /pixel.png HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
         answer = b""
         while piece := sock.recv(65536):
             answer += piece
@@ -403,7 +409,8 @@ def test_forward_proxy_still_serves_the_intercepted_api_with_the_api_key(forward
     sock.close()
     assert head.startswith(b"HTTP/1.1 200")
     assert via_proxy(forward_proxy, "http://api.openai.com/v1/models")[0] == 401
-    status, _, _ = via_proxy(forward_proxy, "http://api.openai.com/v1/models", {"authorization": f"Bearer {PROXY_KEY}"})
+    with_key = {"authorization": f"Bearer {PROXY_KEY}"}
+    status, _, _ = via_proxy(forward_proxy, "http://api.openai.com/v1/models", with_key)
     assert status == 200
 
 
@@ -413,10 +420,12 @@ LOG_KEY = "sk-gw-log-secret-7d3e9a"
 
 def test_no_key_reaches_the_log_even_from_mitmproxy_itself(start_gateway):
     """mitmproxy logs a request cut off mid-headers with its raw bytes; protocol errors quote them."""
-    gw = start_gateway(options={"ag_auth_mode": "strict", "ag_api_key": LOG_KEY, "termlog_verbosity": "debug"})
+    gw = start_gateway(options={"ag_auth_mode": "strict", "ag_api_key": LOG_KEY,
+                                "termlog_verbosity": "debug"})
     cut_off = [
         f"POST /v1/chat/completions?key={LOG_KEY} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {LOG_KEY}\r\n",
-        f"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: {LOG_KEY}\r\nx-goog-api-key: {LOG_KEY}\r\nCookie: s=",
+        f"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: {LOG_KEY}\r\n"
+        f"x-goog-api-key: {LOG_KEY}\r\nCookie: s=",
         f"GET /v1/models HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic "
         f"{base64.b64encode(f'u:{LOG_KEY}'.encode()).decode()}\r\n",
         f"GET /v1/models?key={LOG_KEY} HTTP/1.1\r\nHost: x\r\nbad header line {LOG_KEY}\r\n\r\n",
@@ -429,7 +438,7 @@ def test_no_key_reaches_the_log_even_from_mitmproxy_itself(start_gateway):
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):
                 pass
-    status, body = chat_with_image(gw, f"http://127.0.0.1:1/x.png?key={LOG_KEY}")  # 401 first: no key sent
+    status, _ = chat_with_image(gw, f"http://127.0.0.1:1/x.png?key={LOG_KEY}")  # 401 first: no key sent
     assert status == 401
     assert wait_for(lambda: gw.log().count("[redacted]") >= 4), gw.log()
     assert "before completing request headers" in gw.log()  # the line is there, without the key

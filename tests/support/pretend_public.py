@@ -1,4 +1,4 @@
-"""Test-only mitmproxy script: lets e2e tests stand a "public" host on loopback, so nothing leaves the machine.
+"""Test-only mitmproxy script: e2e tests stand a "public" host on loopback, so nothing leaves the machine.
 
 Loaded with an extra ``-s tests/support/pretend_public.py``. It hands the Gateway's image fetcher
 (through its ``image_fetcher_seams``) a classifier that treats 127.0.0.2 as a public address, and a
@@ -16,6 +16,7 @@ from antigravity_gw.upstream import addresses
 from mitmproxy import ctx
 
 FAKE_PUBLIC = "127.0.0.2"
+NAMES = {"public.test": FAKE_PUBLIC, "internal.test": "127.0.0.1"}
 
 
 def pretend_public(address):
@@ -23,13 +24,11 @@ def pretend_public(address):
 
 
 class TestNames(aiohttp.abc.AbstractResolver):
-    NAMES = {"public.test": FAKE_PUBLIC, "internal.test": "127.0.0.1"}
-
     def __init__(self):
         self.system = aiohttp.ThreadedResolver()
 
     async def resolve(self, host, port=0, family=socket.AF_INET):
-        address = self.NAMES.get(host)
+        address = NAMES.get(host)
         if address is None:
             return await self.system.resolve(host, port, family)
         return [{"hostname": host, "host": address, "port": port, "family": socket.AF_INET, "proto": 0,

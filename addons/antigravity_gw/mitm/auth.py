@@ -48,7 +48,8 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
 )
 WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
-SECRET_OPTIONS = frozenset({"ag_api_key", "ag_oauth_client_secret"})  # redacted from every log line, literally
+# Options whose values are redacted, literally, from every log line.
+SECRET_OPTIONS = frozenset({"ag_api_key", "ag_oauth_client_secret"})
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
 PROXY_CHALLENGES = ('Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"')
@@ -148,9 +149,11 @@ class Auth:
     def __init__(self) -> None:
         self.settings = InboundAuth()
         self.gate: Gate = ClosedGate()
-        self.proxy_key: bytes | None = b""  # None: forward-proxy traffic is open; b"" (closed) until configured
+        # None: forward-proxy traffic is open; b"" (nobody passes) until configured.
+        self.proxy_key: bytes | None = b""
         # Client connections whose CONNECT carried the key: the requests in the tunnel are theirs (proxyauth).
-        self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = weakref.WeakKeyDictionary()
+        self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = (
+            weakref.WeakKeyDictionary())
         self.log_redactor = LogRedactor()  # every log line, mitmproxy's own included, loses its secrets
 
     def load(self, loader: Loader) -> None:
@@ -254,7 +257,8 @@ class Auth:
             err = errors.Unauthorized(f"Proxy authentication required: {PROXY_HINT}.", status=407,
                                       code="proxy_authentication_required")
             flow.response = flows.error_response(err)
-            flow.response.headers.fields += tuple((b"proxy-authenticate", c.encode()) for c in PROXY_CHALLENGES)
+            flow.response.headers.fields += tuple((b"proxy-authenticate", c.encode())
+                                                  for c in PROXY_CHALLENGES)
             logger.info("refused %s %s from %s: no valid Proxy-Authorization", request.method,
                         f"{request.pretty_host}:{request.port}", _peer(flow))
         request.headers.pop("proxy-authorization", None)  # never forwarded, never stored
@@ -262,7 +266,8 @@ class Auth:
     def _proxy_key_valid(self, headers: http.Headers) -> bool:
         assert self.proxy_key is not None
         # every candidate is compared, in constant time
-        return bool(sum(hmac.compare_digest(k.encode(), self.proxy_key) for k in presented_proxy_keys(headers)))
+        offered = presented_proxy_keys(headers)
+        return bool(sum(hmac.compare_digest(k.encode(), self.proxy_key) for k in offered))
 
 
 def _peer(flow: http.HTTPFlow) -> str:

@@ -191,8 +191,8 @@ class Gateway:
     def _image_fetcher(self) -> ImageFetcher:
         if self._images is None:
             st = self.settings
-            self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes, timeout=st.image_timeout,
-                                        **self.image_fetcher_seams)
+            self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes,
+                                        timeout=st.image_timeout, **self.image_fetcher_seams)
         return self._images
 
     def _spawn(self, coro: Any) -> None:

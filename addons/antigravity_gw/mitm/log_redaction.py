@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,7 +28,8 @@ _HEADER = re.compile(
     r"([\"']?\s*[:=]\s*[\"']?)"  # ": ", "': '" (a repr'd dict) or "="
     r"((?:bearer|basic|digest)\s+)?"  # the scheme stays: it tells which kind of credential it was
     r"[^\s\"'\\,;]+")
-_QUERY = re.compile(r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|id_token|token)=)[^&\s\"'\\#]+")
+_QUERY = re.compile(
+    r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|id_token|token)=)[^&\s\"'\\#]+")
 _JSON_FIELD = re.compile(
     r"(?i)([\"'](?:access_token|refresh_token|id_token|api_key|client_secret)[\"']\s*:\s*[\"'])[^\"']+")
 _GOOGLE = re.compile(r"\bya29\.[\w.-]+|(?<![\w/])1//[\w-]{10,}|\bAIza[\w-]{20,}")
@@ -45,33 +47,42 @@ def redact_secrets(text: str, literals: Iterable[str] = ()) -> str:
 
 
 class LogRedactor:
-    """Installs itself as the process's log record factory (chaining to the one it replaced)."""
+    """One user of the process-wide record factory, with its own secrets to redact.
+
+    The factory is installed once per process, however many redactors exist (a test run makes many
+    addons), and removed when the last one is uninstalled; it redacts the literals of every live one.
+    """
 
     def __init__(self) -> None:
         self.literals: tuple[str, ...] = ()
-        self._previous: Callable[..., logging.LogRecord] | None = None
 
     def install(self) -> None:
-        if self._previous is not None:
-            return
-        self._previous = logging.getLogRecordFactory()
-        logging.setLogRecordFactory(self._make_record)
+        global _previous_factory
+        _active.add(self)
+        current = logging.getLogRecordFactory()
+        if current is not _make_record:
+            _previous_factory = current
+            logging.setLogRecordFactory(_make_record)
 
     def uninstall(self) -> None:
-        if self._previous is None:
-            return
-        if logging.getLogRecordFactory() == self._make_record:
-            logging.setLogRecordFactory(self._previous)
-        self._previous = None
+        _active.discard(self)
+        if not _active and logging.getLogRecordFactory() is _make_record:
+            logging.setLogRecordFactory(_previous_factory)
 
-    def _make_record(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        # Another factory may have chained to this one and outlived our uninstall: keep working then.
-        record = (self._previous or logging.LogRecord)(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string: logging reports it in the handler
-            return record
-        record.msg, record.args = redact_secrets(message, self.literals), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact_secrets(logging.Formatter().formatException(record.exc_info), self.literals)
+
+_active: weakref.WeakSet[LogRedactor] = weakref.WeakSet()
+_previous_factory: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
+
+
+def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _previous_factory(*args, **kwargs)
+    literals = {literal for redactor in list(_active) for literal in redactor.literals}
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: logging reports it in the handler
         return record
+    record.msg, record.args = redact_secrets(message, literals), None
+    if record.exc_info or record.exc_text:
+        trace = record.exc_text or logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+        record.exc_text = redact_secrets(trace, literals)
+    return record

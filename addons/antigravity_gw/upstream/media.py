@@ -85,7 +85,8 @@ class PublicOnlyResolver(AbstractResolver):
 class ImageFetcher:
     """Downloads images under one ``ag_image_fetch`` mode; owns its own session (``close()`` it)."""
 
-    def __init__(self, mode: ImageFetchMode, *, max_bytes: int, timeout: float, refusal: Refusal = addresses.refusal,
+    def __init__(self, mode: ImageFetchMode, *, max_bytes: int, timeout: float,
+                 refusal: Refusal = addresses.refusal,
                  resolver_factory: Callable[[], AbstractResolver] = aiohttp.ThreadedResolver) -> None:
         self.mode = mode
         self.max_bytes = max_bytes

@@ -178,7 +178,7 @@ def read_within(path: Path, seconds: float = 5.0, **kwargs):
     def run():
         try:
             result["data"] = af.read_regular_file(path, **kwargs)
-        except Exception as e:  # noqa: BLE001 - handed to the test
+        except Exception as e:
             result["error"] = e
 
     thread = threading.Thread(target=run, daemon=True)

@@ -1,4 +1,4 @@
-"""The public-only address classifier, as a table: every special-purpose form, and the public ones it must let through."""
+"""The public-only address classifier, as tables: every special-purpose form, and public ones that pass."""
 
 from __future__ import annotations
 

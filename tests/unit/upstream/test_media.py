@@ -184,7 +184,8 @@ async def test_off_mode_fetches_nothing(server, hits, fetchers) -> None:
 async def test_only_http_and_https_are_fetched(fetchers, bad_url, shown) -> None:
     with pytest.raises(InvalidRequest) as info:
         await fetchers("public").fetch(bad_url, param=PARAM)
-    assert info.value.message == f"Could not fetch the image at {shown}: only http and https URLs can be fetched."
+    assert info.value.message == (f"Could not fetch the image at {shown}: only http and https URLs can be "
+                                  "fetched.")
 
 
 # ---- a "public" host next to an internal one on the same port ---------------------------------------------
@@ -224,7 +225,7 @@ class ScriptedResolver(AbstractResolver):
 
 @pytest.fixture
 async def two_hosts() -> AsyncIterator[tuple[int, Hits, Hits]]:
-    """A "public" server on 127.0.0.2 that redirects to the internal one, and the internal one on 127.0.0.1."""
+    """A "public" server on 127.0.0.2 that redirects to the internal one, which is on 127.0.0.1."""
     public_sock, internal_sock = same_port_pair()
     port = public_sock.getsockname()[1]
     public_hits, internal_hits = Hits(), Hits()
@@ -265,7 +266,8 @@ async def test_dns_rebinding_connects_only_to_the_checked_address(two_hosts, fet
     assert internal_hits.paths == []
 
 
-async def test_a_name_with_internal_and_public_addresses_connects_only_to_the_public_one(two_hosts, fetchers) -> None:
+async def test_a_name_with_internal_and_public_addresses_connects_to_the_public_one(two_hosts,
+                                                                                   fetchers) -> None:
     port, public_hits, internal_hits = two_hosts
     resolver = ScriptedResolver([["127.0.0.1", FAKE_PUBLIC]])  # unfiltered, 127.0.0.1 would be tried first
     fetcher = fetchers("public", refusal=pretend_public, resolver_factory=lambda: resolver)
@@ -285,7 +287,8 @@ async def test_any_mode_would_have_reached_the_internal_host(two_hosts, fetchers
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [
-        ("https://user:pass@host.example:8443/a/b.png?token=1#frag", "https://host.example:8443/a/b.png (query omitted)"),
+        ("https://user:pass@host.example:8443/a/b.png?token=1#frag",
+         "https://host.example:8443/a/b.png (query omitted)"),
         ("http://host.example/a.png", "http://host.example/a.png"),
         ("http://[::1]:8/a.png", "http://[::1]:8/a.png"),
         ("http://[::1", "<an invalid URL>"),
