@@ -88,6 +88,26 @@ async def test_invalid_json_is_a_400_openai_error(gw):
     assert orjson.loads(f.response.content)["error"]["type"] == "invalid_request_error"
 
 
+async def test_a_request_without_image_urls_makes_no_image_fetcher(gw):
+    """ag_image_fetch costs nothing to requests that carry no image URL: no session, no resolver."""
+    gw.relay.port = 40000
+    f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    assert f.response is None and gw._images is None
+
+
+async def test_an_image_url_is_refused_by_the_default_policy_before_any_connection(gw):
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/x.png"}}]}]})
+    await gw.request(f)
+    assert f.response.status_code == 400
+    err = orjson.loads(f.response.content)["error"]
+    assert err["param"] == "messages[0].content[0].image_url"
+    assert err["message"].startswith("Could not fetch the image at http://169.254.169.254/latest/meta-data/x.png.")
+    assert gw._images is not None and gw._images.mode == "public"
+    await gw._images.close()
+
+
 async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_the_relay(gw):
     gw.relay.port = 40000
     f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})

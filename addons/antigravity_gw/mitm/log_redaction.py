@@ -35,11 +35,19 @@ _JSON_FIELD = re.compile(
 _GOOGLE = re.compile(r"\bya29\.[\w.-]+|(?<![\w/])1//[\w-]{10,}|\bAIza[\w-]{20,}")
 
 
+# Every pattern below needs one of these: most lines have none, and a few substring tests are all they
+# cost (measured: ~2 µs a line, where one case-insensitive regex search took ~11 µs).
+_TRIGGERS = ("authorization", "api-key", "cookie", "key=", "token", "ya29.", "1//", "aiza")
+
+
 def redact_secrets(text: str, literals: Iterable[str] = ()) -> str:
     """``text`` with every credential it carries replaced by ``[redacted]``."""
     for literal in literals:
         if literal and literal in text:
             text = text.replace(literal, REDACTED)
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
+        return text
     text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3] or ''}{REDACTED}", text)
     text = _QUERY.sub(lambda m: f"{m[1]}{REDACTED}", text)
     text = _JSON_FIELD.sub(lambda m: f"{m[1]}{REDACTED}", text)
