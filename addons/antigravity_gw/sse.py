@@ -23,7 +23,7 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_comment", "_data", "_event", "_seen_field")
+    __slots__ = ("_buf", "_data", "_event", "_seen_field", "_comment")
 
     def __init__(self) -> None:
         self._buf = b""

@@ -35,7 +35,7 @@ class StreamFormat(Protocol):
 
 
 class StreamAdapter:
-    __slots__ = ("_closed", "_decoder", "_format", "_translator", "_unwrap", "flow_id")
+    __slots__ = ("_decoder", "_translator", "_format", "_unwrap", "_closed", "flow_id")
 
     def __init__(self, translator: StreamTranslator, fmt: StreamFormat,
                  unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "") -> None:
