@@ -285,3 +285,19 @@ def test_unset_listen_host_becomes_loopback_before_it_is_judged(auth):
     addon = configured(auth, ag_auth_mode="auto")
     assert ctx.options.listen_host == "127.0.0.1"
     assert addon.settings.mode == "off"
+
+
+@pytest.mark.parametrize("query", [f"?key={KEY}", f"?alt=sse&api_key={KEY}", f"?access_token={KEY}&x=1"])
+def test_credentials_in_the_query_are_redacted_too(auth, query):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    f = flow(path="/v1/models" + query, headers=((b"authorization", f"Bearer {KEY}".encode()),))
+    addon.requestheaders(f)
+    assert f.response is None
+    assert KEY not in f.request.path and "redacted" in f.request.path
+
+
+def test_a_query_without_credentials_is_left_alone(auth):
+    addon = configured(auth, ag_auth_mode="off")
+    f = flow(path="/v1/models?alt=sse&b=%2F")
+    addon.requestheaders(f)
+    assert f.request.path == "/v1/models?alt=sse&b=%2F"

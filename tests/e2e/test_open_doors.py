@@ -440,6 +440,10 @@ def test_no_key_reaches_the_log_even_from_mitmproxy_itself(start_gateway):
                 pass
     status, _ = chat_with_image(gw, f"http://127.0.0.1:1/x.png?key={LOG_KEY}")  # 401 first: no key sent
     assert status == 401
+    for query in (f"?key={LOG_KEY}", f"?api_key={LOG_KEY}"):  # Gemini-style clients; mitmdump prints URLs
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        conn.request("GET", "/v1/models" + query, headers={"authorization": f"Bearer {LOG_KEY}"})
+        assert conn.getresponse().status == 200
     assert wait_for(lambda: gw.log().count("[redacted]") >= 4), gw.log()
     assert "before completing request headers" in gw.log()  # the line is there, without the key
     assert LOG_KEY not in gw.log()

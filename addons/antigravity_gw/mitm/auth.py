@@ -6,7 +6,7 @@ the hooks are a guard clause plus one call. The check runs in ``requestheaders``
 read (an unknown caller cannot make the gateway buffer a large upload) and before mitmweb's view first
 shows the flow; ``request`` runs it for any flow that was not checked yet. A refused flow gets a 401
 OpenAI error (``invalid_api_key``), never an empty body. The key is consumed here: whatever the
-verdict, the client's credential headers are redacted from the flow, so neither mitmweb, ``-w`` files
+verdict, the client's credential headers (and ``?key=``-style query parameters) are redacted from the flow, so neither mitmweb, ``-w`` files
 nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
 
 As a forward (regular or upstream) proxy, the gateway would also relay traffic to every other host for
@@ -232,6 +232,7 @@ class Auth:
                         _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key
         finally:
             flows.redact_client_secrets(flow.request)
+            flows.redact_query_secrets(flow.request)
 
     def _admit(self, flow: http.HTTPFlow) -> str:
         if flow.request.method == "OPTIONS":
