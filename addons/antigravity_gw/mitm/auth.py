@@ -6,8 +6,8 @@ the hooks are a guard clause plus one call. The check runs in ``requestheaders``
 read (an unknown caller cannot make the gateway buffer a large upload) and before mitmweb's view first
 shows the flow; ``request`` runs it for any flow that was not checked yet. A refused flow gets a 401
 OpenAI error (``invalid_api_key``), never an empty body. The key is consumed here: whatever the
-verdict, the client's credential headers (and ``?key=``-style query parameters) are redacted from the flow, so neither mitmweb, ``-w`` files
-nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
+verdict, the client's credential headers (and ``?key=``-style query parameters) are redacted from
+the flow, so neither mitmweb, ``-w`` files nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
 
 As a forward (regular or upstream) proxy, the gateway would also relay traffic to every other host for
 anyone who can reach it. With inbound auth on, that traffic needs the key too, as mitmproxy's own

@@ -96,7 +96,8 @@ def redact_query_secrets(request: http.Request) -> None:
         return
     query = request.query
     if any(name.lower() in SECRET_QUERY_NAMES for name in query):
-        request.query = [(k, REDACTED if k.lower() in SECRET_QUERY_NAMES else v) for k, v in query.items(multi=True)]
+        request.query = [(k, REDACTED if k.lower() in SECRET_QUERY_NAMES else v)
+                         for k, v in query.items(multi=True)]
 
 
 JSON_FIELD = (b"content-type", b"application/json")
