@@ -152,6 +152,26 @@ def test_public_refuses_loopback_listeners_in_every_spelling(public_gateway, ima
     assert emulator.requests() == []
 
 
+def test_public_refuses_an_ipv6_loopback_listener(public_gateway):
+    try:
+        sock = socket.socket(socket.AF_INET6)
+        sock.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    host = ImageHost(sock)
+    try:
+        port = sock.getsockname()[1]
+        conn = http.client.HTTPConnection("::1", port, timeout=5)  # the control: the listener answers
+        conn.request("GET", "/pixel.png")
+        assert conn.getresponse().read() == PNG
+        host.paths.clear()
+        for spelling in ("[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]"):
+            refused(public_gateway, f"http://{spelling}:{port}/pixel.png")
+        assert host.paths == []
+    finally:
+        host.stop()
+
+
 @pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.png",
                                     "http://100.64.0.1/x.png", "http://192.168.0.1/x.png", "http://[fd00::1]/x.png",
                                     "http://[fe80::1]/x.png", "http://[::ffff:169.254.169.254]/x.png",
