@@ -1,5 +1,7 @@
-"""Internal addresses and open doors, through a real mitmdump: image URLs that point inside the network
-(every SSRF form, on loopback listeners only), ..."""
+"""Internal addresses and open doors (issue 11), through a real mitmdump: image URLs that point inside
+the network (every SSRF form, on loopback listeners only: 127.0.0.2 stands for a public host through
+tests/support/pretend_public.py), readiness, a FIFO in the accounts directory, `accounts import` with
+hostile ids, the forward proxy's 407, and log lines that never hold a key."""
 
 from __future__ import annotations
 
