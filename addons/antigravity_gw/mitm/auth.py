@@ -7,7 +7,8 @@ read (an unknown caller cannot make the gateway buffer a large upload) and befor
 shows the flow; ``request`` runs it for any flow that was not checked yet. A refused flow gets a 401
 OpenAI error (``invalid_api_key``), never an empty body. The key is consumed here: whatever the
 verdict, the client's credential headers (and ``?key=``-style query parameters) are redacted from
-the flow, so neither mitmweb, ``-w`` files nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
+the flow, so neither mitmweb, ``-w`` files nor mitmdump's output ever hold them. CORS preflights
+(``OPTIONS``) pass without a key.
 
 As a forward (regular or upstream) proxy, the gateway would also relay traffic to every other host for
 anyone who can reach it. With inbound auth on, that traffic needs the key too, as mitmproxy's own
@@ -213,7 +214,7 @@ class Auth:
         if flows.is_ours(flow):
             self.check(flow)
         elif self.proxy_key is not None and is_forward_proxy(flow) and not flow.metadata.get(flows.SYNTHETIC):
-            self.check_proxy(flow, tunnel=False)
+            self.check_proxy(flow, tunnel=False)  # a host the gateway does not answer: proxy credentials
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or flows.AUTH in flow.metadata or not flows.is_ours(flow):

@@ -115,7 +115,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
-        self.loaded = False  # the first account load is done: /healthz says "ok", requests are served
+        self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
