@@ -17,6 +17,8 @@ out of the shell history.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import sys
 import time
 import uuid
@@ -33,12 +35,15 @@ from .upstream.accounts import (
     account_paths,
     lock_path,
     read_account,
+    read_regular_file,
     set_disabled_fields,
     update_account_file,
     write_json_atomic,
 )
 
 DEFAULT_MANAGER_DIR = "~/.antigravity_tools"
+MAX_INDEX_FILE = 16 * 1024 * 1024  # Antigravity-Manager's accounts.json: an index, a few KiB per account
+SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 LIVE_STATE_HINT = ("cooldowns live in the running gateway: run 'ag.accounts' in mitmweb's command bar "
                    "(or mitmproxy's console)")
 
@@ -189,7 +194,7 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> None:
     copied = skipped = 0
     for path in _manager_files(source, out):
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(read_regular_file(path))
             account = read_account(path)
         except (OSError, ValueError) as e:
             out.write(f"skipped {path.name}: {e}\n")
@@ -200,17 +205,36 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> None:
             out.write(f"skipped {account.label}: already present (use --overwrite to replace it)\n")
             skipped += 1
             continue
-        write_json_atomic(args.dir / f"{account.id}.json", data)
+        write_json_atomic(import_target(args.dir, account.id), data)
         out.write(f"imported {account.label} ({account.id}){' [disabled]' if account.disabled else ''}\n")
         copied += 1
     out.write(f"{copied} imported, {skipped} skipped, into {args.dir}\n")
+
+
+def account_file_name(ident: str) -> str:
+    """``<id>.json`` when the id is a plain name (Antigravity-Manager's are UUIDs); otherwise a name made
+    of its safe characters and a hash of it, so an id such as ``../../x``, ``/etc/cron.d/x`` or one with
+    a NUL can never name a path outside the directory (and two odd ids never share a file)."""
+    if SAFE_STEM.fullmatch(ident) and not ident.endswith("."):
+        return f"{ident}.json"
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", ident).strip("_")[:60] or "account"
+    digest = hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{readable}-{digest}.json"
+
+
+def import_target(directory: Path, ident: str) -> Path:
+    """Where an imported account goes: always a direct child of ``directory`` (checked, not assumed)."""
+    target = directory / account_file_name(ident)
+    if target.parent != directory or target.name.startswith("."):
+        raise CliError(f"refusing to write account {ident!r} outside {directory}")
+    return target
 
 
 def _manager_files(source: Path, out: TextIO) -> list[Path]:
     """The files listed in ``accounts.json`` first (the manager's order), then any others."""
     files = account_paths(source / "accounts")
     try:
-        index = orjson.loads((source / "accounts.json").read_bytes())
+        index = orjson.loads(read_regular_file(source / "accounts.json", MAX_INDEX_FILE))
     except (OSError, ValueError):
         return files
     listed = [str(e.get("id")) for e in (index.get("accounts") or []) if isinstance(e, dict)] \

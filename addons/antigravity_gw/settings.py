@@ -33,6 +33,9 @@ AuthMode = Literal["off", "strict", "all_except_health", "auto"]
 AUTH_MODES: tuple[str, ...] = ("off", "strict", "all_except_health", "auto")
 EffectiveAuthMode = Literal["off", "strict", "all_except_health"]
 
+ImageFetchMode = Literal["public", "off", "any"]
+IMAGE_FETCH_MODES: tuple[str, ...] = ("public", "off", "any")
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -60,6 +63,7 @@ class Settings:
     body_limit: int = 32 * 1024 * 1024
     image_max_bytes: int = 20 * 1024 * 1024
     image_timeout: float = 15.0
+    image_fetch: ImageFetchMode = "public"
     keepalive_interval: float = 15.0
     inline_non_stream: bool = True
 
@@ -123,6 +127,12 @@ def parse_size(text: str, *, what: str) -> int:
 def parse_auth_mode(text: str) -> AuthMode:
     if text not in AUTH_MODES:
         raise ValueError(f"ag_auth_mode: {text!r} is not one of {', '.join(AUTH_MODES)}")
+    return text  # type: ignore[return-value]
+
+
+def parse_image_fetch(text: str) -> ImageFetchMode:
+    if text not in IMAGE_FETCH_MODES:
+        raise ValueError(f"ag_image_fetch: {text!r} is not one of {', '.join(IMAGE_FETCH_MODES)}")
     return text  # type: ignore[return-value]
 
 

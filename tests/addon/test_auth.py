@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import orjson
 import pytest
 from mitmproxy import exceptions
@@ -155,17 +157,87 @@ def test_credentials_are_redacted_even_with_auth_off(auth):
     assert f.request.headers["authorization"] == flows.REDACTED
 
 
-def test_regular_mode_checks_only_intercepted_hosts(auth):
-    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
-    other = flow(mode="regular", host="example.com", headers=((b"authorization", b"Bearer theirs"),))
-    other.request.host = "example.com"
+def other_host_flow(*headers: tuple[bytes, bytes], method: str = "GET") -> tflow.HTTPFlow:
+    f = flow(mode="regular", host="example.com", method=method,
+             headers=((b"authorization", b"Bearer theirs"), *headers))
+    f.request.host = "example.com"
+    return f
+
+
+def test_regular_mode_with_auth_off_leaves_other_hosts_untouched(auth):
+    addon = configured(auth, ag_auth_mode="off")
+    other = other_host_flow()
     addon.requestheaders(other)
     assert other.response is None
     assert other.request.headers["authorization"] == "Bearer theirs"  # not ours: untouched
+
+
+def test_regular_mode_needs_the_key_as_proxy_credentials_for_other_hosts(auth):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    other = other_host_flow()
+    addon.requestheaders(other)
+    assert other.response.status_code == 407
+    assert other.response.headers.get_all("proxy-authenticate") == [
+        'Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"']
+    assert error_of(other)["code"] == "proxy_authentication_required"
     ours = flow(mode="regular")
     ours.request.host = "api.openai.com"
     addon.requestheaders(ours)
-    assert ours.response.status_code == 401
+    assert ours.response.status_code == 401  # an intercepted host: the API key, as before
+
+
+@pytest.mark.parametrize("value", [f"Bearer {KEY}", "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode(),
+                                   "basic " + base64.b64encode(f":{KEY}".encode()).decode()])
+def test_proxy_credentials_admit_other_hosts_and_are_never_forwarded(auth, value):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    other = other_host_flow((b"proxy-authorization", value.encode()))
+    addon.requestheaders(other)
+    assert other.response is None
+    assert "proxy-authorization" not in other.request.headers
+    assert other.request.headers["authorization"] == "Bearer theirs"  # theirs, for the origin
+
+
+@pytest.mark.parametrize("value", ["Bearer wrong", "Basic " + base64.b64encode(f"{KEY}:wrong".encode()).decode(),
+                                   "Basic !!notbase64", f"Digest {KEY}", KEY])
+def test_wrong_proxy_credentials_get_a_407(auth, value):
+    addon = configured(auth, ag_auth_mode="all_except_health", ag_api_key=KEY)
+    other = other_host_flow((b"proxy-authorization", value.encode()))
+    addon.requestheaders(other)
+    assert other.response.status_code == 407
+    assert KEY not in other.request.headers.get("proxy-authorization", "")
+
+
+def test_connect_needs_the_key_except_to_an_intercepted_host(auth):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    tunnel = other_host_flow(method="CONNECT")
+    addon.http_connect(tunnel)
+    assert tunnel.response.status_code == 407
+    to_openai = flow(mode="regular", method="CONNECT")
+    to_openai.request.host = "api.openai.com"
+    addon.http_connect(to_openai)
+    assert to_openai.response is None  # the requests inside are checked with the API key
+    assert to_openai.client_conn not in addon.proxy_authenticated
+
+
+def test_a_connect_with_the_key_trusts_the_requests_in_its_tunnel(auth):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    tunnel = other_host_flow((b"proxy-authorization", f"Bearer {KEY}".encode()), method="CONNECT")
+    addon.http_connect(tunnel)
+    assert tunnel.response is None
+    inner = other_host_flow()
+    inner.client_conn = tunnel.client_conn
+    addon.requestheaders(inner)
+    assert inner.response is None and inner.metadata[flows.AUTH] == "proxy"
+    elsewhere = other_host_flow()  # another client connection
+    addon.requestheaders(elsewhere)
+    assert elsewhere.response.status_code == 407
+
+
+def test_reverse_mode_has_no_proxy_gate(auth):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    f = flow(headers=((b"authorization", f"Bearer {KEY}".encode()),))
+    addon.requestheaders(f)
+    assert f.response is None and f.metadata[flows.AUTH] == "key"
 
 
 def test_replays_by_the_operator_are_trusted(auth):
@@ -213,3 +285,19 @@ def test_unset_listen_host_becomes_loopback_before_it_is_judged(auth):
     addon = configured(auth, ag_auth_mode="auto")
     assert ctx.options.listen_host == "127.0.0.1"
     assert addon.settings.mode == "off"
+
+
+@pytest.mark.parametrize("query", [f"?key={KEY}", f"?alt=sse&api_key={KEY}", f"?access_token={KEY}&x=1"])
+def test_credentials_in_the_query_are_redacted_too(auth, query):
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    f = flow(path="/v1/models" + query, headers=((b"authorization", f"Bearer {KEY}".encode()),))
+    addon.requestheaders(f)
+    assert f.response is None
+    assert KEY not in f.request.path and "redacted" in f.request.path
+
+
+def test_a_query_without_credentials_is_left_alone(auth):
+    addon = configured(auth, ag_auth_mode="off")
+    f = flow(path="/v1/models?alt=sse&b=%2F")
+    addon.requestheaders(f)
+    assert f.request.path == "/v1/models?alt=sse&b=%2F"

@@ -52,11 +52,22 @@ def test_safe_defaults_listen_on_loopback_and_connect_lazily(gw):
     assert ctx.options.connection_strategy == "lazy"
 
 
-async def test_healthz_is_answered_by_the_addon(gw):
+async def test_healthz_says_starting_until_the_first_account_load_then_counts(gw, tmp_path):
+    f = chat_flow(b"", path="/healthz", method="GET")
+    await gw.request(f)
+    assert (f.response.status_code, f.response.headers["retry-after"]) == (503, "1")
+    assert orjson.loads(f.response.content) == {"status": "starting"}
+    (tmp_path / "a.json").write_bytes(orjson.dumps({"id": "a", "api_key": "k-a"}))
+    (tmp_path / "b.json").write_bytes(orjson.dumps({"id": "b", "api_key": "k-b"}))
+    (tmp_path / "c.json").write_bytes(orjson.dumps({"id": "c", "api_key": "k-c", "disabled": True}))
+    await gw.reload_accounts()
+    gw.loaded = True  # what running() does after that first load
+    await gw.pool.cool_down(gw.pool.find("b"), 60, "rate limited")
     f = chat_flow(b"", path="/healthz", method="GET")
     await gw.request(f)
     assert f.response.status_code == 200
-    assert orjson.loads(f.response.content) == {"status": "ok"}
+    assert orjson.loads(f.response.content) == {"status": "ok",
+                                                "accounts": {"ready": 1, "cooling": 1, "disabled": 1}}
 
 
 async def test_unknown_path_gets_an_openai_404_and_a_marked_flow(gw):
@@ -75,6 +86,26 @@ async def test_invalid_json_is_a_400_openai_error(gw):
     await gw.request(f)
     assert f.response.status_code == 400
     assert orjson.loads(f.response.content)["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_request_without_image_urls_makes_no_image_fetcher(gw):
+    """ag_image_fetch costs nothing to requests that carry no image URL: no session, no resolver."""
+    gw.relay.port = 40000
+    f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    assert f.response is None and gw._images is None
+
+
+async def test_an_image_url_is_refused_by_the_default_policy_before_any_connection(gw):
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/x.png"}}]}]})
+    await gw.request(f)
+    assert f.response.status_code == 400
+    err = orjson.loads(f.response.content)["error"]
+    assert err["param"] == "messages[0].content[0].image_url"
+    assert err["message"].startswith("Could not fetch the image at http://169.254.169.254/latest/meta-data/x.png.")
+    assert gw._images is not None and gw._images.mode == "public"
+    await gw._images.close()
 
 
 async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_the_relay(gw):
@@ -189,7 +220,7 @@ async def test_regular_mode_touches_only_api_openai_com(gw):
     assert f.response is None
     f.request.host = "api.openai.com"
     await gw.request(f)
-    assert f.response.status_code == 200
+    assert f.response.status_code == 503  # /healthz: "starting", as running() never ran
 
 
 # ---- the inline non-stream path (attempts made from the request hook) ----------------------------

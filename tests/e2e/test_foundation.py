@@ -16,7 +16,7 @@ from support.gateway import ROOT
 def test_healthz_answers_without_touching_upstream(gateway, emulator):
     with urllib.request.urlopen(gateway.url + "/healthz", timeout=5) as r:
         assert r.status == 200
-        assert orjson.loads(r.read()) == {"status": "ok"}
+        assert orjson.loads(r.read()) == {"status": "ok", "accounts": {"ready": 1, "cooling": 0, "disabled": 0}}
     assert emulator.requests() == []
 
 

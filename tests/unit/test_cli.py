@@ -3,6 +3,7 @@
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -136,3 +137,51 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+HOSTILE_IDS = ["../../escaped", "/tmp/absolute-evil", "a\x00b", "..", ".hidden", "sub/dir", "..\\win", "x" * 300]
+
+
+def test_import_never_writes_outside_dir_whatever_ids_the_files_hold(tmp_path):
+    root = tmp_path / "deep" / "tools"
+    (root / "accounts").mkdir(parents=True)
+    for n, ident in enumerate(HOSTILE_IDS):
+        (root / "accounts" / f"f{n}.json").write_bytes(orjson.dumps(
+            {"id": ident, "email": f"e{n}@x", "token": {"refresh_token": f"rt{n}"}}))
+    dest = tmp_path / "deep" / "gw"
+    before = set(tmp_path.rglob("*")) | set(Path("/tmp").glob("absolute-evil*"))
+    code, out = cli("accounts", "import", str(root), "--dir", str(dest))
+    assert code == 0, out
+    assert f"{len(HOSTILE_IDS)} imported, 0 skipped" in out
+    written = set(tmp_path.rglob("*")) - before - {dest}
+    assert {p.parent for p in written} == {dest}  # every new file directly inside --dir
+    assert not any(p.name.startswith(".") for p in written)
+    assert not list(Path("/tmp").glob("absolute-evil*"))
+    held = {orjson.loads(p.read_bytes())["id"] for p in written}
+    assert held == set(HOSTILE_IDS)  # the data is kept as it was, only the file names are safe
+    code, out = cli("accounts", "list", "--dir", str(dest), "--json")
+    assert len(orjson.loads(out)) == len(HOSTILE_IDS)
+
+
+@pytest.mark.parametrize("ident", ["u1", "6c1e0f3a-0b7d-4a52-9a3e-1f2b3c4d5e6f", "me@gmail.com"])
+def test_plain_ids_keep_their_file_name(ident):
+    from antigravity_gw.cli import account_file_name
+
+    assert account_file_name(ident) == f"{ident}.json"
+
+
+def test_list_and_import_skip_a_fifo_without_hanging(tmp_path):
+    import os
+
+    accounts = tmp_path / "tools" / "accounts"
+    accounts.mkdir(parents=True)
+    (accounts / "u1.json").write_bytes(orjson.dumps({"id": "u1", "email": "one@x", "token": {"refresh_token": "r"}}))
+    os.mkfifo(accounts / "pipe.json")
+    os.mkfifo(tmp_path / "tools" / "accounts.json")  # the index too
+    argv = [sys.executable, "-m", "antigravity_gw", "accounts"]
+    result = subprocess.run([*argv, "list", "--dir", str(accounts)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "one@x" in result.stdout
+    assert "pipe.json: not a regular file (a FIFO); skipped" in result.stderr
+    result = subprocess.run([*argv, "import", str(tmp_path / "tools"), "--dir", str(tmp_path / "gw")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "1 imported, 1 skipped" in result.stdout

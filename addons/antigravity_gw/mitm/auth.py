@@ -6,19 +6,30 @@ the hooks are a guard clause plus one call. The check runs in ``requestheaders``
 read (an unknown caller cannot make the gateway buffer a large upload) and before mitmweb's view first
 shows the flow; ``request`` runs it for any flow that was not checked yet. A refused flow gets a 401
 OpenAI error (``invalid_api_key``), never an empty body. The key is consumed here: whatever the
-verdict, the client's credential headers are redacted from the flow, so neither mitmweb, ``-w`` files
-nor mitmdump's output ever hold them. CORS preflights (``OPTIONS``) pass without a key.
+verdict, the client's credential headers (and ``?key=``-style query parameters) are redacted from
+the flow, so neither mitmweb, ``-w`` files nor mitmdump's output ever hold them. CORS preflights
+(``OPTIONS``) pass without a key.
+
+As a forward (regular or upstream) proxy, the gateway would also relay traffic to every other host for
+anyone who can reach it. With inbound auth on, that traffic needs the key too, as mitmproxy's own
+``proxyauth`` does it: ``Proxy-Authorization: Bearer <key>`` or ``Basic`` with the key as the password,
+checked on ``CONNECT`` (``http_connect``; the tunnel's connection is then trusted) and on plain proxy
+requests (``requestheaders``); otherwise a 407 with ``Proxy-Authenticate``. The header is removed before
+anything is forwarded. A ``CONNECT`` to an intercepted host (api.openai.com) needs no proxy key: the
+requests inside it are checked with the API key like any other.
 """
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
@@ -26,6 +37,7 @@ from .. import errors
 from ..openai_api.routes import is_health_path
 from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
 from . import flows, options
+from .log_redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +49,14 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
 )
 WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
+# Options whose values are redacted, literally, from every log line.
+SECRET_OPTIONS = frozenset({"ag_api_key", "ag_oauth_client_secret"})
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
+PROXY_CHALLENGES = ('Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"')
+PROXY_HINT = ("this proxy requires the gateway's key for hosts it does not answer itself: send it as "
+              "'Proxy-Authorization: Bearer <key>' or as the password of the proxy URL "
+              "(http://user:<key>@host:port)")
 KEY_HINT = "send it as 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'x-goog-api-key: <key>'"
 
 
@@ -90,6 +108,27 @@ def presented_keys(headers: http.Headers) -> list[str]:
     return [k for k in keys if k]
 
 
+def presented_proxy_keys(headers: http.Headers) -> list[str]:
+    """Keys offered as ``Proxy-Authorization``: a Bearer token, or the password of Basic credentials."""
+    keys = []
+    for value in headers.get_all("proxy-authorization"):
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            keys.append(rest.strip())
+        elif scheme.lower() == "basic":
+            try:
+                decoded = binascii.a2b_base64(rest.strip().encode("ascii"), strict_mode=True).decode("utf-8")
+            except (ValueError, UnicodeError):
+                continue
+            keys.append(decoded.partition(":")[2])
+    return [k for k in keys if k]
+
+
+def is_forward_proxy(flow: http.HTTPFlow) -> bool:
+    """Regular and upstream modes: the client names any host; the others have no proxy credentials."""
+    return isinstance(flow.client_conn.proxy_mode, mode_specs.RegularMode | mode_specs.UpstreamMode)
+
+
 def gate_for(auth: InboundAuth) -> Gate:
     if auth.mode == "off":
         return OpenGate()
@@ -111,11 +150,24 @@ class Auth:
     def __init__(self) -> None:
         self.settings = InboundAuth()
         self.gate: Gate = ClosedGate()
+        # None: forward-proxy traffic is open; b"" (nobody passes) until configured.
+        self.proxy_key: bytes | None = b""
+        # Client connections whose CONNECT carried the key: the requests in the tunnel are theirs (proxyauth).
+        self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = (
+            weakref.WeakKeyDictionary())
+        self.log_redactor = LogRedactor()  # every log line, mitmproxy's own included, loses its secrets
 
     def load(self, loader: Loader) -> None:
         options.declare(loader, AUTH_OPTIONS)
+        self.log_redactor.install()
+
+    def done(self) -> None:
+        self.log_redactor.uninstall()
 
     def configure(self, updated: set[str]) -> None:
+        if updated & SECRET_OPTIONS:
+            self.log_redactor.literals = tuple(
+                value for name in SECRET_OPTIONS if (value := getattr(ctx.options, name, "")))
         if not updated & WATCHED:
             return
         options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
@@ -126,6 +178,7 @@ class Auth:
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None  # the message is the whole story
         self.gate = gate_for(self.settings)
+        self.proxy_key = None if self.settings.mode == "off" else self.settings.api_key.encode()
         if self.settings.exposed_on and self.settings.mode == "off":
             logger.warning("inbound auth is OFF while listening on %s (ag_allow_unauthenticated_public): "
                            "anyone who can reach this address can use your Google accounts",
@@ -150,10 +203,18 @@ class Auth:
             logger.error("still listening on %s with inbound auth off: shutting down", ", ".join(still))
             ctx.master.shutdown()
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or flows.AUTH in flow.metadata or not flows.is_ours(flow):
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response or self.proxy_key is None or not is_forward_proxy(flow):
             return
-        self.check(flow)
+        self.check_proxy(flow, tunnel=True)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or flows.AUTH in flow.metadata:
+            return
+        if flows.is_ours(flow):
+            self.check(flow)
+        elif self.proxy_key is not None and is_forward_proxy(flow) and not flow.metadata.get(flows.SYNTHETIC):
+            self.check_proxy(flow, tunnel=False)  # a host the gateway does not answer: proxy credentials
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or flows.AUTH in flow.metadata or not flows.is_ours(flow):
@@ -172,13 +233,43 @@ class Auth:
                         _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key
         finally:
             flows.redact_client_secrets(flow.request)
+            flows.redact_query_secrets(flow.request)
 
     def _admit(self, flow: http.HTTPFlow) -> str:
         if flow.request.method == "OPTIONS":
             return "preflight"  # browsers send CORS preflights without credentials
         if flow.is_replay:
             return "replay"  # only the operator can replay (mitmweb, console): like proxyauth, trust it
+        if flow.client_conn in self.proxy_authenticated:
+            return "proxy"  # its CONNECT carried the key
         return self.gate.admit(flow.request)
+
+    def check_proxy(self, flow: http.HTTPFlow, *, tunnel: bool) -> None:
+        """Traffic for a host the gateway does not answer: the key as proxy credentials, or a 407."""
+        request = flow.request
+        intercepted_tunnel = tunnel and request.pretty_host in flows.INTERCEPT_HOSTS
+        if flow.is_replay or flow.client_conn in self.proxy_authenticated:
+            flow.metadata[flows.AUTH] = "replay" if flow.is_replay else "proxy"
+        elif self._proxy_key_valid(request.headers):
+            flow.metadata[flows.AUTH] = "proxy"
+            if tunnel:
+                self.proxy_authenticated[flow.client_conn] = True
+        elif not intercepted_tunnel:  # a tunnel to api.openai.com: its requests are checked inside
+            flow.metadata[flows.AUTH] = "denied"
+            err = errors.Unauthorized(f"Proxy authentication required: {PROXY_HINT}.", status=407,
+                                      code="proxy_authentication_required")
+            flow.response = flows.error_response(err)
+            flow.response.headers.fields += tuple((b"proxy-authenticate", c.encode())
+                                                  for c in PROXY_CHALLENGES)
+            logger.info("refused %s %s from %s: no valid Proxy-Authorization", request.method,
+                        f"{request.pretty_host}:{request.port}", _peer(flow))
+        request.headers.pop("proxy-authorization", None)  # never forwarded, never stored
+
+    def _proxy_key_valid(self, headers: http.Headers) -> bool:
+        assert self.proxy_key is not None
+        # every candidate is compared, in constant time
+        offered = presented_proxy_keys(headers)
+        return bool(sum(hmac.compare_digest(k.encode(), self.proxy_key) for k in offered))
 
 
 def _peer(flow: http.HTTPFlow) -> str:

@@ -86,6 +86,20 @@ def redact_client_secrets(request: http.Request) -> None:
                                        for k, v in fields)
 
 
+# Query parameters that carry credentials (Gemini-style clients send ?key=): redacted like the headers.
+SECRET_QUERY_NAMES = frozenset({"key", "api_key", "apikey", "api-key", "access_token", "token"})
+
+
+def redact_query_secrets(request: http.Request) -> None:
+    """``?key=...`` and its kind keep their name, not their value (mitmdump prints every flow's URL)."""
+    if b"?" not in request.data.path:  # most requests: one byte search, nothing parsed
+        return
+    query = request.query
+    if any(name.lower() in SECRET_QUERY_NAMES for name in query):
+        request.query = [(k, REDACTED if k.lower() in SECRET_QUERY_NAMES else v)
+                         for k, v in query.items(multi=True)]
+
+
 JSON_FIELD = (b"content-type", b"application/json")
 
 

@@ -46,7 +46,7 @@ from ..upstream.dialects import (
     new_request_id,
     unwrap_any,
 )
-from ..upstream.media import fetch_image
+from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
@@ -79,6 +79,7 @@ SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ER
                           *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
+STARTING_RETRY = {"retry-after": "1"}
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -108,9 +109,13 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._tokens: TokenService | None = None
         self._runner: AttemptRunner | None = None
+        self._images: ImageFetcher | None = None  # made on the first image URL: other requests pay nothing
+        # Test seam (tests/support/pretend_public.py): ImageFetcher's refusal/resolver_factory arguments.
+        self.image_fetcher_seams: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -132,6 +137,7 @@ class Gateway:
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
+            self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
         if updated & INLINE_INPUTS:
@@ -145,13 +151,16 @@ class Gateway:
             opts.update(connection_strategy="lazy")
 
     async def running(self) -> None:
-        # No cookie jar: one session serves every account (and image fetches), so a cookie set for one
+        # No cookie jar: one session serves every account (images have their own), so a cookie set for one
         # must not ride along with another's calls. Proxies from the environment: see aiohttp_sender.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await self.relay.start()
-        await self.reload_accounts()
+        try:
+            await self.reload_accounts()
+        finally:
+            self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
@@ -164,12 +173,27 @@ class Gateway:
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
+        if self._images is not None:
+            await self._images.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def reload_accounts(self) -> None:
         await self.watcher.poll()
+
+    def _drop_image_fetcher(self) -> None:
+        """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
+        old, self._images = self._images, None
+        if old is not None:
+            self._spawn(old.close())
+
+    def _image_fetcher(self) -> ImageFetcher:
+        if self._images is None:
+            st = self.settings
+            self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes,
+                                        timeout=st.image_timeout, **self.image_fetcher_seams)
+        return self._images
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -262,7 +286,7 @@ class Gateway:
         route = match_route(req.method, req.path, flows.public_base_url(flow))
         flow.metadata[flows.ROUTE] = route.kind.value
         if route.kind == RouteKind.HEALTH:
-            flow.response = flows.json_response(200, {"status": "ok"})
+            flow.response = await self._health()
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
             flow.response = await self.models.answer(route, self._model_fetcher())
@@ -271,6 +295,15 @@ class Gateway:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
         await self._translate_request(flow, route)
+
+    async def _health(self) -> http.Response:
+        """Readiness for load balancers: 503 until the first account load is done, then the counts."""
+        if not self.loaded:
+            return flows.json_response(503, {"status": "starting"}, STARTING_RETRY)
+        counts = dict.fromkeys(("ready", "cooling", "disabled"), 0)
+        for status in await self.pool.status():  # whole-account cooldowns; per-model ones count as ready
+            counts[status.state] += 1
+        return flows.json_response(200, {"status": "ok", "accounts": counts})
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = endpoint_for(route.kind)
@@ -321,11 +354,8 @@ class Gateway:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
         if not params:
             return {}
-        assert self._session is not None
-        st = self.settings
-        fetched = await asyncio.gather(*(fetch_image(self._session, url, max_bytes=st.image_max_bytes,
-                                                     timeout=st.image_timeout, param=param)
-                                         for url, param in params.items()))
+        fetcher = self._image_fetcher()
+        fetched = await asyncio.gather(*(fetcher.fetch(url, param=param) for url, param in params.items()))
         return dict(zip(params, fetched, strict=True))
 
     def _point_at_relay(self, flow: http.HTTPFlow, job: RelayJob, model: str, stream: bool,

@@ -37,6 +37,9 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_upstream_timeout", int, 600, "Total seconds one request may spend upstream, all attempts included."),
     ("ag_first_byte_timeout", int, 120, "Seconds to wait for upstream response headers and between stream chunks."),
     ("ag_keepalive", int, 15, "Seconds of upstream silence after which a stream gets an SSE keep-alive comment."),
+    ("ag_image_fetch", str, "public",
+     "Which image URLs the gateway downloads: public (globally reachable addresses only), off (none; "
+     "data: URLs still work) or any (internal addresses too: trusted setups and tests only)."),
     ("ag_inline_non_stream", bool, True,
      "Answer non-stream requests from the request hook when no intercept or request-rewriting option is set "
      "(skips the relay hop); false: always go through the relay."),
@@ -81,6 +84,7 @@ def read_settings(o: Any) -> s.Settings:
             ),
             keepalive_interval=s.parse_positive(o.ag_keepalive, what="ag_keepalive"),
             inline_non_stream=o.ag_inline_non_stream,
+            image_fetch=s.parse_image_fetch(o.ag_image_fetch),
         )
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 AccountKind = Literal["oauth", "api_key"]
 Stamp = tuple[int, int, int]  # mtime_ns, size, inode: any change means "read it again"
+MAX_ACCOUNT_FILE = 1024 * 1024  # bytes; a real account file is a few KiB
+
+
+class NotAnAccountFile(ValueError):
+    """A path in the directory that must not be read: not a regular file, or too big."""
 
 
 @dataclass(slots=True)
@@ -127,7 +133,41 @@ def merge_loaded(current: Account, loaded: Account) -> None:
 # ---- reading ------------------------------------------------------------------------------------
 def read_account(path: Path) -> Account:
     """Blocking; ``OSError`` or ``ValueError`` (orjson's decode error is one) when it cannot be used."""
-    return parse_account(orjson.loads(path.read_bytes()), path=path)
+    return parse_account(orjson.loads(read_regular_file(path)), path=path)
+
+
+def read_regular_file(path: Path, limit: int = MAX_ACCOUNT_FILE) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; ``NotAnAccountFile`` for anything else.
+
+    Opening a FIFO blocks until a writer comes (and a device may never end), so the type is checked
+    before opening, and the open is non-blocking in case the path was swapped in between; the
+    descriptor is checked again. Symbolic links are followed: their target must pass the same checks.
+    """
+    _check_regular(os.stat(path), limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_regular(os.fstat(fd), limit)
+        data = b""
+        while len(data) <= limit and (piece := os.read(fd, limit + 1 - len(data))):
+            data += piece
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise NotAnAccountFile(f"larger than {limit} bytes; skipped")
+    return data
+
+
+def _check_regular(st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAnAccountFile(f"not a regular file ({_file_kind(st.st_mode)}); skipped")
+    if st.st_size > limit:
+        raise NotAnAccountFile(f"{st.st_size} bytes, larger than the {limit}-byte limit; skipped")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def load_accounts(directory: Path) -> tuple[list[Account], list[str]]:
@@ -161,12 +201,16 @@ def locked(path: Path) -> Iterator[None]:
     Not on the file itself: the atomic rename replaces its inode, and a lock on the old one would
     not stop a writer who opens the new one.
     """
-    with open(lock_path(path), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    # O_NONBLOCK: a FIFO planted under the lock's name fails the open instead of blocking it.
+    fd = os.open(lock_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def lock_path(path: Path) -> Path:
@@ -207,7 +251,7 @@ def update_account_file(path: Path, change: Callable[[dict[str, Any]], None]) ->
     Fields the gateway does not own (quota, device profile, ...) stay as Antigravity-Manager left them.
     """
     with locked(path):
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(read_regular_file(path))
         if not isinstance(data, dict):
             raise ValueError(f"{path.name} does not hold a JSON object")
         change(data)

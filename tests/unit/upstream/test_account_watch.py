@@ -92,3 +92,23 @@ def test_scan_reads_only_changed_files(tmp_path):
     assert [p.name for p, _, _ in first.changed] == ["a.json"]
     again = scan_directory(tmp_path, {p: s for p, s, _ in first.changed})
     assert again.changed == [] and again.present == {tmp_path / "a.json"}
+
+
+async def test_a_fifo_a_directory_and_an_oversized_file_are_skipped_with_a_log_line(watched, caplog):
+    import asyncio
+
+    from antigravity_gw.upstream.accounts import MAX_ACCOUNT_FILE
+
+    pool, watcher, d = watched
+    write(d, "good")
+    os.mkfifo(d / "pipe.json")
+    (d / "dir.json").mkdir()
+    (d / "huge.json").write_bytes(b" " * (MAX_ACCOUNT_FILE + 1))
+    assert await asyncio.wait_for(watcher.poll(), 5) is True  # a FIFO would block an open() forever
+    assert [a.id for a in pool.accounts] == ["good"]
+    assert "pipe.json: not a regular file (a FIFO); skipped" in caplog.text
+    assert "dir.json: not a regular file (a directory); skipped" in caplog.text
+    assert f"huge.json: {MAX_ACCOUNT_FILE + 1} bytes, larger than the {MAX_ACCOUNT_FILE}-byte limit" in caplog.text
+    caplog.clear()
+    assert await asyncio.wait_for(watcher.poll(), 5) is False
+    assert caplog.text == ""  # reported once per change, not once a second

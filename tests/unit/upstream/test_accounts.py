@@ -166,3 +166,77 @@ def test_load_accounts_reports_bad_files_and_skips_hidden_ones(tmp_path):
     loaded, problems = af.load_accounts(tmp_path)
     assert [a.id for a in loaded] == ["6c1e"]
     assert len(problems) == 1 and problems[0].startswith("b.json:")
+
+
+# ---- only regular files are read ---------------------------------------------------------------------
+def read_within(path: Path, seconds: float = 5.0, **kwargs):
+    """``read_regular_file`` in a thread: a read that blocks (a FIFO) fails the test instead of hanging it."""
+    import threading
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["data"] = af.read_regular_file(path, **kwargs)
+        except Exception as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"reading {path.name} blocked"
+    if "error" in result:
+        raise result["error"]
+    return result["data"]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "a.json"
+    os.mkfifo(fifo)
+    with pytest.raises(af.NotAnAccountFile, match=r"not a regular file \(a FIFO\)"):
+        read_within(fifo)
+    with pytest.raises(af.NotAnAccountFile, match="FIFO"):
+        af.read_account(fifo)
+
+
+def test_a_socket_a_directory_and_a_device_are_refused(tmp_path):
+    import socket
+
+    sock_path = tmp_path / "s.json"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock_path))
+        with pytest.raises(af.NotAnAccountFile, match="a socket"):
+            read_within(sock_path)
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(af.NotAnAccountFile, match="a directory"):
+        read_within(tmp_path / "d.json")
+    with pytest.raises(af.NotAnAccountFile, match="a character device"):
+        read_within(Path("/dev/zero"))
+
+
+def test_a_file_over_the_cap_is_refused(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * 2001)
+    with pytest.raises(af.NotAnAccountFile, match="2001 bytes, larger than the 2000-byte limit"):
+        read_within(big, limit=2000)
+    assert read_within(big, limit=2001) == b" " * 2001
+    assert af.MAX_ACCOUNT_FILE == 1024 * 1024
+
+
+def test_symlinks_are_followed_to_a_regular_file_only(tmp_path):
+    target = write(tmp_path / "real.data", MANAGER_FILE)
+    (tmp_path / "link.json").symlink_to(target)
+    assert af.read_account(tmp_path / "link.json").id == "6c1e"
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to-pipe.json").symlink_to(tmp_path / "pipe")
+    (tmp_path / "to-dev.json").symlink_to("/dev/zero")
+    for name in ("to-pipe.json", "to-dev.json"):
+        with pytest.raises(af.NotAnAccountFile, match="not a regular file"):
+            read_within(tmp_path / name)
+
+
+def test_a_fifo_planted_as_the_lock_file_fails_instead_of_blocking(tmp_path):
+    path = write(tmp_path / "a.json", MANAGER_FILE)
+    os.mkfifo(af.lock_path(path))
+    with pytest.raises(OSError):
+        af.update_account_file(path, lambda d: d.update(disabled=True))
