@@ -75,6 +75,7 @@ SSE_FIELDS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-c
               (b"x-accel-buffering", b"no"))
 CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
 # Replaced on a stream answer; "server" names the loopback relay (aiohttp), not anything the client talks to.
+RELAY_ONLY = frozenset({b"server", ERROR_FIELD})  # the loopback relay's own headers, never the client's
 SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ERROR_FIELD,
                           *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -129,6 +130,7 @@ class Gateway:
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
             self.relay.keepalive_interval = self.settings.keepalive_interval
+            self.relay.first_byte_timeout = self.settings.timeouts.first_byte
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
@@ -189,7 +191,7 @@ class Gateway:
             dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
-                                         projects=projects)
+                                         projects=projects, first_byte_timeout=st.timeouts.first_byte)
         return self._runner
 
     def _model_fetcher(self) -> GoogleModels | None:
@@ -310,8 +312,8 @@ class Gateway:
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
-        if status == 200:
-            data = self._translated(plan, data)  # may raise: the plan is still there for the error's headers
+        if status == 200:  # may raise: the plan is still there for the error's headers
+            data = self._translated(plan, data, winner.parsed)
         self.plans.pop(flow.id, None)
         self._restore_display(flow, plan)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
@@ -366,7 +368,7 @@ class Gateway:
         fields = resp.headers.fields
         relayed_error = any(name.lower() == ERROR_FIELD for name, _ in fields)  # already an OpenAI error
         if relayed_error or resp.status_code != 200 or not plan.stream:
-            kept = tuple(f for f in fields if f[0].lower() != ERROR_FIELD) if relayed_error else fields
+            kept = tuple(f for f in fields if f[0].lower() not in RELAY_ONLY)
             resp.headers.fields = kept + self._answer_fields(plan)
             if not relayed_error and resp.status_code == 200:
                 resp.stream = False  # P7: a non-stream body is always translated whole
@@ -394,8 +396,10 @@ class Gateway:
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes) -> bytes:
-        """A whole Gemini answer as the client's OpenAI answer."""
+    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None) -> bytes:
+        """A whole Gemini answer as the client's OpenAI answer (``parsed``: already checked and unwrapped)."""
+        if parsed is not None:
+            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids))
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -421,7 +425,7 @@ class Gateway:
         fields = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
-        return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts))
+        return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
         flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.mapped_model} via "

@@ -475,7 +475,7 @@ def parsed_url(url: str) -> yarl.URL:
     return yarl.URL(url)
 
 
-def error_event(message: str) -> bytes:
+def error_event(message: str, code: int = 502) -> bytes:
     """A Google-style in-band SSE error frame, for an upstream stream that broke mid-way."""
-    frame = {"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}
+    frame = {"error": {"code": code, "message": message, "status": "UNAVAILABLE"}}
     return b"data: " + orjson.dumps(frame) + b"\r\n\r\n"
