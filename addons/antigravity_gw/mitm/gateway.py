@@ -8,6 +8,8 @@ Hooks are guard clauses plus one call:
 - ``responseheaders``: restore the display URL, add our headers, install the stream translator;
 - ``response``: translate a non-stream body;
 - ``error``: forget the flow's state (the client left before the relay saw it);
+- ``client_disconnected``: cancel the attempts an inline answer is still making for that client (the
+  relay's are cancelled by their own connection closing);
 - ``server_connect``: never let mitmproxy itself connect to an intercepted host (api.openai.com).
 """
 
@@ -112,6 +114,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -238,6 +241,10 @@ class Gateway:
     def error(self, flow: http.HTTPFlow) -> None:
         self.plans.pop(flow.id, None)
 
+    def client_disconnected(self, client: Any) -> None:
+        for task in self._inline_runs.pop(client.id, ()):
+            task.cancel()  # the client left: its attempts stop now (nobody's failure, see _run_for_client)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Belt and braces besides connection_strategy=lazy: the gateway answers these hosts itself."""
         host = (data.server.address or ("",))[0]
@@ -308,7 +315,14 @@ class Gateway:
         return not any(getattr(opts, name, None) for name in REWRITING_OPTIONS)
 
     async def _answer_inline(self, flow: http.HTTPFlow, plan: Plan, model: str, body: dict[str, Any]) -> None:
-        winner = await self._make_runner().run(model, False, body, plan.job.ctx, plan.job.failed)
+        try:
+            winner = await self._run_for_client(flow, self._make_runner().run(model, False, body, plan.job.ctx,
+                                                                              plan.job.failed))
+        except ClientLeft:
+            self.plans.pop(flow.id, None)
+            if flow.killable:
+                flow.kill()
+            return
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
@@ -318,6 +332,28 @@ class Gateway:
         self._restore_display(flow, plan)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
+
+    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Any) -> Any:
+        """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
+
+        mitmproxy lets a request hook run on after its client left; without this, the attempts would run
+        to their end, and their failures would be reported and cooled down for nobody."""
+        task = asyncio.ensure_future(attempts)
+        key = flow.client_conn.id
+        runs = self._inline_runs.setdefault(key, set())
+        runs.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current is not None and current.cancelling()):
+                raise ClientLeft from None
+            task.cancel()
+            raise
+        finally:
+            runs.discard(task)
+            if not runs and self._inline_runs.get(key) is runs:
+                del self._inline_runs[key]
 
     async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
@@ -450,6 +486,10 @@ class Gateway:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
         flow.response = flows.error_response(err, extra)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
+
+
+class ClientLeft(Exception):
+    """The client disconnected while its answer was being made: nothing to answer, nobody to blame."""
 
 
 async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> None:

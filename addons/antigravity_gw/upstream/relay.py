@@ -204,7 +204,7 @@ class Relay:
             await self._pump(winner, resp)
             completed = True
         except (aiohttp.ClientError, TimeoutError) as e:
-            reason = str(e) if isinstance(e, StreamStalled) else f"The upstream stream broke off ({type(e).__name__})."
+            reason = self._ended_why(e)
             logger.warning("upstream stream from %s ended early: %s", winner.account.label, reason)
             await resp.write(error_event(reason))
             completed = True
@@ -215,6 +215,16 @@ class Relay:
                 upstream.close()
         await resp.write_eof()
         return resp
+
+    def _ended_why(self, e: BaseException) -> str:
+        if isinstance(e, StreamStalled):
+            return str(e)
+        if isinstance(e, aiohttp.ServerTimeoutError):  # aiohttp's own read time-out (sock_read) came first
+            return self._silence_message()
+        return f"The upstream stream broke off ({type(e).__name__})."
+
+    def _silence_message(self) -> str:
+        return f"The upstream stream sent nothing for {self.first_byte_timeout:g}s (ag_first_byte_timeout)."
 
     async def _pump(self, winner: Winner, resp: web.StreamResponse) -> None:
         """The held first event, then the rest as it arrives, keep-alives in silences, all within bounds."""
@@ -229,8 +239,7 @@ class Relay:
             if now >= deadline:
                 raise StreamStalled("The upstream stream did not finish within ag_upstream_timeout.")
             if now - silent_since >= self.first_byte_timeout:
-                raise StreamStalled(f"The upstream stream sent nothing for {self.first_byte_timeout:g}s "
-                                    "(ag_first_byte_timeout).")
+                raise StreamStalled(self._silence_message())
             wait = min(self.keepalive_interval, deadline - now, silent_since + self.first_byte_timeout - now)
             try:
                 chunk = await asyncio.wait_for(content.readany(), wait)
