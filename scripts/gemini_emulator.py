@@ -155,8 +155,9 @@ REPLY_KEYS: Final = frozenset(
 FAULTS: Final = frozenset({"html", "invalid_json", "error_in_200", "cut", "invalid_event", "empty", "stall",
                            "trickle"})
 HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 502 (Server Error)!!1"
-                    b"</title><p><b>502.</b> <ins>That's an error.</ins><p>The server encountered a temporary "
-                    b"error and could not complete your request.<p>Please try again in 30 seconds.</html>\n")
+                    b"</title><p><b>502.</b> <ins>That's an error.</ins><p>The server encountered a "
+                    b"temporary error and could not complete your request.<p>Please try again in 30 "
+                    b"seconds.</html>\n")
 # A reply with none of these keeps the default echo content (so a rule can just add a delay).
 CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
 
@@ -1074,7 +1075,8 @@ async def answer_fault(request: web.Request, call: Call, reply: Json) -> web.Str
     for frame in before:
         await resp.write(frame)
     if fault == "cut":
-        await resp.write(normal[len(before)][: len(normal[len(before)]) // 2] if len(before) < len(normal) else b"")
+        rest = normal[len(before)] if len(before) < len(normal) else b""
+        await resp.write(rest[: len(rest) // 2])
         await asyncio.sleep(0.01)
         drop_connection(request)
         return resp

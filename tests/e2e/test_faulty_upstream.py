@@ -87,12 +87,13 @@ API_STREAM = pytest.mark.parametrize(("api", "stream"), [("chat", False), ("chat
 @pytest.mark.parametrize("fault", QUICK_FAULTS)
 @API_STREAM
 def test_a_bad_200_beside_a_healthy_account_costs_no_request(pair, emulator, fault, api, stream):
-    emulator.add_rule(match={"credential": credential(pair.dialect, "bad")}, times=None, reply={"fault": fault})
+    bad = credential(pair.dialect, "bad")
+    emulator.add_rule(match={"credential": bad}, times=None, reply={"fault": fault})
     client = client_for(pair)
     for i in range(2):
         assert ask(client, api, stream, f"question {i}") == f"echo: question {i}"
     asked = [r["credential"] for r in emulator.requests(kind="api")]
-    assert credential(pair.dialect, "bad") in asked  # the faulty account was asked, and rotated away from
+    assert bad in asked  # the faulty account was asked, and rotated away from
     assert "Traceback" not in pair.log()
 
 
@@ -142,7 +143,8 @@ def test_a_bad_200_is_a_failed_attempt_in_the_log_and_the_account_stays_ready(pa
     for i in range(3):
         ask(client, "chat", False, f"q{i}")
     assert "attempt failed: bad@example.com" in pair.log() and "HTML page" in pair.log()
-    bad_calls = [r for r in emulator.requests(kind="api") if r["credential"] == credential(pair.dialect, "bad")]
+    bad = credential(pair.dialect, "bad")
+    bad_calls = [r for r in emulator.requests(kind="api") if r["credential"] == bad]
     assert len(bad_calls) >= 2  # asked again in a later request: no long cooldown for a bad 200
 
 
@@ -163,8 +165,8 @@ def raw_stream(gw: Gateway, api: str = "chat", timeout: float = 30) -> tuple[flo
     data = orjson.dumps(body)
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gw.port), timeout=timeout) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Connection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk

@@ -834,7 +834,8 @@ async def test_fault_html_is_a_200_html_page(emu: Emu, endpoint: str, stream: bo
 @BOTH
 @STREAMS
 @pytest.mark.parametrize("fault", ["invalid_json", "invalid_event"])
-async def test_fault_invalid_json_and_event_are_not_json(emu: Emu, endpoint: str, stream: bool, fault: str) -> None:
+async def test_fault_invalid_json_and_event_are_not_json(emu: Emu, endpoint: str, stream: bool,
+                                                         fault: str) -> None:
     emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": fault}}])
     resp = await call(emu, endpoint, stream)
     body = await resp.read()

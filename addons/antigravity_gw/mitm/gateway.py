@@ -316,8 +316,8 @@ class Gateway:
 
     async def _answer_inline(self, flow: http.HTTPFlow, plan: Plan, model: str, body: dict[str, Any]) -> None:
         try:
-            winner = await self._run_for_client(flow, self._make_runner().run(model, False, body, plan.job.ctx,
-                                                                              plan.job.failed))
+            attempts = self._make_runner().run(model, False, body, plan.job.ctx, plan.job.failed)
+            winner = await self._run_for_client(flow, attempts)
         except ClientLeft:
             self.plans.pop(flow.id, None)
             if flow.killable:

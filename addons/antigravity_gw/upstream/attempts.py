@@ -49,8 +49,8 @@ from .google_errors import GoogleError, parse_google_error
 from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
 from .policy import (
     NO_PROJECT_COOLDOWN,
-    RATE_LIMIT_REASONS,
     PROJECT_FAILURE_COOLDOWN,
+    RATE_LIMIT_REASONS,
     REFRESH_FAILURE_COOLDOWN,
     Action,
     Decision,
@@ -395,14 +395,17 @@ class AttemptRunner:
         if not ready_again:  # every usable account failed in this request, none is cooling
             if isinstance(budget.last, errors.UpstreamUnreachable):
                 return errors.UpstreamUnreachable(
-                    f"Upstream could not be reached for model {model!r} ({summary}). Check the network, a proxy "
-                    "(HTTPS_PROXY) and ag_cloudcode_urls / ag_gemini_url.")
+                    f"Upstream could not be reached for model {model!r} ({summary}). Check the network, a "
+                    "proxy (HTTPS_PROXY) and ag_cloudcode_urls / ag_gemini_url.")
             return errors.PoolExhausted(
                 f"All {len(accounts)} accounts failed for model {model!r} ({summary}).", status=503,
                 headers=budget.last.headers if budget.last is not None else None)
         wait = max(min(ready_again) - now, 0.001)
         rate_limited = any(s.state == "cooling" and s.reason in RATE_LIMIT_REASONS for s in statuses)
-        status = budget.last.status if failed_now and budget.last is not None else 429 if rate_limited else 503
+        if failed_now and budget.last is not None:
+            status = budget.last.status
+        else:
+            status = 429 if rate_limited else 503
         return errors.PoolExhausted(
             f"All {len(accounts)} accounts are unavailable for model {model!r} ({summary}). "
             f"The first is ready again in {wait:.1f}s.",
@@ -429,7 +432,8 @@ def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayEr
     if err.status == UNREACHABLE:
         return errors.UpstreamUnreachable(f"Upstream ({account_label}) could not be reached: {err.message}")
     if err.status == INVALID_ANSWER:
-        return errors.UpstreamProtocolError(f"Upstream ({account_label}) gave an unusable answer: {err.message}")
+        return errors.UpstreamProtocolError(f"Upstream ({account_label}) gave an unusable answer: "
+                                            f"{err.message}")
     text = f"Upstream ({account_label}) answered {err.http_status} {err.status}: {err.message}".strip()
     if err.http_status == 400:
         return errors.InvalidRequest(f"Google rejected the request: {err.message or err.status}",

@@ -125,7 +125,8 @@ class Relay:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         # handler_cancellation: a client that leaves cancels its handler, and with it the upstream call.
-        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                         handler_cancellation=True)
         await self._app_runner.setup()
         site = web.TCPSite(self._app_runner, "127.0.0.1", 0)
         await site.start()
@@ -143,7 +144,7 @@ class Relay:
             return error_response(errors.GatewayError("The relay got a request for an unknown or expired flow."))
         try:
             return await self._serve(request, job)
-        except ConnectionError:  # a write after the client (mitmproxy) hung up: nobody's failure, no traceback
+        except ConnectionError:  # a write after the client (mitmproxy) hung up: nobody's failure
             logger.debug("client of flow %s left during its answer", job.flow_id)
             return web.Response(status=499)
         except errors.GatewayError as e:
@@ -232,7 +233,7 @@ class Relay:
             await resp.write(chunk)
         content = winner.response.content
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(winner.deadline - time.monotonic(), 0.0)  # the runner's clock is monotonic
+        deadline = loop.time() + max(winner.deadline - time.monotonic(), 0.0)  # the runner's clock: monotonic
         silent_since = loop.time()
         while True:
             now = loop.time()
