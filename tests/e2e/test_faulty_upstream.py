@@ -252,3 +252,35 @@ def test_no_accounts_is_a_503_api_error(start_gateway, stream):
     assert err.status_code == 503 and (body["type"], body["code"]) == ("api_error", "no_accounts")
     headers = err.response.headers
     assert "x-account-email" not in headers and "server" not in headers and "x-ag-attempts" not in headers
+
+
+# ---- the same through the relay (non-stream answers when ag_inline_non_stream=false) --------------
+def test_through_the_relay_a_bad_200_rotates_and_a_client_that_leaves_cancels(start_gateway, emulator):
+    gw = start_gateway(accounts={"bad": {}, "good": {}},
+                       options={"ag_inline_non_stream": False, "ag_scheduling": "lru", "ag_keepalive": 1})
+    client = client_for(gw)
+    for fault in QUICK_FAULTS:
+        emulator.set_rules([{"match": {"credential": "at-bad"}, "times": None, "reply": {"fault": fault}}])
+        for i in range(2):
+            assert ask(client, "chat", False, f"{fault} {i}") == f"echo: {fault} {i}"
+    assert {r["credential"] for r in emulator.requests(kind="api")} == {"at-bad", "at-good"}
+
+    emulator.reset()
+    failed_before = gw.log().count("attempt failed")
+    emulator.add_rule(match={}, times=1, reply={"fault": "stall", "stall_ms": 30_000})
+    body = orjson.dumps({"model": FLASH, "messages": [{"role": "user", "content": "hi"}]})
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not emulator.requests(kind="api"):
+            time.sleep(0.02)
+        time.sleep(0.3)
+    left = time.monotonic()
+    while time.monotonic() - left < 2 and not emulator.requests(kind="api")[-1].get("client_closed"):
+        time.sleep(0.02)
+    assert emulator.requests(kind="api")[-1].get("client_closed") is True
+    time.sleep(0.5)  # a late report would show by now
+    log = gw.log()
+    assert log.count("attempt failed") == failed_before  # none for the leaver
+    assert "Traceback" not in log
