@@ -188,11 +188,14 @@ class Relay:
                 task.cancel()
         try:
             winner = task.result()
-        except errors.GatewayError as e:
+        except Exception as e:
             if resp is None:
                 raise  # nothing sent yet: the client gets the error with its status
+            if not isinstance(e, errors.GatewayError):  # boundary, as in handle(): our own bug
+                logger.exception("relay failed for flow %s", job.flow_id)
+                e = errors.GatewayError("Internal gateway error in the relay; see the gateway log.")
             job.error = e
-            await resp.write(error_event(e.message, e.status))
+            await resp.write(error_event(e.message, e.status))  # committed by keep-alives: end in-band
             await resp.write_eof()
             return resp
         job.won(winner)
