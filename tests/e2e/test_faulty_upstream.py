@@ -183,7 +183,17 @@ def test_a_stall_after_the_first_event_gets_keepalives_then_an_error_event(lone,
     assert len(keepalives) >= 2 and len(errors) == 1 and max(keepalives) < errors[0]
     error = orjson.loads(lines[errors[0]].removeprefix(b"data: "))["error"]
     assert "ag_first_byte_timeout" in error["message"] and set(error) == {"message", "type", "param", "code"}
-    assert emulator.requests(kind="api")[-1].get("client_closed")  # the stalled upstream call was closed
+    assert wait_for_close(emulator)  # the stalled upstream call was closed
+
+
+def wait_for_close(emulator: Emulator, timeout: float = 2.0) -> bool:
+    """Has the emulator seen its client (the gateway) hang up on the latest call? Waits up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if emulator.requests(kind="api")[-1].get("client_closed"):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_a_stall_before_any_event_keeps_the_client_patient_then_ends_with_an_error_event(lone, emulator):
