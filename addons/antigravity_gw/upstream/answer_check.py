@@ -22,10 +22,16 @@ import orjson
 from ..sse import SSEDecoder
 
 USABLE_KEYS = ("candidates", "promptFeedback", "usageMetadata")
+MAX_HELD = 32 * 1024 * 1024  # bytes a stream may send before its first usable event (one big image fits)
+SHOWN_BODY = 64 * 1024  # bytes of a bad answer kept for the failed attempt's flow in mitmweb
 
 
 class BadAnswer(Exception):
-    """A 2xx answer the client cannot use; the message says what it was (no body, no secret)."""
+    """A 2xx answer the client cannot use; the message says what it was, ``body`` begins what was sent."""
+
+    def __init__(self, message: str, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.body = body[:SHOWN_BODY]
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -55,8 +61,11 @@ def check_whole(data: bytes) -> dict[str, Any]:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise BadAnswer("the 200 answer is an HTML page" if _looks_like_html(data)
-                        else "the 200 answer is not valid JSON") from None
-    return check_event(parsed, "the 200 answer")
+                        else "the 200 answer is not valid JSON", data) from None
+    try:
+        return check_event(parsed, "the 200 answer")
+    except BadAnswer as e:
+        raise BadAnswer(str(e), data) from None
 
 
 @dataclass(slots=True)
@@ -69,15 +78,21 @@ class FirstEventProbe:
 
     held: list[bytes]
     _decoder: SSEDecoder
+    _size: int
 
     def __init__(self) -> None:
         self.held = []
         self._decoder = SSEDecoder()
+        self._size = 0
 
     def feed(self, chunk: bytes) -> bool:
         if not self.held and _looks_like_html(chunk):
-            raise BadAnswer("the 200 stream is an HTML page")
+            raise BadAnswer("the 200 stream is an HTML page", chunk)
         self.held.append(chunk)
+        self._size += len(chunk)
+        if self._size > MAX_HELD:
+            raise BadAnswer(f"the 200 stream sent over {MAX_HELD // 2**20} MiB without a usable event",
+                            self.held[0])
         return self._judge(self._decoder.feed(chunk))
 
     def end(self) -> bool:
@@ -85,7 +100,7 @@ class FirstEventProbe:
         if self._judge(self._decoder.finish()):
             return True
         raise BadAnswer("the 200 stream ended before its first event" if self.held
-                        else "the 200 stream is empty")
+                        else "the 200 stream is empty", b"".join(self.held))
 
     def _judge(self, events: list[Any]) -> bool:
         for ev in events:
@@ -94,7 +109,10 @@ class FirstEventProbe:
             try:
                 parsed = orjson.loads(ev.data)
             except orjson.JSONDecodeError:
-                raise BadAnswer("the 200 stream sent an event that is not JSON") from None
-            check_event(parsed, "the stream's first event")
+                raise BadAnswer("the 200 stream sent an event that is not JSON", ev.data) from None
+            try:
+                check_event(parsed, "the stream's first event")
+            except BadAnswer as e:
+                raise BadAnswer(str(e), ev.data) from None
             return True
         return False

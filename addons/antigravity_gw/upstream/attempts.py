@@ -257,8 +257,8 @@ class AttemptRunner:
             if resp.status < 300:
                 try:
                     return await self._winner(resp, stream, budget, account, dialect, call)
-                except BadAnswer as e:
-                    body, headers = b"", {k.lower(): v for k, v in resp.headers.items()}
+                except BadAnswer as e:  # shown in its failed-attempt flow as Google sent it
+                    body, headers = e.body, {k.lower(): v for k, v in resp.headers.items()}
                     failure = GoogleError(502, INVALID_ANSWER, str(e))
             else:
                 body, headers = await self._read_failure(resp, budget)

@@ -73,3 +73,23 @@ def test_the_probe_refuses_streams_that_end_without_a_usable_event(chunks, words
 def test_the_probe_refuses_a_bad_first_event_at_once(chunk, words):
     with pytest.raises(BadAnswer, match=words):
         FirstEventProbe().feed(chunk)
+
+
+def test_a_stream_of_junk_without_a_usable_event_is_refused_once_over_the_cap(monkeypatch):
+    from antigravity_gw.upstream import answer_check
+
+    monkeypatch.setattr(answer_check, "MAX_HELD", 1000)
+    probe = FirstEventProbe()
+    for _ in range(9):
+        assert probe.feed(b": keep-alive" + b" " * 88 + b"\r\n\r\n") is False
+    with pytest.raises(BadAnswer, match="without a usable event"):
+        probe.feed(b": keep-alive" + b" " * 88 + b"\r\n\r\n")
+
+
+def test_a_bad_answer_keeps_the_start_of_what_was_sent_for_the_failed_attempts_flow():
+    with pytest.raises(BadAnswer) as caught:
+        check_whole(b"<html>" + b"x" * 100_000)
+    assert caught.value.body.startswith(b"<html>xx") and len(caught.value.body) == 64 * 1024
+    with pytest.raises(BadAnswer) as caught:
+        FirstEventProbe().feed(b'data: {"error": {"message": "boom"}}\n\n')
+    assert caught.value.body == b'{"error": {"message": "boom"}}'
