@@ -76,8 +76,9 @@ RELAY_REPLACED = frozenset({*flows.SECRET_NAMES, FLOW_FIELD, b"host", b"transfer
 SSE_FIELDS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
               (b"x-accel-buffering", b"no"))
 CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
-# Replaced on a stream answer; "server" names the loopback relay (aiohttp), not anything the client talks to.
-RELAY_ONLY = frozenset({b"server", ERROR_FIELD})  # the loopback relay's own headers, never the client's
+# "server" names the loopback relay (aiohttp), not anything the client talks to: never on any answer.
+RELAY_ONLY = frozenset({b"server", ERROR_FIELD})
+# Replaced on a stream answer.
 SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ERROR_FIELD,
                           *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
