@@ -136,6 +136,27 @@ def test_with_only_faulty_accounts_every_client_gets_an_openai_error_in_time(pai
     assert "Traceback" not in pair.log()
 
 
+def test_many_clients_at_once_each_get_their_error_in_time(pair, emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator.add_rule(**ALL_BAD, reply={"fault": "invalid_event"})
+    shapes = [("chat", False), ("chat", True), ("responses", False), ("responses", True)] * 3
+
+    def one(shape: tuple[str, bool]) -> tuple[float, BaseException | None]:
+        started = time.monotonic()
+        try:
+            ask(client_for(pair), *shape)
+        except openai.APIError as e:
+            return time.monotonic() - started, e
+        return time.monotonic() - started, None
+
+    with ThreadPoolExecutor(len(shapes)) as pool:
+        results = list(pool.map(one, shapes))
+    assert all(isinstance(err, openai.APIError) for _, err in results)
+    assert max(elapsed for elapsed, _ in results) < 10
+    assert "Traceback" not in pair.log()
+
+
 def test_a_bad_200_is_a_failed_attempt_in_the_log_and_the_account_stays_ready(pair, emulator):
     emulator.add_rule(match={"credential": credential(pair.dialect, "bad")}, times=None,
                       reply={"fault": "html"})
