@@ -35,7 +35,8 @@ def test_silent_upstream_gets_keepalive_comments_and_the_stream_continues(start_
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
-def test_error_answers_name_the_mapped_model_and_the_failed_account_in_the_message(start_gateway, emulator, stream):
+def test_error_answers_name_the_mapped_model_and_the_failed_account_in_the_message(start_gateway, emulator,
+                                                                                   stream):
     """The failed account is in the message; X-Account-Email names only an account that served (none here)."""
     gw = start_gateway()
     emulator.add_rule(reply={"error": {"kind": "quota_exhausted", "retry_delay": "30s"}})
