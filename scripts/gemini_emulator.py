@@ -27,7 +27,10 @@ A rule is ``{"match": {...}, "times": int|null, "reply": {...}}``; the first mat
 ``times`` left wins and uses one. ``match`` keys: credential, model, rpc, endpoint, base.
 ``reply`` keys: text, thoughts, thought_signature, function_calls, finish_reason, usage,
 prompt_feedback, candidates, events, delay_ms, chunk_delay_ms, cut_after, split, error,
-error_mid_stream, status, body, headers. A reply without content keys keeps the default echo.
+error_mid_stream, status, body, headers, fault, fault_after, stall_ms, trickle_ms. A reply without
+content keys keeps the default echo. ``fault`` makes a faulty 200 (HTML, invalid JSON, an error
+object, a cut, an invalid event, an empty body, a stall, a trickle) in either dialect; a recorded call
+whose client hung up before the answer was complete gets ``"client_closed": true``.
 Built-in checks run before the rules: auth (missing, expired or unknown token or key), the
 envelope's required fields, and the account's model list. ``RULE_DOC`` and ``CONFIG_DOC`` below
 give the details; ``--help`` prints them.
@@ -90,7 +93,17 @@ reply (combine freely):
                   Overrides: message, model, status, retry_delay, quota_reset_delay,
                   quota_reset_timestamp, reason, validation_url, metadata, retry_after_header
   error_mid_stream  {"kind": ...}: send cut_after (default 1) frames, then data: {"error": ...}
-  status, body    send exactly this (body: JSON value or text);  headers  extra response headers"""
+  status, body    send exactly this (body: JSON value or text);  headers  extra response headers
+  fault           a faulty 200 answer, both dialects, stream and not:
+                    html           an HTML error page (text/html)
+                    invalid_json   a body that is not JSON (stream: that body with no SSE framing)
+                    error_in_200   a google.rpc.Status error object (stream: as an event)
+                    cut            half the body / half a frame, then the connection drops
+                    invalid_event  stream: an event whose data is not JSON (non-stream: invalid_json)
+                    empty          headers, then a clean end with no body at all
+                    stall          headers, then silence for stall_ms (default 600000)
+                    trickle        the normal answer one byte every trickle_ms (default 100)
+  fault_after     stream: send this many normal frames before the fault (default 0)"""
 
 CONFIG_DOC: Final = """\
 config (POST /_emulator/config merges; POST /_emulator/reset restores):
@@ -136,8 +149,15 @@ MATCH_KEYS: Final = frozenset({"credential", "model", "rpc", "endpoint", "base"}
 REPLY_KEYS: Final = frozenset(
     {"text", "thoughts", "thought_signature", "function_calls", "finish_reason", "usage",
      "prompt_feedback", "candidates", "events", "delay_ms", "chunk_delay_ms", "cut_after", "split",
-     "error", "error_mid_stream", "status", "body", "headers"}
+     "error", "error_mid_stream", "status", "body", "headers", "fault", "fault_after", "stall_ms",
+     "trickle_ms"}
 )
+FAULTS: Final = frozenset({"html", "invalid_json", "error_in_200", "cut", "invalid_event", "empty", "stall",
+                           "trickle"})
+HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 502 (Server Error)!!1"
+                    b"</title><p><b>502.</b> <ins>That's an error.</ins><p>The server encountered a "
+                    b"temporary error and could not complete your request.<p>Please try again in 30 "
+                    b"seconds.</html>\n")
 # A reply with none of these keeps the default echo content (so a rule can just add a delay).
 CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
 
@@ -165,6 +185,8 @@ def validate_rule(rule: Any) -> Json:
         raise ValueError(f"unknown reply keys {sorted(set(reply) - REPLY_KEYS)}")
     if times is not None and (not isinstance(times, int) or times < 0):
         raise ValueError(f"times must be a non-negative int or null, got {times!r}")
+    if "fault" in reply and reply["fault"] not in FAULTS:
+        raise ValueError(f"fault must be one of {sorted(FAULTS)}, got {reply['fault']!r}")
     for key in ("error", "error_mid_stream"):
         if key in reply and (reply[key] or {}).get("kind") not in ERROR_KINDS:
             raise ValueError(f"{key}.kind must be one of {sorted(ERROR_KINDS)}, got {reply[key]!r}")
@@ -647,9 +669,10 @@ class EmulatorState:
     def set_rules(self, rules: list[Json]) -> None:
         self.rules = [validate_rule(rule) for rule in rules]
 
-    def record(self, call: Call) -> None:
+    def record(self, call: Call) -> Json:
         call.seq, call.time = len(self.requests) + 1, time.time()
         self.requests.append(call.record())
+        return self.requests[-1]
 
     def find_requests(self, filters: dict[str, str]) -> list[Json]:
         kinds = {"api": {"cloudcode", "gemini"}, "token": {"oauth"}}
@@ -906,7 +929,27 @@ async def handle_upstream(request: web.Request) -> web.StreamResponse:
     """Every non-control request: record it, then answer as the matching Google endpoint would."""
     state = request.app[STATE]
     call = await describe(request)
-    state.record(call)
+    request[RECORD] = state.record(call)
+    try:
+        return await answer_upstream(request, state, call)
+    except ConnectionError:  # the client hung up mid-answer (aiohttp's reset error is one)
+        request[RECORD]["client_closed"] = True
+        return web.Response(status=499)
+
+
+# The recorded call, on the request: faults note there that the client hung up.
+RECORD: Final = web.RequestKey("emulator_record", dict)
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        request[RECORD]["client_closed"] = True
+        return True
+    return False
+
+
+async def answer_upstream(request: web.Request, state: EmulatorState, call: Call) -> web.StreamResponse:
     log.debug("#%d %s %s rpc=%s model=%s", call.seq, call.method, call.path, call.rpc, call.model)
     if call.endpoint == "oauth":
         return await answer_token(request, state, call)
@@ -962,6 +1005,8 @@ async def answer_api(request: web.Request, state: EmulatorState, call: Call,
     if "error" in reply or ("error_mid_stream" in reply and call.rpc != "streamGenerateContent"):
         spec = reply.get("error") or reply["error_mid_stream"]
         return error_response(google_error(spec, call.model, datetime.now(UTC)), reply.get("headers"))
+    if call.rpc in GENERATE_RPCS and "fault" in reply:
+        return await answer_fault(request, call, reply)
     if call.rpc in GENERATE_RPCS:
         return await answer_generate(request, call, reply)
     body = ANSWERS[call.rpc or ""](state, call)
@@ -1000,6 +1045,61 @@ async def answer_generate(request: web.Request, call: Call, reply: Json) -> web.
     if cut_after is not None:
         return await send_stream(request, frames[:cut_after], reply, cut=True)
     return await send_stream(request, frames, reply, cut=False)
+
+
+async def answer_fault(request: web.Request, call: Call, reply: Json) -> web.StreamResponse:
+    """A faulty 200 (see RULE_DOC ``fault``): what a broken front end or a sick backend sends."""
+    fault, stream = reply["fault"], call.rpc == "streamGenerateContent"
+    ctx, content = generation_context(call, reply)
+    trace_id = f"{call.seq:016x}"
+    events = [wrap_event(event, call.endpoint, trace_id) for event in build_events(content, ctx)]
+    if stream:
+        normal = [encode_frame(event) for event in events]
+        before = normal[: reply.get("fault_after", 0)]
+    else:
+        normal, before = [orjson.dumps(wrap_event(merge_events(build_events(content, ctx)), call.endpoint,
+                                                  trace_id))], []
+    error_body = status_body(500, "INTERNAL", "Internal error encountered.")
+    bad: bytes = {
+        "html": HTML_PAGE,
+        "invalid_json": b'{"candidates": [{"content": {"parts": [{"text": "half',
+        "error_in_200": encode_frame(error_body) if stream else orjson.dumps(error_body),
+        "invalid_event": b"data: {not json at all\r\n\r\n" if stream else b"{not json at all",
+    }.get(fault, b"")
+    content_type = "text/html; charset=UTF-8" if fault == "html" else (
+        "text/event-stream" if stream else JSON_TYPE)
+    resp = web.StreamResponse(headers={"Content-Type": content_type, **(reply.get("headers") or {})})
+    if request.transport is not None:
+        tcp_nodelay(request.transport, True)
+    await resp.prepare(request)
+    for frame in before:
+        await resp.write(frame)
+    if fault == "cut":
+        rest = normal[len(before)] if len(before) < len(normal) else b""
+        await resp.write(rest[: len(rest) // 2])
+        await asyncio.sleep(0.01)
+        drop_connection(request)
+        return resp
+    if fault == "stall":
+        await stall(request, reply.get("stall_ms", 600_000))
+    elif fault == "trickle":
+        for byte in b"".join(normal[len(before):]):
+            if client_gone(request):
+                break
+            await resp.write(bytes((byte,)))
+            await pause(reply.get("trickle_ms", 100))
+    elif bad:
+        await resp.write(bad)
+    if not client_gone(request):
+        await resp.write_eof()
+    return resp
+
+
+async def stall(request: web.Request, milliseconds: float) -> None:
+    """Silence after the headers, watching for the client to hang up (a silent wait would not see it)."""
+    deadline = time.monotonic() + milliseconds / 1000
+    while time.monotonic() < deadline and not client_gone(request):
+        await asyncio.sleep(0.02)
 
 
 def answer_load_code_assist(state: EmulatorState, call: Call) -> Json:

@@ -13,8 +13,10 @@
     │   ├── UpstreamRateLimited      429 rate_limit_exceeded (+ retry-after headers)
     │   ├── UpstreamUnavailable      503 (capacity, 5xx)
     │   ├── UpstreamTimeout          504, also a TimeoutError
+    │   ├── UpstreamUnreachable      502 upstream_unreachable: DNS or connection failure, no HTTP answer
     │   └── UpstreamProtocolError    502, malformed SSE / JSON from Google
-    └── PoolExhausted                429/503 with the soonest retry hint and a per-account summary
+    └── PoolExhausted                429 rate_limit_error (accounts cooling) or 503 api_error (none usable),
+                                     with the soonest retry hint and a per-account summary
 
 Only three places catch everything: the hook boundary, the relay handler and the stream adapter.
 """
@@ -120,10 +122,22 @@ class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
 
 
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
 class PoolExhausted(GatewayError):
+    """No account could serve: a 429 ``rate_limit_error`` only while they cool down after rate limits,
+    otherwise (none configured, all disabled, all failing) an ``api_error``."""
+
     status = 429
     type = "rate_limit_error"
     code = "all_accounts_unavailable"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if self.status != 429:
+            self.type = "api_error"  # type: ignore[misc]
 
 
 def retry_after_headers(seconds: float) -> dict[str, str]:

@@ -249,6 +249,9 @@ class CannedUpstream:
             def release(self):
                 pass
 
+            def close(self):
+                pass
+
         return Answer()
 
 
@@ -315,11 +318,13 @@ async def test_inline_answer_leaves_no_reference_cycle_behind(inline_gw):
         gc.enable()
 
 
-async def test_inline_answer_of_an_untranslatable_body_is_a_502_naming_the_account(inline_gw):
+async def test_inline_answer_of_an_untranslatable_body_is_a_failed_attempt_and_names_no_account(inline_gw):
     inline_gw.upstream.body = b"<html>not json</html>"
     f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]})
     await inline_gw.request(f)
-    assert f.response.status_code == 502
-    assert "not JSON" in orjson.loads(f.response.content)["error"]["message"]
-    assert f.response.headers["X-Account-Email"] == "k1@example.com"
+    assert f.response.status_code == 503  # every account (the one) failed: an api_error, not a rate limit
+    error = orjson.loads(f.response.content)["error"]
+    assert error["type"] == "api_error" and "HTML page" in error["message"] and "k1@example.com" in error["message"]
+    assert "X-Account-Email" not in f.response.headers  # no account served
+    assert "x-ag-attempts" not in f.response.headers or f.response.headers["x-ag-attempts"] != "0"
     assert f.id not in inline_gw.plans

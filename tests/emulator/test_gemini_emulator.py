@@ -798,3 +798,137 @@ def test_subprocess_helper_scripts_base_fallback_and_stops_cleanly() -> None:
 def test_subprocess_helper_reports_a_crash_with_stderr() -> None:
     with pytest.raises(EmulatorError, match="unrecognized arguments"):
         Emulator("--no-such-flag").start()
+
+
+# ---- faulty 200s (scripted with reply.fault) ---------------------------------------------------
+STREAM_QUERY = "?alt=sse"
+
+
+def generate_body(endpoint: str) -> dict[str, Any]:
+    request = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    return {"model": MODEL, "project": "p", "request": request} if endpoint == "cloudcode" else request
+
+
+async def call(emu: Emu, endpoint: str, stream: bool) -> aiohttp.ClientResponse:
+    rpc = "streamGenerateContent" if stream else "generateContent"
+    query = STREAM_QUERY if stream else ""
+    if endpoint == "cloudcode":
+        return await emu.cloudcode(rpc, generate_body(endpoint), query=query)
+    return await emu.gemini(rpc, generate_body(endpoint), query=query)
+
+
+BOTH = pytest.mark.parametrize("endpoint", ["cloudcode", "gemini"])
+STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+
+
+@BOTH
+@STREAMS
+async def test_fault_html_is_a_200_html_page(emu: Emu, endpoint: str, stream: bool) -> None:
+    emu.state.add_rules([{"match": {"endpoint": endpoint}, "times": 1, "reply": {"fault": "html"}}])
+    resp = await call(emu, endpoint, stream)
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert (await resp.read()).startswith(b"<!DOCTYPE html>")
+    assert (await call(emu, endpoint, stream)).status == 200  # times=1: the next one is healthy
+
+
+@BOTH
+@STREAMS
+@pytest.mark.parametrize("fault", ["invalid_json", "invalid_event"])
+async def test_fault_invalid_json_and_event_are_not_json(emu: Emu, endpoint: str, stream: bool,
+                                                         fault: str) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": fault}}])
+    resp = await call(emu, endpoint, stream)
+    body = await resp.read()
+    assert resp.status == 200
+    payload = body.removeprefix(b"data: ") if stream and fault == "invalid_event" else body
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(payload)
+
+
+@BOTH
+@STREAMS
+async def test_fault_error_in_200_is_a_status_object(emu: Emu, endpoint: str, stream: bool) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "error_in_200"}}])
+    resp = await call(emu, endpoint, stream)
+    body = await resp.read()
+    assert resp.status == 200
+    error = orjson.loads(body.removeprefix(b"data: ") if stream else body)["error"]
+    assert error["status"] == "INTERNAL"
+
+
+@BOTH
+@STREAMS
+async def test_fault_empty_is_a_clean_200_without_a_body(emu: Emu, endpoint: str, stream: bool) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "empty"}}])
+    resp = await call(emu, endpoint, stream)
+    assert resp.status == 200 and await resp.read() == b""
+
+
+@BOTH
+@STREAMS
+async def test_fault_cut_drops_the_connection_mid_body(emu: Emu, endpoint: str, stream: bool) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "cut"}}])
+    resp = await call(emu, endpoint, stream)
+    assert resp.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+
+
+async def test_fault_after_sends_normal_frames_first(emu: Emu) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "invalid_event", "fault_after": 1}}])
+    body = await (await call(emu, "gemini", True)).read()
+    first, second = [f for f in body.split(b"\r\n\r\n") if f]
+    assert "candidates" in orjson.loads(first.removeprefix(b"data: "))
+    assert second == b"data: {not json at all"
+
+
+@STREAMS
+def test_fault_stall_sends_headers_then_nothing_and_notes_the_client_leaving(emulator: Emulator,
+                                                                              stream: bool) -> None:
+    import socket
+
+    emulator.add_rule(match={}, times=1, reply={"fault": "stall", "stall_ms": 5000})
+    rpc = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    body = orjson.dumps(generate_body("cloudcode"))
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=2) as sock:
+        sock.sendall(f"POST /v1internal:{rpc} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)  # headers, then silence
+    deadline = time.monotonic() + 2  # the client hung up during the stall
+    while time.monotonic() < deadline and not emulator.requests(kind="api")[-1].get("client_closed"):
+        time.sleep(0.02)
+    assert emulator.requests(kind="api")[-1]["client_closed"] is True
+
+
+async def test_fault_stall_ends_cleanly_after_stall_ms(emu: Emu) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "stall", "stall_ms": 50}}])
+    resp = await call(emu, "gemini", True)
+    assert await resp.read() == b"" and "client_closed" not in emu.state.requests[-1]
+
+
+@BOTH
+async def test_fault_trickle_sends_the_normal_answer_byte_by_byte(emu: Emu, endpoint: str) -> None:
+    emu.state.add_rules([{"match": {}, "times": 1, "reply": {"fault": "trickle", "trickle_ms": 1,
+                                                              "text": "ok"}}])
+    resp = await call(emu, endpoint, True)
+    reads = []
+    while chunk := await resp.content.readany():
+        reads.append(chunk)
+    body = b"".join(reads)
+    assert len(reads) > 20 and body.count(b"data: ") == 2  # "ok" is two one-letter frames
+    assert orjson.loads(body.split(b"\r\n\r\n")[0].removeprefix(b"data: "))
+
+
+async def test_fault_matches_per_credential(emu: Emu) -> None:
+    emu.state.add_rules([{"match": {"credential": API_KEY}, "times": None, "reply": {"fault": "html"}}])
+    assert (await call(emu, "gemini", False)).content_type == "text/html"
+    assert (await call(emu, "cloudcode", False)).content_type == "application/json"
+
+
+async def test_an_unknown_fault_is_refused(emu: Emu) -> None:
+    with pytest.raises(ValueError, match="fault must be one of"):
+        emu.state.add_rules([{"match": {}, "reply": {"fault": "gremlins"}}])

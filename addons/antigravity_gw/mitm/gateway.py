@@ -8,6 +8,8 @@ Hooks are guard clauses plus one call:
 - ``responseheaders``: restore the display URL, add our headers, install the stream translator;
 - ``response``: translate a non-stream body;
 - ``error``: forget the flow's state (the client left before the relay saw it);
+- ``client_disconnected``: cancel the attempts an inline answer is still making for that client (the
+  relay's are cancelled by their own connection closing);
 - ``server_connect``: never let mitmproxy itself connect to an intercepted host (api.openai.com).
 """
 
@@ -74,7 +76,9 @@ RELAY_REPLACED = frozenset({*flows.SECRET_NAMES, FLOW_FIELD, b"host", b"transfer
 SSE_FIELDS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
               (b"x-accel-buffering", b"no"))
 CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
-# Replaced on a stream answer; "server" names the loopback relay (aiohttp), not anything the client talks to.
+# "server" names the loopback relay (aiohttp), not anything the client talks to: never on any answer.
+RELAY_ONLY = frozenset({b"server", ERROR_FIELD})
+# Replaced on a stream answer.
 SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ERROR_FIELD,
                           *(name for name, _ in SSE_FIELDS)})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -116,6 +120,7 @@ class Gateway:
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
+        self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -134,6 +139,7 @@ class Gateway:
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
             self.relay.keepalive_interval = self.settings.keepalive_interval
+            self.relay.first_byte_timeout = self.settings.timeouts.first_byte
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
@@ -213,7 +219,7 @@ class Gateway:
             dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
-                                         projects=projects)
+                                         projects=projects, first_byte_timeout=st.timeouts.first_byte)
         return self._runner
 
     def _model_fetcher(self) -> GoogleModels | None:
@@ -259,6 +265,10 @@ class Gateway:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.plans.pop(flow.id, None)
+
+    def client_disconnected(self, client: Any) -> None:
+        for task in self._inline_runs.pop(client.id, ()):
+            task.cancel()  # the client left: its attempts stop now (nobody's failure, see _run_for_client)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Belt and braces besides connection_strategy=lazy: the gateway answers these hosts itself."""
@@ -339,16 +349,45 @@ class Gateway:
         return not any(getattr(opts, name, None) for name in REWRITING_OPTIONS)
 
     async def _answer_inline(self, flow: http.HTTPFlow, plan: Plan, model: str, body: dict[str, Any]) -> None:
-        winner = await self._make_runner().run(model, False, body, plan.job.ctx, plan.job.failed)
+        try:
+            attempts = self._make_runner().run(model, False, body, plan.job.ctx, plan.job.failed)
+            winner = await self._run_for_client(flow, attempts)
+        except ClientLeft:
+            self.plans.pop(flow.id, None)
+            if flow.killable:
+                flow.kill()
+            return
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
-        if status == 200:
-            data = self._translated(plan, data)  # may raise: the plan is still there for the error's headers
+        if status == 200:  # may raise: the plan is still there for the error's headers
+            data = self._translated(plan, data, winner.parsed)
         self.plans.pop(flow.id, None)
         self._restore_display(flow, plan)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
+
+    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Any) -> Any:
+        """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
+
+        mitmproxy lets a request hook run on after its client left; without this, the attempts would run
+        to their end, and their failures would be reported and cooled down for nobody."""
+        task = asyncio.ensure_future(attempts)
+        key = flow.client_conn.id
+        runs = self._inline_runs.setdefault(key, set())
+        runs.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current is not None and current.cancelling()):
+                raise ClientLeft from None
+            task.cancel()
+            raise
+        finally:
+            runs.discard(task)
+            if not runs and self._inline_runs.get(key) is runs:
+                del self._inline_runs[key]
 
     async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
@@ -396,7 +435,7 @@ class Gateway:
         fields = resp.headers.fields
         relayed_error = any(name.lower() == ERROR_FIELD for name, _ in fields)  # already an OpenAI error
         if relayed_error or resp.status_code != 200 or not plan.stream:
-            kept = tuple(f for f in fields if f[0].lower() != ERROR_FIELD) if relayed_error else fields
+            kept = tuple(f for f in fields if f[0].lower() not in RELAY_ONLY)
             resp.headers.fields = kept + self._answer_fields(plan)
             if not relayed_error and resp.status_code == 200:
                 resp.stream = False  # P7: a non-stream body is always translated whole
@@ -424,8 +463,10 @@ class Gateway:
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes) -> bytes:
-        """A whole Gemini answer as the client's OpenAI answer."""
+    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None) -> bytes:
+        """A whole Gemini answer as the client's OpenAI answer (``parsed``: already checked and unwrapped)."""
+        if parsed is not None:
+            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids))
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -451,7 +492,7 @@ class Gateway:
         fields = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
-        return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts))
+        return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
         flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.mapped_model} via "
@@ -476,6 +517,10 @@ class Gateway:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
         flow.response = flows.error_response(err, extra)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
+
+
+class ClientLeft(Exception):
+    """The client disconnected while its answer was being made: nothing to answer, nobody to blame."""
 
 
 async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> None:

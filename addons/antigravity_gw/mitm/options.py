@@ -46,9 +46,12 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_scheduling", str, s.DEFAULT_SCHEDULING,
      "How requests pick an account: sticky (a conversation stays on its account; new ones go to the "
      "least recently used), lru, or round_robin."),
-    ("ag_upstream_timeout", int, 600, "Total seconds one request may spend upstream, all attempts included."),
-    ("ag_first_byte_timeout", int, 120, "Seconds to wait for upstream response headers and between stream chunks."),
-    ("ag_keepalive", int, 15, "Seconds of upstream silence after which a stream gets an SSE keep-alive comment."),
+    ("ag_upstream_timeout", int, 600,
+     "Total seconds one request may spend upstream, all attempts and the whole answer included."),
+    ("ag_first_byte_timeout", int, 120,
+     "Seconds of upstream silence allowed (headers, first usable event, between stream chunks)."),
+    ("ag_keepalive", int, 15,
+     "Seconds of silence (upstream, or attempts still running) after which a stream gets an SSE keep-alive."),
     ("ag_image_fetch", str, "public",
      "Which image URLs the gateway downloads: public (globally reachable addresses only), off (none; "
      "data: URLs still work) or any (internal addresses too: trusted setups and tests only)."),

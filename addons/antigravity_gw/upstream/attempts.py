@@ -11,6 +11,12 @@ Rules:
   backoff that would end after it is not slept at all;
 - a Cloud Code account falls back to its next base URL on 404/408/5xx and connection errors;
   a 429 does not (the quota is the account's, whatever the host);
+- a 2xx is only a winner once it is usable (``answer_check``): a non-stream body is read, parsed and
+  shape-checked, a stream's chunks are held until its first usable event; an unusable one (HTML,
+  invalid JSON, an error object, a cut or empty stream, silence for ``first_byte_timeout``) is a
+  failed attempt treated like a 502;
+- a DNS or connection failure is ``UpstreamUnreachable`` (502), not a rate limit;
+- a cancelled request (the client left) is nobody's failure: nothing is reported or cooled down;
 - an account that failed in this request is not asked again, except: after a refresh (401), after
   a backoff when nobody else is ready (503/5xx), and after a short cooldown (≤ ``GRACE_WAIT``)
   when every other account is cooling for longer;
@@ -44,6 +50,7 @@ import yarl
 
 from .. import errors
 from .accounts import Account
+from .answer_check import BadAnswer, FirstEventProbe, check_whole
 from .catalog import fallback_for
 from .dialects import CallContext, Dialect, UpstreamCall
 from .google_errors import GoogleError, parse_google_error
@@ -51,8 +58,10 @@ from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenServ
 from .policy import (
     BARE_429_COOLDOWN,
     BARE_429_LIMIT,
+    BARE_429_REASON,
     NO_PROJECT_COOLDOWN,
     PROJECT_FAILURE_COOLDOWN,
+    RATE_LIMIT_REASONS,
     REFRESH_FAILURE_COOLDOWN,
     Action,
     Decision,
@@ -64,6 +73,8 @@ from .pool import Pool
 
 logger = logging.getLogger(__name__)
 
+UNREACHABLE = "UNREACHABLE"  # GoogleError.status of a DNS or connection failure (no HTTP answer)
+INVALID_ANSWER = "INVALID_ANSWER"  # GoogleError.status of an unusable 2xx answer
 FALLBACK_STATUSES = frozenset({404, 408})  # plus every 5xx: try the next Cloud Code base URL
 GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of failing the request
 MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
@@ -106,6 +117,10 @@ class Winner:
     url: str
     attempts: int
     request_body: bytes = b""  # what went upstream, envelope included (no secrets: those are headers)
+    deadline: float = 0.0  # the request's deadline on the runner's (monotonic) clock
+    body: bytes | None = None  # a non-stream answer, read whole and checked
+    parsed: dict[str, Any] | None = None  # ... and parsed, unwrapped (Cloud Code's envelope removed)
+    head: tuple[bytes, ...] = ()  # a stream's first chunks, up to its first usable event, to send first
     model: str = ""  # the upstream model that answered
     fallback_from: str = ""  # the model asked for, when ag_model_fallback served another one
 
@@ -137,7 +152,7 @@ class AttemptBudget:
 class AttemptRunner:
     def __init__(self, pool: Pool, tokens: TokenService, dialects: Mapping[str, Dialect], send: Send, *,
                  max_attempts: int, total_timeout: float, projects: ProjectResolver | None = None,
-                 on_failure: Report | None = None,
+                 on_failure: Report | None = None, first_byte_timeout: float | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  fallbacks: tuple[tuple[str, str], ...] = (),
@@ -149,6 +164,7 @@ class AttemptRunner:
         self._send = send
         self.max_attempts = max_attempts
         self.total_timeout = total_timeout
+        self.first_byte_timeout = first_byte_timeout
         self._on_failure = on_failure
         self._sleep = sleep
         self._clock = clock
@@ -228,8 +244,7 @@ class AttemptRunner:
         for account_id in budget.bare_429s:
             account = self.pool.find(account_id)
             if account is not None:
-                await self.pool.cool_down(account, BARE_429_COOLDOWN, "resource exhausted (no reason given)",
-                                          model)
+                await self.pool.cool_down(account, BARE_429_COOLDOWN, BARE_429_REASON, model)
 
     # ---- choosing -------------------------------------------------------------------------------
     def _remaining(self, budget: AttemptBudget) -> float:
@@ -314,17 +329,21 @@ class AttemptRunner:
                 async with asyncio.timeout(self._remaining(budget)):
                     resp = await self._send(call)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
-                failure = GoogleError(504 if isinstance(e, TimeoutError) else 502, "UNAVAILABLE",
-                                      f"{type(e).__name__}: {e}".strip(" :"))
+                failure = connection_failure(e)
                 await self._report(report, account, call, None, b"", {}, failure.message,
                                    "retry" if last_base else "next base", started)
                 continue
             if resp.status < 300:
-                return Winner(resp, account, dialect, call.url, budget.used, call.body)
-            body, headers = await self._read_failure(resp, budget)
-            failure = parse_google_error(resp.status, body, retry_after_header=headers.get("retry-after"),
-                                         now=time.time())
-            if (resp.status in FALLBACK_STATUSES or resp.status >= 500) and not last_base:
+                try:
+                    return await self._winner(resp, stream, budget, account, dialect, call)
+                except BadAnswer as e:  # shown in its failed-attempt flow as Google sent it
+                    body, headers = e.body, {k.lower(): v for k, v in resp.headers.items()}
+                    failure = GoogleError(502, INVALID_ANSWER, str(e))
+            else:
+                body, headers = await self._read_failure(resp, budget)
+                failure = parse_google_error(resp.status, body, retry_after_header=headers.get("retry-after"),
+                                             now=time.time())
+            if (failure.http_status in FALLBACK_STATUSES or failure.http_status >= 500) and not last_base:
                 await self._report(report, account, call, resp.status, body, headers, failure.message,
                                    "next base", started)
                 continue
@@ -340,6 +359,41 @@ class AttemptRunner:
         return await self._apply(decide(failure, refreshed=True, retries=budget.retries), failure, account,
                                  credential, model, budget)
 
+    async def _winner(self, resp: UpstreamResponse, stream: bool, budget: AttemptBudget, account: Account,
+                      dialect: Dialect, call: UpstreamCall) -> Winner:
+        """The 2xx answer once it proved usable; ``BadAnswer`` (response closed) when it did not."""
+        winner = Winner(resp, account, dialect, call.url, budget.used, call.body, budget.deadline)
+        try:
+            async with asyncio.timeout(max(self._remaining(budget), 0.0)):
+                if stream:
+                    winner.head = await self._first_event(resp)
+                else:
+                    winner.body = await resp.read()
+                    winner.parsed = check_whole(winner.body)
+                    resp.release()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            resp.close()
+            what = "stream" if stream else "answer"
+            if isinstance(e, TimeoutError):
+                raise BadAnswer(f"the 200 {what} sent no usable data in time ({type(e).__name__})") from None
+            raise BadAnswer(f"the 200 {what} broke off ({type(e).__name__})") from None
+        except BaseException:  # BadAnswer, or the client left (cancelled): never drain a bad answer
+            resp.close()
+            raise
+        return winner
+
+    async def _first_event(self, resp: Any) -> tuple[bytes, ...]:
+        """A stream's chunks up to its first usable event (usually its first chunk: no copy of the rest)."""
+        probe = FirstEventProbe()
+        content = resp.content
+        while True:
+            chunk = await asyncio.wait_for(content.readany(), self.first_byte_timeout)
+            if not chunk:
+                probe.end()
+                return tuple(probe.held)
+            if probe.feed(chunk):
+                return tuple(probe.held)
+
     async def _read_failure(self, resp: UpstreamResponse,
                             budget: AttemptBudget) -> tuple[bytes, dict[str, str]]:
         headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -354,7 +408,10 @@ class AttemptRunner:
 
     async def _apply(self, decision: Decision, failure: GoogleError, account: Account, credential: str,
                      model: str, budget: AttemptBudget) -> Action:
-        budget.failures[account.id] = f"{failure.http_status} {failure.status or decision.reason}".strip()
+        if failure.status in (INVALID_ANSWER, UNREACHABLE):  # no Google status to name: say what happened
+            budget.failures[account.id] = failure.message[:200]
+        else:
+            budget.failures[account.id] = f"{failure.http_status} {failure.status or decision.reason}".strip()
         budget.last = upstream_error_for(failure, account.label)
         if failure.http_status == 429 and self._on_rate_limited is not None:
             self._on_rate_limited(account)
@@ -420,7 +477,8 @@ class AttemptRunner:
         lines: list[str] = []
         ready_again: list[float] = []
         failed_now = disabled = 0
-        for s in await self.pool.status(model):
+        statuses = await self.pool.status(model)
+        for s in statuses:
             if s.state == "disabled":
                 disabled += 1
                 lines.append(f"{s.label}: disabled ({s.reason})")
@@ -438,13 +496,19 @@ class AttemptRunner:
             return errors.PoolExhausted(f"All {len(accounts)} accounts are disabled ({summary}).", status=503,
                                         code="no_usable_accounts")
         if not ready_again:  # every usable account failed in this request, none is cooling
-            status = budget.last.status if budget.last is not None else 503
+            if isinstance(budget.last, errors.UpstreamUnreachable):
+                return errors.UpstreamUnreachable(
+                    f"Upstream could not be reached for model {model!r} ({summary}). Check the network, a "
+                    "proxy (HTTPS_PROXY) and ag_cloudcode_urls / ag_gemini_url.")
             return errors.PoolExhausted(
-                f"All {len(accounts)} accounts failed for model {model!r} ({summary}).",
-                status=status if status in (429, 502, 503, 504) else 503,
+                f"All {len(accounts)} accounts failed for model {model!r} ({summary}).", status=503,
                 headers=budget.last.headers if budget.last is not None else None)
         wait = max(min(ready_again) - now, 0.001)
-        status = 429 if not failed_now or budget.last is None else budget.last.status
+        rate_limited = any(s.state == "cooling" and s.reason in RATE_LIMIT_REASONS for s in statuses)
+        if failed_now and budget.last is not None:
+            status = budget.last.status
+        else:
+            status = 429 if rate_limited else 503
         return errors.PoolExhausted(
             f"All {len(accounts)} accounts are unavailable for model {model!r} ({summary}). "
             f"The first is ready again in {wait:.1f}s.",
@@ -456,8 +520,23 @@ def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def connection_failure(e: BaseException) -> GoogleError:
+    """A call that got no HTTP answer: a time-out (504) or an unreachable host (DNS, refused, reset)."""
+    text = f"{type(e).__name__}: {e}".strip(" :")
+    if isinstance(e, TimeoutError):
+        return GoogleError(504, "DEADLINE_EXCEEDED", text)
+    if isinstance(e, (aiohttp.ClientConnectionError, OSError)):
+        return GoogleError(502, UNREACHABLE, text)
+    return GoogleError(502, "UNAVAILABLE", text)
+
+
 def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayError:
     """The client-facing error for a Google error that ended the attempts."""
+    if err.status == UNREACHABLE:
+        return errors.UpstreamUnreachable(f"Upstream ({account_label}) could not be reached: {err.message}")
+    if err.status == INVALID_ANSWER:
+        return errors.UpstreamProtocolError(f"Upstream ({account_label}) gave an unusable answer: "
+                                            f"{err.message}")
     text = f"Upstream ({account_label}) answered {err.http_status} {err.status}: {err.message}".strip()
     if err.http_status == 400:
         return errors.InvalidRequest(f"Google rejected the request: {err.message or err.status}",
@@ -519,7 +598,7 @@ def parsed_url(url: str) -> yarl.URL:
     return yarl.URL(url)
 
 
-def error_event(message: str) -> bytes:
+def error_event(message: str, code: int = 502) -> bytes:
     """A Google-style in-band SSE error frame, for an upstream stream that broke mid-way."""
-    frame = {"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}
+    frame = {"error": {"code": code, "message": message, "status": "UNAVAILABLE"}}
     return b"data: " + orjson.dumps(frame) + b"\r\n\r\n"

@@ -65,6 +65,10 @@ UNAUTHORIZED_COOLDOWN = 60.0
 REFRESH_FAILURE_COOLDOWN = 60.0  # the token endpoint failed for a reason other than invalid_grant
 PROJECT_FAILURE_COOLDOWN = 60.0  # loadCodeAssist could not be asked
 NO_PROJECT_COOLDOWN = 600.0  # loadCodeAssist answered without a project: the account is not set up
+BARE_429_REASON = "resource exhausted (no reason given)"
+QUOTA_SNAPSHOT_REASON = "quota exhausted (reported by Cloud Code)"
+RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exhausted",  # cooldowns of a 429
+                                BARE_429_REASON, QUOTA_SNAPSHOT_REASON})
 CAPACITY_BACKOFF = 0.5
 SERVER_ERROR_BACKOFF = 0.25
 MAX_BACKOFF = 4.0
@@ -108,8 +112,7 @@ def is_bare_429(err: GoogleError) -> bool:
 
 def _rate_limited(err: GoogleError) -> Decision:
     if is_bare_429(err):
-        return Decision(Action.ROTATE, scope=Scope.MODEL, reason="resource exhausted (no reason given)",
-                        bare=True)
+        return Decision(Action.ROTATE, scope=Scope.MODEL, reason=BARE_429_REASON, bare=True)
     if err.reason == ErrorReason.QUOTA_EXHAUSTED:
         default, reason = DEFAULT_QUOTA_COOLDOWN, "quota exhausted"
     elif err.reason == ErrorReason.RATE_LIMIT_EXCEEDED:

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from .accounts import Account, merge_loaded
+from .policy import QUOTA_SNAPSHOT_REASON
 from .quota import QuotaBook
 
 STICKY_TTL = 3600.0  # seconds a conversation stays bound to its account after its last request
@@ -272,7 +273,7 @@ class Pool:
             mine = tuple(sorted(live.get(a.id, ()), key=lambda c: c.until))
             blocking = [c for c in mine if not c.model or c.model == model]
             if (until := exhausted.get(a.id)) is not None and until > now:
-                blocking.append(Cooldown(until, "quota exhausted (reported by Cloud Code)", model))
+                blocking.append(Cooldown(until, QUOTA_SNAPSHOT_REASON, model))
             if not a.usable:
                 reason = a.disabled_reason or ("disabled" if a.disabled else "no credential")
                 out.append(AccountStatus(a, "disabled", None, reason, mine))

@@ -6,6 +6,17 @@ the flow here (127.0.0.1, ephemeral port); what arrives is the request as it lef
 interception and edits in mitmweb), so nothing goes upstream while a flow is intercepted. The
 winning upstream response is streamed back as it arrives; a stream that breaks mid-way ends with a
 Google-style in-band error frame, never with a silent hang.
+
+Streams, in time:
+- while the attempts run (a slow upstream, a backoff, a held first event), nothing is committed; after
+  ``keepalive_interval`` the 200 SSE headers go out with a keep-alive comment, and another each interval.
+  Only comments were sent, so the attempts may still rotate; should they all fail, the stream ends with
+  the error as an in-band frame instead of an error status;
+- once a winner holds its first usable event, that goes out, then the rest as it arrives;
+- silence of ``first_byte_timeout`` (keep-alives meanwhile) or the request's deadline ends the stream
+  with an error frame: a stalled or trickling upstream cannot hold a client;
+- the client leaving cancels the handler (``handler_cancellation``): the upstream call is closed at
+  once, and that is nobody's failure: no report, no cooldown, no traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from .. import errors
+from ..sse import KEEPALIVE
 from .attempts import AttemptRecord, AttemptRunner, Winner, error_event
 from .dialects import CallContext, parse_canonical_path
 
@@ -29,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 FLOW_HEADER = "x-ag-flow"
 ERROR_HEADER = "x-ag-error"  # the body is already an OpenAI error: translate nothing
+SSE_HEADERS = {"content-type": "text/event-stream"}
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade", "proxy-authenticate",
                         "proxy-authorization", "trailer", "content-length", "content-encoding", "host"})
 
@@ -64,8 +77,9 @@ class RelayJob:
 
     @property
     def shown_account(self) -> str:
-        """The account to name in X-Account-Email: the winner, else the last one that failed."""
-        return self.account or self.last_failed
+        """The account to name in X-Account-Email: only one that served (a failed attempt's account is in
+        the error message and the log, not in a header that says who answered)."""
+        return self.account
 
     async def failed(self, attempt: AttemptRecord) -> None:
         """The runner's ``on_failure``. A method, not a closure stored on the job: a closure over the
@@ -81,6 +95,8 @@ class RelayJob:
 
 async def read_whole(winner: Winner) -> bytes:
     """A non-stream upstream answer, whole; a connection that breaks off is Google's fault (502)."""
+    if winner.body is not None:  # read and checked by the runner already
+        return winner.body
     try:
         return await winner.response.read()
     except (aiohttp.ClientError, TimeoutError) as e:
@@ -97,17 +113,20 @@ def error_response(err: errors.GatewayError) -> web.Response:
 
 class Relay:
     def __init__(self, lookup: Callable[[str], RelayJob | None], runner: Callable[[], AttemptRunner],
-                 keepalive_interval: float) -> None:
+                 keepalive_interval: float, first_byte_timeout: float = 120.0) -> None:
         self._lookup = lookup
         self._runner = runner
         self.keepalive_interval = keepalive_interval
+        self.first_byte_timeout = first_byte_timeout
         self._app_runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that leaves cancels its handler, and with it the upstream call.
+        self._app_runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                         handler_cancellation=True)
         await self._app_runner.setup()
         site = web.TCPSite(self._app_runner, "127.0.0.1", 0)
         await site.start()
@@ -125,6 +144,9 @@ class Relay:
             return error_response(errors.GatewayError("The relay got a request for an unknown or expired flow."))
         try:
             return await self._serve(request, job)
+        except ConnectionError:  # a write after the client (mitmproxy) hung up: nobody's failure
+            logger.debug("client of flow %s left during its answer", job.flow_id)
+            return web.Response(status=499)
         except errors.GatewayError as e:
             job.error = e
             return error_response(e)
@@ -141,27 +163,54 @@ class Relay:
                 f"The upstream request was edited into {request.method} {request.path_qs}, which is not a "
                 "generateContent call the gateway can send.") from None
         body = job.request_body(await request.read())
-        winner = await self._runner().run(model, stream, body, job.ctx, job.failed)
-        job.won(winner)
+        run = self._runner().run(model, stream, body, job.ctx, job.failed)
         if not stream:
+            winner = await run
+            job.won(winner)
             return await self._whole(winner)
-        return await self._stream(request, winner)
+        return await self._stream(request, job, run)
 
     async def _whole(self, winner: Winner) -> web.Response:
         data = await read_whole(winner)
         return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
 
-    async def _stream(self, request: web.Request, winner: Winner) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, job: RelayJob, run: Any) -> web.StreamResponse:
+        resp: web.StreamResponse | None = None
+        task = asyncio.ensure_future(run)
+        try:
+            while not (await asyncio.wait((task,), timeout=self.keepalive_interval))[0]:
+                if resp is None:  # the attempts take long: commit to a 200 stream, keep the client patient
+                    resp = web.StreamResponse(status=200, headers=SSE_HEADERS)
+                    await resp.prepare(request)
+                await resp.write(KEEPALIVE)
+        finally:
+            if not task.done():  # the client left (handler cancelled): the attempts stop here
+                task.cancel()
+        try:
+            winner = task.result()
+        except Exception as e:
+            if resp is None:
+                raise  # nothing sent yet: the client gets the error with its status
+            if not isinstance(e, errors.GatewayError):  # boundary, as in handle(): our own bug
+                logger.exception("relay failed for flow %s", job.flow_id)
+                e = errors.GatewayError("Internal gateway error in the relay; see the gateway log.")
+            job.error = e
+            await resp.write(error_event(e.message, e.status))  # committed by keep-alives: end in-band
+            await resp.write_eof()
+            return resp
+        job.won(winner)
         upstream: Any = winner.response
-        resp = web.StreamResponse(status=upstream.status, headers=_forwardable(upstream.headers))
-        await resp.prepare(request)
+        if resp is None:
+            resp = web.StreamResponse(status=upstream.status, headers=_forwardable(upstream.headers))
+            await resp.prepare(request)
         completed = False
         try:
-            await self._pump(upstream, resp)
+            await self._pump(winner, resp)
             completed = True
         except (aiohttp.ClientError, TimeoutError) as e:
-            logger.warning("upstream stream from %s broke: %s", winner.account.label, type(e).__name__)
-            await resp.write(error_event(f"The upstream stream broke off ({type(e).__name__})."))
+            reason = self._ended_why(e)
+            logger.warning("upstream stream from %s ended early: %s", winner.account.label, reason)
+            await resp.write(error_event(reason))
             completed = True
         finally:
             if completed:
@@ -171,21 +220,49 @@ class Relay:
         await resp.write_eof()
         return resp
 
-    async def _pump(self, upstream: Any, resp: web.StreamResponse) -> None:
-        content = upstream.content
+    def _ended_why(self, e: BaseException) -> str:
+        if isinstance(e, StreamStalled):
+            return str(e)
+        if isinstance(e, aiohttp.ServerTimeoutError):  # aiohttp's own read time-out (sock_read) came first
+            return self._silence_message()
+        return f"The upstream stream broke off ({type(e).__name__})."
+
+    def _silence_message(self) -> str:
+        return f"The upstream stream sent nothing for {self.first_byte_timeout:g}s (ag_first_byte_timeout)."
+
+    async def _pump(self, winner: Winner, resp: web.StreamResponse) -> None:
+        """The held first event, then the rest as it arrives, keep-alives in silences, all within bounds."""
+        for chunk in winner.head:
+            await resp.write(chunk)
+        content = winner.response.content
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(winner.deadline - time.monotonic(), 0.0)  # the runner's clock: monotonic
+        silent_since = loop.time()
         while True:
+            now = loop.time()
+            if now >= deadline:
+                raise StreamStalled("The upstream stream did not finish within ag_upstream_timeout.")
+            if now - silent_since >= self.first_byte_timeout:
+                raise StreamStalled(self._silence_message())
+            wait = min(self.keepalive_interval, deadline - now, silent_since + self.first_byte_timeout - now)
             try:
-                chunk = await asyncio.wait_for(content.readany(), self.keepalive_interval)
+                chunk = await asyncio.wait_for(content.readany(), wait)
             except aiohttp.ClientError:  # aiohttp's own read time-out is a TimeoutError too: not ours
                 raise
             except TimeoutError:
                 if content.at_eof():
                     return
-                await resp.write(b": keep-alive\r\n\r\n")  # long silent thinking: keep intermediaries patient
+                if loop.time() - silent_since >= self.keepalive_interval:
+                    await resp.write(KEEPALIVE)  # long silent thinking: keep intermediaries patient
                 continue
             if not chunk:
                 return
+            silent_since = loop.time()
             await resp.write(chunk)
+
+
+class StreamStalled(TimeoutError):
+    """A committed stream went silent for ``first_byte_timeout`` or outlived the request's deadline."""
 
 
 def _forwardable(headers: Any) -> dict[str, str]:

@@ -39,18 +39,47 @@ class Clock:
         self.t += seconds
 
 
+class Content:
+    """aiohttp's StreamReader as the runner uses it: ``readany`` gives the next chunk, b"" at the end; a
+    chunk that is an exception is raised (a cut connection), a float is a silence of that many seconds."""
+
+    def __init__(self, chunks: list) -> None:
+        self.chunks = list(chunks)
+        self.reads = 0
+
+    async def readany(self) -> bytes:
+        self.reads += 1
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.pop(0)
+        if isinstance(chunk, BaseException):
+            raise chunk
+        if isinstance(chunk, float):
+            await asyncio.sleep(chunk)
+            return await self.readany()
+        return chunk
+
+
 class Resp:
-    def __init__(self, status: int, body: dict | bytes = b"", headers: dict | None = None) -> None:
+    def __init__(self, status: int, body: dict | bytes = b"", headers: dict | None = None,
+                 chunks: list | None = None) -> None:
         self.status = status
         self.body = body if isinstance(body, bytes) else orjson.dumps(body)
         self.headers = headers or {}
-        self.released = False
+        self.content = Content(chunks if chunks is not None else [self.body])
+        self.released = self.closed = False
 
     async def read(self) -> bytes:
         return self.body
 
     def release(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+GOOD_EVENT = b'data: {"response": {"candidates": []}}\r\n\r\n'
 
 
 def google(status: int, reason: str = "", retry: str | None = None, model: str = "",
@@ -88,7 +117,7 @@ class Upstream:
         if self.clock is not None:
             self.clock.t += self.latency
         answers = self.script[credential]
-        answer = answers.pop(0) if answers else Resp(200, {"response": {"candidates": []}})
+        answer = answers.pop(0) if answers else Resp(200, GOOD_EVENT)
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -243,7 +272,7 @@ async def test_max_attempts_bounds_the_upstream_calls():
     with pytest.raises(errors.PoolExhausted) as e:
         await run(runner)
     assert len(up.calls) == 4
-    assert e.value.status == 502
+    assert (e.value.status, e.value.type) == (503, "api_error")  # all accounts failing: not a rate limit
     assert "a@x: failed in this request (500 X)" in e.value.message
 
 
@@ -499,3 +528,99 @@ async def test_an_exhausted_snapshot_skips_the_account_for_that_model_until_its_
     assert (await run(runner, model="other")).account.id == "a"  # the same account serves another model
     clock.t += 61
     assert "a" in {(await run(runner)).account.id for _ in range(2)}
+# ---- a bad 200 is a failed attempt -------------------------------------------------------------
+BAD_STREAMS = {
+    "html page": [b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>"],
+    "invalid json event": [b"data: {not json\r\n\r\n"],
+    "error object event": [b'data: {"error": {"code": 500, "message": "boom"}}\r\n\r\n'],
+    "cut before the first event": [b'data: {"response": {"cand', aiohttp.ClientPayloadError("cut")],
+    "empty": [],
+    "only keep-alives then the end": [b": keep-alive\r\n\r\n"],
+    "an object without candidates": [b'data: {"response": {"what": 1}}\r\n\r\n'],
+}
+
+
+@pytest.mark.parametrize("chunks", BAD_STREAMS.values(), ids=BAD_STREAMS.keys())
+async def test_a_bad_200_stream_rotates_to_the_next_account_like_a_5xx(chunks):
+    runner, up, _, _, failures = setup(oauth("a"), oauth("b"), bases=BASES[:1])
+    bad = Resp(200, chunks=chunks)
+    up.on("at-a", bad)
+    winner = await run(runner)
+    assert winner.account.id == "b" and b"".join(winner.head) == GOOD_EVENT
+    assert failures == [("a@x", 200, "retry")]  # reported, treated like a 5xx: a short backoff, no cooldown
+    assert bad.closed  # never drained
+    assert await runner.pool.status("m") and all(s.state == "ready" for s in await runner.pool.status("m"))
+
+
+async def test_a_stream_is_held_only_up_to_its_first_usable_event():
+    runner, up, *_ = setup(oauth("a"), bases=BASES[:1])
+    rest = b'data: {"response": {"candidates": [{"finishReason": "STOP"}]}}\r\n\r\n'
+    resp = Resp(200, chunks=[b": keep-alive\r\n\r\n", b'data: {"response": {"candi', b'dates": []}}\r\n\r\n',
+                             rest])
+    up.on("at-a", resp)
+    winner = await run(runner)
+    assert b"".join(winner.head) == b': keep-alive\r\n\r\ndata: {"response": {"candidates": []}}\r\n\r\n'
+    assert resp.content.chunks == [rest] and not resp.closed  # the rest is left for the relay to pump
+
+
+async def test_an_unterminated_last_event_at_the_end_of_the_stream_is_usable():
+    runner, up, *_ = setup(oauth("a"), bases=BASES[:1])
+    up.on("at-a", Resp(200, chunks=[b'data: {"response": {"candidates": []}}']))
+    assert (await run(runner)).account.id == "a"
+
+
+async def test_a_silent_stream_is_a_failed_attempt_after_the_first_byte_timeout():
+    runner, up, _, _, failures = setup(oauth("a"), oauth("b"), bases=BASES[:1], real_time=True)
+    runner.first_byte_timeout = 0.05
+    up.on("at-a", Resp(200, chunks=[10.0]))
+    started = time.monotonic()
+    winner = await run(runner)
+    assert winner.account.id == "b" and time.monotonic() - started < 2
+    assert failures == [("a@x", 200, "retry")]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b"<html><body>Service Unavailable</body></html>", "HTML"),
+    (b"{not json", "not valid JSON"),
+    (b'{"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}', "overloaded"),
+    (b"", "empty"),
+    (b"[1, 2]", "not an object"),
+])
+async def test_a_bad_200_answer_is_validated_before_it_wins(body, words):
+    runner, up, _, _, failures = setup(oauth("a"), bases=BASES[:1], max_attempts=2)
+    up.on("at-a", Resp(200, body), Resp(200, body))
+    with pytest.raises(errors.GatewayError) as e:
+        await runner.run("m", False, {"contents": []}, CallContext("r"))
+    assert (e.value.status, e.value.type) == (503, "api_error")
+    assert words in e.value.message
+    assert [f[1:] for f in failures] == [(200, "retry"), (200, "retry")]
+
+
+async def test_a_good_non_stream_answer_is_parsed_once_and_unwrapped():
+    runner, up, *_ = setup(oauth("a"), bases=BASES[:1])
+    up.on("at-a", Resp(200, {"response": {"candidates": [{"index": 0}]}, "traceId": "t"}))
+    winner = await runner.run("m", False, {"contents": []}, CallContext("r"))
+    assert winner.parsed == {"candidates": [{"index": 0}]} and winner.response.released
+
+
+async def test_an_unreachable_upstream_is_a_502_upstream_unreachable_not_a_rate_limit():
+    runner, up, *_ = setup(oauth("a"), max_attempts=4)
+    refused = aiohttp.ClientConnectorError(aiohttp.client_reqrep.ConnectionKey(
+        "h", 1, False, True, None, None, None), OSError(111, "Connection refused"))
+    up.on("at-a", *[refused] * 4)
+    with pytest.raises(errors.UpstreamUnreachable) as e:
+        await run(runner)
+    assert (e.value.status, e.value.code, e.value.type) == (502, "upstream_unreachable", "upstream_error")
+    assert await runner.pool.ready_in("m") is None or True  # no cooldown for the unreachable account
+    assert all(s.state == "ready" for s in await runner.pool.status("m"))
+
+
+async def test_a_cancelled_request_reports_nothing_and_cools_nobody():
+    runner, up, _, _, failures = setup(oauth("a"), bases=BASES[:1], real_time=True)
+    up.on("at-a", Resp(200, chunks=[10.0]))
+    task = asyncio.ensure_future(run(runner))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert failures == [] and all(s.state == "ready" for s in await runner.pool.status("m"))
