@@ -1,6 +1,9 @@
 """mitmproxy commands for the account pool, for mitmweb's command bar and mitmproxy's console.
 
-    ag.accounts                  one line per account: state (ready, cooling until, disabled), reason
+    ag.accounts                  a table: each account's state (ready, cooling until, disabled, cannot
+                                 refresh), tier, requests served, last use; below it, its quota per
+                                 model (remaining, reset) and buckets, and per-model cooldowns
+    ag.quota.refresh             ask Cloud Code for every OAuth account's quota now
     ag.accounts.reload           re-read the account directory now
     ag.accounts.disable <id>     disable an account (written to its file) / enable it again
     ag.accounts.enable <id>
@@ -17,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import command, exceptions
 
+from ..account_view import table
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
 from ..upstream.periodic import Periodic
@@ -53,12 +57,19 @@ def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+Views = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
 class AccountCommands:
-    def __init__(self, pool: Pool, watcher: AccountWatcher) -> None:
+    def __init__(self, pool: Pool, watcher: AccountWatcher, views: Views | None = None,
+                 refresh_quota: Callable[[], Awaitable[None]] | None = None) -> None:
         self.pool = pool
         self.watcher = watcher
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
+        self.views: list[dict[str, Any]] = []  # what GET /ag/accounts answers, for the table
+        self._views = views
+        self._refresh_quota = refresh_quota
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -72,6 +83,8 @@ class AccountCommands:
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
+        if self._views is not None:
+            self.views = await self._views()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -81,11 +94,20 @@ class AccountCommands:
     # ---- commands -------------------------------------------------------------------------------
     @command.command("ag.accounts")
     def accounts(self) -> Sequence[str]:
-        """Every account with its live state: ready, cooling until when and why, or disabled."""
+        """Every account with its live state (ready, cooling until when and why, disabled), tier, requests
+        served, last use, and its quota per model and bucket."""
         if not self.snapshot:
             return ["no accounts loaded"]
         now = time.time()
+        if self._views is not None:
+            return table(self.views, now)
         return [describe(s, now) for s in self.snapshot]
+
+    @command.command("ag.quota.refresh")
+    def quota_refresh(self) -> None:
+        """Ask Cloud Code for every OAuth account's quota now (ag.accounts shows it once it arrived)."""
+        if self._refresh_quota is not None:
+            self._spawn(self._after(self._refresh_quota()))
 
     @command.command("ag.accounts.reload")
     def reload(self) -> None:

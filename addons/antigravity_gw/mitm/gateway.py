@@ -37,7 +37,8 @@ from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
 from ..translate.endpoints import Endpoint, Ids, endpoint_for
 from ..upstream.account_watch import AccountWatcher
-from ..upstream.accounts import AccountFiles
+from ..account_view import account_view, utc
+from ..upstream.accounts import Account, AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
 from ..upstream.dialects import (
@@ -50,7 +51,9 @@ from ..upstream.dialects import (
 )
 from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
+from ..upstream.periodic import Periodic
 from ..upstream.pool import Pool, conversation_key, scheduler_for
+from ..upstream.quota import QuotaMonitor
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
 from .commands import AccountCommands
@@ -99,13 +102,20 @@ class Plan:
     ids: Ids
     job: RelayJob
 
+    @property
+    def served_model(self) -> str:
+        """The model that answered: the mapped one, or its ``ag_model_fallback`` target."""
+        return self.job.model or self.mapped_model
+
 
 class Gateway:
     def __init__(self) -> None:
         self.settings = Settings()
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
-        self.addons = [AccountCommands(self.pool, self.watcher)]  # mitmproxy loads children: ag.accounts*
+        # mitmproxy loads children: ag.accounts*
+        self.addons = [AccountCommands(self.pool, self.watcher, views=self.account_views,
+                                       refresh_quota=self.refresh_quota)]
         self.plans: dict[str, Plan] = {}
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
@@ -121,6 +131,8 @@ class Gateway:
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
+        self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
+        self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -142,7 +154,11 @@ class Gateway:
             self.relay.first_byte_timeout = self.settings.timeouts.first_byte
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
+            self.pool.quota.set_floor(self.settings.quota_floor)
             self._runner = None  # rebuilt lazily with the new settings
+            self._quota = None  # likewise (base URLs, User-Agent)
+            if self._session is not None and "ag_quota_refresh" in updated:
+                self._spawn(self._restart_quota_timer())
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
@@ -169,6 +185,7 @@ class Gateway:
             self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
+        await self._restart_quota_timer()
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise walk it again and again under load.
         gc.freeze()
@@ -176,6 +193,7 @@ class Gateway:
                     self.settings.accounts_dir)
 
     async def done(self) -> None:
+        await self._quota_timer.stop()
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
@@ -187,6 +205,50 @@ class Gateway:
 
     async def reload_accounts(self) -> None:
         await self.watcher.poll()
+
+    # ---- quota -----------------------------------------------------------------------------
+    def _quota_monitor(self) -> QuotaMonitor:
+        if self._quota is None:
+            st = self.settings
+            self._quota = QuotaMonitor(self.pool.quota, self._session_or_fail(), self._make_runner().tokens,
+                                       bases=st.cloudcode_urls, user_agent=st.user_agent,
+                                       accounts=lambda: self.pool.accounts)
+        return self._quota
+
+    def _session_or_fail(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "upstream calls start only after running()"
+        return self._session
+
+    async def refresh_quota(self) -> None:
+        """Every OAuth account's quota, now (the timer, ``ag.quota.refresh``, ``GET /ag/accounts?refresh=1``)."""
+        if self._session is not None:
+            await self._quota_monitor().refresh_all()
+
+    def _after_429(self, account: Account) -> None:
+        self._quota_monitor().after_429(account)
+
+    async def _restart_quota_timer(self) -> None:
+        """``ag_quota_refresh`` seconds apart, the first one at once; 0 = no automatic refreshes."""
+        await self._quota_timer.stop()
+        if self.settings.quota_refresh > 0:
+            self._spawn(self.refresh_quota())
+            self._quota_timer.start(self.settings.quota_refresh)
+
+    async def account_views(self) -> list[dict[str, Any]]:
+        """Every account's live state and quota, as ``GET /ag/accounts`` answers it."""
+        now = time.time()
+        st, pool = self.settings, self.pool
+        can_refresh = bool(st.oauth_client_id and st.oauth_client_secret)
+        return [account_view(s, pool.quota.get(s.account.id), now=now, floor=pool.quota.floor,
+                             served=pool.served.get(s.account.id, 0), last_used=pool.last_served.get(s.account.id),
+                             can_refresh=can_refresh)
+                for s in await pool.status()]
+
+    async def _accounts_answer(self, flow: http.HTTPFlow) -> http.Response:
+        if flow.request.query.get("refresh", "").lower() in ("1", "true", "yes"):
+            await self.refresh_quota()
+        return flows.json_response(200, {"object": "list", "generated_at": utc(time.time()),
+                                         "accounts": await self.account_views()})
 
     def _drop_image_fetcher(self) -> None:
         """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
@@ -219,7 +281,9 @@ class Gateway:
             dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
-                                         projects=projects, first_byte_timeout=st.timeouts.first_byte)
+                                         projects=projects, first_byte_timeout=st.timeouts.first_byte,
+                                         fallbacks=st.model_fallback,
+                                         on_rate_limited=self._after_429 if st.quota_refresh > 0 else None)
         return self._runner
 
     def _model_fetcher(self) -> GoogleModels | None:
@@ -300,6 +364,9 @@ class Gateway:
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
             flow.response = await self.models.answer(route, self._model_fetcher())
+            return
+        if route.kind == RouteKind.ACCOUNTS:
+            flow.response = await self._accounts_answer(flow)
             return
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
@@ -483,19 +550,23 @@ class Gateway:
         else:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.mapped_model}
+                                         "model": plan.served_model}
+        if job.fallback_from:
+            flow.metadata[flows.UPSTREAM]["fallback_from"] = job.fallback_from
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
         """X-Mapped-Model, X-Account-Email and the attempt count, as raw fields (appended, not looked up)."""
         job = plan.job
-        fields = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
+        fields = ((MAPPED_MODEL_FIELD, plan.served_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.mapped_model} via "
+        fallback = (f" (ag_model_fallback: every account was exhausted or cooling for {plan.job.fallback_from})"
+                    if plan.job.fallback_from else "")
+        flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.served_model}{fallback} via "
                         f"{plan.job.account or '-'} ({plan.job.attempts} attempt(s))")
 
     @contextlib.contextmanager
