@@ -39,6 +39,9 @@ from .upstream.accounts import (
 )
 
 DEFAULT_MANAGER_DIR = "~/.antigravity_tools"
+ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' (an OAuth account) "
+            "or 'scripts/ag accounts add --api-key -' (a Gemini API key), or copy Antigravity-Manager's with "
+            "'scripts/ag accounts import'; to try the gateway without an account: scripts/gateway --demo")
 LIVE_STATE_HINT = ("cooldowns live in the running gateway: run 'ag.accounts' in mitmweb's command bar "
                    "(or mitmproxy's console)")
 
@@ -102,13 +105,16 @@ def _utc(timestamp: float) -> str:
 
 # ---- the verbs ------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, out: TextIO) -> None:
+    """Nothing to list is not an error: a new user's first command, so it says what to do next."""
     now = time.time()
-    rows = [describe(p, a, now) for p, a in load_dir(args.dir)]
+    present = args.dir.is_dir()
+    rows = [describe(p, a, now) for p, a in load_dir(args.dir)] if present else []
     if args.json:
         out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     if not rows:
-        out.write(f"no accounts in {args.dir}\n")
+        where = args.dir if present else f"{args.dir} (the directory does not exist yet)"
+        out.write(f"no accounts in {where}: {ADD_HINT}\n")
         return
     columns = ("id", "email", "kind", "state", "detail")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]}

@@ -124,7 +124,8 @@ class Auth:
             self.settings = resolve_inbound_auth(o.ag_auth_mode, o.ag_api_key, listen_hosts(o),
                                                  allow_public=o.ag_allow_unauthenticated_public)
         except ValueError as e:
-            raise exceptions.OptionsError(str(e)) from None  # the message is the whole story
+            options.refuse(str(e))  # the message is the whole story (at start-up: one line, no traceback)
+            return
         self.gate = gate_for(self.settings)
         if self.settings.exposed_on and self.settings.mode == "off":
             logger.warning("inbound auth is OFF while listening on %s (ag_allow_unauthenticated_public): "

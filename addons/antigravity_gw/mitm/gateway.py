@@ -51,7 +51,7 @@ from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, T
 from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
-from .commands import AccountCommands
+from .commands import AccountCommands, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
 from .stream import StreamAdapter
@@ -100,7 +100,8 @@ class Gateway:
         self.settings = Settings()
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
-        self.addons = [AccountCommands(self.pool, self.watcher)]  # mitmproxy loads children: ag.accounts*
+        # mitmproxy loads children: ag.accounts*
+        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh)]
         self.plans: dict[str, Plan] = {}
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
@@ -117,6 +118,12 @@ class Gateway:
         options.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as e:
+            options.refuse(str(e))  # at start-up: one line, no traceback
+
+    def _configure(self, updated: set[str]) -> None:
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             raise exceptions.OptionsError(
                 "stream_large_bodies cannot be used with the gateway: non-stream answers must be translated "
@@ -131,6 +138,7 @@ class Gateway:
             self.relay.keepalive_interval = self.settings.keepalive_interval
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
+            self.pool.source = str(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
             if self._session is not None and "ag_accounts" in updated:
                 self._spawn(self.reload_accounts())
@@ -154,11 +162,19 @@ class Gateway:
         await self.reload_accounts()
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
+        options.warn_unknown(ctx.options.deferred, (n for n in ctx.options.keys() if n.startswith("ag_")))
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise walk it again and again under load.
         gc.freeze()
-        logger.info("antigravity gateway ready: %d account(s) from %s", len(self.pool.accounts),
-                    self.settings.accounts_dir)
+        line, warnings = summary(await self.pool.status(), self._can_refresh(), str(self.settings.accounts_dir),
+                                 time.time())
+        for warning in warnings:
+            logger.warning(warning)
+        logger.info("antigravity gateway ready: %s", line)
+
+    def _can_refresh(self) -> bool:
+        """Whether expired OAuth access tokens can be refreshed: an OAuth client is configured."""
+        return bool(self.settings.oauth_client_id and self.settings.oauth_client_secret)
 
     async def done(self) -> None:
         await self.watcher.stop()

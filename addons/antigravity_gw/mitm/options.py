@@ -6,14 +6,18 @@ to the ``Auth`` addon and are declared in ``mitm/auth.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import exceptions
+from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from .. import settings as s
+
+logger = logging.getLogger(__name__)
 
 # name, type, default, help — README's options table is checked against this list by a test.
 OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
@@ -43,9 +47,61 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
 )
 
 
+# Fixed-choice options: mitmproxy shows them as a select in mitmweb and lists them in --options help.
+CHOICES: dict[str, Sequence[str]] = {"ag_scheduling": s.SCHEDULING_MODES, "ag_auth_mode": s.AUTH_MODES}
+
+
 def declare(loader: Loader, table: Sequence[tuple[str, type | object, object, str]] = OPTIONS) -> None:
+    opts = loader.master.options
     for name, typespec, default, help_text in table:
-        loader.add_option(name, typespec, default, help_text)
+        _drop_unparsable(opts, name, typespec, default, help_text)
+        loader.add_option(name, typespec, default, help_text, choices=CHOICES.get(name))
+
+
+def _drop_unparsable(opts: Any, name: str, typespec: type | object, default: object, help_text: str) -> None:
+    """A ``--set`` value mitmproxy cannot even convert (``ag_max_attempts=x``) would make the option's
+    registration raise inside mitmproxy's script loader, which hangs start-up: check it first, and report
+    it in one line instead."""
+    raw = opts.deferred.get(name)
+    values = getattr(raw, "val", None)  # --set values wait, unconverted, until the option exists
+    if values is None:
+        return
+    from mitmproxy.optmanager import _Option
+
+    try:
+        opts._parse_setval(_Option(name, typespec, default, help_text, None), list(values))
+    except exceptions.OptionsError as e:
+        del opts.deferred[name]
+        refuse(str(e).removeprefix("Failed to parse option "))
+
+
+def refuse(message: str) -> None:
+    """Reject a configuration. While mitmproxy starts, log it as one line, which stops mitmproxy with that
+    line and no traceback (its errorcheck addon exits on any error logged during start-up; an exception
+    would print the traceback of the script loader). Later (mitmweb's options, ``:set``), raise
+    ``OptionsError``, which rejects the change and shows the message."""
+    if starting_up():
+        logger.error(message)
+        return
+    raise exceptions.OptionsError(message)
+
+
+def starting_up() -> bool:
+    """True while mitmproxy's errorcheck still watches the log: an error logged now ends start-up."""
+    try:
+        checker = ctx.master.addons.get("errorcheck")
+    except AttributeError:  # no master (unit tests without a context)
+        return False
+    return checker is not None and checker.logger in logging.getLogger().handlers
+
+
+def warn_unknown(deferred: Iterable[str], known: Iterable[str]) -> None:
+    """``--set ag_schedulng=lru`` sets nothing: say so, and name the option that was probably meant."""
+    names = sorted(known)
+    for name in sorted(n for n in deferred if n.startswith("ag_")):
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "README's Options table lists the ag_* options"
+        logger.warning("unknown option %s (ignored): %s", name, hint)
 
 
 def apply_loopback_default(opts: Any) -> None:

@@ -310,8 +310,11 @@ class AttemptRunner:
     async def _exhausted(self, model: str, budget: AttemptBudget) -> errors.GatewayError:
         accounts = self.pool.accounts
         if not accounts:
+            where = self.pool.source or "the ag_accounts directory"
             return errors.PoolExhausted(
-                "No upstream accounts are configured: put account files into the ag_accounts directory.",
+                f"No upstream accounts are configured: {where} holds no account file. Add one with "
+                "'scripts/ag accounts add --refresh-token - --email you@gmail.com' or 'scripts/ag accounts add "
+                "--api-key -', or point ag_accounts at your accounts; the gateway picks them up within seconds.",
                 status=503, code="no_accounts")
         now = self.pool.clock()
         lines: list[str] = []
