@@ -202,7 +202,9 @@ class AttemptRunner:
         except RefreshFailed as e:
             cooldown = 0.0 if e.permanent else REFRESH_FAILURE_COOLDOWN
             self._unprepared(account, budget, str(e))
-            await self.pool.cool_down(account, cooldown, "token refresh failed")
+            # the reason says why, so "all accounts unavailable" tells the client what to fix
+            await self.pool.cool_down(account, cooldown,
+                                      f"token refresh failed: {str(e).removeprefix(account.label + ': ')}")
         except ProjectUnavailable as e:
             self._unprepared(account, budget, f"{account.label}: {e}")
             await self.pool.cool_down(account, NO_PROJECT_COOLDOWN if e.missing else PROJECT_FAILURE_COOLDOWN,
