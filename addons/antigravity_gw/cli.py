@@ -39,6 +39,7 @@ from .upstream.accounts import (
 )
 
 DEFAULT_MANAGER_DIR = "~/.antigravity_tools"
+OAUTH_CLIENT_OPTIONS = "the gateway's ag_oauth_client_id and ag_oauth_client_secret"
 ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' (an OAuth account) "
             "or 'scripts/ag accounts add --api-key -' (a Gemini API key), or copy Antigravity-Manager's with "
             "'scripts/ag accounts import'; to try the gateway without an account: scripts/gateway --demo")
@@ -92,7 +93,8 @@ def describe(path: Path, a: Account, now: float) -> dict[str, Any]:
         state, detail = "unusable", "access token expired and no refresh token"
     else:
         token = (f"access token valid until {_utc(a.expiry_timestamp)}" if a.expiry_timestamp > now
-                 else "access token refreshed on first use")
+                 else "access token expired: refreshed on first use")
+        token += f" (refreshing needs {OAUTH_CLIENT_OPTIONS})"
         state = "ready"
         project = a.project_id or "(from loadCodeAssist)"
         detail = f"{token}, refresh token {mask(a.refresh_token)}, project {project}"

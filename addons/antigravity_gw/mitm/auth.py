@@ -30,7 +30,8 @@ from . import flows, options
 logger = logging.getLogger(__name__)
 
 AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
-    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key)."),
+    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key); "
+     "env:NAME or file:PATH keeps it out of the command line and this page."),
     ("ag_auth_mode", str, "auto",
      "Inbound auth: off, strict, all_except_health or auto (off on loopback only, else all_except_health)."),
     ("ag_allow_unauthenticated_public", bool, False,
@@ -111,6 +112,7 @@ class Auth:
     def __init__(self) -> None:
         self.settings = InboundAuth()
         self.gate: Gate = ClosedGate()
+        self._api_key = options.SecretOption("ag_api_key")
 
     def load(self, loader: Loader) -> None:
         options.declare(loader, AUTH_OPTIONS)
@@ -121,7 +123,7 @@ class Auth:
         options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
         o = ctx.options
         try:
-            self.settings = resolve_inbound_auth(o.ag_auth_mode, o.ag_api_key, listen_hosts(o),
+            self.settings = resolve_inbound_auth(o.ag_auth_mode, self._api_key.resolve(o), listen_hosts(o),
                                                  allow_public=o.ag_allow_unauthenticated_public)
         except ValueError as e:
             options.refuse(str(e))  # the message is the whole story (at start-up: one line, no traceback)

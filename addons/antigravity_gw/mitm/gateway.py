@@ -112,6 +112,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self._client_secret = options.SecretOption("ag_oauth_client_secret")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -130,7 +131,7 @@ class Gateway:
                 "whole (clients would get raw Gemini JSON).")
         self._apply_safe_defaults(updated)
         if any(name.startswith("ag_") for name in updated):
-            self.settings = options.read_settings(ctx.options)
+            self.settings = options.read_settings(ctx.options, self._client_secret)
             try:
                 self.model_map.configure(self.settings.model_map, self.settings.model_map_file)
             except ValueError as e:

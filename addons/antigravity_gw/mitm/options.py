@@ -28,7 +28,8 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_gemini_url", str, s.DEFAULT_GEMINI_URL, "Public Gemini API base URL, for API-key accounts."),
     ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL, "OAuth token endpoint used to refresh access tokens."),
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
-    ("ag_oauth_client_secret", str, "", "OAuth client secret of that app."),
+    ("ag_oauth_client_secret", str, "",
+     "OAuth client secret of that app: env:NAME or file:PATH keeps it out of the command line and this page."),
     ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
@@ -114,8 +115,44 @@ def apply_loopback_default(opts: Any) -> None:
         opts.update(listen_host="127.0.0.1")
 
 
-def read_settings(o: Any) -> s.Settings:
+HIDDEN_PREFIX = "[hidden "
+
+
+class SecretOption:
+    """One secret-valued option (``ag_api_key``, ``ag_oauth_client_secret``), owned by the addon that
+    declares it.
+
+    ``env:NAME`` and ``file:PATH`` references are resolved at configure time and stay what mitmproxy
+    stores and shows. A secret typed in as the value itself is kept here and replaced in mitmproxy's
+    option store by a placeholder (``[hidden …ab12]``), so mitmweb's Options page, ``/options.json`` and
+    a saved config never hold it. The placeholder means "the secret this process was given"; a new value
+    replaces it. (The command line itself is visible in ``ps``: that is what the references are for.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._secret = ""
+        self._placeholder = ""
+
+    def resolve(self, opts: Any) -> str:
+        value: str = getattr(opts, self.name)
+        if self._placeholder and value == self._placeholder:
+            return self._secret
+        if value.startswith(HIDDEN_PREFIX):
+            raise ValueError(f"{self.name}: {value} stands for a secret this gateway was not given (a saved "
+                             "config?); set the secret again, best as env:NAME or file:PATH")
+        if not value or s.is_secret_reference(value):
+            self._secret = self._placeholder = ""
+            return s.resolve_secret(value, what=self.name)
+        self._secret = value
+        self._placeholder = f"{HIDDEN_PREFIX}…{value[-4:]}]" if len(value) > 12 else f"{HIDDEN_PREFIX}…]"
+        opts.update(**{self.name: self._placeholder})  # configures again, which resolves the placeholder
+        return value
+
+
+def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.Settings:
     """Build a new ``Settings`` from mitmproxy's options; ``OptionsError`` names the bad value."""
+    secret = oauth_client_secret or SecretOption("ag_oauth_client_secret")
     try:
         return s.Settings(
             accounts_dir=Path(o.ag_accounts).expanduser(),
@@ -123,7 +160,7 @@ def read_settings(o: Any) -> s.Settings:
             gemini_url=s.parse_base_url(o.ag_gemini_url, what="ag_gemini_url"),
             oauth_token_url=s.parse_base_url(o.ag_oauth_token_url, what="ag_oauth_token_url"),
             oauth_client_id=o.ag_oauth_client_id,
-            oauth_client_secret=o.ag_oauth_client_secret,
+            oauth_client_secret=secret.resolve(o),
             model_map=s.parse_model_map(o.ag_model_map),
             model_map_file=Path(o.ag_model_map_file).expanduser() if o.ag_model_map_file else None,
             body_limit=s.parse_size(o.ag_body_limit, what="ag_body_limit"),
