@@ -51,6 +51,7 @@ from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, T
 from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
+from .access_log import tokens_of
 from .commands import AccountCommands, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
@@ -305,6 +306,7 @@ class Gateway:
                        report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
+                                               "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
         if not stream and self._inline:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
@@ -327,10 +329,11 @@ class Gateway:
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
+        tokens = None
         if status == 200:
-            data = self._translated(plan, data)  # may raise: the plan is still there for the error's headers
+            data, tokens = self._translated(plan, data)  # may raise: the plan still gives the error its headers
         self.plans.pop(flow.id, None)
-        self._restore_display(flow, plan)
+        self._restore_display(flow, plan, tokens)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
@@ -406,22 +409,24 @@ class Gateway:
             else:
                 self._comment(flow, plan)
             return
-        resp.content = self._translated(plan, resp.content or b"")
+        resp.content, tokens = self._translated(plan, resp.content or b"")
+        flow.metadata.setdefault(flows.UPSTREAM, {})["tokens"] = tokens
         resp.headers["content-type"] = "application/json"
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes) -> bytes:
-        """A whole Gemini answer as the client's OpenAI answer."""
+    def _translated(plan: Plan, data: bytes) -> tuple[bytes, tuple[int, int] | None]:
+        """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens."""
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise errors.UpstreamProtocolError("Google answered with a body that is not JSON.") from None
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, unwrap_any(gemini), plan.ids))
+        gemini = unwrap_any(gemini)
+        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
@@ -429,7 +434,7 @@ class Gateway:
         else:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.mapped_model}
+                                         "model": plan.mapped_model, "tokens": tokens}
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
