@@ -82,9 +82,14 @@ def refuse(message: str) -> None:
     would print the traceback of the script loader). Later (mitmweb's options, ``:set``), raise
     ``OptionsError``, which rejects the change and shows the message."""
     if starting_up():
-        logger.error(message)
+        if message not in _REFUSED_AT_START:  # a nested configure (SecretOption) meets the same error again
+            _REFUSED_AT_START.add(message)
+            logger.error(message)
         return
     raise exceptions.OptionsError(message)
+
+
+_REFUSED_AT_START: set[str] = set()
 
 
 def starting_up() -> bool:
