@@ -40,9 +40,10 @@ from .upstream.accounts import (
 
 DEFAULT_MANAGER_DIR = "~/.antigravity_tools"
 OAUTH_CLIENT_OPTIONS = "the gateway's ag_oauth_client_id and ag_oauth_client_secret"
-ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' (an OAuth account) "
-            "or 'scripts/ag accounts add --api-key -' (a Gemini API key), or copy Antigravity-Manager's with "
-            "'scripts/ag accounts import'; to try the gateway without an account: scripts/gateway --demo")
+ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' (an OAuth "
+            "account) or 'scripts/ag accounts add --api-key -' (a Gemini API key), or copy "
+            "Antigravity-Manager's with 'scripts/ag accounts import'; to try the gateway without an account: "
+            "scripts/gateway --demo")
 LIVE_STATE_HINT = ("cooldowns live in the running gateway: run 'ag.accounts' in mitmweb's command bar "
                    "(or mitmproxy's console)")
 

@@ -34,7 +34,8 @@ def stored(tctx) -> bytes:
 
 def test_a_raw_secret_is_kept_by_the_addon_and_hidden_from_the_option_store(addons):
     auth, gateway, tctx = addons
-    tctx.configure(auth, ag_api_key=KEY, ag_oauth_client_id="cid", ag_oauth_client_secret="client-secret-abcd")
+    tctx.configure(auth, ag_api_key=KEY, ag_oauth_client_id="cid",
+                   ag_oauth_client_secret="client-secret-abcd")
     assert isinstance(auth, Auth) and isinstance(gateway, Gateway)
     assert auth.settings.api_key == KEY and gateway.settings.oauth_client_secret == "client-secret-abcd"
     assert tctx.options.ag_api_key == "[hidden …6789]"
@@ -48,7 +49,8 @@ def test_references_are_resolved_and_stay_what_the_store_shows(addons, tmp_path,
     auth, gateway, tctx = addons
     monkeypatch.setenv("GW_TEST_KEY", KEY)
     (tmp_path / "client-secret").write_text("client-secret-abcd\n")
-    tctx.configure(auth, ag_api_key="env:GW_TEST_KEY", ag_oauth_client_secret=f"file:{tmp_path / 'client-secret'}")
+    tctx.configure(auth, ag_api_key="env:GW_TEST_KEY",
+                   ag_oauth_client_secret=f"file:{tmp_path / 'client-secret'}")
     assert auth.settings.api_key == KEY and gateway.settings.oauth_client_secret == "client-secret-abcd"
     assert tctx.options.ag_api_key == "env:GW_TEST_KEY"
     assert KEY.encode() not in stored(tctx) and b"client-secret-abcd" not in stored(tctx)

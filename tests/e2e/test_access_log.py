@@ -27,7 +27,8 @@ def wait_lines(gw, count: int) -> list[str]:
 
 
 def test_one_line_per_request_with_models_account_status_attempts_tokens_and_times(start_gateway, emulator):
-    gw = start_gateway(accounts={"a": {}, "b": {}}, options={"ag_scheduling": "lru", "termlog_verbosity": None})
+    gw = start_gateway(accounts={"a": {}, "b": {}},
+                       options={"ag_scheduling": "lru", "termlog_verbosity": None})  # mitmdump's default
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-x", max_retries=0, timeout=30)
     emulator.add_rule(match={"credential": "at-a"}, times=1, reply={"error": {"kind": "capacity"}})
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

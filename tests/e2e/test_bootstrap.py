@@ -26,8 +26,8 @@ INSTALL_TIMEOUT = 420.0  # a cold venv on the shared 2-core machine; pip's cache
 
 def fresh_clone(dest: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True, timeout=120)
-    changed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--modified", "--others", "--exclude-standard",
-                              "-z"], capture_output=True, check=True, timeout=60).stdout.split(b"\0")
+    listing = ["git", "-C", str(ROOT), "ls-files", "--modified", "--others", "--exclude-standard", "-z"]
+    changed = subprocess.run(listing, capture_output=True, check=True, timeout=60).stdout.split(b"\0")
     for name in filter(None, (n.decode() for n in changed)):
         source, target = ROOT / name, dest / name
         if source.is_file():
@@ -52,9 +52,9 @@ def user_env(home: Path) -> dict[str, str]:
 
 def run_test_command(clone: Path, env: dict[str, str]) -> str:
     """``scripts/test``, as README says, limited to collecting one file (the suite itself is running now)."""
-    result = subprocess.run([str(clone / "scripts" / "test"), "--collect-only", "-q", "-p", "no:cacheprovider",
-                             "tests/unit/test_settings.py"], cwd=clone, env=env, capture_output=True, text=True,
-                            timeout=INSTALL_TIMEOUT)
+    command = [str(clone / "scripts" / "test"), "--collect-only", "-q", "-p", "no:cacheprovider",
+               "tests/unit/test_settings.py"]
+    result = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test_settings.py::" in result.stdout
     return result.stderr
@@ -70,7 +70,7 @@ def run_gateway_command(clone: Path, env: dict[str, str]) -> str:
         try:
             deadline = time.monotonic() + INSTALL_TIMEOUT
             while "antigravity gateway ready" not in log.read_text(errors="replace"):
-                assert proc.poll() is None, f"scripts/gateway exited with {proc.returncode}:\n{log.read_text()}"
+                assert proc.poll() is None, f"scripts/gateway exited ({proc.returncode}):\n{log.read_text()}"
                 assert time.monotonic() < deadline, f"scripts/gateway not ready:\n{log.read_text()}"
                 time.sleep(0.2)
         finally:

@@ -7,8 +7,8 @@
 lines: ``flow_detail`` defaults to 0 unless you set it. Failed upstream attempts keep
 their own ``attempt failed`` lines. mitmproxy's own per-connection lines (``client connect``, ``client
 disconnect``, ``server connect`` / ``server disconnect`` and ``Streaming response from``, which for the
-gateway are mostly about the loopback relay) are demoted to debug: ``--set termlog_verbosity=debug`` shows them again, and
-``termlog_verbosity=warn`` hides the access lines too.
+gateway are mostly about the loopback relay) are demoted to debug: ``--set termlog_verbosity=debug``
+shows them again, and ``termlog_verbosity=warn`` hides the access lines too.
 
 Cheap by design: it runs once per request, reads what the Gateway already recorded on the flow
 (``ag.client_request``, ``ag.upstream``) or the stream adapter, and parses a body only for an error answer.
@@ -52,9 +52,10 @@ class AccessLog:
         logging.getLogger(SERVER_LOGGER).addFilter(self._noise)
 
     def configure(self, updated: set[str]) -> None:
-        """These lines replace mitmdump's own two per flow (``flow_detail=1``), unless the user chose a detail."""
+        """These lines replace mitmdump's two per flow (``flow_detail=1``) unless the user chose a detail."""
         opts = ctx.options
-        if "flow_detail" in updated and "flow_detail" in opts and not opts._options["flow_detail"].has_changed():
+        chosen = "flow_detail" not in opts or opts._options["flow_detail"].has_changed()  # mitmweb has none
+        if "flow_detail" in updated and not chosen:
             opts.update(flow_detail=0)
 
     def done(self) -> None:
@@ -70,7 +71,7 @@ class AccessLog:
 
 
 def access_line(flow: http.HTTPFlow) -> str:
-    """The request as one line: what the client asked, what the gateway did, how it ended and how long it took."""
+    """The request as one line: what the client asked, what the gateway did, how it ended, how long."""
     meta = flow.metadata
     client = meta.get(flows.CLIENT_REQUEST) or {}
     upstream = meta.get(flows.UPSTREAM) or {}
@@ -91,7 +92,8 @@ def access_line(flow: http.HTTPFlow) -> str:
         parts.append(f"tokens={tokens[0]}/{tokens[1]}")
     start = flow.request.timestamp_start
     if resp is not None and resp.timestamp_start:
-        first = stream.first_chunk_at if stream is not None and stream.first_chunk_at else resp.timestamp_start
+        first = (stream.first_chunk_at if stream is not None and stream.first_chunk_at
+                 else resp.timestamp_start)
         parts.append(f"first={(first - start) * 1000:.0f}ms")
     end = (resp.timestamp_end if resp is not None else None) or (flow.error.timestamp if flow.error else None)
     if end:

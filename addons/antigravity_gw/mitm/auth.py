@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key); "
-     "env:NAME or file:PATH keeps it out of the command line and this page."),
+     "env:NAME or file:PATH keeps it off the command line and this page."),
     ("ag_auth_mode", str, "auto",
      "Inbound auth: off, strict, all_except_health or auto (off on loopback only, else all_except_health)."),
     ("ag_allow_unauthenticated_public", bool, False,

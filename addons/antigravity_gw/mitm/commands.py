@@ -35,7 +35,8 @@ SNAPSHOT_INTERVAL = 1.0
 
 
 ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' or "
-            "'scripts/ag accounts add --api-key -' (picked up within seconds), or try 'scripts/gateway --demo'")
+            "'scripts/ag accounts add --api-key -' (picked up within seconds), "
+            "or try 'scripts/gateway --demo'")
 
 
 def cannot_refresh(s: AccountStatus, can_refresh: bool) -> bool:
@@ -48,10 +49,12 @@ def token_expiry(a: Account, now: float) -> str:
         return "it has no access token, so it cannot be used"
     if a.expiry_timestamp <= now:
         return f"its access token expired at {_utc(a.expiry_timestamp)}, so it cannot be used"
-    return f"its access token expires at {_utc(a.expiry_timestamp)} (in {(a.expiry_timestamp - now) / 60:.0f} min)"
+    minutes = (a.expiry_timestamp - now) / 60
+    return f"its access token expires at {_utc(a.expiry_timestamp)} (in {minutes:.0f} min)"
 
 
-def summary(statuses: Sequence[AccountStatus], can_refresh: bool, source: str, now: float) -> tuple[str, list[str]]:
+def summary(statuses: Sequence[AccountStatus], can_refresh: bool, source: str,
+            now: float) -> tuple[str, list[str]]:
     """The ready line's account part, and one warning per account that needs the user's attention."""
     if not statuses:
         return f"0 accounts in {source}", [f"no accounts in {source}: {ADD_HINT}"]
@@ -78,7 +81,8 @@ def describe(s: AccountStatus, now: float, can_refresh: bool = True) -> str:
     if models:
         state += "; " + ", ".join(f"{c.model} cooling until {_utc(c.until)} ({c.reason})" for c in models)
     if cannot_refresh(s, can_refresh):
-        state += f"; CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): {token_expiry(a, now)}"
+        state += ("; CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): "
+                  f"{token_expiry(a, now)}")
     return f"{head}: {state}"
 
 

@@ -164,12 +164,13 @@ class Gateway:
         await self.reload_accounts()
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
-        options.warn_unknown(ctx.options.deferred, (n for n in ctx.options.keys() if n.startswith("ag_")))
+        known = [n for n in ctx.options.keys() if n.startswith("ag_")]  # noqa: SIM118 (not a dict)
+        options.warn_unknown(ctx.options.deferred, known)
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise walk it again and again under load.
         gc.freeze()
-        line, warnings = summary(await self.pool.status(), self._can_refresh(), str(self.settings.accounts_dir),
-                                 time.time())
+        line, warnings = summary(await self.pool.status(), self._can_refresh(),
+                                 str(self.settings.accounts_dir), time.time())
         for warning in warnings:
             logger.warning(warning)
         logger.info("antigravity gateway ready: %s", line)
@@ -331,7 +332,7 @@ class Gateway:
         status = winner.response.status
         tokens = None
         if status == 200:
-            data, tokens = self._translated(plan, data)  # may raise: the plan still gives the error its headers
+            data, tokens = self._translated(plan, data)  # may raise: the plan gives the error its headers
         self.plans.pop(flow.id, None)
         self._restore_display(flow, plan, tokens)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))

@@ -29,7 +29,7 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL, "OAuth token endpoint used to refresh access tokens."),
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
     ("ag_oauth_client_secret", str, "",
-     "OAuth client secret of that app: env:NAME or file:PATH keeps it out of the command line and this page."),
+     "OAuth client secret of that app; env:NAME or file:PATH keeps it off the command line and this page."),
     ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),

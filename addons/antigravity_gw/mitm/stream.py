@@ -36,7 +36,8 @@ class StreamFormat(Protocol):
 
 
 class StreamAdapter:
-    __slots__ = ("_decoder", "_translator", "_format", "_unwrap", "_closed", "flow_id", "first_chunk_at", "usage")
+    __slots__ = ("_closed", "_decoder", "_format", "_translator", "_unwrap", "first_chunk_at", "flow_id",
+                 "usage")
 
     def __init__(self, translator: StreamTranslator, fmt: StreamFormat,
                  unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "") -> None:

@@ -315,8 +315,9 @@ class AttemptRunner:
             where = self.pool.source or "the ag_accounts directory"
             return errors.PoolExhausted(
                 f"No upstream accounts are configured: {where} holds no account file. Add one with "
-                "'scripts/ag accounts add --refresh-token - --email you@gmail.com' or 'scripts/ag accounts add "
-                "--api-key -', or point ag_accounts at your accounts; the gateway picks them up within seconds.",
+                "'scripts/ag accounts add --refresh-token - --email you@gmail.com' or "
+                "'scripts/ag accounts add --api-key -', or point ag_accounts at your accounts; the gateway "
+                "picks them up within seconds.",
                 status=503, code="no_accounts")
         now = self.pool.clock()
         lines: list[str] = []
