@@ -22,14 +22,15 @@ def utc(timestamp: float | None) -> str | None:
 
 
 def account_view(s: AccountStatus, quota: AccountQuota | None, *, now: float, floor: float,
-                 served: int, last_used: float | None, can_refresh: bool) -> dict[str, Any]:
-    """One account for ``GET /ag/accounts``; ``floor`` is a fraction (0.1 = 10 %)."""
+                 served: int, last_used: float | None, can_refresh: bool, note: str = "") -> dict[str, Any]:
+    """One account for ``GET /ag/accounts``; ``floor`` is a fraction (0.1 = 10 %); ``note``: what the user
+    should know (why it cannot refresh, until when it still works)."""
     a = s.account
-    state = s.state
-    if state != "disabled" and a.kind == "oauth" and not can_refresh:
-        state = "cannot refresh"  # works only until its access token expires: no OAuth client is set
+    stuck = s.state != "disabled" and a.kind == "oauth" and not can_refresh
+    state = "cannot refresh" if stuck and s.state == "ready" else s.state  # works until its token expires
     view: dict[str, Any] = {
-        "id": a.id, "email": a.email, "kind": a.kind, "state": state,
+        "id": a.id, "email": a.email, "kind": a.kind, "state": state, "cannot_refresh": stuck,
+        "note": note or None,
         "until": utc(s.until), "reason": s.reason or None,
         "cooldowns": [{"model": c.model or None, "until": utc(c.until), "reason": c.reason}
                       for c in s.cooldowns],
@@ -72,6 +73,8 @@ def table(views: Iterable[Mapping[str, Any]], now: float) -> list[str]:
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     for view, row in zip(views, rows, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if view.get("note"):
+            lines.append("    " + view["note"])
         lines += ["    " + line for line in _quota_lines(view, now)]
     return lines
 

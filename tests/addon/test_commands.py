@@ -1,6 +1,7 @@
 """mitm/commands.py: the ag.accounts* commands, loaded as the Gateway's child addon."""
 
 import asyncio
+import re
 
 import orjson
 import pytest
@@ -23,11 +24,23 @@ async def gw(tmp_path):
     write(tmp_path, "b", disabled=True, disabled_reason="invalid_grant: revoked")
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, ag_accounts=str(tmp_path))
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_oauth_client_id="id", ag_oauth_client_secret="s")
         await addon.reload_accounts()
         commands = addon.addons[0]
         await commands.refresh()
         yield addon, tctx, tmp_path
+
+
+async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
+    addon, tctx, _ = gw
+    assert "CANNOT REFRESH" not in " ".join(tctx.master.commands.execute("ag.accounts"))
+    tctx.configure(addon, ag_oauth_client_secret="")
+    await addon.addons[0].refresh()
+    lines = tctx.master.commands.execute("ag.accounts")
+    assert rows(lines)["a@example.com"].split()[:4] == ["a@example.com", "oauth", "cannot", "refresh"]
+    assert re.fullmatch(r" +CANNOT REFRESH \(set ag_oauth_client_id and ag_oauth_client_secret\): its access "
+                        r"token expires at 2096-10-02T07:06:40Z \(in \d+ min\)", lines[2]), lines[2]
+    assert "CANNOT REFRESH" not in "".join(lines[3:])  # b is disabled: nothing to refresh
 
 
 async def settle(addon):
@@ -45,7 +58,6 @@ async def test_ag_accounts_shows_live_state_and_quota_without_secrets(gw):
     from antigravity_gw.upstream.quota import AccountQuota, ModelQuota
 
     addon, tctx, _ = gw
-    tctx.configure(addon, ag_oauth_client_id="cid", ag_oauth_client_secret="csecret")
     await addon.pool.cool_down(addon.pool.find("a"), 90, "quota exhausted", model="gemini-2.5-pro")
     now = addon.pool.clock()
     addon.pool.quota.store("a", AccountQuota(tier="Gemini Code Assist", fetched_at=now - 5, models={
@@ -64,12 +76,6 @@ async def test_ag_accounts_shows_live_state_and_quota_without_secrets(gw):
     assert any(line.split()[:3] == ["gemini-2.5-flash", "0%", "EXHAUSTED"] for line in lines)
     assert any(line.split()[:3] == ["gemini-2.5-pro", "75%", "resets"] for line in lines)
     assert not any("secret" in line or "at-a" in line for line in lines)
-
-
-async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
-    addon, tctx, _ = gw
-    lines = tctx.master.commands.execute("ag.accounts")
-    assert "cannot refresh" in rows(lines)["a@example.com"]
 
 
 async def test_disable_enable_and_reset_apply_at_once_and_on_disk(gw):

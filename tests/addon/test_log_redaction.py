@@ -9,6 +9,7 @@ from antigravity_gw.mitm import log_redaction
 from antigravity_gw.mitm.auth import Auth
 from antigravity_gw.mitm.gateway import Gateway
 from antigravity_gw.mitm.log_redaction import LogRedactor, redact_secrets
+from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
 
 KEY = "sk-gw-0123456789abcdef"
@@ -88,10 +89,11 @@ def test_many_redactors_share_one_factory_and_the_last_uninstall_removes_it(capl
 
 def test_auth_installs_it_with_the_configured_secrets() -> None:
     auth, gateway = Auth(), Gateway()
-    with taddons.context(auth, gateway) as tctx:
+    with taddons.context(Proxyserver(), auth, gateway) as tctx:  # the Gateway configures listen options
         tctx.configure(auth, ag_api_key=KEY, ag_auth_mode="strict")
         tctx.configure(gateway, ag_oauth_client_secret="GOCSPX-client-secret")
-        assert set(auth.log_redactor.literals) == {KEY, "GOCSPX-client-secret"}
+        assert set(auth.log_redactor.literals) == {KEY}
+        assert set(gateway.log_redactor.literals) == {"GOCSPX-client-secret"}
         assert logging.getLogRecordFactory() is log_redaction._make_record
         auth.done()
     assert auth.log_redactor not in log_redaction._active

@@ -56,7 +56,9 @@ from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.quota import QuotaMonitor
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
-from .commands import AccountCommands
+from .access_log import tokens_of
+from .commands import AccountCommands, refresh_note, summary
+from .log_redaction import LogRedactor
 from .model_map import ModelMap
 from .models import ModelsEndpoint
 from .stream import StreamAdapter
@@ -114,7 +116,7 @@ class Gateway:
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
         # mitmproxy loads children: ag.accounts*
-        self.addons = [AccountCommands(self.pool, self.watcher, views=self.account_views,
+        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
                                        refresh_quota=self.refresh_quota)]
         self.plans: dict[str, Plan] = {}
         self.model_map = ModelMap()
@@ -133,19 +135,29 @@ class Gateway:
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
         self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
+        self._client_secret = options.SecretOption("ag_oauth_client_secret")
+        self.log_redactor = LogRedactor()  # the resolved ag_oauth_client_secret never reaches a log line
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
         options.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as e:
+            options.refuse(str(e))  # at start-up: one line, no traceback
+
+    def _configure(self, updated: set[str]) -> None:
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             raise exceptions.OptionsError(
                 "stream_large_bodies cannot be used with the gateway: non-stream answers must be translated "
                 "whole (clients would get raw Gemini JSON).")
         self._apply_safe_defaults(updated)
         if any(name.startswith("ag_") for name in updated):
-            self.settings = options.read_settings(ctx.options)
+            self.settings = options.read_settings(ctx.options, self._client_secret)
+            secret = self.settings.oauth_client_secret
+            self.log_redactor.literals = (secret,) if secret else ()
             try:
                 self.model_map.configure(self.settings.model_map, self.settings.model_map_file)
             except ValueError as e:
@@ -155,6 +167,7 @@ class Gateway:
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
             self.pool.quota.set_floor(self.settings.quota_floor)
+            self.pool.source = str(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
             self._quota = None  # likewise (base URLs, User-Agent)
             if self._session is not None and "ag_quota_refresh" in updated:
@@ -178,6 +191,7 @@ class Gateway:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        self.log_redactor.install()  # here, not in load(): addon tests never run, so never leak it
         await self.relay.start()
         try:
             await self.reload_accounts()
@@ -186,13 +200,23 @@ class Gateway:
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
         await self._restart_quota_timer()
+        known = [n for n in ctx.options.keys() if n.startswith("ag_")]  # noqa: SIM118 (not a dict)
+        options.warn_unknown(ctx.options.deferred, known)
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise walk it again and again under load.
         gc.freeze()
-        logger.info("antigravity gateway ready: %d account(s) from %s", len(self.pool.accounts),
-                    self.settings.accounts_dir)
+        line, warnings = summary(await self.pool.status(), self._can_refresh(),
+                                 str(self.settings.accounts_dir), time.time())
+        for warning in warnings:
+            logger.warning(warning)
+        logger.info("antigravity gateway ready: %s", line)
+
+    def _can_refresh(self) -> bool:
+        """Whether expired OAuth access tokens can be refreshed: an OAuth client is configured."""
+        return bool(self.settings.oauth_client_id and self.settings.oauth_client_secret)
 
     async def done(self) -> None:
+        self.log_redactor.uninstall()
         await self._quota_timer.stop()
         await self.watcher.stop()
         await self.model_map.stop()
@@ -237,11 +261,11 @@ class Gateway:
     async def account_views(self) -> list[dict[str, Any]]:
         """Every account's live state and quota, as ``GET /ag/accounts`` answers it."""
         now = time.time()
-        st, pool = self.settings, self.pool
-        can_refresh = bool(st.oauth_client_id and st.oauth_client_secret)
+        pool = self.pool
+        can_refresh = self._can_refresh()
         return [account_view(s, pool.quota.get(s.account.id), now=now, floor=pool.quota.floor,
                              served=pool.served.get(s.account.id, 0), last_used=pool.last_served.get(s.account.id),
-                             can_refresh=can_refresh)
+                             can_refresh=can_refresh, note=refresh_note(s, can_refresh, now))
                 for s in await pool.status()]
 
     async def _accounts_answer(self, flow: http.HTTPFlow) -> http.Response:
@@ -398,6 +422,7 @@ class Gateway:
                        report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
+                                               "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
         if not stream and self._inline:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
@@ -427,10 +452,11 @@ class Gateway:
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
+        tokens = None
         if status == 200:  # may raise: the plan is still there for the error's headers
-            data = self._translated(plan, data, winner.parsed)
+            data, tokens = self._translated(plan, data, winner.parsed)
         self.plans.pop(flow.id, None)
-        self._restore_display(flow, plan)
+        self._restore_display(flow, plan, tokens)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
@@ -525,24 +551,28 @@ class Gateway:
             else:
                 self._comment(flow, plan)
             return
-        resp.content = self._translated(plan, resp.content or b"")
+        resp.content, tokens = self._translated(plan, resp.content or b"")
+        flow.metadata.setdefault(flows.UPSTREAM, {})["tokens"] = tokens
         resp.headers["content-type"] = "application/json"
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None) -> bytes:
-        """A whole Gemini answer as the client's OpenAI answer (``parsed``: already checked and unwrapped)."""
+    def _translated(plan: Plan, data: bytes,
+                    parsed: dict[str, Any] | None = None) -> tuple[bytes, tuple[int, int] | None]:
+        """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
+        (``parsed``: already checked and unwrapped by the runner)."""
         if parsed is not None:
-            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids))
+            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise errors.UpstreamProtocolError("Google answered with a body that is not JSON.") from None
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, unwrap_any(gemini), plan.ids))
+        gemini = unwrap_any(gemini)
+        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
@@ -550,7 +580,7 @@ class Gateway:
         else:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.served_model}
+                                         "model": plan.served_model, "tokens": tokens}
         if job.fallback_from:
             flow.metadata[flows.UPSTREAM]["fallback_from"] = job.fallback_from
 
