@@ -37,8 +37,8 @@ from typing import Any, TextIO
 import orjson
 
 from . import account_view
-from .cli_options import resolve_secret, settings_from
-from .settings import DEFAULT_ACCOUNTS_DIR
+from .cli_options import settings_from
+from .settings import DEFAULT_ACCOUNTS_DIR, resolve_secret
 from .upstream.accounts import (
     Account,
     account_paths,

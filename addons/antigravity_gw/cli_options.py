@@ -79,11 +79,3 @@ def settings_from(specs: Iterable[str]) -> tuple[Settings, OptionValues]:
         return read_settings(values), values
     except exceptions.OptionsError as e:
         raise ValueError(str(e)) from None
-
-
-def resolve_secret(value: str, *, what: str) -> str:
-    """``env:NAME`` / ``file:PATH`` as the gateway resolves them (issue 12), else the value itself."""
-    from . import settings
-
-    resolve = getattr(settings, "resolve_secret", None)
-    return resolve(value, what=what) if resolve is not None else value

@@ -157,6 +157,7 @@ def test_fallback_serves_the_target_when_the_model_is_exhausted_everywhere(start
     assert second.headers["x-mapped-model"] == FLASH
     assert [r["model"] for r in emulator.requests(rpc="generateContent")][3:] == [FLASH]
     wait_until(lambda: f"model fallback: {wanted} -> {FLASH}" in gw.log())
+    wait_until(lambda: f"{wanted} → {FLASH} (fallback from {wanted})" in gw.log())  # the access line
 
 
 def test_the_version_gate_names_ag_user_agent_and_cools_no_account(start_gateway, emulator):

@@ -80,6 +80,8 @@ def access_line(flow: http.HTTPFlow) -> str:
     parts = [method, path if client or flows.is_ours(flow) else flow.request.pretty_url.split("?", 1)[0]]
     if "model" in upstream:
         parts.append(f"{client.get('model') or '?'} → {upstream['model']}")
+        if upstream.get("fallback_from"):
+            parts.append(f"(fallback from {upstream['fallback_from']})")
     if upstream.get("account"):
         parts.append(f"account={upstream['account']}")
     resp = flow.response
