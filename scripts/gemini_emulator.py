@@ -53,6 +53,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -60,8 +61,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-
-import secrets
 from urllib.parse import urlencode
 
 import orjson
@@ -184,12 +183,13 @@ HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>
 CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
 
 GENERATE_RPCS: Final = frozenset({"generateContent", "streamGenerateContent"})
-CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser", "fetchAvailableModels",
-                                         "retrieveUserQuotaSummary"}
+CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser",
+                                         "fetchAvailableModels", "retrieveUserQuotaSummary"}
 GEMINI_RPCS: Final = GENERATE_RPCS | {"countTokens", "listModels"}
 KNOWN_RPCS: Final = {"cloudcode": CLOUDCODE_RPCS, "gemini": GEMINI_RPCS}
 
 JSON_TYPE: Final = "application/json; charset=UTF-8"
+LOOPBACK_REDIRECT: Final = re.compile(r"http://(127\.0\.0\.1|localhost|\[::1\]):\d+(/.*)?")  # RFC 8252
 OAUTH_SCOPE: Final = (
     "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/userinfo.email "
     "https://www.googleapis.com/auth/userinfo.profile openid https://www.googleapis.com/auth/cclog "
@@ -778,7 +778,7 @@ class EmulatorState:
             ("response_type", query.get("response_type") == "code"),
             ("client_id", bool(query.get("client_id")) and (oauth["client_id"] is None
                                                             or query["client_id"] == oauth["client_id"])),
-            ("redirect_uri", bool(re.fullmatch(r"http://(127\.0\.0\.1|localhost|\[::1\]):\d+(/.*)?", redirect))),
+            ("redirect_uri", bool(LOOPBACK_REDIRECT.fullmatch(redirect))),
             ("code_challenge", len(query.get("code_challenge", "")) == 43),
             ("code_challenge_method", query.get("code_challenge_method") == "S256"),
             ("scope", "https://www.googleapis.com/auth/cloud-platform" in query.get("scope", "").split()),
@@ -1233,9 +1233,13 @@ def model_info(entry: Json, reset_time: str) -> Json:
     info: Json = {"displayName": display_name(entry["name"]), "maxTokens": 1048576, "maxOutputTokens": 65536,
                   "supportsThinking": True}
     info.update({k: v for k, v in entry.items() if k not in known})
-    quota = {"remainingFraction": entry.get("remainingFraction", 0.8), "resetTime": entry.get("resetTime", reset_time)}
+    quota = {"remainingFraction": entry.get("remainingFraction", 0.8),
+             "resetTime": entry.get("resetTime", reset_time)}
     info["quotaInfo"] = {k: v for k, v in quota.items() if v is not None}  # null: Google leaves it out
     return info
+
+
+ONBOARD_RESPONSE_TYPE: Final = "type.googleapis.com/google.internal.cloud.code.v1internal.OnboardUserResponse"
 
 
 def answer_onboard(state: EmulatorState, call: Call) -> Json:
@@ -1243,7 +1247,7 @@ def answer_onboard(state: EmulatorState, call: Call) -> Json:
     credential = call.credential or ""
     project = state.oauth.onboarded.setdefault(credential, f"emu-onboarded-{short_hash(credential)}")
     return {"name": f"operations/onboard-{short_hash(credential)}", "done": True,
-            "response": {"@type": "type.googleapis.com/google.internal.cloud.code.v1internal.OnboardUserResponse",
+            "response": {"@type": ONBOARD_RESPONSE_TYPE,
                          "cloudaicompanionProject": {"id": project, "name": project}}}
 
 
@@ -1259,7 +1263,8 @@ def answer_quota_summary(state: EmulatorState, call: Call) -> Json:
                        "resetTime": week}]},
                   {"displayName": "Claude and GPT models", "buckets": [
                       {"bucketId": "3p-5h", "window": "5h", "remainingFraction": 1.0, "resetTime": five},
-                      {"bucketId": "3p-weekly", "window": "weekly", "remainingFraction": 1.0, "resetTime": week}]}]
+                      {"bucketId": "3p-weekly", "window": "weekly", "remainingFraction": 1.0,
+                       "resetTime": week}]}]
     return {"groups": groups}
 
 

@@ -68,7 +68,8 @@ def table(views: Iterable[Mapping[str, Any]], now: float) -> list[str]:
     if not views:
         return ["no accounts loaded"]
     rows = [(v["email"] or v["id"], "oauth" if v["kind"] == "oauth" else "api key", _state(v, now),
-             v.get("tier") or "-", str(v.get("requests_served", 0)), v.get("last_used") or "-") for v in views]
+             v.get("tier") or "-", str(v.get("requests_served", 0)), v.get("last_used") or "-")
+            for v in views]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
     for view, row in zip(views, rows, strict=True):
@@ -107,7 +108,8 @@ def _quota_lines(v: Mapping[str, Any], now: float) -> list[str]:
         lines.append(f"  {model.ljust(width)}  {_fraction(q['remaining_fraction'])}{_reset(q, now)}")
     for b in quota.get("buckets") or ():
         reset = f", resets {b['reset_time']} ({_in(b['reset_time'], now)})" if b.get("reset_time") else ""
-        lines.append(f"  bucket {b['id']} ({b['group']}): {_fraction(b['remaining_fraction']).strip()}{reset}")
+        left = _fraction(b["remaining_fraction"]).strip()
+        lines.append(f"  bucket {b['id']} ({b['group']}): {left}{reset}")
     return lines
 
 
@@ -132,4 +134,6 @@ def _in(iso: str, now: float) -> str:
         return "passed"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"in {hours}h{minutes:02d}m" if hours else f"in {minutes}m{secs:02d}s" if minutes else f"in {secs}s"
+    if hours:
+        return f"in {hours}h{minutes:02d}m"
+    return f"in {minutes}m{secs:02d}s" if minutes else f"in {secs}s"

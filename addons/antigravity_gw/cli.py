@@ -9,12 +9,12 @@
     accounts enable|disable|remove ACCOUNT         by id, email or file name
 
 ``--dir`` defaults to ``ag_accounts``'s default; ``--set ag_name=value`` takes any gateway option
-(``env:NAME`` / ``file:PATH`` for secrets), e.g. the OAuth client for ``login``. Every change is an atomic write under the same
-lock the gateway uses; a running gateway applies it within a second or two (it watches the
-directory). Cooldowns exist only in the running gateway's memory: ``list`` shows what the files
-say, and mitmweb's command bar (``ag.accounts``) shows the live state. Secrets are never printed:
-tokens and keys appear masked (``…Ab3x``). ``-`` as a token or key reads it from stdin, keeping it
-out of the shell history.
+(``env:NAME`` / ``file:PATH`` for secrets), e.g. the OAuth client for ``login``. Every change is an
+atomic write under the same lock the gateway uses; a running gateway applies it within a second or two
+(it watches the directory). Cooldowns and quota live in the running gateway's memory: ``list`` shows
+what the files say, ``list --live`` and mitmweb's command bar (``ag.accounts``) the live state. Secrets
+are never printed: tokens and keys appear masked (``…Ab3x``). ``-`` as a token or key reads it from
+stdin, keeping it out of the shell history.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import hashlib
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -160,7 +160,8 @@ def _list_live(args: argparse.Namespace, out: TextIO) -> None:
             data = orjson.loads(resp.read())
     except urllib.error.HTTPError as e:
         hint = " (set --set ag_api_key=env:NAME, the gateway's key)" if e.code == 401 else ""
-        raise CliError(f"{url} answered {e.code}{hint}: {e.read()[:300].decode('utf-8', 'replace')}") from None
+        body = e.read()[:300].decode("utf-8", "replace")
+        raise CliError(f"{url} answered {e.code}{hint}: {body}") from None
     except (OSError, ValueError) as e:
         raise CliError(f"could not ask the gateway at {args.url} ({e}); is it running? (--url URL)") from None
     if args.json:
@@ -353,12 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON instead of a table (secrets masked)")
     p.add_argument("--live", action="store_true",
                    help="ask the running gateway (GET /ag/accounts): live state, quota per model, buckets")
-    p.add_argument("--url", default=DEFAULT_GATEWAY_URL, help=f"the gateway, with --live (default {DEFAULT_GATEWAY_URL})")
-    p.add_argument("--refresh", action="store_true", help="with --live: have the gateway ask for the quota first")
+    p.add_argument("--url", default=DEFAULT_GATEWAY_URL,
+                   help=f"the gateway, with --live (default {DEFAULT_GATEWAY_URL})")
+    p.add_argument("--refresh", action="store_true",
+                   help="with --live: have the gateway ask for the quota first")
     p.set_defaults(run=cmd_list)
-    p = verbs.add_parser("login", parents=[common], help="sign a Google account in (browser, OAuth with PKCE)")
+    p = verbs.add_parser("login", parents=[common],
+                         help="sign a Google account in (browser, OAuth with PKCE) and add it")
     p.add_argument("--no-browser", action="store_true", help="only print the URL to open")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the sign-in (default 300)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for the sign-in (default 300)")
     p.set_defaults(run=cmd_login)
     p = verbs.add_parser("add", parents=[common], help="add an account by refresh token or API key")
     kind = p.add_mutually_exclusive_group(required=True)

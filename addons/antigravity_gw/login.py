@@ -110,7 +110,7 @@ class LoopbackReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         query = request.query
         if query.get("state") != self.state:  # another tab, an old link, or someone else's redirect
-            return web.Response(status=400, text="This sign-in link is not the one the terminal is waiting for.")
+            return web.Response(status=400, text="This sign-in is not the one the terminal is waiting for.")
         if not self.result.done():
             if error := query.get("error"):
                 self.result.set_exception(LoginFailed(f"the sign-in was not completed: {error}"))
@@ -165,8 +165,9 @@ async def exchange(session: aiohttp.ClientSession, settings: Settings, code: str
         detail = f"{data.get('error') or status} {data.get('error_description') or ''}".strip()
         raise LoginFailed(f"the token endpoint refused the sign-in code: {detail}")
     if not isinstance(data.get("refresh_token"), str) or not data["refresh_token"]:
-        raise LoginFailed("the token endpoint gave no refresh token (the consent screen must ask for offline "
-                          "access; revoke the app at https://myaccount.google.com/permissions and sign in again)")
+        raise LoginFailed("the token endpoint gave no refresh token (the consent screen must ask for "
+                          "offline access; revoke the app at https://myaccount.google.com/permissions and "
+                          "sign in again)")
     return data
 
 
@@ -190,8 +191,8 @@ async def resolve_project(session: aiohttp.ClientSession, settings: Settings, ac
         raise LoginFailed(f"loadCodeAssist answered {status}: {_message(data)}")
     if project := project_from_load_code_assist(data):
         return project
-    tier = next((t.get("id") for t in data.get("allowedTiers") or () if isinstance(t, dict) and t.get("isDefault")),
-                "free-tier")
+    tiers = [t for t in data.get("allowedTiers") or () if isinstance(t, dict)]
+    tier = next((t.get("id") for t in tiers if t.get("isDefault")), "free-tier")
     body = orjson.dumps({"tierId": tier, "metadata": LOAD_CODE_ASSIST_BODY["metadata"]})
     for attempt in range(ONBOARD_POLLS):
         status, op = await _json(session, "POST", f"{base}:onboardUser", headers=headers, data=body)
@@ -208,7 +209,8 @@ async def resolve_project(session: aiohttp.ClientSession, settings: Settings, ac
                       "then run the login again)")
 
 
-async def _json(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+async def _json(session: aiohttp.ClientSession, method: str, url: str,
+                **kw: Any) -> tuple[int, dict[str, Any]]:
     try:
         async with session.request(method, url, **kw) as resp:
             raw = await resp.read()

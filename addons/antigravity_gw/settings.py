@@ -74,7 +74,7 @@ class Settings:
     keepalive_interval: float = 15.0
     inline_non_stream: bool = True
     model_fallback: tuple[tuple[str, str], ...] = ()  # ag_model_fallback: FROM pattern -> TO
-    quota_refresh: float = DEFAULT_QUOTA_REFRESH  # seconds between quota snapshots; 0 = only after 429s / on demand
+    quota_refresh: float = DEFAULT_QUOTA_REFRESH  # seconds between quota snapshots; 0 = on demand only
     quota_floor: float = 0.0  # percent of a model's quota kept in reserve
 
 

@@ -93,7 +93,8 @@ def refresh_note(s: AccountStatus, can_refresh: bool, now: float) -> str:
     """Why an OAuth account will stop working, and when; "" when it can refresh (or is disabled)."""
     if not cannot_refresh(s, can_refresh):
         return ""
-    return f"CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): {token_expiry(s.account, now)}"
+    expiry = token_expiry(s.account, now)
+    return f"CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): {expiry}"
 
 
 def _utc(timestamp: float) -> str:

@@ -32,12 +32,12 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
 from .. import errors
+from ..account_view import account_view, utc
 from ..openai_api import inbound
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
 from ..translate.endpoints import Endpoint, Ids, endpoint_for
 from ..upstream.account_watch import AccountWatcher
-from ..account_view import account_view, utc
 from ..upstream.accounts import Account, AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
@@ -244,7 +244,7 @@ class Gateway:
         return self._session
 
     async def refresh_quota(self) -> None:
-        """Every OAuth account's quota, now (the timer, ``ag.quota.refresh``, ``GET /ag/accounts?refresh=1``)."""
+        """Every OAuth account's quota, now (the timer, ``ag.quota.refresh``, ``/ag/accounts?refresh=1``)."""
         if self._session is not None:
             await self._quota_monitor().refresh_all()
 
@@ -264,7 +264,8 @@ class Gateway:
         pool = self.pool
         can_refresh = self._can_refresh()
         return [account_view(s, pool.quota.get(s.account.id), now=now, floor=pool.quota.floor,
-                             served=pool.served.get(s.account.id, 0), last_used=pool.last_served.get(s.account.id),
+                             served=pool.served.get(s.account.id, 0),
+                             last_used=pool.last_served.get(s.account.id),
                              can_refresh=can_refresh, note=refresh_note(s, can_refresh, now))
                 for s in await pool.status()]
 
@@ -594,8 +595,8 @@ class Gateway:
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        fallback = (f" (ag_model_fallback: every account was exhausted or cooling for {plan.job.fallback_from})"
-                    if plan.job.fallback_from else "")
+        fallback = (f" (ag_model_fallback: every account was exhausted or cooling for "
+                    f"{plan.job.fallback_from})" if plan.job.fallback_from else "")
         flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.served_model}{fallback} via "
                         f"{plan.job.account or '-'} ({plan.job.attempts} attempt(s))")
 

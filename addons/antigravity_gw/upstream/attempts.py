@@ -446,11 +446,11 @@ class AttemptRunner:
         budget.request_blamed = True
         labels = ", ".join(a.label for a in map(self.pool.find, budget.bare_429s) if a is not None)
         budget.last = errors.UpstreamRateLimited(
-            f"Google answered 429 {failure.status or 'RESOURCE_EXHAUSTED'} \"{failure.message}\" with no quota "
-            f"reason and no retry hint from {len(budget.bare_429s)} accounts ({labels}) for this request: the "
-            "request itself is the likely cause (a very long conversation, too many tokens or images), so no "
-            "account was cooled down and they keep serving other requests. Shorten the request, or retry "
-            "in a moment.", code="request_resource_exhausted")
+            f"Google answered 429 {failure.status or 'RESOURCE_EXHAUSTED'} \"{failure.message}\" with no "
+            f"quota reason and no retry hint from {len(budget.bare_429s)} accounts ({labels}) for this "
+            "request: the request itself is the likely cause (a very long conversation, too many tokens or "
+            "images), so no account was cooled down and they keep serving other requests. Shorten the "
+            "request, or retry in a moment.", code="request_resource_exhausted")
         logger.warning("bare 429 from %s for one request: answered 429, no account cooled down", labels)
         return Action.FAIL
 
@@ -565,8 +565,9 @@ def version_gate_error(err: GoogleError, user_agent: str) -> errors.GatewayError
         advice = f"--set ag_user_agent={named[-1]}"
     else:
         newer = f"newer than {current[0]}" if current else "current"
-        advice = (f"--set ag_user_agent=<version> with a {newer} Antigravity version (the one the Antigravity "
-                  "app shows in its About box, or the latest at https://antigravity.google/changelog)")
+        advice = (f"--set ag_user_agent=<version> with a {newer} Antigravity version (the one the "
+                  "Antigravity app shows in its About box, or the latest at "
+                  "https://antigravity.google/changelog)")
     return errors.UpstreamError(
         f"Cloud Code rejected the client version the gateway sends (ag_user_agent = {user_agent!r}): "
         f"\"{err.message}\". This is the gateway's setting, not your request or account: {advice}. "

@@ -424,7 +424,7 @@ def bare() -> Resp:
 
 
 async def test_bare_429s_from_two_accounts_answer_429_at_once_and_cool_nobody():
-    runner, up, clock, _, failures = setup(oauth("a"), oauth("b"), oauth("c"))
+    runner, up, clock, *_ = setup(oauth("a"), oauth("b"), oauth("c"))
     up.on("at-a", bare())
     up.on("at-b", bare())
     with pytest.raises(errors.UpstreamRateLimited) as e:
@@ -476,8 +476,9 @@ def test_the_version_gate_error_names_the_version_google_asks_for():
     from antigravity_gw.upstream.attempts import version_gate_error
     from antigravity_gw.upstream.google_errors import GoogleError
 
-    err = version_gate_error(GoogleError(400, message="This version of Antigravity is no longer supported. "
-                                                      "Please update to 4.6.1 or newer."), "Antigravity/4.3.0")
+    gate = GoogleError(400, message="This version of Antigravity is no longer supported. Please update to "
+                                    "4.6.1 or newer.")
+    err = version_gate_error(gate, "Antigravity/4.3.0")
     assert "--set ag_user_agent=4.6.1" in err.message
 
 
@@ -520,7 +521,7 @@ async def test_fallback_wildcards_and_chains_end_at_a_cycle():
 async def test_an_exhausted_snapshot_skips_the_account_for_that_model_until_its_reset():
     from antigravity_gw.upstream.quota import AccountQuota, ModelQuota
 
-    runner, up, clock, *_ = setup(oauth("a"), oauth("b"))
+    runner, _, clock, *_ = setup(oauth("a"), oauth("b"))
     runner.pool.quota.clock = clock.wall
     runner.pool.quota.store("a", AccountQuota(models={"m": ModelQuota(0.0, WALL + 60),
                                                      "other": ModelQuota(0.5, WALL + 60)}))

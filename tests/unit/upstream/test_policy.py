@@ -71,7 +71,7 @@ def test_only_a_429_without_reason_hint_or_model_is_bare():
 
 @pytest.mark.parametrize("status", [400, 403, 426])
 def test_the_version_gate_fails_at_once_and_blames_no_account(status):
-    err = GoogleError(status, "INVALID_ARGUMENT",
-                      "This version of Antigravity is no longer supported. Please update to the latest version.")
+    err = GoogleError(status, "INVALID_ARGUMENT", "This version of Antigravity is no longer supported. "
+                                                  "Please update to the latest version.")
     d = decide(err, refreshed=False)
     assert (d.action, d.cooldown) == (Action.FAIL, 0.0)

@@ -76,7 +76,8 @@ def test_exhausted_models_and_buckets_block_until_their_reset():
 
 
 def test_a_bucket_at_zero_blocks_its_family_only():
-    quota = AccountQuota(models={"gemini-2.5-pro": ModelQuota(1.0, None), "claude-sonnet-4-6": ModelQuota(1.0, None)},
+    quota = AccountQuota(models={"gemini-2.5-pro": ModelQuota(1.0, None),
+                                 "claude-sonnet-4-6": ModelQuota(1.0, None)},
                          buckets=(Bucket("3p-weekly", "Claude and GPT models", "weekly", 0.0, LATER_TS + 99),
                                   Bucket("gemini-5h", "Gemini Models", "5h", 0.3, LATER_TS)))
     assert blocked_models(quota, 0.0, NOW) == {"claude-sonnet-4-6": LATER_TS + 99}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -76,7 +75,8 @@ def test_quota_shows_in_the_endpoint_the_command_and_the_cli(start_gateway, emul
     emulator.configure(paid_tier={"id": "g1-pro-tier", "name": "Google AI Pro"}, models_by_credential={
         "at-a": [{"name": FLASH, "remainingFraction": 0.25, "resetTime": iso(3600)},
                  {"name": PRO, "remainingFraction": 0.0, "resetTime": iso(7200)}]})
-    gw = start_gateway(accounts={"a": {}, "k": {"api_key": "AIza-k"}}, options={**QUOTA_ON, "ag_api_key": "sk-gw", "ag_auth_mode": "strict"},
+    options = {**QUOTA_ON, "ag_api_key": "sk-gw", "ag_auth_mode": "strict"}
+    gw = start_gateway(accounts={"a": {}, "k": {"api_key": "AIza-k"}}, options=options,
                        extra_args=["-s", RUN_COMMAND])
     view = wait_until(lambda: (a := accounts(gw, key="sk-gw")["a"])["quota"]["fetched_at"] and a)
     assert view["tier"] == "Google AI Pro" and view["state"] == "ready"
@@ -103,9 +103,9 @@ def test_quota_shows_in_the_endpoint_the_command_and_the_cli(start_gateway, emul
     assert any(line.split()[:3] == [PRO, "0%", "EXHAUSTED"] for line in lines)
 
     env = {**os.environ, "GW_KEY": "sk-gw"}
-    cli = subprocess.run([sys.executable, "-m", "antigravity_gw", "accounts", "list", "--live", "--url", gw.url,
-                          "--set", "ag_api_key=env:GW_KEY"], capture_output=True, text=True, timeout=60,
-                         cwd=ROOT / "addons", env=env)
+    cli = subprocess.run([str(ROOT / "scripts" / "ag"), "accounts", "list", "--live", "--url", gw.url,
+                          "--set", "ag_api_key=env:GW_KEY"],
+                         capture_output=True, text=True, timeout=60, env=env)
     assert cli.returncode == 0, cli.stderr
     out = cli.stdout.splitlines()
     assert any(line.split()[:2] == [FLASH, "25%"] for line in out)
@@ -131,7 +131,8 @@ def test_an_exhausted_model_skips_the_account_until_its_reset_while_it_serves_ot
 
 def test_bare_429s_from_two_accounts_answer_429_and_leave_both_serving(start_gateway, emulator):
     gw = start_gateway(accounts={"a": {}, "b": {}}, options={"ag_scheduling": "round_robin"})
-    emulator.add_rule(match={"rpc": "generateContent"}, times=2, reply={"error": {"kind": "resource_exhausted"}})
+    emulator.add_rule(match={"rpc": "generateContent"}, times=2,
+                      reply={"error": {"kind": "resource_exhausted"}})
     client = client_for(gw)
     started = time.monotonic()
     with pytest.raises(openai.RateLimitError) as e:
@@ -147,7 +148,8 @@ def test_bare_429s_from_two_accounts_answer_429_and_leave_both_serving(start_gat
 def test_fallback_serves_the_target_when_the_model_is_exhausted_everywhere(start_gateway, emulator):
     wanted = "gemini-3-pro-preview"
     gw = start_gateway(accounts={"a": {}, "b": {}}, options={"ag_model_fallback": ["gemini-3-*=" + FLASH]})
-    emulator.add_rule(match={"model": wanted}, reply={"error": {"kind": "quota_exhausted", "retry_delay": "600s"}})
+    emulator.add_rule(match={"model": wanted},
+                      reply={"error": {"kind": "quota_exhausted", "retry_delay": "600s"}})
     client = client_for(gw)
     first = chat(client, "hello", wanted)
     assert first.headers["x-mapped-model"] == FLASH
@@ -173,4 +175,5 @@ def test_the_version_gate_names_ag_user_agent_and_cools_no_account(start_gateway
 
     fixed = start_gateway(accounts={"a": {}}, options={"ag_user_agent": "9.1.0"})
     assert chat(client_for(fixed), "hi").parse().choices[0].message.content == "echo: hi"
-    assert emulator.requests(rpc="generateContent")[-1]["headers"]["user-agent"].startswith("Antigravity/9.1.0 (")
+    sent = emulator.requests(rpc="generateContent")[-1]
+    assert sent["headers"]["user-agent"].startswith("Antigravity/9.1.0 (")

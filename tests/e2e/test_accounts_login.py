@@ -1,4 +1,4 @@
-"""``scripts/ag accounts login`` end to end against the emulator's OAuth endpoints; the test plays the browser.
+"""``scripts/ag accounts login`` end to end against the emulator's OAuth endpoints; the test is the browser.
 
 It reads the authorization URL the CLI prints, GETs it from the emulator (which answers as Google does
 after consent: a redirect with code and state), follows that redirect to the CLI's loopback listener,
@@ -53,7 +53,8 @@ def start_login(emulator, directory: Path, *extra: str) -> tuple[subprocess.Pope
     for base in emulator.cloudcode_bases:
         args += ["--set", f"ag_cloudcode_urls={base}"]
     env = {**os.environ, "AG_TEST_OAUTH_SECRET": CLIENT_SECRET, "NO_PROXY": "*"}
-    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     lines: list[str] = []
     timer = threading.Timer(30, proc.kill)  # a CLI that never prints the URL must not hang the suite
     timer.start()
@@ -98,7 +99,8 @@ def test_a_full_login_writes_an_account_the_gateway_serves_with(oauth_emulator, 
     saved = orjson.loads(path.read_bytes())
     token = saved["token"]
     assert saved["email"] == "new-user@example.com"
-    assert token["refresh_token"].startswith("1//emu-login-") and token["access_token"].startswith("ya29.emu-")
+    assert token["refresh_token"].startswith("1//emu-login-")
+    assert token["access_token"].startswith("ya29.emu-")
     assert token["project_id"].startswith("emu-onboarded-")  # loadCodeAssist had none: onboardUser made it
     assert [r["rpc"] for r in emulator.requests() if r["endpoint"] == "cloudcode"] == ["loadCodeAssist",
                                                                                       "onboardUser"]
@@ -115,9 +117,9 @@ def test_a_full_login_writes_an_account_the_gateway_serves_with(oauth_emulator, 
     assert sent["credential"] == token["access_token"] and sent["body"]["project"] == token["project_id"]
 
     emulator.configure(expired_tokens=[token["access_token"]])  # and the new refresh token refreshes it
-    assert client.chat.completions.create(
-        model="gemini-2.5-flash", messages=[{"role": "user", "content": "again"}]).choices[0].message.content \
-        == "echo: again"
+    again = client.chat.completions.create(model="gemini-2.5-flash",
+                                           messages=[{"role": "user", "content": "again"}])
+    assert again.choices[0].message.content == "echo: again"
     assert emulator.requests(rpc="token")[-1]["body"]["refresh_token"] == token["refresh_token"]
 
 
