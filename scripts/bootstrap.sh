@@ -27,27 +27,36 @@ find_python() {
 }
 
 if [ ! -x "$venv/bin/python" ] || ! is_new_enough "$venv/bin/python"; then
-  py="$(find_python)" || { echo "bootstrap: no Python >= 3.12 found on PATH or in pyenv; install one." >&2; exit 1; }
+  py="$(find_python)" || {
+    echo "bootstrap: antigravity-gateway needs Python 3.12 or newer; none was found on PATH (python3.13," \
+         "python3.12, python3, python) or in pyenv ($(python3 -V 2>&1 || echo 'no python3'))." >&2
+    echo "bootstrap: install one, e.g. 'sudo apt install python3.12 python3.12-venv' (Debian/Ubuntu)," \
+         "'brew install python@3.12' (macOS) or 'pyenv install 3.12', then run this command again." >&2
+    exit 1
+  }
   echo "bootstrap: creating .venv with $("$py" -V 2>&1) ($py)" >&2
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 fi
 
-# The stamp records the pyproject.toml it installed and the extras: reinstall only when either falls short.
+# The stamp records the pyproject.toml it installed and the extras, as "HASH EXTRA,EXTRA" ("-" for none):
+# reinstall only when the file changed or an extra is missing, and then with every extra seen so far.
 hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 stamp="$venv/.antigravity-installed"
-read -r have_hash have_extras < "$stamp" 2>/dev/null || { have_hash=""; have_extras=""; }
+have_hash="" have_extras=""
+if [ -f "$stamp" ]; then read -r have_hash have_extras < "$stamp" || true; fi
 [ "$have_hash" = "$hash" ] || have_extras=""
-missing=""
-for e in ${extra//,/ }; do
-  case ",$have_extras," in *",$e,"*) ;; *) missing="$missing,$e" ;; esac
+wanted=()
+for e in ${have_extras//,/ } ${extra//,/ }; do
+  [ "$e" = "-" ] && continue
+  case " ${wanted[*]-} " in *" $e "*) ;; *) wanted+=("$e") ;; esac
 done
-if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
-  all="$(echo "${have_extras}${missing}" | sed 's/^,//')"
+all="$(IFS=,; echo "${wanted[*]-}")"
+if [ "$have_hash" != "$hash" ] || [ "$all" != "${have_extras#-}" ]; then
   target="."
   [ -n "$all" ] && target=".[$all]"
   echo "bootstrap: installing $target into .venv" >&2
   (cd "$root" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2)
-  echo "$hash ${all:-,}" > "$stamp"
+  echo "$hash ${all:--}" > "$stamp"
 fi

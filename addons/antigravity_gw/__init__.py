@@ -14,10 +14,12 @@ def make_addons() -> list[object]:
     """The composition root: the gateway's addons in chain order.
 
     ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
-    response) and removes the client's key; ``Cors`` last, so it also covers answers made by the others.
+    response) and removes the client's key; ``Cors`` after them, so it also covers answers made by the
+    others; ``AccessLog`` last, to log each request as it finally went.
     """
+    from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
     from .mitm.cors import Cors
     from .mitm.gateway import Gateway
 
-    return [Auth(), Gateway(), Cors()]
+    return [Auth(), Gateway(), Cors(), AccessLog()]

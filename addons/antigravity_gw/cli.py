@@ -44,6 +44,11 @@ from .upstream.accounts import (
 DEFAULT_MANAGER_DIR = "~/.antigravity_tools"
 MAX_INDEX_FILE = 16 * 1024 * 1024  # Antigravity-Manager's accounts.json: an index, a few KiB per account
 SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+OAUTH_CLIENT_OPTIONS = "the gateway's ag_oauth_client_id and ag_oauth_client_secret"
+ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' (an OAuth "
+            "account) or 'scripts/ag accounts add --api-key -' (a Gemini API key), or copy "
+            "Antigravity-Manager's with 'scripts/ag accounts import'; to try the gateway without an account: "
+            "scripts/gateway --demo")
 LIVE_STATE_HINT = ("cooldowns live in the running gateway: run 'ag.accounts' in mitmweb's command bar "
                    "(or mitmproxy's console)")
 
@@ -94,7 +99,8 @@ def describe(path: Path, a: Account, now: float) -> dict[str, Any]:
         state, detail = "unusable", "access token expired and no refresh token"
     else:
         token = (f"access token valid until {_utc(a.expiry_timestamp)}" if a.expiry_timestamp > now
-                 else "access token refreshed on first use")
+                 else "access token expired: refreshed on first use")
+        token += f" (refreshing needs {OAUTH_CLIENT_OPTIONS})"
         state = "ready"
         project = a.project_id or "(from loadCodeAssist)"
         detail = f"{token}, refresh token {mask(a.refresh_token)}, project {project}"
@@ -107,13 +113,16 @@ def _utc(timestamp: float) -> str:
 
 # ---- the verbs ------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, out: TextIO) -> None:
+    """Nothing to list is not an error: a new user's first command, so it says what to do next."""
     now = time.time()
-    rows = [describe(p, a, now) for p, a in load_dir(args.dir)]
+    present = args.dir.is_dir()
+    rows = [describe(p, a, now) for p, a in load_dir(args.dir)] if present else []
     if args.json:
         out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     if not rows:
-        out.write(f"no accounts in {args.dir}\n")
+        where = args.dir if present else f"{args.dir} (the directory does not exist yet)"
+        out.write(f"no accounts in {where}: {ADD_HINT}\n")
         return
     columns = ("id", "email", "kind", "state", "detail")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]}

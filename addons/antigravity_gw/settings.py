@@ -7,6 +7,7 @@ The parse_* helpers are pure and raise ``ValueError`` with a message that quotes
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,35 @@ def parse_size(text: str, *, what: str) -> int:
     if not m or int(m[1]) <= 0:
         raise ValueError(f"{what}: {text!r} is not a size like 32m, 512k or 1048576")
     return int(m[1]) * 1024 ** " kmg".index(m[2] or " ")
+
+
+SECRET_REFERENCES = ("env:", "file:")
+
+
+def is_secret_reference(value: str) -> bool:
+    return value.startswith(SECRET_REFERENCES)
+
+
+def resolve_secret(value: str, *, what: str) -> str:
+    """A secret option's value: ``env:NAME`` reads an environment variable, ``file:PATH`` a file (its
+    surrounding whitespace stripped), anything else is the secret itself. The references keep the secret
+    out of the command line (``ps``) and out of mitmproxy's option store (mitmweb's Options page)."""
+    kind, _, ref = value.partition(":")
+    if kind == "env" and ref:
+        secret = os.environ.get(ref, "").strip()
+        if not secret:
+            raise ValueError(f"{what}: {value!r}: the environment variable {ref} is not set or empty")
+        return secret
+    if kind == "file" and ref:
+        path = Path(ref).expanduser()
+        try:
+            secret = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{what}: {value!r}: cannot read {path} ({e.__class__.__name__})") from None
+        if not secret:
+            raise ValueError(f"{what}: {value!r}: {path} is empty")
+        return secret
+    return value
 
 
 def parse_auth_mode(text: str) -> AuthMode:

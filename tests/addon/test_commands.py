@@ -1,6 +1,7 @@
 """mitm/commands.py: the ag.accounts* commands, loaded as the Gateway's child addon."""
 
 import asyncio
+import re
 
 import orjson
 import pytest
@@ -23,11 +24,22 @@ async def gw(tmp_path):
     write(tmp_path, "b", disabled=True, disabled_reason="invalid_grant: revoked")
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, ag_accounts=str(tmp_path))
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_oauth_client_id="id", ag_oauth_client_secret="s")
         await addon.reload_accounts()
         commands = addon.addons[0]
         await commands.refresh()
         yield addon, tctx, tmp_path
+
+
+async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
+    addon, tctx, _ = gw
+    assert "CANNOT REFRESH" not in " ".join(tctx.master.commands.execute("ag.accounts"))
+    tctx.configure(addon, ag_oauth_client_secret="")
+    lines = tctx.master.commands.execute("ag.accounts")
+    assert re.fullmatch(r"a@example\.com \[a, oauth\]: ready; CANNOT REFRESH \(set ag_oauth_client_id and "
+                        r"ag_oauth_client_secret\): its access token expires at 2096-10-02T07:06:40Z \(in \d+ min\)",
+                        lines[0]), lines[0]
+    assert "CANNOT REFRESH" not in lines[1]  # disabled: nothing to refresh
 
 
 async def settle(addon):

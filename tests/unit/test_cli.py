@@ -84,7 +84,6 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert "--email is required" in capsys.readouterr().err
     assert cli("accounts", "disable", "--dir", d, "nobody")[0] == 1
     assert "no account 'nobody'" in capsys.readouterr().err
-    assert cli("accounts", "list", "--dir", str(tmp_path / "missing"))[0] == 1
     for i in range(2):  # two keys under one label
         cli("accounts", "add", "--dir", d, "--api-key", f"{KEY}{i}", "--email", "x@y")
     assert cli("accounts", "remove", "--dir", d, "x@y")[0] == 1
@@ -124,6 +123,19 @@ def test_import_from_an_antigravity_manager_data_dir(tmp_path):
     assert "0 imported, 4 skipped" in out
     code, out = cli("accounts", "import", str(source), "--dir", str(source / "accounts"))
     assert "already the gateway's account directory" in out
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_listing_an_empty_or_missing_directory_says_how_to_add_an_account(tmp_path, exists):
+    d = tmp_path / "accounts"
+    if exists:
+        d.mkdir()
+    code, out = cli("accounts", "list", "--dir", str(d))
+    assert code == 0
+    assert out.startswith(f"no accounts in {d}")
+    assert ("does not exist yet" in out) is not exists
+    assert "scripts/ag accounts add --refresh-token" in out and "scripts/gateway --demo" in out
+    assert cli("accounts", "list", "--json", "--dir", str(d)) == (0, "[]\n")
 
 
 def test_python_dash_m_runs_the_cli(tmp_path):

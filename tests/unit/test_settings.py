@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from antigravity_gw.settings import InboundAuth, parse_model_map_file, parse_size, resolve_inbound_auth
+from antigravity_gw.settings import (
+    InboundAuth,
+    parse_model_map_file,
+    parse_size,
+    resolve_inbound_auth,
+    resolve_secret,
+)
 
 
 @pytest.mark.parametrize(("mode", "hosts", "expected"), [
@@ -70,3 +76,22 @@ def test_bad_mapping_files_name_the_file_and_the_problem(data, words):
     with pytest.raises(ValueError, match=words) as e:
         parse_model_map_file(data, path="/etc/m.json")
     assert "ag_model_map_file: /etc/m.json" in str(e.value)
+
+
+def test_secret_references_are_resolved_from_the_environment_and_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("GW_TEST_SECRET", "from-env")
+    (tmp_path / "secret").write_text("from-file\n")
+    assert resolve_secret("env:GW_TEST_SECRET", what="ag_api_key") == "from-env"
+    assert resolve_secret(f"file:{tmp_path / 'secret'}", what="ag_api_key") == "from-file"
+    assert resolve_secret("plain-value", what="ag_api_key") == "plain-value"
+    assert resolve_secret("", what="ag_api_key") == ""
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("env:GW_TEST_UNSET_VARIABLE", "GW_TEST_UNSET_VARIABLE is not set"),
+    ("file:/nonexistent/secret", "cannot read /nonexistent/secret"),
+])
+def test_a_broken_secret_reference_names_the_option_and_the_reference(value, words):
+    with pytest.raises(ValueError, match="ag_oauth_client_secret") as e:
+        resolve_secret(value, what="ag_oauth_client_secret")
+    assert words in str(e.value) and value in str(e.value)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
@@ -42,7 +42,8 @@ from .log_redaction import LogRedactor
 logger = logging.getLogger(__name__)
 
 AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
-    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key)."),
+    ("ag_api_key", str, "", "Key clients must send (Authorization: Bearer, x-api-key or x-goog-api-key); "
+     "env:NAME or file:PATH keeps it off the command line and this page."),
     ("ag_auth_mode", str, "auto",
      "Inbound auth: off, strict, all_except_health or auto (off on loopback only, else all_except_health)."),
     ("ag_allow_unauthenticated_public", bool, False,
@@ -50,7 +51,6 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
 )
 WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
 # Options whose values are redacted, literally, from every log line.
-SECRET_OPTIONS = frozenset({"ag_api_key", "ag_oauth_client_secret"})
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
 PROXY_CHALLENGES = ('Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"')
@@ -155,7 +155,10 @@ class Auth:
         # Client connections whose CONNECT carried the key: the requests in the tunnel are theirs (proxyauth).
         self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = (
             weakref.WeakKeyDictionary())
-        self.log_redactor = LogRedactor()  # every log line, mitmproxy's own included, loses its secrets
+        # Every log line, mitmproxy's own included, loses credential patterns; the configured secrets
+        # themselves are redacted by their SecretOption.
+        self.log_redactor = LogRedactor()
+        self._api_key = options.SecretOption("ag_api_key")
 
     def load(self, loader: Loader) -> None:
         options.declare(loader, AUTH_OPTIONS)
@@ -163,20 +166,19 @@ class Auth:
 
     def done(self) -> None:
         self.log_redactor.uninstall()
+        self._api_key.close()
 
     def configure(self, updated: set[str]) -> None:
-        if updated & SECRET_OPTIONS:
-            self.log_redactor.literals = tuple(
-                value for name in SECRET_OPTIONS if (value := getattr(ctx.options, name, "")))
         if not updated & WATCHED:
             return
         options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
         o = ctx.options
         try:
-            self.settings = resolve_inbound_auth(o.ag_auth_mode, o.ag_api_key, listen_hosts(o),
+            self.settings = resolve_inbound_auth(o.ag_auth_mode, self._api_key.resolve(o), listen_hosts(o),
                                                  allow_public=o.ag_allow_unauthenticated_public)
         except ValueError as e:
-            raise exceptions.OptionsError(str(e)) from None  # the message is the whole story
+            options.refuse(str(e))  # the message is the whole story (at start-up: one line, no traceback)
+            return
         self.gate = gate_for(self.settings)
         self.proxy_key = None if self.settings.mode == "off" else self.settings.api_key.encode()
         if self.settings.exposed_on and self.settings.mode == "off":

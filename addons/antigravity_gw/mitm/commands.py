@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from mitmproxy import command, exceptions
 
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
+from ..upstream.oauth import NO_OAUTH_CLIENT
 from ..upstream.periodic import Periodic
 from ..upstream.pool import AccountStatus, Pool
 
@@ -33,7 +34,40 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_INTERVAL = 1.0
 
 
-def describe(s: AccountStatus, now: float) -> str:
+ADD_HINT = ("add one with 'scripts/ag accounts add --refresh-token - --email you@gmail.com' or "
+            "'scripts/ag accounts add --api-key -' (picked up within seconds), "
+            "or try 'scripts/gateway --demo'")
+
+
+def cannot_refresh(s: AccountStatus, can_refresh: bool) -> bool:
+    """An enabled OAuth account that works only until its access token expires: no OAuth client is set."""
+    return not can_refresh and s.account.kind == "oauth" and s.state != "disabled"
+
+
+def token_expiry(a: Account, now: float) -> str:
+    if not a.access_token:
+        return "it has no access token, so it cannot be used"
+    if a.expiry_timestamp <= now:
+        return f"its access token expired at {_utc(a.expiry_timestamp)}, so it cannot be used"
+    minutes = (a.expiry_timestamp - now) / 60
+    return f"its access token expires at {_utc(a.expiry_timestamp)} (in {minutes:.0f} min)"
+
+
+def summary(statuses: Sequence[AccountStatus], can_refresh: bool, source: str,
+            now: float) -> tuple[str, list[str]]:
+    """The ready line's account part, and one warning per account that needs the user's attention."""
+    if not statuses:
+        return f"0 accounts in {source}", [f"no accounts in {source}: {ADD_HINT}"]
+    stuck = [s for s in statuses if cannot_refresh(s, can_refresh)]
+    disabled = sum(s.state == "disabled" for s in statuses)
+    line = (f"{len(statuses)} account(s) from {source}: {len(statuses) - disabled - len(stuck)} ready, "
+            f"{disabled} disabled, {len(stuck)} cannot refresh")
+    warnings = [f"account {s.label} cannot refresh its access token ({NO_OAUTH_CLIENT}); "
+                f"{token_expiry(s.account, now)}" for s in stuck]
+    return line, warnings
+
+
+def describe(s: AccountStatus, now: float, can_refresh: bool = True) -> str:
     """One account as a line of text (no secrets: label, id, kind and state only)."""
     a = s.account
     head = f"{a.label} [{a.id}, {'oauth' if a.kind == 'oauth' else 'api key'}]"
@@ -46,6 +80,9 @@ def describe(s: AccountStatus, now: float) -> str:
         state = "ready"
     if models:
         state += "; " + ", ".join(f"{c.model} cooling until {_utc(c.until)} ({c.reason})" for c in models)
+    if cannot_refresh(s, can_refresh):
+        state += ("; CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): "
+                  f"{token_expiry(a, now)}")
     return f"{head}: {state}"
 
 
@@ -54,9 +91,11 @@ def _utc(timestamp: float) -> str:
 
 
 class AccountCommands:
-    def __init__(self, pool: Pool, watcher: AccountWatcher) -> None:
+    def __init__(self, pool: Pool, watcher: AccountWatcher,
+                 can_refresh: Callable[[], bool] = lambda: True) -> None:
         self.pool = pool
         self.watcher = watcher
+        self.can_refresh = can_refresh  # is an OAuth client configured (the Gateway's settings)
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
@@ -84,8 +123,8 @@ class AccountCommands:
         """Every account with its live state: ready, cooling until when and why, or disabled."""
         if not self.snapshot:
             return ["no accounts loaded"]
-        now = time.time()
-        return [describe(s, now) for s in self.snapshot]
+        now, can_refresh = time.time(), self.can_refresh()
+        return [describe(s, now, can_refresh) for s in self.snapshot]
 
     @command.command("ag.accounts.reload")
     def reload(self) -> None:

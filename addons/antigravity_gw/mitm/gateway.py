@@ -53,7 +53,8 @@ from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, T
 from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
-from .commands import AccountCommands
+from .access_log import tokens_of
+from .commands import AccountCommands, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
 from .stream import StreamAdapter
@@ -105,7 +106,8 @@ class Gateway:
         self.settings = Settings()
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
-        self.addons = [AccountCommands(self.pool, self.watcher)]  # mitmproxy loads children: ag.accounts*
+        # mitmproxy loads children: ag.accounts*
+        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh)]
         self.plans: dict[str, Plan] = {}
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
@@ -121,19 +123,26 @@ class Gateway:
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
+        self._client_secret = options.SecretOption("ag_oauth_client_secret")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
         options.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as e:
+            options.refuse(str(e))  # at start-up: one line, no traceback
+
+    def _configure(self, updated: set[str]) -> None:
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             raise exceptions.OptionsError(
                 "stream_large_bodies cannot be used with the gateway: non-stream answers must be translated "
                 "whole (clients would get raw Gemini JSON).")
         self._apply_safe_defaults(updated)
         if any(name.startswith("ag_") for name in updated):
-            self.settings = options.read_settings(ctx.options)
+            self.settings = options.read_settings(ctx.options, self._client_secret)
             try:
                 self.model_map.configure(self.settings.model_map, self.settings.model_map_file)
             except ValueError as e:
@@ -142,6 +151,7 @@ class Gateway:
             self.relay.first_byte_timeout = self.settings.timeouts.first_byte
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
+            self.pool.source = str(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
@@ -169,13 +179,23 @@ class Gateway:
             self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
+        known = [n for n in ctx.options.keys() if n.startswith("ag_")]  # noqa: SIM118 (not a dict)
+        options.warn_unknown(ctx.options.deferred, known)
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
         # of the collector's full passes, which otherwise walk it again and again under load.
         gc.freeze()
-        logger.info("antigravity gateway ready: %d account(s) from %s", len(self.pool.accounts),
-                    self.settings.accounts_dir)
+        line, warnings = summary(await self.pool.status(), self._can_refresh(),
+                                 str(self.settings.accounts_dir), time.time())
+        for warning in warnings:
+            logger.warning(warning)
+        logger.info("antigravity gateway ready: %s", line)
+
+    def _can_refresh(self) -> bool:
+        """Whether expired OAuth access tokens can be refreshed: an OAuth client is configured."""
+        return bool(self.settings.oauth_client_id and self.settings.oauth_client_secret)
 
     async def done(self) -> None:
+        self._client_secret.close()
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
@@ -331,6 +351,7 @@ class Gateway:
                        report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
+                                               "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
         if not stream and self._inline:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
@@ -360,10 +381,11 @@ class Gateway:
         plan.job.won(winner)
         data = await read_whole(winner)
         status = winner.response.status
+        tokens = None
         if status == 200:  # may raise: the plan is still there for the error's headers
-            data = self._translated(plan, data, winner.parsed)
+            data, tokens = self._translated(plan, data, winner.parsed)
         self.plans.pop(flow.id, None)
-        self._restore_display(flow, plan)
+        self._restore_display(flow, plan, tokens)
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
@@ -458,24 +480,28 @@ class Gateway:
             else:
                 self._comment(flow, plan)
             return
-        resp.content = self._translated(plan, resp.content or b"")
+        resp.content, tokens = self._translated(plan, resp.content or b"")
+        flow.metadata.setdefault(flows.UPSTREAM, {})["tokens"] = tokens
         resp.headers["content-type"] = "application/json"
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None) -> bytes:
-        """A whole Gemini answer as the client's OpenAI answer (``parsed``: already checked and unwrapped)."""
+    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None,
+                    ) -> tuple[bytes, tuple[int, int] | None]:
+        """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
+        (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
-            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids))
+            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise errors.UpstreamProtocolError("Google answered with a body that is not JSON.") from None
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, unwrap_any(gemini), plan.ids))
+        gemini = unwrap_any(gemini)
+        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
@@ -483,7 +509,7 @@ class Gateway:
         else:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.mapped_model}
+                                         "model": plan.mapped_model, "tokens": tokens}
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:

@@ -6,14 +6,19 @@ to the ``Auth`` addon and are declared in ``mitm/auth.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import exceptions
+from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from .. import settings as s
+from .log_redaction import LogRedactor
+
+logger = logging.getLogger(__name__)
 
 # name, type, default, help — README's options table is checked against this list by a test.
 OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
@@ -24,7 +29,8 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_gemini_url", str, s.DEFAULT_GEMINI_URL, "Public Gemini API base URL, for API-key accounts."),
     ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL, "OAuth token endpoint used to refresh access tokens."),
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
-    ("ag_oauth_client_secret", str, "", "OAuth client secret of that app."),
+    ("ag_oauth_client_secret", str, "",
+     "OAuth client secret of that app; env:NAME or file:PATH keeps it off the command line and this page."),
     ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
@@ -49,9 +55,66 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
 )
 
 
+# Fixed-choice options: mitmproxy shows them as a select in mitmweb and lists them in --options help.
+CHOICES: dict[str, Sequence[str]] = {"ag_scheduling": s.SCHEDULING_MODES, "ag_auth_mode": s.AUTH_MODES}
+
+
 def declare(loader: Loader, table: Sequence[tuple[str, type | object, object, str]] = OPTIONS) -> None:
+    opts = loader.master.options
     for name, typespec, default, help_text in table:
-        loader.add_option(name, typespec, default, help_text)
+        _drop_unparsable(opts, name, typespec, default, help_text)
+        loader.add_option(name, typespec, default, help_text, choices=CHOICES.get(name))
+
+
+def _drop_unparsable(opts: Any, name: str, typespec: type | object, default: object, help_text: str) -> None:
+    """A ``--set`` value mitmproxy cannot even convert (``ag_max_attempts=x``) would make the option's
+    registration raise inside mitmproxy's script loader, which hangs start-up: check it first, and report
+    it in one line instead."""
+    raw = opts.deferred.get(name)
+    values = getattr(raw, "val", None)  # --set values wait, unconverted, until the option exists
+    if values is None:
+        return
+    from mitmproxy.optmanager import _Option
+
+    try:
+        opts._parse_setval(_Option(name, typespec, default, help_text, None), list(values))
+    except exceptions.OptionsError as e:
+        del opts.deferred[name]
+        refuse(str(e).removeprefix("Failed to parse option "))
+
+
+def refuse(message: str) -> None:
+    """Reject a configuration. While mitmproxy starts, log it as one line, which stops mitmproxy with that
+    line and no traceback (its errorcheck addon exits on any error logged during start-up; an exception
+    would print the traceback of the script loader). Later (mitmweb's options, ``:set``), raise
+    ``OptionsError``, which rejects the change and shows the message."""
+    if starting_up():
+        if message not in _REFUSED_AT_START:  # a nested configure (SecretOption) meets the same error again
+            _REFUSED_AT_START.add(message)
+            logger.error(message)
+        return
+    raise exceptions.OptionsError(message)
+
+
+_REFUSED_AT_START: set[str] = set()
+
+
+def starting_up() -> bool:
+    """True while mitmproxy's errorcheck still watches the log: an error logged now ends start-up."""
+    try:
+        checker = ctx.master.addons.get("errorcheck")
+    except AttributeError:  # no master (unit tests without a context)
+        return False
+    return checker is not None and checker.logger in logging.getLogger().handlers
+
+
+def warn_unknown(deferred: Iterable[str], known: Iterable[str]) -> None:
+    """``--set ag_schedulng=lru`` sets nothing: say so, and name the option that was probably meant."""
+    names = sorted(known)
+    for name in sorted(n for n in deferred if n.startswith("ag_")):
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "README's Options table lists the ag_* options"
+        logger.warning("unknown option %s (ignored): %s", name, hint)
 
 
 def apply_loopback_default(opts: Any) -> None:
@@ -64,8 +127,57 @@ def apply_loopback_default(opts: Any) -> None:
         opts.update(listen_host="127.0.0.1")
 
 
-def read_settings(o: Any) -> s.Settings:
+HIDDEN_PREFIX = "[hidden "
+
+
+class SecretOption:
+    """One secret-valued option (``ag_api_key``, ``ag_oauth_client_secret``), owned by the addon that
+    declares it.
+
+    ``env:NAME`` and ``file:PATH`` references are resolved at configure time and stay what mitmproxy
+    stores and shows. A secret typed in as the value itself is kept here and replaced in mitmproxy's
+    option store by a placeholder (``[hidden …ab12]``), so mitmweb's Options page, ``/options.json`` and
+    a saved config never hold it. The placeholder means "the secret this process was given"; a new value
+    replaces it. (The command line itself is visible in ``ps``: that is what the references are for.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._secret = ""
+        self._placeholder = ""
+        # The resolved secret, whatever its source, is redacted from every log line while the owner
+        # lives (the owning addon calls ``close()`` in its ``done()``).
+        self.redactor = LogRedactor()
+
+    def resolve(self, opts: Any) -> str:
+        secret = self._resolve(opts)
+        self.redactor.literals = (secret,) if secret else ()
+        if secret:
+            self.redactor.install()
+        return secret
+
+    def close(self) -> None:
+        self.redactor.uninstall()
+
+    def _resolve(self, opts: Any) -> str:
+        value: str = getattr(opts, self.name)
+        if self._placeholder and value == self._placeholder:
+            return self._secret
+        if value.startswith(HIDDEN_PREFIX):
+            raise ValueError(f"{self.name}: {value} stands for a secret this gateway was not given (a saved "
+                             "config?); set the secret again, best as env:NAME or file:PATH")
+        if not value or s.is_secret_reference(value):
+            self._secret = self._placeholder = ""
+            return s.resolve_secret(value, what=self.name)
+        self._secret = value
+        self._placeholder = f"{HIDDEN_PREFIX}…{value[-4:]}]" if len(value) > 12 else f"{HIDDEN_PREFIX}…]"
+        opts.update(**{self.name: self._placeholder})  # configures again, which resolves the placeholder
+        return value
+
+
+def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.Settings:
     """Build a new ``Settings`` from mitmproxy's options; ``OptionsError`` names the bad value."""
+    secret = oauth_client_secret or SecretOption("ag_oauth_client_secret")
     try:
         return s.Settings(
             accounts_dir=Path(o.ag_accounts).expanduser(),
@@ -73,7 +185,7 @@ def read_settings(o: Any) -> s.Settings:
             gemini_url=s.parse_base_url(o.ag_gemini_url, what="ag_gemini_url"),
             oauth_token_url=s.parse_base_url(o.ag_oauth_token_url, what="ag_oauth_token_url"),
             oauth_client_id=o.ag_oauth_client_id,
-            oauth_client_secret=o.ag_oauth_client_secret,
+            oauth_client_secret=secret.resolve(o),
             model_map=s.parse_model_map(o.ag_model_map),
             model_map_file=Path(o.ag_model_map_file).expanduser() if o.ag_model_map_file else None,
             body_limit=s.parse_size(o.ag_body_limit, what="ag_body_limit"),

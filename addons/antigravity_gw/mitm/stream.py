@@ -9,6 +9,7 @@ already sent, so a surprise becomes an in-band error event and the stream ends c
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,7 +36,8 @@ class StreamFormat(Protocol):
 
 
 class StreamAdapter:
-    __slots__ = ("_decoder", "_translator", "_format", "_unwrap", "_closed", "flow_id")
+    __slots__ = ("_closed", "_decoder", "_format", "_translator", "_unwrap", "first_chunk_at", "flow_id",
+                 "usage")
 
     def __init__(self, translator: StreamTranslator, fmt: StreamFormat,
                  unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "") -> None:
@@ -45,6 +47,8 @@ class StreamAdapter:
         self._unwrap = unwrap
         self._closed = False
         self.flow_id = flow_id
+        self.first_chunk_at = 0.0  # when the client got its first translated bytes (for the access log)
+        self.usage: dict[str, Any] | None = None  # Google's last usageMetadata
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
         end = data == b""
@@ -59,6 +63,8 @@ class StreamAdapter:
             err = errors.GatewayError(f"Internal gateway error while translating the stream: {type(e).__name__}")
             items.extend(self._format.failure(self._translator, err))
             out = b"".join(map(self._format.encode, items)) + self._format.end
+        if out and not self.first_chunk_at:
+            self.first_chunk_at = time.time()
         return out or (b"" if end else [])
 
     def _translate(self, data: bytes, end: bool, items: list[Any]) -> bytes:
@@ -74,7 +80,10 @@ class StreamAdapter:
             except orjson.JSONDecodeError:
                 event = {"error": {"code": 502, "status": "UPSTREAM_PROTOCOL_ERROR",
                                    "message": "Google sent a stream event that is not JSON."}}
-            items.extend(self._translator.feed(self._unwrap(event) if isinstance(event, dict) else {}))
+            event = self._unwrap(event) if isinstance(event, dict) else {}
+            if "usageMetadata" in event:
+                self.usage = event["usageMetadata"]
+            items.extend(self._translator.feed(event))
         if end:
             items.extend(self._translator.finish())
             self._closed = True

@@ -217,7 +217,9 @@ class AttemptRunner:
         except RefreshFailed as e:
             cooldown = 0.0 if e.permanent else REFRESH_FAILURE_COOLDOWN
             self._unprepared(account, budget, str(e))
-            await self.pool.cool_down(account, cooldown, "token refresh failed")
+            # the reason says why, so "all accounts unavailable" tells the client what to fix
+            await self.pool.cool_down(account, cooldown,
+                                      f"token refresh failed: {str(e).removeprefix(account.label + ': ')}")
         except ProjectUnavailable as e:
             self._unprepared(account, budget, f"{account.label}: {e}")
             await self.pool.cool_down(account, NO_PROJECT_COOLDOWN if e.missing else PROJECT_FAILURE_COOLDOWN,
@@ -367,8 +369,12 @@ class AttemptRunner:
     async def _exhausted(self, model: str, budget: AttemptBudget) -> errors.GatewayError:
         accounts = self.pool.accounts
         if not accounts:
+            where = self.pool.source or "the ag_accounts directory"
             return errors.PoolExhausted(
-                "No upstream accounts are configured: put account files into the ag_accounts directory.",
+                f"No upstream accounts are configured: {where} holds no account file. Add one with "
+                "'scripts/ag accounts add --refresh-token - --email you@gmail.com' or "
+                "'scripts/ag accounts add --api-key -', or point ag_accounts at your accounts; the gateway "
+                "picks them up within seconds.",
                 status=503, code="no_accounts")
         now = self.pool.clock()
         lines: list[str] = []

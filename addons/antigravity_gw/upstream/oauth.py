@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 120.0  # seconds before expiry at which a token counts as stale
 DEFAULT_TOKEN_LIFETIME = 3599.0
+NO_OAUTH_CLIENT = ("no OAuth client is configured: set ag_oauth_client_id and ag_oauth_client_secret to the "
+                   "client that issued the refresh tokens (README: Accounts)")
 LOAD_CODE_ASSIST_BODY = {"metadata": {"ideType": "ANTIGRAVITY", "platform": "PLATFORM_UNSPECIFIED",
                                       "pluginType": "GEMINI"}}
 
@@ -106,9 +109,13 @@ class OAuthTokenEndpoint:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
+    @property
+    def can_refresh(self) -> bool:
+        return bool(self.client.client_id and self.client.client_secret)
+
     async def __call__(self, refresh_token: str) -> tuple[int, dict[str, Any]]:
-        if not (self.client.client_id and self.client.client_secret):
-            raise RefreshFailed("set ag_oauth_client_id and ag_oauth_client_secret to refresh OAuth tokens")
+        if not self.can_refresh:
+            raise RefreshFailed(f"cannot refresh OAuth tokens: {NO_OAUTH_CLIENT}")
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
                 "client_id": self.client.client_id, "client_secret": self.client.client_secret}
         headers = {"user-agent": self.client.user_agent} if self.client.user_agent else {}
@@ -151,6 +158,11 @@ class TokenService:
     async def _refresh(self, account: Account) -> str:
         if not account.refresh_token:
             raise RefreshFailed(f"{account.label}: the access token is expired and there is no refresh token")
+        if not getattr(self.endpoint, "can_refresh", True):
+            when = "has no access token" if not account.access_token else (
+                f"its access token expire{'d' if account.expiry_timestamp <= self._clock() else 's'} at "
+                f"{datetime.fromtimestamp(account.expiry_timestamp, UTC):%Y-%m-%dT%H:%M:%SZ}")
+            raise RefreshFailed(f"{account.label}: {when} and it cannot be refreshed: {NO_OAUTH_CLIENT}")
         used = account.refresh_token
         status, data = await self.endpoint(used)
         if _error_of(status, data) == "invalid_grant":

@@ -172,6 +172,7 @@ class Pool:
         self.state: PoolState = state or MemoryState()
         self.scheduler: Scheduler = scheduler or Sticky()
         self.clock = clock
+        self.source = ""  # where the accounts come from (the ag_accounts directory), for error messages
         self._accounts: dict[str, Account] = {}
 
     @property

@@ -1,0 +1,64 @@
+"""mitm/access_log.py with mitmproxy's test flows: the line's fields, failures, and what it leaves out."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from mitmproxy import flow as mflow
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow
+
+from antigravity_gw.mitm import flows
+from antigravity_gw.mitm.access_log import SERVER_LOGGER, AccessLog, ConnectionNoise, access_line
+
+
+def gateway_flow(status: int = 200, body: bytes = b"{}") -> http.HTTPFlow:
+    f = tflow.tflow(resp=http.Response.make(status, body, {"content-type": "application/json"}))
+    f.request.timestamp_start = 100.0
+    f.response.timestamp_start, f.response.timestamp_end = 100.25, 101.5
+    f.metadata[flows.CLIENT_REQUEST] = {"method": "POST", "path": "/v1/chat/completions?key=secret",
+                                        "model": "gpt-4o", "body": "{}"}
+    f.metadata[flows.UPSTREAM] = {"url": "https://x", "account": "me@gmail.com", "attempts": 2,
+                                  "model": "gemini-2.5-flash", "tokens": (12, 34)}
+    return f
+
+
+def test_a_translated_request_is_one_line_with_every_field():
+    assert access_line(gateway_flow()) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash account=me@gmail.com "
+                                           "status=200 attempts=2 tokens=12/34 first=250ms total=1500ms")
+
+
+def test_an_error_answer_names_its_code_and_a_query_string_never_shows():
+    body = orjson.dumps({"error": {"message": "m", "type": "rate_limit_error", "param": None,
+                                   "code": "all_accounts_unavailable"}})
+    line = access_line(gateway_flow(429, body))
+    assert line.endswith("status=429 attempts=2 tokens=12/34 first=250ms total=1500ms error=all_accounts_unavailable")
+    assert "secret" not in line
+
+
+def test_a_client_that_left_is_logged_with_the_error():
+    f = gateway_flow()
+    f.response = None
+    f.error = mflow.Error("Client disconnected.")
+    f.error.timestamp = 100.75
+    assert access_line(f).endswith("status=- attempts=2 tokens=12/34 total=750ms error='Client disconnected.'")
+
+
+def test_failed_attempt_flows_are_not_client_requests(caplog):
+    addon = AccessLog()
+    with taddons.context(addon), caplog.at_level(logging.INFO, logger="antigravity_gw.access"):
+        synthetic = gateway_flow()
+        synthetic.metadata[flows.SYNTHETIC] = True
+        addon.response(synthetic)
+        addon.response(gateway_flow())
+    assert len([r for r in caplog.records if r.name == "antigravity_gw.access"]) == 1
+
+
+def test_connection_lines_are_demoted_to_debug_and_others_kept():
+    noise = ConnectionNoise()
+    for message, level in (("client connect", logging.DEBUG), ("server connect 127.0.0.1:4321", logging.DEBUG),
+                           ("Streaming response from 127.0.0.1.", logging.DEBUG),
+                           ("server connection to x killed before connect: y", logging.INFO)):
+        record = logging.LogRecord(SERVER_LOGGER, logging.INFO, __file__, 1, message, None, None)
+        assert noise.filter(record) and record.levelno == level, message
