@@ -89,11 +89,17 @@ def test_many_redactors_share_one_factory_and_the_last_uninstall_removes_it(capl
 
 def test_auth_installs_it_with_the_configured_secrets() -> None:
     auth, gateway = Auth(), Gateway()
-    with taddons.context(Proxyserver(), auth, gateway) as tctx:  # the Gateway configures listen options
+    with taddons.context(Proxyserver(), auth, gateway) as tctx:  # proxyserver declares connection_strategy
         tctx.configure(auth, ag_api_key=KEY, ag_auth_mode="strict")
         tctx.configure(gateway, ag_oauth_client_secret="GOCSPX-client-secret")
-        assert set(auth.log_redactor.literals) == {KEY}
-        assert set(gateway.log_redactor.literals) == {"GOCSPX-client-secret"}
+        literals = {literal for redactor in log_redaction._active for literal in redactor.literals}
+        assert {KEY, "GOCSPX-client-secret"} <= literals  # the secrets, not mitmweb's placeholders
         assert logging.getLogRecordFactory() is log_redaction._make_record
         auth.done()
     assert auth.log_redactor not in log_redaction._active
+    assert KEY not in {literal for redactor in log_redaction._active for literal in redactor.literals}
+
+
+def test_a_secret_too_short_to_search_for_leaves_ordinary_words_alone() -> None:
+    assert log_redaction.redact_secrets("refused a connection", ["s"]) == "refused a connection"
+    assert log_redaction.redact_secrets("key sk-gw-0123 here", ["sk-gw-0123"]) == "key [redacted] here"

@@ -50,6 +50,7 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
 )
 WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
+# Options whose values are redacted, literally, from every log line.
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
 PROXY_CHALLENGES = ('Basic realm="antigravity-gateway"', 'Bearer realm="antigravity-gateway"')
@@ -154,7 +155,9 @@ class Auth:
         # Client connections whose CONNECT carried the key: the requests in the tunnel are theirs (proxyauth).
         self.proxy_authenticated: weakref.WeakKeyDictionary[connection.Client, bool] = (
             weakref.WeakKeyDictionary())
-        self.log_redactor = LogRedactor()  # every log line, mitmproxy's own included, loses its secrets
+        # Every log line, mitmproxy's own included, loses credential patterns; the configured secrets
+        # themselves are redacted by their SecretOption.
+        self.log_redactor = LogRedactor()
         self._api_key = options.SecretOption("ag_api_key")
 
     def load(self, loader: Loader) -> None:
@@ -163,6 +166,7 @@ class Auth:
 
     def done(self) -> None:
         self.log_redactor.uninstall()
+        self._api_key.close()
 
     def configure(self, updated: set[str]) -> None:
         if not updated & WATCHED:
@@ -175,9 +179,6 @@ class Auth:
         except ValueError as e:
             options.refuse(str(e))  # the message is the whole story (at start-up: one line, no traceback)
             return
-        # The resolved key (the option may hold an env:/file: reference or a placeholder); the Gateway
-        # redacts its own ag_oauth_client_secret the same way.
-        self.log_redactor.literals = (self.settings.api_key,) if self.settings.api_key else ()
         self.gate = gate_for(self.settings)
         self.proxy_key = None if self.settings.mode == "off" else self.settings.api_key.encode()
         if self.settings.exposed_on and self.settings.mode == "off":

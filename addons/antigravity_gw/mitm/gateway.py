@@ -58,7 +58,6 @@ from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_wh
 from . import flows, options
 from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
-from .log_redaction import LogRedactor
 from .model_map import ModelMap
 from .models import ModelsEndpoint
 from .stream import StreamAdapter
@@ -136,7 +135,6 @@ class Gateway:
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
         self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
-        self.log_redactor = LogRedactor()  # the resolved ag_oauth_client_secret never reaches a log line
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -156,8 +154,6 @@ class Gateway:
         self._apply_safe_defaults(updated)
         if any(name.startswith("ag_") for name in updated):
             self.settings = options.read_settings(ctx.options, self._client_secret)
-            secret = self.settings.oauth_client_secret
-            self.log_redactor.literals = (secret,) if secret else ()
             try:
                 self.model_map.configure(self.settings.model_map, self.settings.model_map_file)
             except ValueError as e:
@@ -191,7 +187,6 @@ class Gateway:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
-        self.log_redactor.install()  # here, not in load(): addon tests never run, so never leak it
         await self.relay.start()
         try:
             await self.reload_accounts()
@@ -216,7 +211,7 @@ class Gateway:
         return bool(self.settings.oauth_client_id and self.settings.oauth_client_secret)
 
     async def done(self) -> None:
-        self.log_redactor.uninstall()
+        self._client_secret.close()
         await self._quota_timer.stop()
         await self.watcher.stop()
         await self.model_map.stop()
@@ -558,10 +553,10 @@ class Gateway:
         self._comment(flow, plan)
 
     @staticmethod
-    def _translated(plan: Plan, data: bytes,
-                    parsed: dict[str, Any] | None = None) -> tuple[bytes, tuple[int, int] | None]:
+    def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None,
+                    ) -> tuple[bytes, tuple[int, int] | None]:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
-        (``parsed``: already checked and unwrapped by the runner)."""
+        (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
             return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
         try:

@@ -40,10 +40,15 @@ _GOOGLE = re.compile(r"\bya29\.[\w.-]+|(?<![\w/])1//[\w-]{10,}|\bAIza[\w-]{20,}"
 _TRIGGERS = ("authorization", "api-key", "cookie", "key=", "token", "ya29.", "1//", "aiza")
 
 
+# A configured secret shorter than this is not searched for literally: replacing every "s" or "key" would
+# wreck the log and tell an attacker the secret anyway. (Credential headers are still redacted by pattern.)
+MIN_LITERAL = 6
+
+
 def redact_secrets(text: str, literals: Iterable[str] = ()) -> str:
     """``text`` with every credential it carries replaced by ``[redacted]``."""
     for literal in literals:
-        if literal and literal in text:
+        if len(literal) >= MIN_LITERAL and literal in text:
             text = text.replace(literal, REDACTED)
     lowered = text.lower()
     if not any(trigger in lowered for trigger in _TRIGGERS):

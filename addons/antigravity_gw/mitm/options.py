@@ -16,6 +16,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from .. import settings as s
+from .log_redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,21 @@ class SecretOption:
         self.name = name
         self._secret = ""
         self._placeholder = ""
+        # The resolved secret, whatever its source, is redacted from every log line while the owner
+        # lives (the owning addon calls ``close()`` in its ``done()``).
+        self.redactor = LogRedactor()
 
     def resolve(self, opts: Any) -> str:
+        secret = self._resolve(opts)
+        self.redactor.literals = (secret,) if secret else ()
+        if secret:
+            self.redactor.install()
+        return secret
+
+    def close(self) -> None:
+        self.redactor.uninstall()
+
+    def _resolve(self, opts: Any) -> str:
         value: str = getattr(opts, self.name)
         if self._placeholder and value == self._placeholder:
             return self._secret
