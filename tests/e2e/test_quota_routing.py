@@ -158,6 +158,11 @@ def test_fallback_serves_the_target_when_the_model_is_exhausted_everywhere(start
     second = chat(client, "again", wanted)  # known now: straight to the fallback
     assert second.headers["x-mapped-model"] == FLASH
     assert [r["model"] for r in emulator.requests(rpc="generateContent")][3:] == [FLASH]
+    with client.chat.completions.with_streaming_response.create(
+            model=wanted, messages=[{"role": "user", "content": "streamed"}], stream=True) as streamed:
+        assert streamed.headers["x-mapped-model"] == FLASH  # the relay path says so too
+        text = "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+    assert text == "echo: streamed"
     wait_until(lambda: f"model fallback: {wanted} -> {FLASH}" in gw.log())
     wait_until(lambda: f"{wanted} → {FLASH} (fallback from {wanted})" in gw.log())  # the access line
 
