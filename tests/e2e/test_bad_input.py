@@ -1,0 +1,128 @@
+"""Hostile and broken request bodies through a real mitmdump: compression bombs, corrupt encodings, numbers
+out of range and malformed URLs each get a 4xx OpenAI error naming the problem, never a 5xx or a traceback."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+from collections.abc import Callable, Iterator
+
+import brotli
+import orjson
+import pytest
+from support.gateway import Gateway, write_account
+from support.raw_http import Answer, RawClient
+
+try:
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd
+
+pytestmark = pytest.mark.e2e
+
+CHAT = "/v1/chat/completions"
+BOMB_SIZE = 100 * 1024 * 1024  # decoded; the gateway's limit is its default, 32 MiB
+
+
+@pytest.fixture(scope="module")
+def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
+    accounts = tmp_path_factory.mktemp("accounts-bad-input")
+    write_account(accounts, "acc1")
+    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def client(gw: Gateway, emulator) -> Iterator[RawClient]:
+    c = RawClient(gw.port)
+    yield c
+    c.close()
+
+
+def chat_body(**extra) -> bytes:
+    return orjson.dumps({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}], **extra})
+
+
+def gzip_fast(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip_fast,
+    "deflate": zlib.compress,
+    "br": lambda data: brotli.compress(data, quality=5),
+    "zstd": lambda data: zstd.compress(data, 3),
+}
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    """A JSON body whose decoded size is 100 MiB, in each coding (a brotli one is under 200 bytes)."""
+    plain = b'{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "' + b"a" * BOMB_SIZE + b'"}]}'
+    return {name: encode(plain) for name, encode in ENCODERS.items()}
+
+
+def assert_openai_error(answer: Answer, status: int, code: str | None = None) -> dict:
+    assert answer.status == status, answer.body[:300]
+    assert answer.headers["content-type"].startswith("application/json")
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code:
+        assert error["code"] == code
+    return error
+
+
+def no_traceback(gw: Gateway) -> None:
+    assert "Traceback" not in gw.log(), gw.log()[-3000:]
+
+
+@pytest.mark.parametrize("coding", list(ENCODERS))
+def test_a_compression_bomb_is_413_without_decoding_it_whole(gw, client, emulator, bombs, coding):
+    start = time.monotonic()
+    answer = client.post(CHAT, bombs[coding], {"content-encoding": coding})
+    error = assert_openai_error(answer, 413, "request_too_large")
+    assert "ag_body_limit" in error["message"] and coding in error["message"]
+    assert time.monotonic() - start < 10
+    assert not emulator.requests(kind="api"), "nothing of it went upstream"
+    assert client.request("GET", "/healthz").status == 200
+    no_traceback(gw)
+
+
+@pytest.mark.parametrize("coding", list(ENCODERS))
+def test_a_small_compressed_body_works_end_to_end(gw, client, emulator, coding):
+    answer = client.post(CHAT, ENCODERS[coding](chat_body()), {"content-encoding": coding})
+    assert answer.status == 200, answer.body
+    assert answer.json()["choices"][0]["message"]["content"]
+    stream = client.post(CHAT, ENCODERS[coding](chat_body(stream=True)), {"content-encoding": coding})
+    assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]"), stream.body[-300:]
+    sent = [r for r in emulator.requests(kind="api") if r["rpc"] in ("generateContent", "streamGenerateContent")]
+    assert len(sent) == 2 and all("hi" in orjson.dumps(r["body"]).decode() for r in sent)
+
+
+def test_raw_deflate_and_stacked_codings_are_decoded(client):
+    assert client.post(CHAT, raw_deflate(chat_body()), {"content-encoding": "deflate"}).status == 200
+    stacked = brotli.compress(gzip_fast(chat_body()))
+    assert client.post(CHAT, stacked, {"content-encoding": "gzip, br"}).status == 200
+
+
+@pytest.mark.parametrize("coding", list(ENCODERS))
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_compressed_body_is_400(gw, client, emulator, coding, damage):
+    good = ENCODERS[coding](chat_body())
+    bad = good[: len(good) // 2] if damage == "truncated" else b"\x00garbage\xff" + good[3:]
+    error = assert_openai_error(client.post(CHAT, bad, {"content-encoding": coding}), 400)
+    assert coding in error["message"] and "decoded" in error["message"]
+    assert not emulator.requests(kind="api")
+    no_traceback(gw)
+
+
+def test_an_unknown_coding_is_415_naming_the_supported_ones(client):
+    answer = client.post(CHAT, chat_body(), {"content-encoding": "compress"})
+    assert_openai_error(answer, 415, "unsupported_media_type")
+    assert answer.headers["accept-encoding"] == "gzip, deflate, br, zstd"
