@@ -126,3 +126,31 @@ def test_an_unknown_coding_is_415_naming_the_supported_ones(client):
     answer = client.post(CHAT, chat_body(), {"content-encoding": "compress"})
     assert_openai_error(answer, 415, "unsupported_media_type")
     assert answer.headers["accept-encoding"] == "gzip, deflate, br, zstd"
+
+
+HUGE = b"1" + b"0" * 30  # 10**30: beyond 64 bits, which the JSON encoder cannot write upstream
+RESPONSES, COMPLETIONS = "/v1/responses", "/v1/completions"
+BASES = {
+    CHAT: {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
+    RESPONSES: {"model": "gemini-2.5-flash", "input": "hi"},
+    COMPLETIONS: {"model": "gemini-2.5-flash", "prompt": "hi"},
+}
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), [
+    (CHAT, {"max_tokens": "N"}, "max_tokens"),
+    (CHAT, {"seed": "N", "stream": True}, "seed"),
+    (CHAT, {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"maximum": "N"}}}]},
+     "tools[0].function.parameters.maximum"),
+    (RESPONSES, {"max_output_tokens": "N"}, "max_output_tokens"),
+    (RESPONSES, {"tools": [{"type": "code_interpreter", "container": {"memory": "N"}}]},
+     "tools[0].container.memory"),
+    (COMPLETIONS, {"max_tokens": "N"}, "max_tokens"),
+    (COMPLETIONS, {"seed": "N", "stream": True}, "seed"),
+])
+def test_numbers_out_of_range_are_400_naming_the_field(gw, client, emulator, path, fields, param):
+    raw = orjson.dumps({**BASES[path], **fields}).replace(b'"N"', HUGE)
+    error = assert_openai_error(client.post(path, raw), 400)
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert not emulator.requests(kind="api")
+    no_traceback(gw)
