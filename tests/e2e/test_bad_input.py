@@ -154,3 +154,21 @@ def test_numbers_out_of_range_are_400_naming_the_field(gw, client, emulator, pat
     assert error["param"] == param and error["type"] == "invalid_request_error"
     assert not emulator.requests(kind="api")
     no_traceback(gw)
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), [
+    (CHAT, {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "http://[::1/x.png"}}]}]}, "messages[0].content[0].image_url"),
+    (CHAT, {"stream": True, "messages": [{"role": "user", "content": [{"type": "image_url",
+                                                                        "image_url": "https://h:99999/x"}]}]},
+     "messages[0].content[0].image_url"),
+    (RESPONSES, {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://[::1/x.png"}]}]},
+     "input[0].content[0].image_url"),
+    (RESPONSES, {"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "http://[::1/x.pdf"}]}]},
+     "input[0].content[0].file_data"),  # file URLs are not fetched: the part must carry file_data
+])
+def test_a_malformed_url_is_400_naming_the_field(gw, client, emulator, path, fields, param):
+    error = assert_openai_error(client.post(path, orjson.dumps({**BASES[path], **fields})), 400)
+    assert error["param"] == param
+    assert not emulator.requests(kind="api")
+    no_traceback(gw)
