@@ -172,3 +172,38 @@ def test_a_malformed_url_is_400_naming_the_field(gw, client, emulator, path, fie
     assert error["param"] == param
     assert not emulator.requests(kind="api")
     no_traceback(gw)
+
+
+DEEP = '{"a":' * 300 + "1" + "}" * 300  # parses (orjson reads 1024 levels) but could not be written back (255)
+TOOL_TURNS = [{"role": "user", "content": "go"},
+              {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                    "function": {"name": "f", "arguments": "{}"}}]},
+              {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), [
+    (CHAT, {"messages": [{"role": "user", "content": "go"}, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}, "messages[1].tool_calls[0].function.arguments"),
+    (RESPONSES, {"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": DEEP},
+                           {"type": "function_call_output", "call_id": "c1", "output": "ok"}]},
+     "input[0].arguments"),
+    (CHAT, {"messages": [{"role": "user", "content": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]},
+     "messages[0].content[0]"),
+])
+def test_deeply_nested_json_is_400(gw, client, emulator, path, fields, param):
+    error = assert_openai_error(client.post(path, orjson.dumps({**BASES[path], **fields})), 400)
+    assert error["param"] == param
+    no_traceback(gw)
+
+
+def test_a_deeply_nested_tool_output_is_sent_as_text(gw, client, emulator):
+    turns = [*TOOL_TURNS[:2], {**TOOL_TURNS[2], "content": DEEP}]
+    answer = client.post(CHAT, orjson.dumps({**BASES[CHAT], "messages": turns}))
+    assert answer.status == 200, answer.body
+    no_traceback(gw)
+
+
+def test_a_json_body_nested_past_the_parser_limit_is_400(client):
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+    assert_openai_error(client.post(CHAT, body), 400)

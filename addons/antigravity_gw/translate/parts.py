@@ -219,7 +219,26 @@ def call_arguments(text: str, *, param: str) -> dict[str, Any]:
         raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
     if not isinstance(value, dict):
         raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
+    if not can_send(value):
+        raise InvalidRequest(f"Invalid '{param}': the JSON nests too deeply.", param=param)
     return value
+
+
+# orjson parses 1024 levels deep but writes only 255: JSON taken from a client's text must leave room for
+# the levels of the upstream request around it (envelope, contents, parts, functionCall...).
+_ENVELOPE_DEPTH = 16
+
+
+def can_send(value: Any) -> bool:
+    """Can ``value``, parsed from a client's JSON text, be written back inside an upstream request?"""
+    wrapped = value
+    for _ in range(_ENVELOPE_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def function_call_part(
@@ -250,6 +269,6 @@ def function_response_payload(text: str) -> dict[str, Any]:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
             value = None
-        if isinstance(value, dict):
+        if isinstance(value, dict) and can_send(value):
             return {"output": value}
     return {"output": text}
