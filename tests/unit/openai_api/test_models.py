@@ -383,7 +383,7 @@ def with_number(number: bytes, **fields: Any) -> bytes:
         (HUGE, {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
             "type": "object", "properties": {"a": {"type": "integer", "maximum": "N"}}}}}]},
          "tools[0].function.parameters.properties.a.maximum"),
-        (b"1e999", {"functions": [{"name": "f", "parameters": {"enum": [1, "N"]}}]},
+        (HUGE, {"functions": [{"name": "f", "parameters": {"enum": [1, "N"]}}]},
          "functions[0].parameters.enum[1]"),
         (HUGE, {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
             "minimum": "N"}}}}, "response_format.json_schema.schema.minimum"),
