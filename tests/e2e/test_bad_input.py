@@ -207,3 +207,16 @@ def test_a_deeply_nested_tool_output_is_sent_as_text(gw, client, emulator):
 def test_a_json_body_nested_past_the_parser_limit_is_400(client):
     body = b'{"model": "m", "messages": [{"role": "user", "content": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"
     assert_openai_error(client.post(CHAT, body), 400)
+
+
+@pytest.mark.parametrize("path", [CHAT, RESPONSES, COMPLETIONS])
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["a\nb", "x" * 20000])
+def test_a_model_name_that_would_break_a_header_or_url_is_400_not_a_hang(gw, path, stream, model):
+    """A newline in X-Mapped-Model made mitmproxy drop the answer (the client waited forever); a 20 kB
+    name made the relay refuse the request line with a plain-text 400 and a traceback."""
+    client = RawClient(gw.port, timeout=10)
+    error = assert_openai_error(client.post(path, orjson.dumps({**BASES[path], "model": model, "stream": stream})), 400)
+    assert error["param"] == "model"
+    client.close()
+    no_traceback(gw)

@@ -88,8 +88,14 @@ NUMBERS = st.one_of(st.integers(), HUGE_INTS, st.floats(allow_nan=False, allow_i
 TEXT = st.one_of(st.text(max_size=40), st.sampled_from(["", "\x00", "\ud7ff\ue000", "𝕳𝖎", "\u202e", "a" * 2000,
                                                        "http://[::1/x.png", "data:image/png;base64,!!",
                                                        "user", "assistant", "tool", "function", "text",
-                                                       "image_url", "input_image", "input_text", "message"]))
+                                                       "image_url", "input_image", "input_text", "message",
+                                                       '{"a":' * 300 + "1" + "}" * 300, "[" * 300 + "]" * 300,
+                                                       '{"city": "a"}', "{", "#/$defs/x"]))
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
+# What a hostile client puts into a field that is used verbatim (model names go into headers and URLs).
+HOSTILE = st.one_of(HUGE_INTS, st.sampled_from(["a\nb", "a\r\nx-injected: 1", "x" * 300, "x" * 20000, "\x00", "",
+                                                "../../etc", "a?b#c", "%0d%0a", " ", "\u2028", [], {}, None,
+                                                True, 1.5]))
 JSON_VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)), max_leaves=12)
 
@@ -149,8 +155,10 @@ def mutated_bodies(draw: st.DrawFn, route: str) -> bytes:
     body = draw(st.sampled_from(BODIES[route]))
     for _ in range(draw(st.integers(1, 3))):
         where = draw(st.sampled_from(list(paths(body))))
-        action = draw(st.sampled_from(["replace", "replace", "delete", "add", "nest"]))
-        if action == "replace":
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add", "nest", "hostile"]))
+        if action == "hostile" and isinstance(body, dict) and body:
+            body = {**body, draw(st.sampled_from(sorted(body))): draw(HOSTILE)}
+        elif action == "replace":
             body = replaced(body, where, draw(JSON_VALUES))
         elif action == "delete" and where:
             body = deleted(body, where)
@@ -163,7 +171,7 @@ def mutated_bodies(draw: st.DrawFn, route: str) -> bytes:
 
 @st.composite
 def damaged_bytes(draw: st.DrawFn, raw: bytes) -> bytes:
-    action = draw(st.sampled_from(["truncate", "flip", "invalid-utf8", "splice", "as-is"]))
+    action = draw(st.sampled_from(["truncate", "flip", "invalid-utf8", "splice", "splice", "as-is"]))
     if action == "truncate":
         return raw[: draw(st.integers(0, max(len(raw) - 1, 0)))]
     if action == "flip" and raw:
@@ -174,7 +182,8 @@ def damaged_bytes(draw: st.DrawFn, raw: bytes) -> bytes:
         return raw[:i] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])) + raw[i:]
     if action == "splice":
         i = draw(st.integers(0, len(raw)))
-        return raw[:i] + draw(st.binary(max_size=20)) + raw[i:]
+        return raw[:i] + draw(st.one_of(st.binary(max_size=20), st.sampled_from(
+            [b"\\ud800", b'"\\udfff"', b"\\u0000", b"1e999", b"-0", b"1" * 30, b"[" * 600]))) + raw[i:]
     return raw
 
 

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from ..errors import InvalidRequest
-from .models import Seed, Stop, StreamOptions, TokenCount, _Model, validation_error_to_invalid_request
+from .models import ModelName, Seed, Stop, StreamOptions, TokenCount, _Model, validation_error_to_invalid_request
 
 
 class CompletionRequest(_Model):
-    model: str = Field(min_length=1)
+    model: ModelName
     prompt: Any = None
     suffix: str | None = None
     max_tokens: TokenCount | None = None

@@ -45,6 +45,11 @@ INT32_MAX = 2**31 - 1  # Gemini's maxOutputTokens, thinkingBudget and seed are i
 JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
 OUT_OF_RANGE = "json_number_out_of_range"  # the error type _describe words; ctx["path"] extends the param
 
+# A model name travels on in response headers (X-Mapped-Model) and upstream URLs: a control character there
+# would split or break the header (a newline made mitmproxy drop the answer and the client wait forever),
+# and a name of many kilobytes makes a request line the relay refuses. Real model names are a few dozen.
+MODEL_NAME_MAX = 256
+ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX, pattern=r"^[^\x00-\x1f\x7f]*$")]
 TokenCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Seed = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
 
@@ -319,7 +324,7 @@ class StreamOptions(_Model):
 
 
 class ChatCompletionRequest(_Model):
-    model: str = Field(min_length=1)
+    model: ModelName
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
@@ -424,6 +429,10 @@ def _describe(error: Any) -> tuple[str, str]:
             f"{ctx.get('min_length', 1)}, but got an empty array instead.",
             param,
         )
+    if kind == "string_pattern_mismatch":  # only ModelName has a pattern
+        return f"Invalid '{param}': control characters (such as a newline) are not allowed here.", param
+    if kind == "string_too_long":
+        return f"Invalid '{param}': longer than {ctx.get('max_length')} characters.", param
     if kind == "string_too_short":
         return f"Invalid '{param}': empty string. Expected a non-empty string.", param
     return f"Invalid '{param}': {error['msg']}.", param

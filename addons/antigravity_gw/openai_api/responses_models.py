@@ -25,6 +25,7 @@ from ..errors import InvalidRequest
 from .models import (
     JsonObject,
     JsonObjectFormat,
+    ModelName,
     ReasoningEffort,
     TextFormat,
     TokenCount,
@@ -326,7 +327,7 @@ class TextOptions(_Model):
 
 
 class ResponsesRequest(_Model):
-    model: str | None = Field(default=None, min_length=1)
+    model: ModelName | None = None
     input: Input | None = None
     instructions: str | None = None
     tools: list[ResponsesTool] | None = None

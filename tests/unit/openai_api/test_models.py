@@ -403,3 +403,15 @@ def test_numbers_in_range_pass_and_64_bit_integers_in_schemas_are_kept() -> None
     assert req.seed == -1 and req.max_tokens == 2**31 - 1
     assert req.tools is not None and req.tools[0].function.parameters == {"maximum": 2**64 - 1}
     orjson.dumps(req.tools[0].function.parameters)  # what the encoder can write
+
+
+@pytest.mark.parametrize("model", ["a\nb", "gemini\r\nx-injected: 1", "m\x00", "x" * 257])
+def test_a_model_name_that_cannot_travel_in_a_header_or_url_is_400(model: str) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        parse_chat_request(orjson.dumps({"model": model, "messages": [USER]}))
+    assert e.value.param == "model"
+
+
+def test_model_names_with_slashes_colons_and_unicode_pass() -> None:
+    for model in ("models/gemini-2.5-flash", "ft:gpt-4o:org::id", "é-model", "x" * 256):
+        assert parse_chat_request(orjson.dumps({"model": model, "messages": [USER]})).model == model
