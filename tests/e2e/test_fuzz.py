@@ -152,9 +152,12 @@ def encode(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
+def mutated_bodies(route: str) -> st.SearchStrategy[bytes]:
+    return st.sampled_from(BODIES[route]).flatmap(mutated_from)
+
+
 @st.composite
-def mutated_bodies(draw: st.DrawFn, route: str) -> bytes:
-    body = draw(st.sampled_from(BODIES[route]))
+def mutated_from(draw: st.DrawFn, body: Any) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         where = draw(st.sampled_from(list(paths(body))))
         action = draw(st.sampled_from(["replace", "replace", "delete", "add", "nest", "hostile"]))
@@ -283,6 +286,23 @@ def test_valid_bodies_with_one_field_of_the_wrong_type_or_range_are_4xx_or_work(
         route, raw = request
         headers = {"content-type": "application/json"}
         check_answer(client.request("POST", route, raw, headers), raw, headers)
+
+    property_()
+    assert_gateway_healthy(gw, client)
+
+
+def test_mutated_follow_ups_of_a_stored_response_are_4xx_or_work(gw, client):
+    """``previous_response_id`` replays a stored conversation (with its tool calls) in front of the input."""
+    first = client.post("/v1/responses", orjson.dumps(RESPONSES_BODIES[2]), {"content-type": "application/json"})
+    assert first.status == 200, first.body
+    chained = {"previous_response_id": first.json()["id"], "input": "and now?"}
+    follow_ups = [chained, {**chained, "stream": True}, {**chained, "model": "gemini-2.5-pro"}]
+
+    @settings(FUZZ, max_examples=max(EXAMPLES // 5, 50))
+    @given(st.sampled_from(follow_ups).flatmap(mutated_from))
+    def property_(raw: bytes) -> None:
+        headers = {"content-type": "application/json"}
+        check_answer(client.request("POST", "/v1/responses", raw, headers), raw, headers)
 
     property_()
     assert_gateway_healthy(gw, client)

@@ -282,7 +282,8 @@ class Gateway:
         if not coding:
             return
         try:
-            body = await asyncio.to_thread(decode_body, req.raw_content or b"", coding, self.settings.body_limit)
+            body = await asyncio.to_thread(decode_body, req.raw_content or b"", coding,
+                                           self.settings.body_limit)
         except errors.GatewayError:
             req.raw_content = b""  # nothing left for a viewer (mitmweb, -w files) to inflate without a cap
             raise

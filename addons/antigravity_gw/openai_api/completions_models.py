@@ -14,7 +14,15 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from ..errors import InvalidRequest
-from .models import ModelName, Seed, Stop, StreamOptions, TokenCount, _Model, validation_error_to_invalid_request
+from .models import (
+    ModelName,
+    Seed,
+    Stop,
+    StreamOptions,
+    TokenCount,
+    _Model,
+    validation_error_to_invalid_request,
+)
 
 
 class CompletionRequest(_Model):

@@ -47,7 +47,8 @@ def codings(header: str | None) -> list[str]:
     """The codings a ``Content-Encoding`` header lists, in the order they were applied (identity dropped)."""
     if not header:
         return []
-    return [_ALIASES.get(c, c) for c in (part.strip().lower() for part in header.split(",")) if c not in _IDENTITY]
+    named = (part.strip().lower() for part in header.split(","))
+    return [_ALIASES.get(c, c) for c in named if c not in _IDENTITY]
 
 
 def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:

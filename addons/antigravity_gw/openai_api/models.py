@@ -64,7 +64,8 @@ def _numbers_in_range(value: Any) -> Any:
         if (found := _out_of_range(value)) is None:
             raise
         path, number = found
-        raise PydanticCustomError(OUT_OF_RANGE, "number out of range", {"path": path, "number": number}) from None
+        details = {"path": path, "number": number}
+        raise PydanticCustomError(OUT_OF_RANGE, "number out of range", details) from None
     return value
 
 
