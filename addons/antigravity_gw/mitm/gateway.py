@@ -288,6 +288,8 @@ class Gateway:
             req.raw_content = b""  # nothing left for a viewer (mitmweb, -w files) to inflate without a cap
             raise
         req.headers.pop("content-encoding", None)
+        if "content-length" in req.headers:  # what a saved (-w) flow replays must frame the decoded body
+            req.headers["content-length"] = str(len(body))
         req.raw_content = body
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
