@@ -61,8 +61,8 @@ def _numbers_in_range(value: Any) -> Any:
     try:
         orjson.dumps(value)
     except orjson.JSONEncodeError:
-        if (found := _out_of_range(value)) is None:
-            raise
+        if (found := _out_of_range(value)) is None:  # not expected from parsed JSON; still the client's
+            raise PydanticCustomError("json_unwritable", "cannot be written back as JSON") from None
         path, number = found
         details = {"path": path, "number": number}
         raise PydanticCustomError(OUT_OF_RANGE, "number out of range", details) from None
