@@ -220,3 +220,17 @@ def test_a_model_name_that_would_break_a_header_or_url_is_400_not_a_hang(gw, pat
     assert error["param"] == "model"
     client.close()
     no_traceback(gw)
+
+
+def test_a_model_no_account_has_is_404_not_a_rate_limit(start_gateway, emulator):
+    """Every account answers 404 for it: the client named a model that does not exist (found by the fuzz
+    with an API-key account: a bogus model name was a 429 rate_limit_error, again on every retry)."""
+    emulator.configure(enforce_models=True)
+    gw = start_gateway(accounts={"acc1": {}, "key1": {"api_key": "AIza-test"}})
+    client = RawClient(gw.port)
+    for _ in range(2):  # the second is answered from the model's cooldowns, without asking Google again
+        error = assert_openai_error(client.post(CHAT, chat_body(model="no-such-model")), 404, "model_not_found")
+        assert error["param"] == "model" and error["type"] == "invalid_request_error"
+    assert client.post(CHAT, chat_body()).status == 200  # the accounts themselves are fine
+    client.close()
+    no_traceback(gw)
