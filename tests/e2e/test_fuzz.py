@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 
 ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/completions")
 REQUEST_TIMEOUT = 15.0  # a "hang": far above any answer the emulator makes
-EXAMPLES = int(os.environ.get("AG_FUZZ_EXAMPLES", "1500"))
+EXAMPLES = int(os.environ.get("AG_FUZZ_EXAMPLES", "1200"))
 # No shrinking: a failing example is reported as sent, and shrinking a hang would retry it for minutes.
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("AG_FUZZ_RANDOM"),
                 database=None, print_blob=True, suppress_health_check=list(HealthCheck),
@@ -231,7 +231,8 @@ def requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
 def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
     emulator_process.reset()
     accounts = tmp_path_factory.mktemp("accounts-fuzz")
-    write_account(accounts, "acc1")
+    write_account(accounts, "acc1")  # both upstream dialects: Cloud Code OAuth and a public API key
+    write_account(accounts, "key1", api_key="AIza-fuzz")
     with Gateway(emulator_process, accounts, confdir=mitm_confdir, options={"ag_body_limit": "256k"}) as gateway:
         yield gateway
     emulator_process.reset()
