@@ -45,7 +45,9 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Percent of a model's quota kept in reserve: an account at or below it is skipped for that model."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
-    ("ag_body_limit", str, "32m", "Largest request body accepted (e.g. 32m, 512k); bigger ones get a 413."),
+    ("ag_body_limit", str, "32m",
+     "Largest request body accepted (e.g. 32m, 512k), counted after decompressing a Content-Encoding body; "
+     "bigger ones get a 413."),
     ("ag_user_agent", str, s.DEFAULT_USER_AGENT,
      "User-Agent sent to Cloud Code, or just the Antigravity version (e.g. 4.5.0)."),
     ("ag_max_attempts", int, 4, "Upstream attempts per request, across accounts and base URLs."),
