@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.gateway import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -54,9 +55,12 @@ def run_test_command(clone: Path, env: dict[str, str]) -> str:
     """``scripts/test``, as README says, limited to collecting one file (the suite itself is running now)."""
     command = [str(clone / "scripts" / "test"), "--collect-only", "-q", "-p", "no:cacheprovider",
                "tests/unit/test_settings.py"]
-    result = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    result = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True,
+                            timeout=INSTALL_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test_settings.py::" in result.stdout
+    # the house rules' checks ran first, in the new .venv
+    assert "All checks passed!" in result.stdout and "Success: no issues found" in result.stdout
     return result.stderr
 
 

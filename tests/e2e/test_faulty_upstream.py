@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+
 from support.emulator import Emulator
 from support.gateway import Gateway, free_port, write_account
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from support.gateway import ROOT, Gateway, free_port, write_account
 
 pytestmark = pytest.mark.e2e
@@ -129,8 +130,9 @@ def test_an_invalid_option_value_stops_mitmdump_with_one_line(emulator, accounts
 
 
 def test_fixed_choice_options_declare_their_choices():
-    from antigravity_gw import make_addons
     from mitmproxy.test import taddons
+
+    from antigravity_gw import make_addons
 
     with taddons.context(*make_addons()) as tctx:
         opts = tctx.options._options

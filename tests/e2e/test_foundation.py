@@ -10,13 +10,15 @@ import openai
 import orjson
 import pytest
 from mitmproxy import io as mitm_io
+
 from support.gateway import ROOT
 
 
 def test_healthz_answers_without_touching_upstream(gateway, emulator):
     with urllib.request.urlopen(gateway.url + "/healthz", timeout=5) as r:
         assert r.status == 200
-        assert orjson.loads(r.read()) == {"status": "ok", "accounts": {"ready": 1, "cooling": 0, "disabled": 0}}
+        assert orjson.loads(r.read()) == {"status": "ok",
+                                          "accounts": {"ready": 1, "cooling": 0, "disabled": 0}}
     assert emulator.requests() == []
 
 
@@ -70,7 +72,8 @@ def test_saved_flow_shows_client_request_real_upstream_request_account_and_attem
         list(answer)
     gw.stop()
     with saved.open("rb") as fh:
-        flows = [f for f in mitm_io.FlowReader(fh).stream() if f.metadata.get("ag.route") == "chat.completions"]
+        flows = [f for f in mitm_io.FlowReader(fh).stream()
+                 if f.metadata.get("ag.route") == "chat.completions"]
     assert len(flows) == 1
     f = flows[0]
     rpc = "streamGenerateContent?alt=sse" if stream else "generateContent"

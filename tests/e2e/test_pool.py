@@ -18,6 +18,7 @@ from pathlib import Path
 import openai
 import orjson
 import pytest
+
 from antigravity_gw.upstream.accounts import load_accounts
 from support.gateway import write_account
 

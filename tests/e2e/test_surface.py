@@ -16,6 +16,7 @@ import openai
 import orjson
 import pytest
 from mitmproxy import io as mitm_io
+
 from support.gateway import ROOT
 
 CLIENT_KEY = "sk-gw-client-key-7f3a9c"

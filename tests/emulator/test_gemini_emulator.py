@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from gemini_emulator import STATE, EmulatorState, make_app, merge_events, parse_duration, split_text
 from support.emulator import SCRIPT, Emulator, EmulatorError
 

@@ -64,15 +64,17 @@ class Gateway:
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.dialect: str | None = None  # "cloudcode" or "gemini", where a test chose the upstream dialect
-        self._log = tempfile.NamedTemporaryFile(prefix="mitmdump-", suffix=".log", delete=False)
-        self.log_path = Path(self._log.name)
+        # a raw descriptor, the child's stdout across restarts; the file stays for a failed test's reader
+        self._log_fd, log_name = tempfile.mkstemp(prefix="mitmdump-", suffix=".log")
+        self.log_path = Path(log_name)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        mode = (f"reverse:http://127.0.0.1:9@{self.port}" if self.mode == "reverse" else f"{self.mode}@{self.port}")
+        spec = "reverse:http://127.0.0.1:9" if self.mode == "reverse" else self.mode
+        mode = f"{spec}@{self.port}"
         sets: dict[str, Any] = {
             "listen_host": "127.0.0.1",
             "connection_strategy": "lazy",
@@ -103,7 +105,7 @@ class Gateway:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "*"}
         env.pop("HTTPS_PROXY", None)
         env.pop("HTTP_PROXY", None)
-        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.args(), stdout=self._log_fd, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
         if wait:
             self._wait_ready()
@@ -132,7 +134,8 @@ class Gateway:
         if self.mode != "reverse":
             url = "http://api.openai.com/healthz"
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
-        headers = {"authorization": f"Bearer {self.options['ag_api_key']}"} if self.options.get("ag_api_key") else {}
+        key = self.options.get("ag_api_key")
+        headers = {"authorization": f"Bearer {key}"} if key else {}
         try:
             with opener.open(urllib.request.Request(url, headers=headers), timeout=1) as r:
                 return r.status == 200 and orjson.loads(r.read())["status"] == "ok"  # 503 "starting" before

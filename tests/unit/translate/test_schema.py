@@ -7,8 +7,9 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import pytest
-from antigravity_gw.translate.schema import MAX_DEPTH, clean_schema_for_gemini
 from pydantic import BaseModel, Field
+
+from antigravity_gw.translate.schema import MAX_DEPTH, clean_schema_for_gemini
 
 
 class Priority(StrEnum):

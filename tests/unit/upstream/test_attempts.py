@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+
 from antigravity_gw import errors
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.attempts import AttemptRunner
