@@ -59,7 +59,10 @@ def test_mitmweb_never_shows_the_secrets(emulator, mitm_confdir, tmp_path, monke
             openai.OpenAI(base_url=gw.url + "/v1", api_key="wrong", max_retries=0).models.list()
         shown = options_json(web_port)
         command_line = Path(f"/proc/{gw.proc.pid}/cmdline").read_bytes().decode()
-        time.sleep(0.5)  # let mitmweb write the flows
+        deadline = time.monotonic() + 10  # mitmweb writes each flow as it ends: wait for the first
+        while not flows_file.exists() or not flows_file.stat().st_size:
+            assert time.monotonic() < deadline, "mitmweb wrote no flow"
+            time.sleep(0.05)
     values = {name: o["value"] for name, o in orjson.loads(shown).items()}
     assert values["ag_oauth_client_secret"] == "env:GW_E2E_CLIENT_SECRET"
     assert values["ag_api_key"] == ("[hidden …line]" if key_option == "raw" else f"file:{key_file}")
