@@ -25,6 +25,7 @@ from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import parse_responses_request
 from ..openai_api.responses_wire import response_echo
 from ..openai_api.routes import RouteKind
+from ..openai_api.wire import ChatCompletion
 from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
@@ -66,7 +67,7 @@ class Endpoint(Protocol):
     def image_urls(self, parsed: Any) -> dict[str, str]: ...  # http(s) URL -> the param naming it
     def to_gemini(self, parsed: Any, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
     def stream_translator(self, parsed: Any, ids: Ids) -> Any: ...
-    def complete(self, parsed: Any, response: dict[str, Any], ids: Ids) -> dict[str, Any]: ...
+    def complete(self, parsed: Any, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]: ...
 
 
 class DataStreamFormat:
@@ -117,7 +118,7 @@ class ChatEndpoint:
             id_factory=ids.new_call_id,
         )
 
-    def complete(self, parsed: ChatCompletionRequest, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
+    def complete(self, parsed: ChatCompletionRequest, response: dict[str, Any], ids: Ids) -> ChatCompletion:
         return gemini_to_chat_completion(
             response,
             completion_id=ids.id,

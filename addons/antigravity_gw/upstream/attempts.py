@@ -69,12 +69,26 @@ GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of faili
 MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
 
 
+class UpstreamContent(Protocol):
+    """A body as it arrives (aiohttp's ``StreamReader``): ``readany`` gives the next chunk, b"" at the end."""
+
+    async def readany(self) -> bytes: ...
+    def at_eof(self) -> bool: ...
+
+
 class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
+    """What ``send`` returns (aiohttp's ``ClientResponse``): read-only, as aiohttp's are."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> UpstreamContent: ...
 
     async def read(self) -> bytes: ...
     def release(self) -> Any: ...
+    def close(self) -> None: ...
 
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
@@ -306,7 +320,7 @@ class AttemptRunner:
             raise
         return winner
 
-    async def _first_event(self, resp: Any) -> tuple[bytes, ...]:
+    async def _first_event(self, resp: UpstreamResponse) -> tuple[bytes, ...]:
         """A stream's chunks up to its first usable event (usually its first chunk: no copy of the rest)."""
         probe = FirstEventProbe()
         content = resp.content

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import NotFound
 from antigravity_gw.mitm.stream import StreamAdapter
 from antigravity_gw.openai_api.responses_models import MessageItem, OutputText

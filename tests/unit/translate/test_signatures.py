@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionChunk
+
 from antigravity_gw.openai_api.models import parse_chat_request
 from antigravity_gw.sse import SSEDecoder
 from antigravity_gw.translate.chat_request import chat_request_to_gemini
@@ -20,7 +22,6 @@ from antigravity_gw.translate.signatures import (
     encode_tool_call_id,
     random_token,
 )
-from openai.types.chat import ChatCompletionChunk
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
