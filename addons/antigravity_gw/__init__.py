@@ -14,12 +14,18 @@ def make_addons() -> list[object]:
     """The composition root: the gateway's addons in chain order.
 
     ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
-    response) and removes the client's key; ``Cors`` after them, so it also covers answers made by the
-    others; ``AccessLog`` last, to log each request as it finally went.
+    response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``, the named keys'
+    limits); ``Cors`` after them, so it also covers answers made by the others; ``AccessLog`` last, to log
+    each request as it finally went and hand its record to ``Usage`` (the ledger and the metrics).
     """
     from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
+    from .mitm.client_keys import ClientKeys
     from .mitm.cors import Cors
     from .mitm.gateway import Gateway
+    from .mitm.usage import Usage
 
-    return [Auth(), Gateway(), Cors(), AccessLog()]
+    keys = ClientKeys()
+    gateway = Gateway()
+    usage = Usage(gateway.pool, keys)
+    return [Auth(keys), usage, gateway, Cors(), AccessLog(sinks=[usage.record])]

@@ -487,7 +487,7 @@ class Gateway:
 
     @staticmethod
     def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None,
-                    ) -> tuple[bytes, tuple[int, int] | None]:
+                    ) -> tuple[bytes, tuple[int, int, int, int] | None]:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
         (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
@@ -501,7 +501,7 @@ class Gateway:
         gemini = unwrap_any(gemini)
         return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int, int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
