@@ -14,9 +14,10 @@ def make_addons() -> list[object]:
     """The composition root: the gateway's addons in chain order.
 
     ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
-    response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``, the named keys'
-    limits); ``Cors`` after them, so it also covers answers made by the others; ``AccessLog`` last, to log
-    each request as it finally went and hand its record to ``Usage`` (the ledger and the metrics).
+    response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``; the Gateway asks
+    it about the named keys' limits once it knows the model); ``Cors`` after them, so it also covers
+    answers made by the others; ``AccessLog`` last, to log each request as it finally went and hand its
+    record to ``Usage`` (the ledger and the metrics).
     """
     from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
@@ -28,4 +29,5 @@ def make_addons() -> list[object]:
     keys = ClientKeys()
     gateway = Gateway()
     usage = Usage(gateway.pool, keys)
+    gateway.admit_client = usage.admit
     return [Auth(keys), usage, gateway, Cors(), AccessLog(sinks=[usage.record])]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from antigravity_gw.mitm.client_keys import ClientKeys
 
 

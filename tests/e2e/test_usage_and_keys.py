@@ -30,8 +30,13 @@ pytestmark = pytest.mark.e2e
 
 ALICE, BOB, CAROL = "sk-alice-0123456789", "sk-bob-0123456789", "sk-carol-0123456789"
 FLASH, PRO = "gemini-2.5-flash", "gemini-2.5-pro"
-USAGE = {"promptTokenCount": 11, "candidatesTokenCount": 7, "cachedContentTokenCount": 3,
-         "thoughtsTokenCount": 2, "totalTokenCount": 20}
+USAGE = {
+    "promptTokenCount": 11,
+    "candidatesTokenCount": 7,
+    "cachedContentTokenCount": 3,
+    "thoughtsTokenCount": 2,
+    "totalTokenCount": 20,
+}
 
 
 def write_keys(path: Path, keys: list[dict[str, Any]]) -> Path:
@@ -41,18 +46,23 @@ def write_keys(path: Path, keys: list[dict[str, Any]]) -> Path:
 
 @pytest.fixture
 def keys_file(tmp_path: Path) -> Path:
-    return write_keys(tmp_path / "keys.json", [
-        {"name": "alice", "key": ALICE},
-        {"name": "bob", "key": BOB, "models": ["gemini-2.5-f*"], "rpm": 3},
-        {"name": "carol", "key": CAROL, "daily_tokens": 10},
-    ])
+    return write_keys(
+        tmp_path / "keys.json",
+        [
+            {"name": "alice", "key": ALICE},
+            {"name": "bob", "key": BOB, "models": ["gemini-2.5-f*"], "rpm": 3},
+            {"name": "carol", "key": CAROL, "daily_tokens": 10},
+        ],
+    )
 
 
 @pytest.fixture
 def gw(start_gateway: Any, emulator: Any, keys_file: Path) -> Gateway:
     emulator.add_rule(reply={"text": "counted answer", "usage": USAGE})
-    return start_gateway(accounts={"acc1": {}, "acc2": {}}, options={"ag_api_keys_file": str(keys_file),
-                                                                     "ag_scheduling": "round_robin"})
+    return start_gateway(
+        accounts={"acc1": {}, "acc2": {}},
+        options={"ag_api_keys_file": str(keys_file), "ag_scheduling": "round_robin"},
+    )
 
 
 def client_for(gw: Gateway, key: str) -> openai.OpenAI:
@@ -65,15 +75,21 @@ def ask(gw: Gateway, key: str, model: str, *, stream: bool = False) -> dict[str,
     messages = [{"role": "user", "content": "count me"}]
     if stream:
         with c.chat.completions.with_streaming_response.create(
-                model=model, messages=messages, stream=True, stream_options={"include_usage": True}) as raw:
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+        ) as raw:
             account = raw.headers["x-account-email"]
             usage = [chunk.usage for chunk in raw.parse() if chunk.usage][-1]
     else:
         raw = c.chat.completions.with_raw_response.create(model=model, messages=messages)
         account, usage = raw.headers["x-account-email"], raw.parse().usage
-    return {"account": account, "model": model, "prompt": usage.prompt_tokens,
-            "completion": usage.completion_tokens, "cached": usage.prompt_tokens_details.cached_tokens,
-            "reasoning": usage.completion_tokens_details.reasoning_tokens}
+    return {
+        "account": account,
+        "model": model,
+        "prompt": usage.prompt_tokens,
+        "completion": usage.completion_tokens,
+        "cached": usage.prompt_tokens_details.cached_tokens,
+        "reasoning": usage.completion_tokens_details.reasoning_tokens,
+    }
 
 
 def get(gw: Gateway, path: str, key: str | None = ALICE) -> tuple[int, dict[str, str], bytes]:
@@ -97,15 +113,45 @@ def ledger_rows(gw: Gateway) -> list[dict[str, Any]]:
 
 
 def test_requests_of_two_keys_are_rows_with_their_names_models_accounts_and_tokens(gw: Gateway):
-    answers = {"alice": [ask(gw, ALICE, FLASH), ask(gw, ALICE, PRO, stream=True)],
-               "bob": [ask(gw, BOB, FLASH, stream=True)]}
+    answers = {
+        "alice": [ask(gw, ALICE, FLASH), ask(gw, ALICE, PRO, stream=True)],
+        "bob": [ask(gw, BOB, FLASH, stream=True)],
+    }
     rows = ledger_rows(gw)
-    got = sorted((r["key_name"], r["client_model"], r["account"], r["prompt_tokens"], r["completion_tokens"],
-                  r["cached_tokens"], r["reasoning_tokens"], r["status"], r["route"]) for r in rows)
-    expected = sorted((name, a["model"], a["account"], a["prompt"], a["completion"], a["cached"], a["reasoning"],
-                       200, "chat.completions") for name, asked in answers.items() for a in asked)
+    got = sorted(
+        (
+            r["key_name"],
+            r["client_model"],
+            r["account"],
+            r["prompt_tokens"],
+            r["completion_tokens"],
+            r["cached_tokens"],
+            r["reasoning_tokens"],
+            r["status"],
+            r["route"],
+        )
+        for r in rows
+    )
+    expected = sorted(
+        (
+            name,
+            a["model"],
+            a["account"],
+            a["prompt"],
+            a["completion"],
+            a["cached"],
+            a["reasoning"],
+            200,
+            "chat.completions",
+        )
+        for name, asked in answers.items()
+        for a in asked
+    )
     assert got == expected
-    assert {a["account"] for asked in answers.values() for a in asked} == {"acc1@example.com", "acc2@example.com"}
+    assert {a["account"] for asked in answers.values() for a in asked} == {
+        "acc1@example.com",
+        "acc2@example.com",
+    }
     assert all(r["duration_ms"] > 0 and r["first_chunk_ms"] > 0 and r["attempts"] == 1 for r in rows), rows
     assert not any(key in str(rows) for key in (ALICE, BOB)), "a key reached the ledger"
 
@@ -114,23 +160,48 @@ def test_usage_report_and_the_cli_sum_the_rows(gw: Gateway):
     answers = [("alice", ask(gw, ALICE, FLASH)), ("alice", ask(gw, ALICE, PRO)), ("bob", ask(gw, BOB, FLASH))]
     expected: dict[str, Counter[str]] = defaultdict(Counter)
     for name, a in answers:
-        expected[name].update(requests=1, prompt_tokens=a["prompt"], completion_tokens=a["completion"],
-                              cached_tokens=a["cached"], reasoning_tokens=a["reasoning"])
+        expected[name].update(
+            requests=1,
+            prompt_tokens=a["prompt"],
+            completion_tokens=a["completion"],
+            cached_tokens=a["cached"],
+            reasoning_tokens=a["reasoning"],
+        )
     status, _, body = get(gw, "/ag/usage?by=key&since=1h")
     assert status == 200, body
     report = orjson.loads(body)
     fields = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
     assert {r["key"]: {f: r[f] for f in fields} for r in report["rows"]} == {
-        n: {f: c[f] for f in fields} for n, c in expected.items()}
+        n: {f: c[f] for f in fields} for n, c in expected.items()
+    }
     assert report["total"]["requests"] == 3 and report["total"]["errors"] == 0
-    cli = subprocess.run([sys.executable, "-m", "antigravity_gw", "usage", "--by", "key", "--json",
-                          "--data-dir", str(gw.data_dir)], capture_output=True, cwd=ROOT, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "addons")})
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "antigravity_gw",
+            "usage",
+            "--by",
+            "key",
+            "--json",
+            "--data-dir",
+            str(gw.data_dir),
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+    )
     assert cli.returncode == 0, cli.stderr
     assert orjson.loads(cli.stdout)["rows"] == report["rows"]
-    table = subprocess.run([sys.executable, "-m", "antigravity_gw", "usage", "--by", "model",
-                            "--data-dir", str(gw.data_dir)], capture_output=True, cwd=ROOT, timeout=60, text=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT / "addons")})
+    table = subprocess.run(
+        [sys.executable, "-m", "antigravity_gw", "usage", "--by", "model", "--data-dir", str(gw.data_dir)],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+    )
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "requests", "errors"], table.stdout
     total = sum(a["prompt"] for _, a in answers)
@@ -152,8 +223,11 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
 
 
 def test_metrics_parse_and_their_counters_match_the_requests(gw: Gateway):
-    answers = [("alice", ask(gw, ALICE, FLASH)), ("alice", ask(gw, ALICE, PRO, stream=True)),
-               ("bob", ask(gw, BOB, FLASH))]
+    answers = [
+        ("alice", ask(gw, ALICE, FLASH)),
+        ("alice", ask(gw, ALICE, PRO, stream=True)),
+        ("bob", ask(gw, BOB, FLASH)),
+    ]
     assert get(gw, "/metrics", key=None)[0] == 401, "metrics are guarded by inbound auth"
     status, headers, body = get(gw, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
@@ -167,17 +241,27 @@ def test_metrics_parse_and_their_counters_match_the_requests(gw: Gateway):
     for s in samples["ag_tokens"]:
         if s.name == "ag_tokens_total":
             tokens[(s.labels["kind"], s.labels["key"])] += s.value
-    for kind, field in (("prompt", "prompt"), ("completion", "completion"), ("cached", "cached"),
-                        ("reasoning", "reasoning")):
+    for kind, field in (
+        ("prompt", "prompt"),
+        ("completion", "completion"),
+        ("cached", "cached"),
+        ("reasoning", "reasoning"),
+    ):
         for name in ("alice", "bob"):
             assert tokens[(kind, name)] == sum(a[field] for n, a in answers if n == name), (kind, name)
-    counts = {s.labels.get("route"): s.value for s in samples["ag_request_duration_seconds"]
-              if s.name == "ag_request_duration_seconds_count"}
+    counts = {
+        s.labels.get("route"): s.value
+        for s in samples["ag_request_duration_seconds"]
+        if s.name == "ag_request_duration_seconds_count"
+    }
     assert counts == {"chat.completions": 3}
     firsts = [s.value for s in samples["ag_first_chunk_seconds"] if s.name == "ag_first_chunk_seconds_count"]
     assert firsts == [3]
-    attempts = {s.labels["outcome"]: s.value for s in samples["ag_upstream_attempts"]
-                if s.name == "ag_upstream_attempts_total"}
+    attempts = {
+        s.labels["outcome"]: s.value
+        for s in samples["ag_upstream_attempts"]
+        if s.name == "ag_upstream_attempts_total"
+    }
     assert attempts == {"ok": 3}
     states = {(s.labels["account"], s.labels["state"]): s.value for s in samples["ag_account_state"]}
     assert states[("acc1@example.com", "ready")] == 1 and states[("acc1@example.com", "cooling")] == 0
@@ -201,7 +285,9 @@ def test_a_model_outside_the_keys_list_is_refused_403(gw: Gateway):
     assert e.value.status_code == 403 and error_of(e.value)["code"] == "model_not_allowed"
     assert ask(gw, ALICE, PRO)["model"] == PRO, "another key's list does not apply"
     refused = [r for r in ledger_rows(gw) if r["key_name"] == "bob"]
-    assert [(r["status"], r["error_code"], r["client_model"]) for r in refused] == [(403, "model_not_allowed", PRO)]
+    assert [(r["status"], r["error_code"], r["client_model"]) for r in refused] == [
+        (403, "model_not_allowed", PRO)
+    ]
 
 
 def test_over_its_rpm_a_key_gets_429_with_retry_after(gw: Gateway):

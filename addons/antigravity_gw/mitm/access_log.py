@@ -122,7 +122,9 @@ def record_of(flow: http.HTTPFlow) -> RequestRecord:
             record.cached_tokens, record.reasoning_tokens = tokens[2], tokens[3]
     start = req.timestamp_start
     if resp is not None and resp.timestamp_start:
-        first = stream.first_chunk_at if stream is not None and stream.first_chunk_at else resp.timestamp_start
+        first = resp.timestamp_start
+        if stream is not None and stream.first_chunk_at:
+            first = stream.first_chunk_at  # the first translated bytes, not the relay's headers
         record.first_chunk_ms = (first - start) * 1000
     end = (resp.timestamp_end if resp is not None else None) or (flow.error.timestamp if flow.error else None)
     if end:

@@ -3,10 +3,11 @@
 - ``record`` is the access log's sink (``AccessLog(sinks=[usage.record])``): every billed request's
   ``RequestRecord`` goes to the ledger (an append; a writer thread commits), the metrics and the key's
   daily token count. Nothing here blocks the event loop.
-- ``request`` (after ``Auth``, before the ``Gateway``) answers ``GET /metrics`` and ``GET /ag/usage``,
-  and applies the limits of the caller's named key to its ``POST``s: a model outside its list (403
-  ``model_not_allowed``), its daily tokens spent (429 ``budget_exceeded``), its requests per minute
-  (429 ``rate_limit_exceeded`` with ``retry-after``). Requests from other keys pay one dict lookup.
+- ``request`` (after ``Auth``, before the ``Gateway``) answers ``GET /metrics`` and ``GET /ag/usage``;
+- ``admit`` is called by the Gateway once it has parsed a request's model, and applies the limits of
+  the caller's named key: a model outside its list (403 ``model_not_allowed``), its daily tokens spent
+  (429 ``budget_exceeded``), its requests per minute (429 ``rate_limit_exceeded`` with ``retry-after``).
+  Requests from other keys pay one dict lookup.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 
 from .. import errors
 from .. import settings as s
-from ..openai_api.routes import METRICS_PATH, USAGE_PATH, match_route, normalize
+from ..openai_api.routes import METRICS_PATH, USAGE_PATH, normalize
 from ..upstream.pool import Pool
 from ..usage import report
-from ..usage.keys import DAY, ClientKey, KeyLimits
+from ..usage.keys import DAY, KeyLimits
 from ..usage.ledger import FILE_NAME, Ledger
 from ..usage.metrics import CONTENT_TYPE, AccountGauge, Metrics
 from ..usage.record import RequestRecord
@@ -37,18 +37,35 @@ from .client_keys import ClientKeys
 logger = logging.getLogger(__name__)
 
 USAGE_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
-    ("ag_data_dir", str, s.DEFAULT_DATA_DIR,
-     "Where the gateway keeps its own state: the usage ledger is usage.sqlite3 in it."),
-    ("ag_usage", bool, True, "Record one row per client request in the usage ledger (scripts/ag usage, "
-     "/ag/usage); false: no ledger (metrics stay on)."),
-    ("ag_usage_retention_days", int, 90, "Days of usage ledger rows kept; older rows are deleted (0: keep all)."),
+    (
+        "ag_data_dir",
+        str,
+        s.DEFAULT_DATA_DIR,
+        "Where the gateway keeps its own state: the usage ledger is usage.sqlite3 in it.",
+    ),
+    (
+        "ag_usage",
+        bool,
+        True,
+        "Record one row per client request in the usage ledger (scripts/ag usage, "
+        "/ag/usage); false: no ledger (metrics stay on).",
+    ),
+    (
+        "ag_usage_retention_days",
+        int,
+        90,
+        "Days of usage ledger rows kept; older rows are deleted (0: keep all).",
+    ),
 )
 WATCHED = frozenset(name for name, *_ in USAGE_OPTIONS)
 
 
 def read_usage_settings(o: Any) -> s.UsageSettings:
-    return s.UsageSettings(data_dir=Path(o.ag_data_dir).expanduser(), enabled=o.ag_usage,
-                           retention_days=s.parse_retention_days(o.ag_usage_retention_days))
+    return s.UsageSettings(
+        data_dir=Path(o.ag_data_dir).expanduser(),
+        enabled=o.ag_usage,
+        retention_days=s.parse_retention_days(o.ag_usage_retention_days),
+    )
 
 
 class Usage:
@@ -94,10 +111,17 @@ class Usage:
         ledger = Ledger(st.data_dir / FILE_NAME, retention_days=st.retention_days)
         try:
             await asyncio.to_thread(ledger.open)
-            spent = await asyncio.to_thread(report.spent_since, ledger.path, math.floor(time.time() / DAY) * DAY)
+            spent = await asyncio.to_thread(
+                report.spent_since, ledger.path, math.floor(time.time() / DAY) * DAY
+            )
         except Exception as e:  # sqlite3.Error, OSError: say which file and why, in one line
-            logger.error("usage ledger: cannot open %s (%s: %s); set ag_data_dir to a writable folder or "
-                         "ag_usage=false", ledger.path, type(e).__name__, e)
+            logger.error(
+                "usage ledger: cannot open %s (%s: %s); set ag_data_dir to a writable folder or "
+                "ag_usage=false",
+                ledger.path,
+                type(e).__name__,
+                e,
+            )
             return
         self.limits.seed(spent)
         self.ledger = ledger
@@ -118,40 +142,38 @@ class Usage:
 
     # ---- hooks -------------------------------------------------------------------------------------
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flows.is_ours(flow):
+        if (
+            flow.response
+            or flow.error
+            or flow.request.method not in ("GET", "HEAD")
+            or not flows.is_ours(flow)
+        ):
             return
-        method = flow.request.method
-        if method == "POST":
-            name = flow.metadata.get(flows.KEY)
-            key = self.keys.by_name.get(name) if name else None
-            if key is not None and key.limited:
-                self._apply_limits(flow, key)
-        elif method in ("GET", "HEAD"):
-            path = normalize(flow.request.path)
-            if path == METRICS_PATH:
-                flow.metadata[flows.ROUTE] = "metrics"
-                flow.response = await self._metrics()
-            elif path == USAGE_PATH:
-                flow.metadata[flows.ROUTE] = "ag.usage"
-                flow.response = await self._usage(flow.request)
+        path = normalize(flow.request.path)
+        if path == METRICS_PATH:
+            flow.metadata[flows.ROUTE] = "metrics"
+            flow.response = await self._metrics()
+        elif path == USAGE_PATH:
+            flow.metadata[flows.ROUTE] = "ag.usage"
+            flow.response = await self._usage(flow.request)
 
-    def _apply_limits(self, flow: http.HTTPFlow, key: ClientKey) -> None:
-        try:
-            route = match_route("POST", flow.request.path)
-        except errors.GatewayError:
-            return  # not a model route: the Gateway answers it
-        model = None
-        if key.models:
-            model = _model_of(flow.request)
+    def admit(self, flow: http.HTTPFlow, model: str) -> None:
+        """The Gateway's check of the caller's named key, once the body is parsed (decoded under the body
+        limit, so nothing here reads it again); raises the ``GatewayError`` the client gets."""
+        name = flow.metadata.get(flows.KEY)
+        key = self.keys.by_name.get(name) if name else None
+        if key is None or not key.limited:
+            return
         try:
             self.limits.admit(key, model)
-        except errors.GatewayError as e:
-            flow.metadata[flows.ROUTE] = route.kind.value
-            if model is not None:
-                flow.metadata[flows.CLIENT_REQUEST] = {"method": "POST", "path": flow.request.path,
-                                                       "model": model}
-            flow.response = flows.error_response(e)
-            flows.mark_error(flow, f"{e.status} {e.code}: {e.message}")
+        except errors.GatewayError:
+            # the refusal's ledger row and access line name the model the client asked for
+            flow.metadata[flows.CLIENT_REQUEST] = {
+                "method": flow.request.method,
+                "path": flow.request.path,
+                "model": model,
+            }
+            raise
 
     async def _metrics(self) -> http.Response:
         statuses = await self.pool.status()
@@ -161,7 +183,11 @@ class Usage:
     async def _usage(self, request: http.Request) -> http.Response:
         ledger = self.ledger
         if ledger is None:
-            why = "is off (ag_usage=false)" if not self.settings.enabled else "could not be opened (see the log)"
+            why = (
+                "is off (ag_usage=false)"
+                if not self.settings.enabled
+                else "could not be opened (see the log)"
+            )
             return flows.error_response(errors.NotFound(f"The usage ledger {why}."))
         try:
             since = report.parse_since(request.query.get("since", report.DEFAULT_SINCE), time.time())
@@ -169,19 +195,9 @@ class Usage:
             return flows.error_response(errors.InvalidRequest(str(e).replace("--", ""), param="since"))
         by = request.query.get("by", "day")
         if by not in report.GROUPS:
-            return flows.error_response(errors.InvalidRequest(
-                f"by: {by!r} is not one of {', '.join(report.GROUPS)}", param="by"))
+            return flows.error_response(
+                errors.InvalidRequest(f"by: {by!r} is not one of {', '.join(report.GROUPS)}", param="by")
+            )
         await asyncio.to_thread(ledger.flush)  # the answer includes the requests that just finished
         result = await asyncio.to_thread(report.summarize, ledger.path, since, by)
         return flows.json_response(200, result)
-
-
-def _model_of(request: http.Request) -> str | None:
-    """The body's ``model``, for a key limited to some models; None when unreadable (the Gateway then
-    answers the bad body itself, and a request without a model is refused there too)."""
-    try:
-        body = orjson.loads(request.get_content(strict=False) or b"")
-    except (orjson.JSONDecodeError, ValueError):
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) else None

@@ -88,8 +88,13 @@ def _parse_entry(entry: object, i: int, what: str) -> ClientKey:
     unknown = set(entry) - {"name", "key", "models", "rpm", "daily_tokens"}
     if unknown:
         raise ValueError(f"{where} ({name}): unknown field(s) {', '.join(sorted(unknown))}")
-    return ClientKey(name.strip(), digest(key.strip()), tuple(models), _limit(entry, "rpm", where, name),
-                     _limit(entry, "daily_tokens", where, name))
+    return ClientKey(
+        name.strip(),
+        digest(key.strip()),
+        tuple(models),
+        _limit(entry, "rpm", where, name),
+        _limit(entry, "daily_tokens", where, name),
+    )
 
 
 def _limit(entry: dict[str, object], field: str, where: str, name: str) -> int:
@@ -159,13 +164,16 @@ class KeyLimits:
         if model is not None and not key.allows(model):
             raise errors.ModelNotAllowed(
                 f"The key {key.name!r} may not use the model {model!r}; it may use: {', '.join(key.models)}.",
-                param="model")
+                param="model",
+            )
         now = self.clock()
         if key.daily_tokens and self.spent(key.name) >= key.daily_tokens:
             wait = max(1, math.ceil(self._day + DAY - now))
             raise errors.BudgetExceeded(
                 f"The key {key.name!r} has used its {key.daily_tokens} tokens for today (UTC); it resets in "
-                f"{wait} s.", headers={"retry-after": str(wait)})
+                f"{wait} s.",
+                headers={"retry-after": str(wait)},
+            )
         if key.rpm:
             self._count(key, now)
 
@@ -177,7 +185,8 @@ class KeyLimits:
             wait = max(1, math.ceil(recent[0] + 60.0 - now))
             raise errors.KeyRateLimited(
                 f"The key {key.name!r} is limited to {key.rpm} requests per minute; retry in {wait} s.",
-                headers={"retry-after": str(wait)})
+                headers={"retry-after": str(wait)},
+            )
         recent.append(now)
 
     def forget(self, names: Iterable[str]) -> None:

@@ -30,10 +30,25 @@ logger = logging.getLogger(__name__)
 FILE_NAME = "usage.sqlite3"
 MAX_PENDING = 200_000
 PRUNE_EVERY = 3600.0
-COLUMNS = ("ts", "key_name", "route", "client_model", "mapped_model", "account", "status", "attempts",
-           "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "duration_ms",
-           "first_chunk_ms", "error_code", "stream")
-SCHEMA = f"""
+COLUMNS = (
+    "ts",
+    "key_name",
+    "route",
+    "client_model",
+    "mapped_model",
+    "account",
+    "status",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "duration_ms",
+    "first_chunk_ms",
+    "error_code",
+    "stream",
+)
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -59,9 +74,24 @@ INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 
 
 
 def row_of(r: RequestRecord) -> tuple[object, ...]:
-    return (r.ts, r.key_name, r.route, r.client_model, r.mapped_model, r.account, r.status, r.attempts,
-            r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens, r.duration_ms,
-            r.first_chunk_ms, r.error_code, int(r.stream))
+    return (
+        r.ts,
+        r.key_name,
+        r.route,
+        r.client_model,
+        r.mapped_model,
+        r.account,
+        r.status,
+        r.attempts,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cached_tokens,
+        r.reasoning_tokens,
+        r.duration_ms,
+        r.first_chunk_ms,
+        r.error_code,
+        int(r.stream),
+    )
 
 
 def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
@@ -75,8 +105,15 @@ def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
 
 
 class Ledger:
-    def __init__(self, path: Path, *, retention_days: float = 90.0, flush_interval: float = 0.5,
-                 max_batch: int = 2000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: float = 90.0,
+        flush_interval: float = 0.5,
+        max_batch: int = 2000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.retention_days = retention_days
         self.flush_interval = flush_interval
@@ -160,8 +197,13 @@ class Ledger:
             self._commit(rows)
         except sqlite3.Error as e:
             dropped = max(0, len(rows) - MAX_PENDING)
-            logger.warning("usage ledger: cannot write %d row(s) to %s (%s); will retry%s", len(rows),
-                           self.path, e, f", dropping the oldest {dropped}" if dropped else "")
+            logger.warning(
+                "usage ledger: cannot write %d row(s) to %s (%s); will retry%s",
+                len(rows),
+                self.path,
+                e,
+                f", dropping the oldest {dropped}" if dropped else "",
+            )
             self._settle(dropped)
             return rows[dropped:]
         self._settle(len(rows))  # a row is settled once: committed, or dropped

@@ -34,18 +34,39 @@ class AccountGauge:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("ag_requests", "Client requests to model routes.",
-                                ("route", "model", "account", "status", "key"), registry=self.registry)
-        self.tokens = Counter("ag_tokens", "Tokens Google reported, by kind (prompt, completion, cached, "
-                              "reasoning; cached is part of prompt, reasoning of completion).",
-                              ("kind", "model", "account", "key"), registry=self.registry)
-        self.duration = Histogram("ag_request_duration_seconds", "From the request to the last byte of "
-                                  "the answer.", ("route",), buckets=DURATION_BUCKETS, registry=self.registry)
-        self.first_chunk = Histogram("ag_first_chunk_seconds", "From the request to the first byte of the "
-                                     "answer (the first translated chunk of a stream).", ("route",),
-                                     buckets=FIRST_CHUNK_BUCKETS, registry=self.registry)
-        self.attempts = Counter("ag_upstream_attempts", "Upstream attempts by outcome (ok: the one that "
-                                "answered; failed: every other).", ("outcome",), registry=self.registry)
+        self.requests = Counter(
+            "ag_requests",
+            "Client requests to model routes.",
+            ("route", "model", "account", "status", "key"),
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "ag_tokens",
+            "Tokens Google reported, by kind (prompt, completion, cached, "
+            "reasoning; cached is part of prompt, reasoning of completion).",
+            ("kind", "model", "account", "key"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "ag_request_duration_seconds",
+            "From the request to the last byte of the answer.",
+            ("route",),
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_chunk = Histogram(
+            "ag_first_chunk_seconds",
+            "From the request to the first byte of the answer (the first translated chunk of a stream).",
+            ("route",),
+            buckets=FIRST_CHUNK_BUCKETS,
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "ag_upstream_attempts",
+            "Upstream attempts by outcome (ok: the one that answered; failed: every other).",
+            ("outcome",),
+            registry=self.registry,
+        )
         self.accounts = AccountCollector()
         self.registry.register(self.accounts)
 
@@ -53,8 +74,12 @@ class Metrics:
         model = r.mapped_model or r.client_model
         self.requests.labels(r.route, model, r.account, str(r.status), r.key_name).inc()
         if r.has_tokens:
-            for kind, count in (("prompt", r.prompt_tokens), ("completion", r.completion_tokens),
-                                ("cached", r.cached_tokens), ("reasoning", r.reasoning_tokens)):
+            for kind, count in (
+                ("prompt", r.prompt_tokens),
+                ("completion", r.completion_tokens),
+                ("cached", r.cached_tokens),
+                ("reasoning", r.reasoning_tokens),
+            ):
                 self.tokens.labels(kind, model, r.account, r.key_name).inc(count)
         if r.duration_ms is not None:
             self.duration.labels(r.route).observe(r.duration_ms / 1000)
@@ -78,10 +103,16 @@ class AccountCollector(Collector):
         self.snapshot: tuple[AccountGauge, ...] = ()
 
     def collect(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("ag_account_state", "1 for each account's current state, 0 for the others.",
-                                  labels=("account", "state"))
-        quota = GaugeMetricFamily("ag_quota_remaining_ratio", "The fraction of an account's quota for a model "
-                                  "left at its last quota refresh.", labels=("account", "model"))
+        state = GaugeMetricFamily(
+            "ag_account_state",
+            "1 for each account's current state, 0 for the others.",
+            labels=("account", "state"),
+        )
+        quota = GaugeMetricFamily(
+            "ag_quota_remaining_ratio",
+            "The fraction of an account's quota for a model left at its last quota refresh.",
+            labels=("account", "model"),
+        )
         for a in self.snapshot:
             for s in ACCOUNT_STATES:
                 state.add_metric((a.account, s), 1.0 if a.state == s else 0.0)

@@ -22,8 +22,15 @@ GROUPS = {
 DEFAULT_SINCE = "24h"
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)([mhdw])")
 _UNIT = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-NUMBERS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-           "total_tokens")
+NUMBERS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
 
 
 def parse_since(text: str, now: float) -> float:
@@ -60,7 +67,9 @@ def summarize(path: Path, since: float, by: str) -> dict[str, Any]:
             " SUM(cached_tokens) AS cached_tokens, SUM(reasoning_tokens) AS reasoning_tokens,"
             " SUM(duration_ms) AS duration_sum, COUNT(duration_ms) AS duration_n,"
             " SUM(first_chunk_ms) AS first_sum, COUNT(first_chunk_ms) AS first_n"
-            f" FROM requests WHERE ts >= ? GROUP BY grp ORDER BY grp", (since,)).fetchall()
+            f" FROM requests WHERE ts >= ? GROUP BY grp ORDER BY grp",
+            (since,),
+        ).fetchall()
     finally:
         conn.close()
     out = [_row(by, dict(r)) for r in rows]
@@ -77,9 +86,21 @@ def _row(by: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    summed: dict[str, Any] = {k: sum((r[k] or 0) for r in rows) for k in
-                              ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
-                               "reasoning_tokens", "duration_sum", "duration_n", "first_sum", "first_n")}
+    summed: dict[str, Any] = {
+        k: sum((r[k] or 0) for r in rows)
+        for k in (
+            "requests",
+            "errors",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "duration_sum",
+            "duration_n",
+            "first_sum",
+            "first_n",
+        )
+    }
     summed["grp"] = "total"
     total = _row("total", summed)
     del total["total"]
@@ -93,14 +114,25 @@ def table(report: dict[str, Any]) -> str:
     lines = [[_cell(r[by]) or "-", *_numbers(r)] for r in report["rows"]]
     lines.append(["total", *_numbers(report["total"])])
     widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+
+    def fmt(row: list[str]) -> str:
+        pairs = enumerate(zip(row, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+
     return "\n".join([fmt(head), *map(fmt, lines)])
 
 
 def _numbers(r: dict[str, Any]) -> list[str]:
-    return [str(r["requests"]), str(r["errors"]), str(r["prompt_tokens"]), str(r["completion_tokens"]),
-            str(r["cached_tokens"]), str(r["reasoning_tokens"]), _cell(r["avg_ms"]), _cell(r["avg_first_chunk_ms"])]
+    return [
+        str(r["requests"]),
+        str(r["errors"]),
+        str(r["prompt_tokens"]),
+        str(r["completion_tokens"]),
+        str(r["cached_tokens"]),
+        str(r["reasoning_tokens"]),
+        _cell(r["avg_ms"]),
+        _cell(r["avg_first_chunk_ms"]),
+    ]
 
 
 def _cell(value: Any) -> str:
@@ -125,8 +157,13 @@ def chart(report: dict[str, Any], path: Path) -> None:
     tokens.set_ylabel("tokens")
     tokens.legend()
     requests.bar(labels, [r["requests"] - r["errors"] for r in rows], label="ok")
-    requests.bar(labels, [r["errors"] for r in rows], bottom=[r["requests"] - r["errors"] for r in rows],
-                 label="errors", color="tab:red")
+    requests.bar(
+        labels,
+        [r["errors"] for r in rows],
+        bottom=[r["requests"] - r["errors"] for r in rows],
+        label="errors",
+        color="tab:red",
+    )
     requests.set_ylabel("requests")
     requests.legend()
     requests.tick_params(axis="x", labelrotation=45)
@@ -143,8 +180,11 @@ def spent_since(path: Path, since: float) -> dict[str, int]:
         return {}
     conn = connect(path)
     try:
-        rows = conn.execute("SELECT key_name, SUM(prompt_tokens + completion_tokens) FROM requests"
-                            " WHERE ts >= ? AND key_name != '' GROUP BY key_name", (since,)).fetchall()
+        rows = conn.execute(
+            "SELECT key_name, SUM(prompt_tokens + completion_tokens) FROM requests"
+            " WHERE ts >= ? AND key_name != '' GROUP BY key_name",
+            (since,),
+        ).fetchall()
     finally:
         conn.close()
     return {name: int(total or 0) for name, total in rows}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from antigravity_gw import errors
 from antigravity_gw.usage.keys import DAY, ClientKey, KeyLimits, KeyRing, digest, parse_keys_file
 
@@ -14,26 +13,48 @@ def parse(keys: object) -> tuple[ClientKey, ...]:
 
 
 def test_a_keys_file_keeps_names_limits_and_only_a_digest_of_each_key():
-    keys = parse({"keys": [{"name": "alice", "key": "sk-alice-123"},
-                           {"name": "bob", "key": "sk-bob-1234", "models": ["gemini-*"], "rpm": 60,
-                            "daily_tokens": 2000000}]})
-    assert keys == (ClientKey("alice", digest("sk-alice-123")),
-                    ClientKey("bob", digest("sk-bob-1234"), ("gemini-*",), 60, 2000000))
+    keys = parse(
+        {
+            "keys": [
+                {"name": "alice", "key": "sk-alice-123"},
+                {
+                    "name": "bob",
+                    "key": "sk-bob-1234",
+                    "models": ["gemini-*"],
+                    "rpm": 60,
+                    "daily_tokens": 2000000,
+                },
+            ]
+        }
+    )
+    assert keys == (
+        ClientKey("alice", digest("sk-alice-123")),
+        ClientKey("bob", digest("sk-bob-1234"), ("gemini-*",), 60, 2000000),
+    )
     assert "sk-alice-123" not in repr(keys)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ([], 'must hold {"keys"'),
-    ({"keys": [{"key": "sk-12345678"}]}, "keys[0]: 'name' must be a non-empty string"),
-    ({"keys": [{"name": "a", "key": "short"}]}, "keys[0] (a): 'key' must be a string of at least 8"),
-    ({"keys": [{"name": "a", "key": "sk-12345678", "rpm": -1}]}, "'rpm' must be a whole number"),
-    ({"keys": [{"name": "a", "key": "sk-12345678", "models": "gemini-*"}]}, "'models' must be a list"),
-    ({"keys": [{"name": "a", "key": "sk-12345678", "rmp": 3}]}, "unknown field(s) rmp"),
-    ({"keys": [{"name": "a", "key": "sk-12345678"}, {"name": "a", "key": "sk-87654321"}]}, "'a' is used twice"),
-    ({"keys": [{"name": "a", "key": "sk-12345678"}, {"name": "b", "key": "sk-12345678"}]}, "the same key"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([], 'must hold {"keys"'),
+        ({"keys": [{"key": "sk-12345678"}]}, "keys[0]: 'name' must be a non-empty string"),
+        ({"keys": [{"name": "a", "key": "short"}]}, "keys[0] (a): 'key' must be a string of at least 8"),
+        ({"keys": [{"name": "a", "key": "sk-12345678", "rpm": -1}]}, "'rpm' must be a whole number"),
+        ({"keys": [{"name": "a", "key": "sk-12345678", "models": "gemini-*"}]}, "'models' must be a list"),
+        ({"keys": [{"name": "a", "key": "sk-12345678", "rmp": 3}]}, "unknown field(s) rmp"),
+        (
+            {"keys": [{"name": "a", "key": "sk-12345678"}, {"name": "a", "key": "sk-87654321"}]},
+            "'a' is used twice",
+        ),
+        (
+            {"keys": [{"name": "a", "key": "sk-12345678"}, {"name": "b", "key": "sk-12345678"}]},
+            "the same key",
+        ),
+    ],
+)
 def test_a_bad_keys_file_is_a_value_error_naming_the_entry(content: object, message: str):
-    with pytest.raises(ValueError, match="ag_api_keys_file: keys.json") as e:
+    with pytest.raises(ValueError, match=r"ag_api_keys_file: keys\.json") as e:
         parse(content)
     assert message in str(e.value)
     assert "sk-" not in str(e.value), "a key must not appear in an error"
@@ -45,7 +66,9 @@ def test_not_json_is_a_value_error():
 
 
 def test_the_ring_finds_the_presented_key_among_several_offered():
-    ring = KeyRing(parse({"keys": [{"name": "alice", "key": "sk-alice-123"}, {"name": "bob", "key": "sk-bob-1234"}]}))
+    ring = KeyRing(
+        parse({"keys": [{"name": "alice", "key": "sk-alice-123"}, {"name": "bob", "key": "sk-bob-1234"}]})
+    )
     assert ring.identify(["nope", "sk-bob-1234"]).name == "bob"
     assert ring.identify(["sk-bob-123"]) is None
     assert ring.identify([]) is None
@@ -83,7 +106,11 @@ def test_rpm_is_a_sliding_minute_with_the_wait_in_retry_after():
     clock.now = 1030.0
     with pytest.raises(errors.KeyRateLimited) as e:
         limits.admit(key, None)
-    assert (e.value.status, e.value.code, e.value.headers) == (429, "rate_limit_exceeded", {"retry-after": "30"})
+    assert (e.value.status, e.value.code, e.value.headers) == (
+        429,
+        "rate_limit_exceeded",
+        {"retry-after": "30"},
+    )
     clock.now = 1060.0  # the first request left the window
     limits.admit(key, None)
 
@@ -96,7 +123,11 @@ def test_the_daily_budget_counts_spent_tokens_and_resets_at_utc_midnight():
     limits.spend("a", 40)
     with pytest.raises(errors.BudgetExceeded) as e:
         limits.admit(key, None)
-    assert (e.value.status, e.value.code, e.value.headers) == (429, "budget_exceeded", {"retry-after": "6400"})
+    assert (e.value.status, e.value.code, e.value.headers) == (
+        429,
+        "budget_exceeded",
+        {"retry-after": "6400"},
+    )
     clock.now = 4 * DAY + 1
     limits.admit(key, None)
     assert limits.spent("a") == 0

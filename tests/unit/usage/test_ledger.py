@@ -12,11 +12,26 @@ from antigravity_gw.usage.record import RequestRecord
 
 
 def record(ts: float = 1000.0, **fields: object) -> RequestRecord:
-    base: dict[str, object] = dict(ts=ts, method="POST", path="/v1/chat/completions", route="chat.completions",
-                                   key_name="alice", client_model="gpt-4o", mapped_model="gemini-2.5-flash",
-                                   account="a@example.com", status=200, attempts=1, has_tokens=True,
-                                   prompt_tokens=11, completion_tokens=9, cached_tokens=3, reasoning_tokens=2,
-                                   first_chunk_ms=12.5, duration_ms=40.0, stream=True)
+    base: dict[str, object] = dict(
+        ts=ts,
+        method="POST",
+        path="/v1/chat/completions",
+        route="chat.completions",
+        key_name="alice",
+        client_model="gpt-4o",
+        mapped_model="gemini-2.5-flash",
+        account="a@example.com",
+        status=200,
+        attempts=1,
+        has_tokens=True,
+        prompt_tokens=11,
+        completion_tokens=9,
+        cached_tokens=3,
+        reasoning_tokens=2,
+        first_chunk_ms=12.5,
+        duration_ms=40.0,
+        stream=True,
+    )
     base.update(fields)
     return RequestRecord(**base)  # type: ignore[arg-type]
 
@@ -34,15 +49,58 @@ def test_appended_records_are_committed_as_rows_by_flush(tmp_path: Path):
     ledger.open()
     try:
         ledger.append(record())
-        ledger.append(record(key_name="bob", status=429, error_code="rate_limit_exceeded", has_tokens=False,
-                             prompt_tokens=0, completion_tokens=0, cached_tokens=0, reasoning_tokens=0,
-                             first_chunk_ms=None))
+        ledger.append(
+            record(
+                key_name="bob",
+                status=429,
+                error_code="rate_limit_exceeded",
+                has_tokens=False,
+                prompt_tokens=0,
+                completion_tokens=0,
+                cached_tokens=0,
+                reasoning_tokens=0,
+                first_chunk_ms=None,
+            )
+        )
         assert ledger.flush(timeout=5)
         assert rows(ledger.path) == [
-            (1000.0, "alice", "chat.completions", "gpt-4o", "gemini-2.5-flash", "a@example.com", 200, 1, 11, 9, 3,
-             2, 40.0, 12.5, "", 1),
-            (1000.0, "bob", "chat.completions", "gpt-4o", "gemini-2.5-flash", "a@example.com", 429, 1, 0, 0, 0, 0,
-             40.0, None, "rate_limit_exceeded", 1)]
+            (
+                1000.0,
+                "alice",
+                "chat.completions",
+                "gpt-4o",
+                "gemini-2.5-flash",
+                "a@example.com",
+                200,
+                1,
+                11,
+                9,
+                3,
+                2,
+                40.0,
+                12.5,
+                "",
+                1,
+            ),
+            (
+                1000.0,
+                "bob",
+                "chat.completions",
+                "gpt-4o",
+                "gemini-2.5-flash",
+                "a@example.com",
+                429,
+                1,
+                0,
+                0,
+                0,
+                0,
+                40.0,
+                None,
+                "rate_limit_exceeded",
+                1,
+            ),
+        ]
     finally:
         ledger.close()
 

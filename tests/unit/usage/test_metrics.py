@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from antigravity_gw.usage.metrics import AccountGauge, Metrics
 from prometheus_client.parser import text_string_to_metric_families
 from test_ledger import record
 
-from antigravity_gw.usage.metrics import AccountGauge, Metrics
-
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
 
 
 def test_records_become_counters_and_histograms():
@@ -18,8 +20,12 @@ def test_records_become_counters_and_histograms():
     m.observe(record())
     m.observe(record(status=429, attempts=3, has_tokens=False, first_chunk_ms=None, duration_ms=2500.0))
     got = samples(m.render([AccountGauge("a@example.com", "cooling", (("gemini-2.5-flash", 0.25),))]))
-    labels = (("account", "a@example.com"), ("key", "alice"), ("model", "gemini-2.5-flash"),
-              ("route", "chat.completions"))
+    labels = (
+        ("account", "a@example.com"),
+        ("key", "alice"),
+        ("model", "gemini-2.5-flash"),
+        ("route", "chat.completions"),
+    )
     assert got[("ag_requests_total", (*labels[:3], labels[3], ("status", "200")))] == 1
     assert got[("ag_requests_total", (*labels[:3], labels[3], ("status", "429")))] == 1
     for kind, count in (("prompt", 11), ("completion", 9), ("cached", 3), ("reasoning", 2)):
@@ -31,7 +37,10 @@ def test_records_become_counters_and_histograms():
     assert got[("ag_first_chunk_seconds_count", (("route", "chat.completions"),))] == 1
     assert got[("ag_account_state", (("account", "a@example.com"), ("state", "cooling")))] == 1
     assert got[("ag_account_state", (("account", "a@example.com"), ("state", "ready")))] == 0
-    assert got[("ag_quota_remaining_ratio", (("account", "a@example.com"), ("model", "gemini-2.5-flash")))] == 0.25
+    assert (
+        got[("ag_quota_remaining_ratio", (("account", "a@example.com"), ("model", "gemini-2.5-flash")))]
+        == 0.25
+    )
 
 
 def test_each_gateway_has_its_own_registry():
