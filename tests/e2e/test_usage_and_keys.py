@@ -7,6 +7,7 @@ from a constant: the ledger, the report and the metrics must agree with what the
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import sqlite3
@@ -288,6 +289,20 @@ def test_a_model_outside_the_keys_list_is_refused_403(gw: Gateway):
     assert [(r["status"], r["error_code"], r["client_model"]) for r in refused] == [
         (403, "model_not_allowed", PRO)
     ]
+    assert len(emulator_calls(gw)) == 1, "only alice's request reached Google"
+
+
+def test_a_compressed_body_does_not_slip_past_the_model_list(gw: Gateway):
+    body = gzip.compress(orjson.dumps({"model": PRO, "messages": [{"role": "user", "content": "hi"}]}))
+    request = urllib.request.Request(
+        gw.url + "/v1/chat/completions", data=body, method="POST",
+        headers={"authorization": f"Bearer {BOB}", "content-type": "application/json",
+                 "content-encoding": "gzip"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(request, timeout=10)
+    assert e.value.code == 403 and orjson.loads(e.value.read())["error"]["code"] == "model_not_allowed"
+    assert emulator_calls(gw) == []
 
 
 def test_over_its_rpm_a_key_gets_429_with_retry_after(gw: Gateway):
