@@ -73,13 +73,16 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+MAX_TEXT = 200  # a model name or an error can come from the client: a row stays small whatever it sent
+
+
 def row_of(r: RequestRecord) -> tuple[object, ...]:
     return (
         r.ts,
         r.key_name,
         r.route,
-        r.client_model,
-        r.mapped_model,
+        r.client_model[:MAX_TEXT],
+        r.mapped_model[:MAX_TEXT],
         r.account,
         r.status,
         r.attempts,
@@ -89,7 +92,7 @@ def row_of(r: RequestRecord) -> tuple[object, ...]:
         r.reasoning_tokens,
         r.duration_ms,
         r.first_chunk_ms,
-        r.error_code,
+        r.error_code[:MAX_TEXT],
         int(r.stream),
     )
 

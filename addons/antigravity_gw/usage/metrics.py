@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -22,6 +23,13 @@ ACCOUNT_STATES = ("ready", "cooling", "disabled")
 # Seconds: from a fast non-stream answer to a long reasoning stream.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 FIRST_CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# A model name can come from the client (a refused or unknown model): past this many distinct names, new
+# ones are counted as "other", so no caller can grow the metrics without end.
+MAX_MODELS = 200
+OTHER = "other"
+MAX_LABEL = 100
+MAX_CHILDREN = 10_000
+TOKEN_KINDS = ("prompt", "completion", "cached", "reasoning")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,30 +75,51 @@ class Metrics:
             ("outcome",),
             registry=self.registry,
         )
+        self.models: set[str] = set()
+        self._children: dict[tuple[str, str, str, int, str], tuple[Any, ...]] = {}
+        self._ok, self._failed = self.attempts.labels("ok"), self.attempts.labels("failed")
         self.accounts = AccountCollector()
         self.registry.register(self.accounts)
 
     def observe(self, r: RequestRecord) -> None:
-        model = r.mapped_model or r.client_model
-        self.requests.labels(r.route, model, r.account, str(r.status), r.key_name).inc()
+        """Once per billed request: a few dict lookups and increments (``labels()`` validates and locks on
+        every call, so each label combination's children are looked up once and kept)."""
+        model = self._model_label(r.mapped_model or r.client_model)
+        key = (r.route, model, r.account, r.status, r.key_name)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._make_children(*key)
+        requests, tokens, duration, first_chunk = children
+        requests.inc()
         if r.has_tokens:
-            for kind, count in (
-                ("prompt", r.prompt_tokens),
-                ("completion", r.completion_tokens),
-                ("cached", r.cached_tokens),
-                ("reasoning", r.reasoning_tokens),
-            ):
-                self.tokens.labels(kind, model, r.account, r.key_name).inc(count)
+            counts = (r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens)
+            for counter, count in zip(tokens, counts, strict=True):
+                counter.inc(count)
         if r.duration_ms is not None:
-            self.duration.labels(r.route).observe(r.duration_ms / 1000)
+            duration.observe(r.duration_ms / 1000)
         if r.first_chunk_ms is not None:
-            self.first_chunk.labels(r.route).observe(r.first_chunk_ms / 1000)
+            first_chunk.observe(r.first_chunk_ms / 1000)
         if r.attempts:
             answered = 1 if 0 < r.status < 400 else 0
             if answered:
-                self.attempts.labels("ok").inc()
+                self._ok.inc()
             if r.attempts > answered:
-                self.attempts.labels("failed").inc(r.attempts - answered)
+                self._failed.inc(r.attempts - answered)
+
+    def _make_children(self, route: str, model: str, account: str, status: int, key: str) -> tuple[Any, ...]:
+        if len(self._children) >= MAX_CHILDREN:
+            self._children.clear()  # bounded: the children live on in the metrics, only this cache restarts
+        tokens = tuple(self.tokens.labels(kind, model, account, key) for kind in TOKEN_KINDS)
+        return (self.requests.labels(route, model, account, str(status), key), tokens,
+                self.duration.labels(route), self.first_chunk.labels(route))
+
+    def _model_label(self, model: str) -> str:
+        if model in self.models:
+            return model
+        if len(self.models) >= MAX_MODELS or len(model) > MAX_LABEL:
+            return OTHER
+        self.models.add(model)
+        return model
 
     def render(self, accounts: Iterable[AccountGauge]) -> bytes:
         """The exposition text, with the account gauges as they are now."""

@@ -175,3 +175,12 @@ def test_appends_from_another_thread_are_never_lost_while_the_writer_runs(tmp_pa
 
 def test_flush_without_a_running_writer_says_so(tmp_path: Path):
     assert Ledger(tmp_path / "usage.sqlite3").flush(timeout=0.1) is False
+
+
+def test_long_client_chosen_text_is_cut_in_the_row(tmp_path: Path):
+    ledger = Ledger(tmp_path / "usage.sqlite3")
+    ledger.open()
+    ledger.append(record(client_model="m" * 5000, error_code="e" * 5000))
+    ledger.close()
+    row = rows(ledger.path)[0]
+    assert len(row[COLUMNS.index("client_model")]) == 200 and len(row[COLUMNS.index("error_code")]) == 200

@@ -47,3 +47,19 @@ def test_each_gateway_has_its_own_registry():
     a, b = Metrics(), Metrics()
     a.observe(record())
     assert b"ag_requests_total{" not in b.render([])
+
+
+def test_client_chosen_model_names_cannot_grow_the_metrics_without_end():
+    from antigravity_gw.usage import metrics as mod
+
+    m = Metrics()
+    for i in range(mod.MAX_MODELS + 50):
+        m.observe(record(mapped_model="", client_model=f"made-up-{i}", status=403, has_tokens=False))
+    m.observe(record(mapped_model="x" * 500))
+    models = {
+        s.labels["model"]
+        for family in text_string_to_metric_families(m.render([]).decode())
+        for s in family.samples
+        if s.name == "ag_requests_total"
+    }
+    assert len(models) == mod.MAX_MODELS + 1 and mod.OTHER in models
