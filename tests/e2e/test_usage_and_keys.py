@@ -405,3 +405,13 @@ def test_kill_9_during_a_burst_leaves_a_readable_ledger(start_gateway: Any, emul
         conn.close()
     assert 0 < rows[0] <= done["ok"] + 8, (rows, done)
     assert rows[1] == rows[0] * USAGE["promptTokenCount"]
+
+
+def test_an_unwritable_data_dir_stops_the_gateway_with_one_line(start_gateway: Any, tmp_path: Path):
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    with pytest.raises(RuntimeError) as e:
+        start_gateway(options={"ag_data_dir": str(not_a_dir)})
+    assert f"usage ledger: cannot open {not_a_dir}/usage.sqlite3" in str(e.value)
+    assert "set ag_data_dir to a writable folder or ag_usage=false" in str(e.value)
+    assert "Traceback" not in str(e.value)
