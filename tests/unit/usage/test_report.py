@@ -139,3 +139,10 @@ def test_the_table_has_a_header_a_row_per_group_and_a_total(ledger_path: Path):
 
 def test_spent_since_sums_each_keys_tokens(ledger_path: Path):
     assert report.spent_since(ledger_path, DAY) == {"alice": 20, "bob": 20}
+
+
+def test_the_chart_is_a_png(ledger_path: Path, tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "usage.png"
+    report.chart(report.summarize(ledger_path, 0, "day"), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
