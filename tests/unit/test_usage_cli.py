@@ -10,7 +10,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from antigravity_gw.cli import main
 from antigravity_gw.usage.ledger import Ledger
 from antigravity_gw.usage.record import RequestRecord
