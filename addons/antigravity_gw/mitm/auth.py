@@ -191,10 +191,10 @@ class Auth:
         options.declare(loader, AUTH_OPTIONS)
         self.log_redactor.install()
 
-    async def done(self) -> None:
+    def done(self) -> None:
         self.log_redactor.uninstall()
         self._api_key.close()
-        await self.keys.stop()
+        self.keys.cancel()
 
     def configure(self, updated: set[str]) -> None:
         if not updated & WATCHED:

@@ -53,6 +53,9 @@ class ClientKeys:
     async def stop(self) -> None:
         await self._poller.stop()
 
+    def cancel(self) -> None:
+        self._poller.cancel()
+
     async def reload_if_changed(self) -> bool:
         path, stamp = self.path, self._stamp
         if path is None:
