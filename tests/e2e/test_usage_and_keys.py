@@ -155,6 +155,19 @@ def test_requests_of_two_keys_are_rows_with_their_names_models_accounts_and_toke
     }
     assert all(r["duration_ms"] > 0 and r["first_chunk_ms"] > 0 and r["attempts"] == 1 for r in rows), rows
     assert not any(key in str(rows) for key in (ALICE, BOB)), "a key reached the ledger"
+    access_lines = [line for line in gw.log().splitlines() if "POST /v1/chat/completions" in line]
+    assert sum("key=alice" in line for line in access_lines) == 2
+    assert sum("key=bob" in line for line in access_lines) == 1
+
+
+def test_a_responses_request_is_a_row_of_its_route_with_its_usage(gw: Gateway):
+    raw = client_for(gw, ALICE).responses.with_raw_response.create(model=FLASH, input="count me")
+    usage = raw.parse().usage
+    rows = ledger_rows(gw)
+    assert [(r["route"], r["key_name"], r["account"], r["prompt_tokens"], r["completion_tokens"],
+             r["cached_tokens"], r["reasoning_tokens"]) for r in rows] == [
+        ("responses", "alice", raw.headers["x-account-email"], usage.input_tokens, usage.output_tokens,
+         usage.input_tokens_details.cached_tokens, usage.output_tokens_details.reasoning_tokens)]
 
 
 def test_usage_report_and_the_cli_sum_the_rows(gw: Gateway):
