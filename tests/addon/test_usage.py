@@ -176,3 +176,13 @@ async def test_usage_report_says_when_the_ledger_is_off(usage):
     f = flow(path="/ag/usage", method="GET")
     await usage.request(f)  # not running: no ledger opened
     assert status_of(f)[0] == 404
+
+
+async def test_quota_ratios_come_from_the_seam(usage):
+    usage.quota_of = lambda account_id: [("gemini-2.5-pro", 0.4)] if account_id == "a1" else []
+    f = flow(path="/metrics", method="GET")
+    await usage.request(f)
+    families = {fam.name: fam for fam in text_string_to_metric_families(f.response.text)}
+    assert [(s.labels, s.value) for s in families["ag_quota_remaining_ratio"].samples] == [
+        ({"account": "a1@example.com", "model": "gemini-2.5-pro"}, 0.4)
+    ]

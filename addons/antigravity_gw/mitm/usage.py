@@ -16,6 +16,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ class Usage:
         self.metrics = Metrics()
         self.limits = KeyLimits()
         self.ledger: Ledger | None = None
+        # (model, remaining fraction) of an account id, from the last quota refresh: the composition root
+        # points it at the pool's quota snapshots; none by default.
+        self.quota_of: Callable[[str], Iterable[tuple[str, float]]] = lambda account_id: ()
         self._running = False
         self._reopen: asyncio.Task[None] | None = None
 
@@ -177,7 +181,9 @@ class Usage:
 
     async def _metrics(self) -> http.Response:
         statuses = await self.pool.status()
-        body = self.metrics.render(AccountGauge(st.label, st.state) for st in statuses)
+        body = self.metrics.render(
+            AccountGauge(st.label, st.state, tuple(self.quota_of(st.account.id))) for st in statuses
+        )
         return flows.answer(200, body, ((b"content-type", CONTENT_TYPE.encode()),))
 
     async def _usage(self, request: http.Request) -> http.Response:
