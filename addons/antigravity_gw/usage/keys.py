@@ -188,9 +188,3 @@ class KeyLimits:
                 headers={"retry-after": str(wait)},
             )
         recent.append(now)
-
-    def forget(self, names: Iterable[str]) -> None:
-        """Drop the rate windows of keys that left the file."""
-        keep = set(names)
-        for name in [n for n in self._recent if n not in keep]:
-            del self._recent[name]
