@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -113,19 +114,14 @@ class Usage:
         if not st.enabled:
             return
         ledger = Ledger(st.data_dir / FILE_NAME, retention_days=st.retention_days)
+        today = math.floor(time.time() / DAY) * DAY
         try:
             await asyncio.to_thread(ledger.open)
-            spent = await asyncio.to_thread(
-                report.spent_since, ledger.path, math.floor(time.time() / DAY) * DAY
-            )
-        except Exception as e:  # sqlite3.Error, OSError: say which file and why, in one line
-            logger.error(
-                "usage ledger: cannot open %s (%s: %s); set ag_data_dir to a writable folder or "
-                "ag_usage=false",
-                ledger.path,
-                type(e).__name__,
-                e,
-            )
+            spent = await asyncio.to_thread(report.spent_since, ledger.path, today)
+        except (sqlite3.Error, OSError) as e:  # say which file and why, in one line
+            await asyncio.to_thread(ledger.close)
+            logger.error("usage ledger: cannot open %s (%s: %s); set ag_data_dir to a writable folder or "
+                         "ag_usage=false", ledger.path, type(e).__name__, e)
             return
         self.limits.seed(spent)
         self.ledger = ledger

@@ -144,10 +144,11 @@ class KeyLimits:
             self._day, self._spent = today, {}
 
     def seed(self, spent: dict[str, int]) -> None:
-        """Tokens each key already spent today (from the ledger)."""
+        """Tokens each key already spent today, from the ledger (which holds what this process counted
+        too, unless a batch is still on its way: the larger count wins)."""
         self._roll()
         for name, tokens in spent.items():
-            self._spent[name] = self._spent.get(name, 0) + tokens
+            self._spent[name] = max(self._spent.get(name, 0), tokens)
 
     def spent(self, name: str) -> int:
         self._roll()

@@ -151,11 +151,10 @@ class Ledger:
     def close(self) -> None:
         """Commit what is pending and stop the writer."""
         thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        thread.join(timeout=30)
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join(timeout=30)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
