@@ -186,3 +186,15 @@ async def test_quota_ratios_come_from_the_seam(usage):
     assert [(s.labels, s.value) for s in families["ag_quota_remaining_ratio"].samples] == [
         ({"account": "a1@example.com", "model": "gemini-2.5-pro"}, 0.4)
     ]
+
+
+def test_a_data_dir_that_cannot_be_written_is_refused(tmp_path: Path):
+    from mitmproxy import exceptions
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    addon = Usage()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="ag_data_dir: cannot keep the usage ledger"):
+            tctx.configure(addon, ag_data_dir=str(a_file))
+        tctx.configure(addon, ag_data_dir=str(a_file), ag_usage=False)  # no ledger: nothing to check

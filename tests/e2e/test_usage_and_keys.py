@@ -425,6 +425,6 @@ def test_an_unwritable_data_dir_stops_the_gateway_with_one_line(start_gateway: A
     not_a_dir.write_text("")
     with pytest.raises(RuntimeError) as e:
         start_gateway(options={"ag_data_dir": str(not_a_dir)})
-    assert f"usage ledger: cannot open {not_a_dir}/usage.sqlite3" in str(e.value)
-    assert "set ag_data_dir to a writable folder or ag_usage=false" in str(e.value)
+    assert (f"ag_data_dir: cannot keep the usage ledger in {not_a_dir} (File exists): choose a writable "
+            "folder, or set ag_usage=false") in str(e.value)
     assert "Traceback" not in str(e.value)

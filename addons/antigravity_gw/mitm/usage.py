@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -70,6 +71,22 @@ def read_usage_settings(o: Any) -> s.UsageSettings:
     )
 
 
+def check_data_dir(directory: Path) -> None:
+    """Create ``ag_data_dir`` if needed and check that the ledger can be written there (at start-up, so a
+    bad folder stops mitmdump with one line instead of a gateway that silently records nothing)."""
+    why = ""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = e.strerror or str(e)
+    else:
+        if not os.access(directory, os.W_OK | os.X_OK):
+            why = "not writable"
+    if why:
+        raise ValueError(f"ag_data_dir: cannot keep the usage ledger in {directory} ({why}): choose a "
+                         "writable folder, or set ag_usage=false")
+
+
 class Usage:
     def __init__(self, pool: Pool | None = None, keys: ClientKeys | None = None) -> None:
         self.pool = pool or Pool()
@@ -93,6 +110,8 @@ class Usage:
             return
         try:
             new = read_usage_settings(ctx.options)
+            if new.enabled:
+                check_data_dir(new.data_dir)
         except ValueError as e:
             options.refuse(str(e))
             return
