@@ -276,7 +276,7 @@ def test_metrics_parse_and_their_counters_match_the_requests(gw: Gateway):
         for s in samples["ag_upstream_attempts"]
         if s.name == "ag_upstream_attempts_total"
     }
-    assert attempts == {"ok": 3}
+    assert attempts == {"ok": 3, "failed": 0}
     states = {(s.labels["account"], s.labels["state"]): s.value for s in samples["ag_account_state"]}
     assert states[("acc1@example.com", "ready")] == 1 and states[("acc1@example.com", "cooling")] == 0
     assert states[("acc2@example.com", "ready")] == 1
