@@ -428,3 +428,17 @@ def test_an_unwritable_data_dir_stops_the_gateway_with_one_line(start_gateway: A
     assert (f"ag_data_dir: cannot keep the usage ledger in {not_a_dir} (File exists): choose a writable "
             "folder, or set ag_usage=false") in str(e.value)
     assert "Traceback" not in str(e.value)
+
+
+def test_a_failed_attempt_is_counted_in_the_row_and_the_metrics(gw: Gateway, emulator: Any):
+    emulator.set_rules([{"times": 1, "reply": {"error": {"kind": "capacity"}}},
+                        {"reply": {"text": "counted answer", "usage": USAGE}}])
+    raw = client_for(gw, ALICE).chat.completions.with_raw_response.create(
+        model=FLASH, messages=[{"role": "user", "content": "hi"}])
+    attempts = int(raw.headers["x-ag-attempts"])
+    assert attempts == 2
+    assert [r["attempts"] for r in ledger_rows(gw)] == [attempts]
+    samples = metric_samples(get(gw, "/metrics")[2].decode())
+    outcomes = {s.labels["outcome"]: s.value for s in samples["ag_upstream_attempts"]
+                if s.name == "ag_upstream_attempts_total"}
+    assert outcomes == {"ok": 1, "failed": attempts - 1}
