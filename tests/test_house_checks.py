@@ -29,6 +29,12 @@ def checkout(tmp_path: Path) -> Path:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
     (copy / ".venv").symlink_to(ROOT / ".venv")
+    # The copy must never install into the shared .venv (an editable install would point it at this
+    # temporary copy, and every later test would lose the package): bootstrap is tested by
+    # tests/e2e/test_bootstrap.py on fresh clones, so here it is a no-op.
+    bootstrap = copy / "scripts" / "bootstrap.sh"
+    bootstrap.write_text("#!/usr/bin/env bash\nexit 0\n")
+    bootstrap.chmod(0o755)
     return copy
 
 
