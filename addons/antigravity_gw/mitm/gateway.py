@@ -32,10 +32,11 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
 from .. import errors
+from ..error_shapes import shape_for_path
 from ..openai_api import inbound
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
-from ..translate.endpoints import Endpoint, Ids, endpoint_for
+from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
@@ -93,12 +94,18 @@ class Plan:
     """Everything the response side needs about a translated flow."""
 
     endpoint: Endpoint
-    parsed: Any
-    client_model: str
+    request: ParsedRequest
     mapped_model: str
-    stream: bool
     ids: Ids
     job: RelayJob
+
+    @property
+    def client_model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
 
 
 class Gateway:
@@ -109,6 +116,7 @@ class Gateway:
         # mitmproxy loads children: ag.accounts*
         self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh)]
         self.plans: dict[str, Plan] = {}
+        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
@@ -336,20 +344,20 @@ class Gateway:
         return flows.json_response(200, {"status": "ok", "accounts": counts})
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
-        endpoint = endpoint_for(route.kind)
+        endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.get_content(strict=False) or b""
-        parsed = endpoint.parse(raw)
-        client_model = endpoint.model(parsed)
+        request = endpoint.parse(raw)
+        client_model = request.model
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
-        images = await self._fetch_images(endpoint.image_urls(parsed))
-        gemini_request = endpoint.to_gemini(parsed, mapped, images)
-        stream = endpoint.stream(parsed)
+        images = await self._fetch_images(request.image_urls())
+        gemini_request = request.to_gemini(mapped, images)
+        stream = request.stream
         ids = Ids.new(endpoint.id_prefix)
-        session = conversation_key(gemini_request, endpoint.session_key(parsed))
-        job = RelayJob(flow.id, CallContext(new_request_id(), session),
+        session = conversation_key(gemini_request, request.session_key)
+        job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
                        report=functools.partial(record_failed_attempt, flow))
-        self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
+        self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
@@ -462,7 +470,7 @@ class Gateway:
             if not relayed_error and resp.status_code == 200:
                 resp.stream = False  # P7: a non-stream body is always translated whole
             return
-        translator = plan.endpoint.stream_translator(plan.parsed, plan.ids)
+        translator = plan.request.stream_translator(plan.ids)
         resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
         # One pass, and no header the client does not need: mitmproxy scans them all for every chunk.
         framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS  # P3
@@ -491,7 +499,7 @@ class Gateway:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
         (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
-            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
+            return orjson.dumps(plan.request.complete(parsed, plan.ids)), tokens_of(parsed)
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -499,7 +507,7 @@ class Gateway:
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
         gemini = unwrap_any(gemini)
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
+        return orjson.dumps(plan.request.complete(gemini, plan.ids)), tokens_of(gemini)
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
@@ -541,7 +549,8 @@ class Gateway:
         extra = {flows.MAPPED_MODEL_HEADER: mapped} if mapped else {}
         if plan and plan.job.shown_account:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
-        flow.response = flows.error_response(err, extra)
+        error_body = plan.request.error_body if plan else shape_for_path(flow.request.path).body
+        flow.response = flows.error_response(err, extra, error_body)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
 
 

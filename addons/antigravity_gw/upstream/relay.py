@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from .. import errors
+from ..error_shapes import OPENAI_ERRORS, ErrorBody
 from ..sse import KEEPALIVE
 from .attempts import AttemptRecord, AttemptRunner, Winner, error_event
 from .dialects import CallContext, parse_canonical_path
@@ -53,6 +54,7 @@ class RelayJob:
     flow_id: str
     ctx: CallContext
     report: Callable[[AttemptRecord], Awaitable[None]] | None = None  # shows a failed attempt (mitmweb, log)
+    error_body: ErrorBody = OPENAI_ERRORS.body  # the error body of the API the client speaks
     created: float = field(default_factory=time.monotonic)
     account: str = ""
     url: str = ""
@@ -105,9 +107,9 @@ async def read_whole(winner: Winner) -> bytes:
         winner.response.release()
 
 
-def error_response(err: errors.GatewayError) -> web.Response:
+def error_response(err: errors.GatewayError, error_body: ErrorBody = OPENAI_ERRORS.body) -> web.Response:
     headers = {**err.headers, ERROR_HEADER: "1"}
-    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), headers=headers,
+    return web.Response(status=err.status, body=orjson.dumps(error_body(err)), headers=headers,
                         content_type="application/json")
 
 
@@ -149,11 +151,11 @@ class Relay:
             return web.Response(status=499)
         except errors.GatewayError as e:
             job.error = e
-            return error_response(e)
+            return error_response(e, job.error_body)
         except Exception:  # boundary: our own bug becomes a 500 with one log line
             logger.exception("relay failed for flow %s", job.flow_id)
             job.error = errors.GatewayError("Internal gateway error in the relay; see the gateway log.")
-            return error_response(job.error)
+            return error_response(job.error, job.error_body)
 
     async def _serve(self, request: web.Request, job: RelayJob) -> web.StreamResponse:
         try:
