@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from .errors import GatewayError
 
-
 ErrorBody = Callable[[GatewayError], dict[str, Any]]  # an error as one API's JSON body
 
 

@@ -9,8 +9,8 @@ from antigravity_gw.error_shapes import OPENAI_ERRORS, shape_for_path
 
 def test_the_openai_shape_names_all_four_fields() -> None:
     err = errors.InvalidRequest("bad 'n'", param="n")
-    assert OPENAI_ERRORS.body(err) == {
-        "error": {"message": "bad 'n'", "type": "invalid_request_error", "param": "n", "code": "invalid_request"}}
+    assert OPENAI_ERRORS.body(err) == {"error": {
+        "message": "bad 'n'", "type": "invalid_request_error", "param": "n", "code": "invalid_request"}}
 
 
 def test_every_path_is_openai_shaped_today() -> None:

@@ -21,7 +21,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,12 @@ from ..settings import Settings
 from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import AccountFiles
-from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
+from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
 from ..upstream.dialects import (
     CallContext,
     CloudCode,
+    Dialect,
     PublicGemini,
     canonical_path,
     new_request_id,
@@ -244,8 +245,10 @@ class Gateway:
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
-            dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
-            self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
+            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
+                                            "api_key": PublicGemini(st.gemini_url)}
+            self._runner = AttemptRunner(self.pool, self._tokens, dialects,
+                                         aiohttp_sender(self._session, st.timeouts),
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
                                          projects=projects, first_byte_timeout=st.timeouts.first_byte)
         return self._runner
@@ -397,7 +400,7 @@ class Gateway:
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
-    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Any) -> Any:
+    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Awaitable[Winner]) -> Winner:
         """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
 
         mitmproxy lets a request hook run on after its client left; without this, the attempts would run
@@ -523,7 +526,7 @@ class Gateway:
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
         """X-Mapped-Model, X-Account-Email and the attempt count, as raw fields (appended, not looked up)."""
         job = plan.job
-        fields = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
+        fields: tuple[tuple[bytes, bytes], ...] = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields

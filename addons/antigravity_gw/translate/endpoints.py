@@ -58,7 +58,8 @@ class Ids:
 
 
 class StreamTranslator(Protocol):
-    """Gemini events in, the API's stream items out; ``abort`` ends the stream on the gateway's own failure."""
+    """Gemini events in, the API's stream items out; ``abort``: the items that end the stream when the
+    gateway itself fails mid-way (the headers are gone: the failure must be said in-band)."""
 
     def feed(self, event: dict[str, Any]) -> list[Any]: ...
     def finish(self) -> list[Any]: ...
@@ -86,7 +87,7 @@ class ParsedRequest(Protocol):
     def image_urls(self) -> dict[str, str]: ...  # http(s) URL -> the param naming it
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
     def stream_translator(self, ids: Ids) -> StreamTranslator: ...
-    def complete(self, response: dict[str, Any], ids: Ids) -> dict[str, Any]: ...
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]: ...
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]: ...
 
 
@@ -152,7 +153,7 @@ class ParsedChat:
             id_factory=ids.new_call_id,
         )
 
-    def complete(self, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return gemini_to_chat_completion(
             response,
             completion_id=ids.id,
@@ -241,7 +242,7 @@ class ParsedResponses:
             return translator
         return _SavingStream(translator, lambda t: self._save(ids.id, t))
 
-    def complete(self, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         translator = self._translator(ids)
         answer = gemini_to_response(response, translator)
         if self.call.stores:
@@ -327,7 +328,7 @@ class ParsedCompletion:
             echo=req.prompt_text if req.echo else None,
         )
 
-    def complete(self, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         req = self.request
         return gemini_to_text_completion(
             response,
@@ -369,4 +370,5 @@ class Endpoints:
         try:
             return self._by_route[kind]
         except KeyError:
-            raise errors.UnknownRoute(f"The {kind.value} API is not implemented by this gateway yet.") from None
+            raise errors.UnknownRoute(
+                f"The {kind.value} API is not implemented by this gateway yet.") from None

@@ -68,12 +68,26 @@ GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of faili
 MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
 
 
+class UpstreamBody(Protocol):
+    """A response body as it arrives (aiohttp's ``StreamReader``)."""
+
+    async def readany(self) -> bytes: ...  # the next chunk; b"" at the end
+    def at_eof(self) -> bool: ...
+
+
 class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
+    """What the runner and the relay use of an upstream answer (``aiohttp.ClientResponse`` in production)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> UpstreamBody: ...  # a stream's body, pumped by the relay
 
     async def read(self) -> bytes: ...
-    def release(self) -> Any: ...
+    def release(self) -> Any: ...  # done with it: the connection goes back to the pool
+    def close(self) -> None: ...  # abandon it: the connection is closed, the rest never read
 
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]

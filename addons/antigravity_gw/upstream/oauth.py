@@ -29,6 +29,7 @@ import aiohttp
 import orjson
 
 from .accounts import Account
+from .dialects import cloudcode_headers
 
 logger = logging.getLogger(__name__)
 
@@ -237,8 +238,7 @@ class ProjectResolver:
         return project
 
     async def _load_code_assist(self, token: str) -> str:
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
-                   "user-agent": self.user_agent, "accept-encoding": "identity"}
+        headers = cloudcode_headers(token, self.user_agent)
         try:
             async with self._session.post(f"{self.base}:loadCodeAssist", headers=headers,
                                           data=orjson.dumps(LOAD_CODE_ASSIST_BODY),

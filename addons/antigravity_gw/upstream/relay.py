@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +176,8 @@ class Relay:
         data = await read_whole(winner)
         return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
 
-    async def _stream(self, request: web.Request, job: RelayJob, run: Any) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, job: RelayJob,
+                      run: Awaitable[Winner]) -> web.StreamResponse:
         resp: web.StreamResponse | None = None
         task = asyncio.ensure_future(run)
         try:
@@ -201,7 +202,7 @@ class Relay:
             await resp.write_eof()
             return resp
         job.won(winner)
-        upstream: Any = winner.response
+        upstream = winner.response
         if resp is None:
             resp = web.StreamResponse(status=upstream.status, headers=_forwardable(upstream.headers))
             await resp.prepare(request)
@@ -267,5 +268,5 @@ class StreamStalled(TimeoutError):
     """A committed stream went silent for ``first_byte_timeout`` or outlived the request's deadline."""
 
 
-def _forwardable(headers: Any) -> dict[str, str]:
+def _forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
