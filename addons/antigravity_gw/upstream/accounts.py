@@ -170,20 +170,6 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-def load_accounts(directory: Path) -> tuple[list[Account], list[str]]:
-    """Every ``*.json`` account in ``directory``; unreadable files are reported, never fatal."""
-    accounts: list[Account] = []
-    problems: list[str] = []
-    if not directory.is_dir():
-        return accounts, [f"{directory} is not a directory"]
-    for path in account_paths(directory):
-        try:
-            accounts.append(read_account(path))
-        except (OSError, ValueError) as e:
-            problems.append(f"{path.name}: {e}")
-    return accounts, problems
-
-
 def account_paths(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
 

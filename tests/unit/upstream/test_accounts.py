@@ -159,13 +159,14 @@ def test_stored_refresh_token_reads_the_file_now(tmp_path):
     assert af.stored_refresh_token(a) == "1//0g-old"  # unreadable: what we have
 
 
-def test_load_accounts_reports_bad_files_and_skips_hidden_ones(tmp_path):
+def test_account_paths_skip_hidden_files_and_a_half_file_is_refused(tmp_path):
     write(tmp_path / "a.json", MANAGER_FILE)
     (tmp_path / "b.json").write_text("{half")
     write(tmp_path / ".a.json.1234.tmp", MANAGER_FILE)
-    loaded, problems = af.load_accounts(tmp_path)
-    assert [a.id for a in loaded] == ["6c1e"]
-    assert len(problems) == 1 and problems[0].startswith("b.json:")
+    assert [p.name for p in af.account_paths(tmp_path)] == ["a.json", "b.json"]
+    assert af.read_account(tmp_path / "a.json").id == "6c1e"
+    with pytest.raises(ValueError):
+        af.read_account(tmp_path / "b.json")
 
 
 # ---- only regular files are read ---------------------------------------------------------------------
