@@ -156,9 +156,10 @@ class AccountCommands:
         return found
 
     def _set_disabled(self, account: Account, disabled: bool) -> None:
-        account.disabled = disabled
-        account.disabled_reason = "disabled with ag.accounts.disable" if disabled else ""
-        account.disabled_at = int(time.time()) if disabled else 0
+        if disabled:
+            account.disable("disabled with ag.accounts.disable", int(time.time()))
+        else:
+            account.enable()
         logger.info("accounts: %s %s", "disabled" if disabled else "enabled", account.label)
         self._spawn(self._after(self._save_disabled(account)))
 
