@@ -345,3 +345,10 @@ async def test_inline_answer_of_an_untranslatable_body_is_a_failed_attempt_and_n
     assert "X-Account-Email" not in f.response.headers  # no account served
     assert "x-ag-attempts" not in f.response.headers or f.response.headers["x-ag-attempts"] != "0"
     assert f.id not in inline_gw.plans
+
+
+async def test_done_cancels_the_gateways_background_tasks(gw):
+    import asyncio
+    pending = gw.tasks.spawn(asyncio.sleep(3600), "test-sleeper")
+    await gw.done()
+    assert pending.cancelled() and len(gw.tasks) == 0

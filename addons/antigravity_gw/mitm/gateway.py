@@ -41,6 +41,7 @@ from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
+from ..upstream.background import BackgroundTasks
 from ..upstream.dialects import (
     CallContext,
     CloudCode,
@@ -127,7 +128,7 @@ class Gateway:
         self._images: ImageFetcher | None = None  # made on the first image URL: other requests pay nothing
         # Test seam (tests/support/pretend_public.py): ImageFetcher's refusal/resolver_factory arguments.
         self.image_fetcher_seams: dict[str, Any] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("ag-gateway")
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
@@ -164,7 +165,7 @@ class Gateway:
             self._runner = None  # rebuilt lazily with the new settings
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
-                self._spawn(self.reload_accounts())
+                self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
 
@@ -205,6 +206,7 @@ class Gateway:
 
     async def done(self) -> None:
         self._client_secret.close()
+        await self.tasks.cancel_all()
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
@@ -221,7 +223,7 @@ class Gateway:
         """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
         old, self._images = self._images, None
         if old is not None:
-            self._spawn(old.close())
+            self.tasks.spawn(old.close(), "close-image-fetcher")
 
     def _image_fetcher(self) -> ImageFetcher:
         if self._images is None:
@@ -229,11 +231,6 @@ class Gateway:
             self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes,
                                         timeout=st.image_timeout, **self.image_fetcher_seams)
         return self._images
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _make_runner(self) -> AttemptRunner:
         if self._runner is None:
