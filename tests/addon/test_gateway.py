@@ -155,6 +155,28 @@ async def test_the_relay_request_is_sent_unencoded_whatever_the_client_used(gw):
     assert orjson.loads(f.request.raw_content)["contents"][0]["parts"] == [{"text": "hi"}]
 
 
+async def test_a_refused_compressed_body_leaves_nothing_on_the_flow_to_inflate(gw):
+    """mitmweb or a -w file would decode what is left with mitmproxy's uncapped decoder."""
+    import brotli
+
+    bomb = brotli.compress(b'{"model": "' + b"a" * (64 * 1024 * 1024) + b'"}', quality=5)
+    f = chat_flow(bomb, headers=((b"content-encoding", b"br"),))
+    await gw.request(f)
+    assert f.response.status_code == 413  # 64 MiB decoded, over the default 32 MiB
+    assert f.request.raw_content == b""
+
+
+async def test_a_decoded_body_replaces_the_encoded_one_on_the_flow(gw):
+    import zlib
+
+    f = chat_flow(zlib.compress(b'{"model": "m"}'), headers=((b"content-encoding", b"deflate"),))
+    f.request.headers["content-length"] = str(len(f.request.raw_content))
+    await gw.request(f)
+    assert f.response.status_code == 400  # no messages: parsed, so it was decoded
+    assert "content-encoding" not in f.request.headers
+    assert f.request.raw_content == b'{"model": "m"}' and f.request.headers["content-length"] == "14"
+
+
 async def test_an_http2_request_names_the_upstream_in_its_authority(gw):
     gw.relay.port = 40000
     f = chat_flow({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})

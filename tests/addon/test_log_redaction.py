@@ -103,3 +103,17 @@ def test_auth_installs_it_with_the_configured_secrets() -> None:
 def test_a_secret_too_short_to_search_for_leaves_ordinary_words_alone() -> None:
     assert log_redaction.redact_secrets("refused a connection", ["s"]) == "refused a connection"
     assert log_redaction.redact_secrets("key sk-gw-0123 here", ["sk-gw-0123"]) == "key [redacted] here"
+
+
+def test_mitmweb_login_url_line_keeps_its_token_and_nothing_else_does(caplog) -> None:
+    redactor = LogRedactor()
+    redactor.install()
+    try:
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("mitmproxy.tools.web.master").info(
+                "Web server listening at http://127.0.0.1:8081/?token=abc123")
+            logging.getLogger("mitmproxy.tools.web.master").info("GET /x?token=abc123")
+            logging.getLogger("other").info("Web server listening at http://127.0.0.1:8081/?token=abc123")
+    finally:
+        redactor.uninstall()
+    assert [r.getMessage().endswith("abc123") for r in caplog.records] == [True, False, False]

@@ -34,6 +34,7 @@ from mitmproxy.proxy import server_hooks
 from .. import errors
 from ..error_shapes import shape_for_path
 from ..openai_api import inbound
+from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
 from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
@@ -331,6 +332,7 @@ class Gateway:
             return
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
+            await self._decode_body(req)
             inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
         await self._translate_request(flow, route)
 
@@ -343,9 +345,27 @@ class Gateway:
             counts[status.state] += 1
         return flows.json_response(200, {"status": "ok", "accounts": counts})
 
+    async def _decode_body(self, req: http.Request) -> None:
+        """Undo the client's Content-Encoding under the body limit (never ``req.content``: mitmproxy decodes
+        without a cap), and keep the decoded body on the flow so nothing downstream decodes it again.
+        Decoding up to the limit takes a CPU moment, so it runs off the event loop."""
+        coding = req.headers.get("content-encoding")
+        if not coding:
+            return
+        try:
+            body = await asyncio.to_thread(decode_body, req.raw_content or b"", coding,
+                                           self.settings.body_limit)
+        except errors.GatewayError:
+            req.raw_content = b""  # nothing left for a viewer (mitmweb, -w files) to inflate without a cap
+            raise
+        req.headers.pop("content-encoding", None)
+        if "content-length" in req.headers:  # what a saved (-w) flow replays must frame the decoded body
+            req.headers["content-length"] = str(len(body))
+        req.raw_content = body
+
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = self.endpoints.for_route(route.kind)
-        raw = flow.request.get_content(strict=False) or b""
+        raw = flow.request.raw_content or b""  # decoded by _decode_body
         request = endpoint.parse(raw)
         client_model = request.model
         mapped = self.model_map.resolve(client_model)

@@ -87,8 +87,15 @@ _active: weakref.WeakSet[LogRedactor] = weakref.WeakSet()
 _previous_factory: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
 
 
+# mitmweb's start-up line exists to hand its operator the login URL (``?token=``): README tells users to
+# open it from there, so it is the one line left whole.
+_WEB_URL_LOGGER, _WEB_URL_LINE = "mitmproxy.tools.web.master", "Web server listening at "
+
+
 def _make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _previous_factory(*args, **kwargs)
+    if record.name == _WEB_URL_LOGGER and str(record.msg).startswith(_WEB_URL_LINE):
+        return record
     literals = {literal for redactor in list(_active) for literal in redactor.literals}
     try:
         message = record.getMessage()

@@ -34,7 +34,9 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
-    ("ag_body_limit", str, "32m", "Largest request body accepted (e.g. 32m, 512k); bigger ones get a 413."),
+    ("ag_body_limit", str, "32m",
+     "Largest request body accepted (e.g. 32m, 512k), counted after decompressing a Content-Encoding body; "
+     "bigger ones get a 413."),
     ("ag_user_agent", str, s.DEFAULT_USER_AGENT, "User-Agent sent to Cloud Code."),
     ("ag_max_attempts", int, 4, "Upstream attempts per request, across accounts and base URLs."),
     ("ag_scheduling", str, s.DEFAULT_SCHEDULING,

@@ -9,32 +9,41 @@ nothing more than ``n``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
 from ..errors import InvalidRequest
-from .models import Stop, StreamOptions, _Model, validation_error_to_invalid_request
+from .models import (
+    ModelName,
+    Seed,
+    Stop,
+    StreamOptions,
+    TokenCount,
+    _Model,
+    validation_error_to_invalid_request,
+)
 
 
 class CompletionRequest(_Model):
-    model: str = Field(min_length=1)
+    model: ModelName
     prompt: Any = None
     suffix: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: TokenCount | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = Field(default=None, ge=1, le=128)
-    best_of: int | None = Field(default=None, ge=1)
+    best_of: int | None = Field(default=None, ge=1, le=128)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     stop: Stop | None = None
     echo: bool | None = None
     logprobs: int | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None  # not used; checked
 
     @property
     def prompt_text(self) -> str:

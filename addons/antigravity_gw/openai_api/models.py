@@ -8,6 +8,9 @@ Rules:
   turns the location into OpenAI's ``param`` (``messages[0].content[1].image_url``).
 * ``parse_chat_request`` is the only entry point; it raises ``errors.InvalidRequest`` with a message in
   OpenAI's wording and ``param`` set.
+* Numbers are bounded where they are declared: Google's token counts and seed are 32-bit, and free-form
+  JSON (tool schemas) may hold only integers the JSON encoder can write back (``JsonObject``). A number out
+  of range is the client's 400 naming the field, never the encoder's 500 on the way upstream.
 """
 
 from __future__ import annotations
@@ -15,13 +18,75 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from ..errors import InvalidRequest
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+
+INT32_MAX = 2**31 - 1  # Gemini's maxOutputTokens, thinkingBudget and seed are int32
+# What orjson can write: a bigger int makes it raise on the way upstream (or into an echo of the request).
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
+OUT_OF_RANGE = "json_number_out_of_range"  # the error type _describe words; ctx["path"] extends the param
+
+# A model name travels on in response headers (X-Mapped-Model) and upstream URLs: a control character there
+# would split or break the header (a newline made mitmproxy drop the answer and the client wait forever),
+# and a name of many kilobytes makes a request line the relay refuses. Real model names are a few dozen.
+MODEL_NAME_MAX = 256
+ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX, pattern=r"^[^\x00-\x1f\x7f]*$")]
+TokenCount = Annotated[int, Field(ge=1, le=INT32_MAX)]
+Seed = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+
+
+def _numbers_in_range(value: Any) -> Any:
+    """Free-form JSON (a tool's parameters schema…) holds no integer beyond 64 bits. Checked by writing it
+    (C speed; a Python walk of every schema node cost a Codex request ~0.4 ms), and walked only to name the
+    offender. A number that overflowed to infinity (``1e999``) passes: the encoder writes it as ``null``."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        if (found := _out_of_range(value)) is None:  # not expected from parsed JSON; still the client's
+            raise PydanticCustomError("json_unwritable", "cannot be written back as JSON") from None
+        path, number = found
+        details = {"path": path, "number": number}
+        raise PydanticCustomError(OUT_OF_RANGE, "number out of range", details) from None
+    return value
+
+
+def _out_of_range(value: Any) -> tuple[str, int] | None:
+    """The path (``.properties.n.maximum``) to the first integer beyond 64 bits and that integer, or None.
+    Recursion is bounded: the JSON parser refuses nesting deeper than a few hundred levels."""
+    kind = type(value)
+    if kind is int:
+        return None if JSON_INT_MIN <= value <= JSON_INT_MAX else ("", value)
+    if kind is dict:
+        for key, item in value.items():
+            if (found := _out_of_range(item)) is not None:
+                return f".{key}{found[0]}", found[1]
+    elif kind is list:
+        for index, item in enumerate(value):
+            if (found := _out_of_range(item)) is not None:
+                return f"[{index}]{found[0]}", found[1]
+    return None
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_numbers_in_range)]
 
 
 # --- discriminators: each returns a "<tag>" or None (None = "not even the right JSON type") ---------
@@ -186,7 +251,7 @@ Message = Annotated[
 class FunctionDefinition(_Model):
     name: str = Field(min_length=1)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
 
 
@@ -218,7 +283,7 @@ FunctionCallChoice = Annotated[
 class JsonSchemaFormat(_Model):
     name: str
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
@@ -252,7 +317,7 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 class ThinkingOptions(_Model):
     type: Literal["enabled", "disabled"]
-    budget_tokens: int | None = Field(default=None, ge=0)
+    budget_tokens: int | None = Field(default=None, ge=0, le=INT32_MAX)
 
 
 class StreamOptions(_Model):
@@ -260,7 +325,7 @@ class StreamOptions(_Model):
 
 
 class ChatCompletionRequest(_Model):
-    model: str = Field(min_length=1)
+    model: ModelName
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
@@ -269,13 +334,16 @@ class ChatCompletionRequest(_Model):
     function_call: FunctionCallChoice | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     stop: Stop | None = None
     n: int | None = Field(default=None, ge=1, le=128)
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # Not used (Gemini has no logprobs or token biases), but checked as OpenAI checks them.
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
     thinking: ThinkingOptions | None = None
@@ -335,6 +403,12 @@ def _describe(error: Any) -> tuple[str, str]:
     param = param_from_loc(error["loc"])
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return _describe_tag(kind, value, ctx, param)
+    if kind == OUT_OF_RANGE:
+        param += ctx.get("path", "")
+        return (
+            f"Invalid '{param}': {_short(ctx.get('number'))} is out of range (integers must fit in 64 bits).",
+            param,
+        )
     if kind == "missing":
         return f"Missing required parameter: '{param}'.", param
     if kind in _EXPECTED:
@@ -356,6 +430,10 @@ def _describe(error: Any) -> tuple[str, str]:
             f"{ctx.get('min_length', 1)}, but got an empty array instead.",
             param,
         )
+    if kind == "string_pattern_mismatch":  # only ModelName has a pattern
+        return f"Invalid '{param}': control characters (such as a newline) are not allowed here.", param
+    if kind == "string_too_long":
+        return f"Invalid '{param}': longer than {ctx.get('max_length')} characters.", param
     if kind == "string_too_short":
         return f"Invalid '{param}': empty string. Expected a non-empty string.", param
     return f"Invalid '{param}': {error['msg']}.", param

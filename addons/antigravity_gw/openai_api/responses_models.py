@@ -19,16 +19,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from ..errors import InvalidRequest
 from .models import (
+    JsonObject,
     JsonObjectFormat,
+    ModelName,
     ReasoningEffort,
     TextFormat,
+    TokenCount,
     _dict_tag,
     _Model,
     _str_or_list,
+    _numbers_in_range,
     _str_or_object,
     validation_error_to_invalid_request,
 )
@@ -175,7 +179,7 @@ class FunctionTool(_Model):
     type: Literal["function"]
     name: str = Field(min_length=1)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
 
 
@@ -234,6 +238,11 @@ class HostedTool(_Model):
 
     model_config = ConfigDict(extra="allow", strict=True)
     type: str
+
+    @model_validator(mode="after")
+    def _echoable(self) -> HostedTool:
+        _numbers_in_range(self.model_extra)  # they are echoed back through the JSON encoder
+        return self
 
 
 _TOOL_TYPES = {"function", "custom", "namespace", *WEB_SEARCH_TYPES}
@@ -300,7 +309,7 @@ class JsonSchemaTextFormat(_Model):
     type: Literal["json_schema"]
     name: str | None = None
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JsonObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
@@ -318,14 +327,15 @@ class TextOptions(_Model):
 
 
 class ResponsesRequest(_Model):
-    model: str | None = Field(default=None, min_length=1)
+    model: ModelName | None = None
     input: Input | None = None
     instructions: str | None = None
     tools: list[ResponsesTool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningOptions | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: TokenCount | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)  # not used; checked as OpenAI does
     text: TextOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)

@@ -12,8 +12,10 @@ import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+import yarl
 
 from ..errors import InvalidRequest
 from ..openai_api.models import (
@@ -68,6 +70,19 @@ def parse_data_url(url: str) -> InlineImage:
     return InlineImage(meta[0].strip().lower() or "application/octet-stream", data)
 
 
+def check_fetchable_url(url: str, *, param: str) -> None:
+    """An http(s) URL the fetcher can parse, or a 400 naming the field: checked here, before any I/O,
+    with both parsers that will read it (aiohttp's yarl and the fetcher's ``urlsplit``)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+        parsed = yarl.URL(url)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid image URL in '{param}': {exc}.", param=param) from None
+    if not parsed.host:
+        raise InvalidRequest(f"Invalid image URL in '{param}': it names no host.", param=param)
+
+
 def image_url_params(req: ChatCompletionRequest) -> dict[str, str]:
     """The http(s) image URLs to fetch before ``chat_request_to_gemini``, in order and each once, with the
     ``param`` of its first use for the fetcher's error messages."""
@@ -77,7 +92,9 @@ def image_url_params(req: ChatCompletionRequest) -> dict[str, str]:
             continue
         for j, part in enumerate(msg.content):
             if isinstance(part, ImageUrlPart) and is_http_url(part.image_url.url):
-                found.setdefault(part.image_url.url, f"messages[{i}].content[{j}].image_url")
+                param = f"messages[{i}].content[{j}].image_url"
+                check_fetchable_url(part.image_url.url, param=param)
+                found.setdefault(part.image_url.url, param)
     return found
 
 
@@ -202,7 +219,26 @@ def call_arguments(text: str, *, param: str) -> dict[str, Any]:
         raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
     if not isinstance(value, dict):
         raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
+    if not can_send(value):
+        raise InvalidRequest(f"Invalid '{param}': the JSON nests too deeply.", param=param)
     return value
+
+
+# orjson parses 1024 levels deep but writes only 255: JSON taken from a client's text must leave room for
+# the levels of the upstream request around it (envelope, contents, parts, functionCall...).
+_ENVELOPE_DEPTH = 16
+
+
+def can_send(value: Any) -> bool:
+    """Can ``value``, parsed from a client's JSON text, be written back inside an upstream request?"""
+    wrapped = value
+    for _ in range(_ENVELOPE_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def function_call_part(
@@ -233,6 +269,6 @@ def function_response_payload(text: str) -> dict[str, Any]:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
             value = None
-        if isinstance(value, dict):
+        if isinstance(value, dict) and can_send(value):
             return {"output": value}
     return {"output": text}

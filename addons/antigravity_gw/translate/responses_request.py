@@ -51,6 +51,7 @@ from .parts import (
     InlineImage,
     Part,
     call_arguments,
+    check_fetchable_url,
     function_call_part,
     function_response_part,
     image_from_url,
@@ -272,7 +273,9 @@ def responses_image_url_params(call: ResponsesCall) -> dict[str, str]:
             continue
         for j, part in enumerate(content):
             if isinstance(part, InputImage) and part.image_url and is_http_url(part.image_url):
-                found.setdefault(part.image_url, f"{where}.{field_name}[{j}].image_url")
+                param = f"{where}.{field_name}[{j}].image_url"
+                check_fetchable_url(part.image_url, param=param)
+                found.setdefault(part.image_url, param)
     return found
 
 

@@ -112,9 +112,7 @@ class _Cleaner:
             }
             if cleaned:
                 out["properties"] = cleaned
-            required = [
-                r for r in dict.fromkeys(node.get("required") or ()) if isinstance(r, str) and r in cleaned
-            ]
+            required = [r for r in dict.fromkeys(_required(node)) if r in cleaned]
             if required:
                 out["required"] = required
         elif gtype == "ARRAY":
@@ -148,8 +146,8 @@ class _Cleaner:
         props: Schema = {}
         required: list[str] = []
         for source in [*(b.node for b in branches), own]:
-            props.update(source.get("properties") or {})
-            required.extend(source.get("required") or ())
+            props.update(_properties(source))
+            required.extend(_required(source))
             merged.update({k: v for k, v in source.items() if k not in ("properties", "required")})
         if props:
             merged["properties"] = props
@@ -226,6 +224,20 @@ def _as_schema(node: Any) -> Schema:
     return node
 
 
+def _properties(node: Schema) -> Schema:
+    props = node.get("properties") or {}
+    if not isinstance(props, dict):
+        raise ValueError("'properties' must be an object")
+    return props
+
+
+def _required(node: Schema) -> list[str]:
+    """The names ``required`` lists. Anything else says nothing Gemini could use and is skipped, like the
+    ``required: true`` of draft-3 schemas that older tools still write on a property."""
+    required = node.get("required")
+    return [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+
+
 def _as_list(value: Any, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"'{key}' must be an array of schemas")
@@ -248,6 +260,8 @@ def _collapse_type_list(flat: _Flat) -> None:
         flat.node = {k: v for k, v in flat.node.items() if k != "type"}
     if not isinstance(declared, list):
         return
+    if not all(isinstance(t, str) for t in declared):
+        raise ValueError("'type' must be a string or an array of strings")
     real = [t for t in declared if t != "null"]
     flat.nullable = flat.nullable or len(real) < len(declared)
     real.sort(key=lambda t: _RANK.get(_TYPES.get(t, ""), 0), reverse=True)

@@ -48,6 +48,7 @@ from .dialects import CallContext, Dialect, UpstreamCall
 from .google_errors import GoogleError, parse_google_error
 from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
 from .policy import (
+    MODEL_NOT_FOUND,
     NO_PROJECT_COOLDOWN,
     PROJECT_FAILURE_COOLDOWN,
     RATE_LIMIT_REASONS,
@@ -57,7 +58,7 @@ from .policy import (
     Scope,
     decide,
 )
-from .pool import Pool
+from .pool import AccountStatus, Pool
 
 logger = logging.getLogger(__name__)
 
@@ -409,6 +410,11 @@ class AttemptRunner:
                 return budget.last or errors.PoolExhausted(
                     f"No account answered for model {model!r} within the attempt budget.", status=503)
         summary = "; ".join(lines)
+        if _model_unknown(statuses, model):
+            return errors.NotFound(
+                f"The model {model!r} was not found on any account ({summary}). GET /v1/models lists the "
+                "models this gateway serves; ag_model_map can map a client's name onto one of them.",
+                param="model", code="model_not_found")
         if disabled == len(accounts):
             return errors.PoolExhausted(f"All {len(accounts)} accounts are disabled ({summary}).", status=503,
                                         code="no_usable_accounts")
@@ -431,6 +437,14 @@ class AttemptRunner:
             f"The first is ready again in {wait:.1f}s.",
             status=status if status in (429, 502, 503, 504) else 503,
             headers=errors.retry_after_headers(wait))
+
+
+def _model_unknown(statuses: list[AccountStatus], model: str) -> bool:
+    """Did every usable account answer that ``model`` does not exist? The client named a model no account
+    has (a typo, a name that needs an ag_model_map entry): its 404, not a rate limit or an outage."""
+    usable = [s for s in statuses if s.state != "disabled"]
+    return bool(usable) and all(
+        any(c.model == model and c.reason == MODEL_NOT_FOUND for c in s.cooldowns) for s in usable)
 
 
 def _utc(timestamp: float) -> str:

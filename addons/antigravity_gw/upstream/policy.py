@@ -58,6 +58,7 @@ RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exh
 CAPACITY_BACKOFF = 0.5
 SERVER_ERROR_BACKOFF = 0.25
 MAX_BACKOFF = 4.0
+MODEL_NOT_FOUND = "model not found on this account"  # a cooldown's reason, read back by attempts._exhausted
 
 
 def decide(err: GoogleError, *, refreshed: bool, retries: int = 0) -> Decision:
@@ -79,8 +80,7 @@ def decide(err: GoogleError, *, refreshed: bool, retries: int = 0) -> Decision:
     if status == 403:
         return Decision(Action.ROTATE, FORBIDDEN_COOLDOWN, reason=_forbidden_reason(err))
     if status == 404:
-        return Decision(Action.ROTATE, NOT_FOUND_COOLDOWN, Scope.MODEL,
-                        reason="model not found on this account")
+        return Decision(Action.ROTATE, NOT_FOUND_COOLDOWN, Scope.MODEL, reason=MODEL_NOT_FOUND)
     return Decision(Action.FAIL, reason=f"http {status}")
 
 

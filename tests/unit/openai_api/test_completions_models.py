@@ -38,3 +38,20 @@ def test_rejections_name_the_field(fields: dict[str, Any], param: str, fragment:
         parse_completion_request(body(**fields))
     assert info.value.param == param
     assert fragment in info.value.message
+
+
+HUGE = b"1" + b"0" * 30  # 10**30: beyond 64 bits
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "seed", "n", "best_of", "temperature"])
+def test_numbers_out_of_range_are_400_naming_the_field(field: str) -> None:
+    raw = orjson.dumps({"model": "m", "prompt": "hi", field: "N"}).replace(b'"N"', HUGE)
+    with pytest.raises(InvalidRequest) as e:
+        parse_completion_request(raw)
+    assert e.value.param == field
+
+
+def test_logit_bias_is_checked_though_unused() -> None:
+    with pytest.raises(InvalidRequest) as e:
+        parse_completion_request(orjson.dumps({"model": "m", "prompt": "hi", "logit_bias": {"7": 101}}))
+    assert e.value.param == "logit_bias.7"

@@ -351,3 +351,67 @@ def test_invalid_json_error_says_what_the_parser_saw() -> None:
 )
 def test_param_from_loc_drops_union_tags(loc: tuple[int | str, ...], param: str) -> None:
     assert param_from_loc(loc) == param
+
+
+# --- numbers out of range: a 400 naming the field, never the JSON encoder's 500 later -----------------
+
+HUGE = b"1" + b"0" * 30  # 10**30: beyond 64 bits, so orjson could not write it upstream
+
+
+def with_number(number: bytes, **fields: Any) -> bytes:
+    """``body(**fields)`` with every "N" string replaced by the raw JSON number (orjson cannot write it)."""
+    return body(**fields).replace(b'"N"', number)
+
+
+@pytest.mark.parametrize(
+    ("number", "fields", "param"),
+    [
+        (HUGE, {"max_tokens": "N"}, "max_tokens"),
+        (b"-1", {"max_completion_tokens": "N"}, "max_completion_tokens"),
+        (HUGE, {"max_completion_tokens": "N"}, "max_completion_tokens"),
+        (HUGE, {"seed": "N"}, "seed"),
+        (b"-" + HUGE, {"seed": "N"}, "seed"),
+        (HUGE, {"n": "N"}, "n"),
+        (HUGE, {"top_logprobs": "N"}, "top_logprobs"),
+        (b"-1", {"top_logprobs": "N"}, "top_logprobs"),
+        (HUGE, {"logit_bias": {"50256": "N"}}, "logit_bias.50256"),
+        (HUGE, {"temperature": "N"}, "temperature"),
+        (b"1e999", {"top_p": "N"}, "top_p"),
+        (b"-1e999", {"presence_penalty": "N"}, "presence_penalty"),
+        (HUGE, {"frequency_penalty": "N"}, "frequency_penalty"),
+        (HUGE, {"thinking": {"type": "enabled", "budget_tokens": "N"}}, "thinking.budget_tokens"),
+        (HUGE, {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer", "maximum": "N"}}}}}]},
+         "tools[0].function.parameters.properties.a.maximum"),
+        (HUGE, {"functions": [{"name": "f", "parameters": {"enum": [1, "N"]}}]},
+         "functions[0].parameters.enum[1]"),
+        (HUGE, {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "minimum": "N"}}}}, "response_format.json_schema.schema.minimum"),
+    ],
+)
+def test_numbers_out_of_range_are_400_naming_the_field(number: bytes, fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        parse_chat_request(with_number(number, **fields))
+    assert e.value.status == 400 and e.value.param == param
+    assert param in e.value.message
+
+
+def test_numbers_in_range_pass_and_64_bit_integers_in_schemas_are_kept() -> None:
+    req = parse_chat_request(with_number(b"18446744073709551615", seed=-1, max_tokens=2**31 - 1, logit_bias={"1": -100},
+                                         tools=[{"type": "function", "function": {"name": "f", "parameters": {
+                                             "maximum": "N"}}}]))
+    assert req.seed == -1 and req.max_tokens == 2**31 - 1
+    assert req.tools is not None and req.tools[0].function.parameters == {"maximum": 2**64 - 1}
+    orjson.dumps(req.tools[0].function.parameters)  # what the encoder can write
+
+
+@pytest.mark.parametrize("model", ["a\nb", "gemini\r\nx-injected: 1", "m\x00", "x" * 257])
+def test_a_model_name_that_cannot_travel_in_a_header_or_url_is_400(model: str) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        parse_chat_request(orjson.dumps({"model": model, "messages": [USER]}))
+    assert e.value.param == "model"
+
+
+def test_model_names_with_slashes_colons_and_unicode_pass() -> None:
+    for model in ("models/gemini-2.5-flash", "ft:gpt-4o:org::id", "é-model", "x" * 256):
+        assert parse_chat_request(orjson.dumps({"model": model, "messages": [USER]})).model == model

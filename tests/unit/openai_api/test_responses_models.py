@@ -127,3 +127,25 @@ def test_unknown_fields_are_tolerated() -> None:
                                        safety_identifier="u", stream_options={"include_obfuscation": False},
                                        prompt_cache_retention="24h"))
     assert req.model == "gemini-2.5-flash"
+
+
+HUGE = b"1" + b"0" * 30  # 10**30: beyond 64 bits
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_output_tokens": "N"}, "max_output_tokens"),
+        ({"top_logprobs": "N"}, "top_logprobs"),
+        ({"tools": [{"type": "function", "name": "f", "parameters": {"default": ["N"]}}]},
+         "tools[0].parameters.default[0]"),
+        ({"tools": [{"type": "file_search", "ranking": {"score_threshold": "N"}}]},
+         "tools[0].ranking.score_threshold"),  # a hosted tool's fields are echoed back
+        ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"maxItems": "N"}}}},
+         "text.format.schema.maxItems"),
+    ],
+)
+def test_numbers_out_of_range_are_400_naming_the_field(fields: dict[str, Any], param: str) -> None:
+    err = rejected(body(**fields).replace(b'"N"', HUGE))
+    assert err.param == param
+    assert "out of range" in err.message or "expected a value" in err.message

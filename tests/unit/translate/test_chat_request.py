@@ -510,3 +510,14 @@ def test_data_url_with_invalid_base64_is_a_400_naming_the_image():
         chat_request_to_gemini(req, model="gemini-2.5-flash")
     assert e.value.param == "messages[0].content[0].image_url"
     assert "base64" in e.value.message
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x.png", "https://x:99999/a.png", "http://x:port/a.png",
+                                 "http:///a.png", "https://"])
+def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str) -> None:
+    req = request([{"role": "user", "content": [{"type": "text", "text": "see"},
+                                                {"type": "image_url", "image_url": {"url": url}}]}])
+    with pytest.raises(InvalidRequest) as e:
+        image_url_params(req)
+    assert e.value.param == "messages[0].content[1].image_url"
+    assert "Invalid image URL" in e.value.message

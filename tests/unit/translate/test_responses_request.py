@@ -217,3 +217,11 @@ def test_history_items_are_named_after_previous_response_id() -> None:
     with pytest.raises(InvalidRequest) as info:
         responses_request_to_gemini(chained, model="m")
     assert info.value.param == "previous_response_id.arguments"
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x.png", "https://x:99999/a.png", "http:///a.png"])
+def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str) -> None:
+    body = {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": url}]}]}
+    with pytest.raises(InvalidRequest) as e:
+        responses_image_url_params(call(body))
+    assert e.value.param == "input[0].content[0].image_url"

@@ -6,8 +6,11 @@ import copy
 from enum import StrEnum
 from typing import Any, Literal
 
+import orjson
 import pytest
 from antigravity_gw.translate.schema import MAX_DEPTH, clean_schema_for_gemini
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 
@@ -275,3 +278,45 @@ def test_deep_but_sane_nesting_is_fine() -> None:
     for _ in range(20):
         out = out["properties"]["x"]
     assert out == {"type": "STRING"}
+
+
+# --- hostile schemas: any JSON is cleaned or refused with a ValueError (the caller's 400), nothing else ----
+
+_KEYS = st.sampled_from(["type", "properties", "required", "items", "prefixItems", "anyOf", "oneOf", "allOf",
+                         "$ref", "enum", "const", "format", "description", "title", "default", "minimum",
+                         "maximum", "minItems", "additionalProperties", "pattern", "$defs"])
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
+                     st.sampled_from(["object", "array", "string", "null", "integer", "#", "#/$defs/a", "x"]))
+_SCHEMAS = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(_KEYS, st.text(max_size=3)), inner, max_size=4)),
+    max_leaves=15)
+
+
+@settings(max_examples=800, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(_SCHEMAS)
+def test_any_json_is_cleaned_or_refused_with_a_value_error(schema: Any) -> None:
+    try:
+        out = clean_schema_for_gemini(schema)
+    except ValueError:
+        return
+    orjson.dumps(out)
+
+
+def test_a_type_list_holding_a_non_string_is_refused() -> None:
+    with pytest.raises(ValueError, match="'type'"):
+        clean_schema_for_gemini({"type": [[]]})
+
+
+def test_required_that_is_not_a_list_of_names_is_skipped() -> None:
+    props = {"a": {"type": "string", "required": True}}  # draft 3
+    assert "required" not in clean_schema_for_gemini({"type": "object", "properties": props, "required": 5})
+    out = clean_schema_for_gemini({"type": "object", "properties": props, "required": [[], "a", {}]})
+    assert out["required"] == ["a"]
+    out = clean_schema_for_gemini({"allOf": [{"properties": props, "required": "a"}, {"required": [1, "a"]}]})
+    assert out["required"] == ["a"]
+
+
+def test_all_of_with_properties_that_are_not_an_object_is_refused() -> None:
+    with pytest.raises(ValueError, match="'properties'"):
+        clean_schema_for_gemini({"allOf": [{"properties": ["a"]}]})
