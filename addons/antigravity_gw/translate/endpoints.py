@@ -222,14 +222,6 @@ class ParsedResponses:
         """``prompt_cache_key`` (Codex sends its session id): requests of one session share a cache."""
         return self.call.request.prompt_cache_key or ""
 
-    @property
-    def history(self) -> int:
-        return self.call.history
-
-    @property
-    def items(self) -> tuple[Any, ...]:
-        return self.call.items
-
     def image_urls(self) -> dict[str, str]:
         return responses_image_url_params(self.call)
 

@@ -112,8 +112,8 @@ def test_a_non_stream_response_is_saved_and_chained() -> None:
     assert answer["output"][0]["content"][0]["text"] == "Hi!"
     chained = endpoint.parse(orjson.dumps({"previous_response_id": "resp_1", "input": "more"}))
     assert chained.model == "gemini-2.5-flash"
-    assert chained.history == 2
-    assert chained.items == (
+    assert chained.call.history == 2
+    assert chained.call.items == (
         MessageItem(role="user", content="hello"),
         MessageItem(role="assistant", content=[OutputText(type="output_text", text="Hi!")]),
         MessageItem(role="user", content="more"),
