@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import pytest
-
 from antigravity_gw.upstream.background import BackgroundTasks
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.dialects import (
     CallContext,
