@@ -69,7 +69,7 @@ GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of faili
 MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
 
 
-class UpstreamBody(Protocol):
+class UpstreamContent(Protocol):
     """A response body as it arrives (aiohttp's ``StreamReader``)."""
 
     async def readany(self) -> bytes: ...  # the next chunk; b"" at the end
@@ -84,7 +84,7 @@ class UpstreamResponse(Protocol):
     @property
     def headers(self) -> Mapping[str, str]: ...
     @property
-    def content(self) -> UpstreamBody: ...  # a stream's body, pumped by the relay
+    def content(self) -> UpstreamContent: ...  # a stream's body, pumped by the relay
 
     async def read(self) -> bytes: ...
     def release(self) -> Any: ...  # done with it: the connection goes back to the pool
@@ -320,7 +320,7 @@ class AttemptRunner:
             raise
         return winner
 
-    async def _first_event(self, resp: Any) -> tuple[bytes, ...]:
+    async def _first_event(self, resp: UpstreamResponse) -> tuple[bytes, ...]:
         """A stream's chunks up to its first usable event (usually its first chunk: no copy of the rest)."""
         probe = FirstEventProbe()
         content = resp.content
