@@ -155,7 +155,7 @@ def _add_oauth(directory: Path, refresh_token: str, email: str, project: str | N
         path, account = existing[0]
 
         def renew(data: dict[str, Any]) -> None:
-            token = data.get("token") if isinstance(data.get("token"), dict) else {}
+            token = found if isinstance(found := data.get("token"), dict) else {}
             token.update(refresh_token=refresh_token, access_token="", expiry_timestamp=0, expires_in=0)
             if project:
                 token["project_id"] = project

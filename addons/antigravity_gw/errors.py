@@ -57,7 +57,7 @@ class GatewayError(Exception):
 class ClientError(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: ClassVar[str | None] = None  # annotated: a bare None would fix the subclasses' codes to None
 
 
 class InvalidRequest(ClientError):
@@ -143,4 +143,5 @@ class PoolExhausted(GatewayError):
 def retry_after_headers(seconds: float) -> dict[str, str]:
     """The hints the openai SDK reads (``retry-after-ms`` first); never 0, which it treats as "no hint"."""
     seconds = max(seconds, 0.001)
-    return {"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
+    return {"retry-after": str(max(1, math.ceil(seconds))),
+            "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}

@@ -49,7 +49,8 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    accounts_dir: Path = Path(DEFAULT_ACCOUNTS_DIR).expanduser()
+    # a factory, so the home directory is the one of the process that builds the settings
+    accounts_dir: Path = field(default_factory=lambda: Path(DEFAULT_ACCOUNTS_DIR).expanduser())
     cloudcode_urls: tuple[str, ...] = DEFAULT_CLOUDCODE_URLS
     gemini_url: str = DEFAULT_GEMINI_URL
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL

@@ -25,15 +25,17 @@ def gateway_flow(status: int = 200, body: bytes = b"{}") -> http.HTTPFlow:
 
 
 def test_a_translated_request_is_one_line_with_every_field():
-    assert access_line(gateway_flow()) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash account=me@gmail.com "
-                                           "status=200 attempts=2 tokens=12/34 first=250ms total=1500ms")
+    assert access_line(gateway_flow()) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash "
+                                           "account=me@gmail.com status=200 attempts=2 tokens=12/34 "
+                                           "first=250ms total=1500ms")
 
 
 def test_an_error_answer_names_its_code_and_a_query_string_never_shows():
     body = orjson.dumps({"error": {"message": "m", "type": "rate_limit_error", "param": None,
                                    "code": "all_accounts_unavailable"}})
     line = access_line(gateway_flow(429, body))
-    assert line.endswith("status=429 attempts=2 tokens=12/34 first=250ms total=1500ms error=all_accounts_unavailable")
+    assert line.endswith("status=429 attempts=2 tokens=12/34 first=250ms total=1500ms "
+                         "error=all_accounts_unavailable")
     assert "secret" not in line
 
 
@@ -42,7 +44,8 @@ def test_a_client_that_left_is_logged_with_the_error():
     f.response = None
     f.error = mflow.Error("Client disconnected.")
     f.error.timestamp = 100.75
-    assert access_line(f).endswith("status=- attempts=2 tokens=12/34 total=750ms error='Client disconnected.'")
+    assert access_line(f).endswith(
+        "status=- attempts=2 tokens=12/34 total=750ms error='Client disconnected.'")
 
 
 def test_failed_attempt_flows_are_not_client_requests(caplog):
@@ -57,7 +60,8 @@ def test_failed_attempt_flows_are_not_client_requests(caplog):
 
 def test_connection_lines_are_demoted_to_debug_and_others_kept():
     noise = ConnectionNoise()
-    for message, level in (("client connect", logging.DEBUG), ("server connect 127.0.0.1:4321", logging.DEBUG),
+    for message, level in (("client connect", logging.DEBUG),
+                           ("server connect 127.0.0.1:4321", logging.DEBUG),
                            ("Streaming response from 127.0.0.1.", logging.DEBUG),
                            ("server connection to x killed before connect: y", logging.INFO)):
         record = logging.LogRecord(SERVER_LOGGER, logging.INFO, __file__, 1, message, None, None)

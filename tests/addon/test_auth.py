@@ -211,7 +211,8 @@ def test_regular_mode_needs_the_key_as_proxy_credentials_for_other_hosts(auth):
     assert ours.response.status_code == 401  # an intercepted host: the API key, as before
 
 
-@pytest.mark.parametrize("value", [f"Bearer {KEY}", "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode(),
+@pytest.mark.parametrize("value", [f"Bearer {KEY}",
+                                   "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode(),
                                    "basic " + base64.b64encode(f":{KEY}".encode()).decode()])
 def test_proxy_credentials_admit_other_hosts_and_are_never_forwarded(auth, value):
     addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
@@ -222,7 +223,8 @@ def test_proxy_credentials_admit_other_hosts_and_are_never_forwarded(auth, value
     assert other.request.headers["authorization"] == "Bearer theirs"  # theirs, for the origin
 
 
-@pytest.mark.parametrize("value", ["Bearer wrong", "Basic " + base64.b64encode(f"{KEY}:wrong".encode()).decode(),
+@pytest.mark.parametrize("value", ["Bearer wrong",
+                                   "Basic " + base64.b64encode(f"{KEY}:wrong".encode()).decode(),
                                    "Basic !!notbase64", f"Digest {KEY}", KEY])
 def test_wrong_proxy_credentials_get_a_407(auth, value):
     addon = configured(auth, ag_auth_mode="all_except_health", ag_api_key=KEY)

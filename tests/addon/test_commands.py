@@ -4,10 +4,11 @@ import re
 
 import orjson
 import pytest
-from antigravity_gw.mitm.gateway import Gateway
 from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
+
+from antigravity_gw.mitm.gateway import Gateway
 
 
 def write(directory, name, **fields):
@@ -36,7 +37,8 @@ async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
     tctx.configure(addon, ag_oauth_client_secret="")
     lines = tctx.master.commands.execute("ag.accounts")
     assert re.fullmatch(r"a@example\.com \[a, oauth\]: ready; CANNOT REFRESH \(set ag_oauth_client_id and "
-                        r"ag_oauth_client_secret\): its access token expires at 2096-10-02T07:06:40Z \(in \d+ min\)",
+                        r"ag_oauth_client_secret\): its access token expires at 2096-10-02T07:06:40Z "
+                        r"\(in \d+ min\)",
                         lines[0]), lines[0]
     assert "CANNOT REFRESH" not in lines[1]  # disabled: nothing to refresh
 

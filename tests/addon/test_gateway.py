@@ -31,7 +31,8 @@ def chat_flow(body: dict | bytes, path: str = "/v1/chat/completions", method: st
 def gw(tmp_path):
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=False)  # hooks of the relay path
+        # hooks of the relay path
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=False)
         yield addon
 
 
@@ -148,7 +149,8 @@ async def test_the_relay_request_is_sent_unencoded_whatever_the_client_used(gw):
 
     gw.relay.port = 40000
     body = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    f = chat_flow(gzip.compress(body), headers=((b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")))
+    f = chat_flow(gzip.compress(body),
+                  headers=((b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")))
     await gw.request(f)
     assert f.response is None
     assert "content-encoding" not in f.request.headers and "transfer-encoding" not in f.request.headers
@@ -190,7 +192,8 @@ async def test_an_http2_request_names_the_upstream_in_its_authority(gw):
 
 
 async def test_stream_response_headers_install_the_translator(gw):
-    f = chat_flow({"model": "gemini-2.5-flash", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    f = chat_flow({"model": "gemini-2.5-flash", "stream": True,
+                   "messages": [{"role": "user", "content": "hi"}]})
     await gw.request(f)
     gw.plans[f.id].job.account = "a@example.com"
     gw.plans[f.id].job.url = "https://cloudcode.example/v1internal:streamGenerateContent?alt=sse"
@@ -212,7 +215,8 @@ async def test_stream_response_headers_install_the_translator(gw):
 async def test_non_stream_body_is_translated_in_response(gw):
     f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]})
     await gw.request(f)
-    upstream = {"response": {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hello"}]},
+    upstream = {"response": {"candidates": [{"index": 0,
+                                             "content": {"role": "model", "parts": [{"text": "Hello"}]},
                                              "finishReason": "STOP"}],
                              "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1,
                                                "totalTokenCount": 4}}}
@@ -297,6 +301,7 @@ class CannedUpstream:
 @pytest.fixture
 async def inline_gw(tmp_path):
     import aiohttp
+
     from support.gateway import write_account
 
     write_account(tmp_path, "k1", api_key="AIza-one")
@@ -363,7 +368,8 @@ async def test_inline_answer_of_an_untranslatable_body_is_a_failed_attempt_and_n
     await inline_gw.request(f)
     assert f.response.status_code == 503  # every account (the one) failed: an api_error, not a rate limit
     error = orjson.loads(f.response.content)["error"]
-    assert error["type"] == "api_error" and "HTML page" in error["message"] and "k1@example.com" in error["message"]
+    assert error["type"] == "api_error"
+    assert "HTML page" in error["message"] and "k1@example.com" in error["message"]
     assert "X-Account-Email" not in f.response.headers  # no account served
     assert "x-ag-attempts" not in f.response.headers or f.response.headers["x-ag-attempts"] != "0"
     assert f.id not in inline_gw.plans

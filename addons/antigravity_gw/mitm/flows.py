@@ -20,7 +20,8 @@ from ..upstream.relay import FLOW_HEADER
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
 INTERCEPT_HOSTS = frozenset({"api.openai.com"})
 # Headers that carry the client's credentials: never forwarded, never stored (mitmweb, -w files).
-CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization")
+CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
+                         "proxy-authorization")
 REDACTED = "[redacted]"
 SECRET_NAMES = frozenset(name.encode() for name in CLIENT_SECRET_HEADERS)
 REDACTED_BYTES = REDACTED.encode()
@@ -181,7 +182,8 @@ def _split_url(value: str) -> tuple[bytes, str, int, bytes, bytes]:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
-    return answer(status, orjson.dumps(body), header_fields({"content-type": "application/json", **(headers or {})}))
+    fields = header_fields({"content-type": "application/json", **(headers or {})})
+    return answer(status, orjson.dumps(body), fields)
 
 
 def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None,

@@ -244,9 +244,9 @@ class Gateway:
             self._tokens.endpoint = endpoint
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
-                                            "api_key": PublicGemini(st.gemini_url)}
-            self._runner = AttemptRunner(self.pool, self._tokens, dialects,
-                                         aiohttp_sender(self._session, st.timeouts),
+                        "api_key": PublicGemini(st.gemini_url)}
+            send = aiohttp_sender(self._session, st.timeouts)
+            self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
                                          projects=projects, first_byte_timeout=st.timeouts.first_byte)
         return self._runner
@@ -272,7 +272,8 @@ class Gateway:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(flows.ROUTE) == flows.TOO_LARGE:
-            flow.request.raw_content = b""  # refused in requestheaders; mitmproxy read it anyway: don't store it
+            # refused in requestheaders; mitmproxy read it anyway: don't store it
+            flow.request.raw_content = b""
         if flow.response or flow.error or not flows.is_ours(flow):
             return
         with self._error_boundary(flow):
@@ -492,8 +493,8 @@ class Gateway:
             return
         translator = plan.request.stream_translator(plan.ids)
         resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
-        # One pass, and no header the client does not need: mitmproxy scans them all for every chunk.
-        framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS  # P3
+        # One pass, and no header the client does not need: mitmproxy scans them all for every chunk (P3).
+        framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS
         resp.headers.fields = (tuple(f for f in fields if f[0].lower() not in SSE_REPLACED) + framing
                                + self._answer_fields(plan))
 
@@ -529,7 +530,8 @@ class Gateway:
         gemini = unwrap_any(gemini)
         return orjson.dumps(plan.request.complete(gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
+                         tokens: tuple[int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
@@ -561,7 +563,8 @@ class Gateway:
             self._answer_error(flow, e, plan)
         except Exception:
             logger.exception("gateway hook failed for flow %s", flow.id)
-            self._answer_error(flow, errors.GatewayError("Internal gateway error; see the gateway log."), plan)
+            internal = errors.GatewayError("Internal gateway error; see the gateway log.")
+            self._answer_error(flow, internal, plan)
 
     def _answer_error(self, flow: http.HTTPFlow, err: errors.GatewayError, plan: Plan | None) -> None:
         plan = plan or self.plans.pop(flow.id, None)

@@ -47,7 +47,8 @@ class StreamAdapter:
         except Exception as e:  # boundary: the headers are gone, so end the stream with an error event
             logger.exception("stream translation failed for flow %s", self.flow_id)
             self._closed = True
-            err = errors.GatewayError(f"Internal gateway error while translating the stream: {type(e).__name__}")
+            err = errors.GatewayError(
+                f"Internal gateway error while translating the stream: {type(e).__name__}")
             items.extend(self._translator.abort(err))
             out = b"".join(map(self._format.encode, items)) + self._format.end
         if out and not self.first_chunk_at:

@@ -92,10 +92,7 @@ class GeminiToCompletionStream:
 
 def _choice(chat_choice: Mapping[str, Any], echo: str | None) -> dict[str, Any] | None:
     delta, finish = chat_choice["delta"], chat_choice["finish_reason"]
-    if "role" in delta:
-        text = echo  # the opening chunk of a choice
-    else:
-        text = delta.get("content")
+    text = echo if "role" in delta else delta.get("content")  # "role": the opening chunk of a choice
     if not text and finish is None:
         return None
     return {"text": text or "", "index": chat_choice["index"], "logprobs": None, "finish_reason": finish}

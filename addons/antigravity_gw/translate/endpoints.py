@@ -28,6 +28,7 @@ from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import parse_responses_request
 from ..openai_api.responses_wire import response_echo
 from ..openai_api.routes import RouteKind
+from ..openai_api.wire import ChatCompletion
 from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
@@ -153,7 +154,7 @@ class ParsedChat:
             id_factory=ids.new_call_id,
         )
 
-    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+    def complete(self, response: dict[str, Any], ids: Ids) -> ChatCompletion:
         return gemini_to_chat_completion(
             response,
             completion_id=ids.id,

@@ -266,7 +266,7 @@ def update_account_file(path: Path, change: Callable[[dict[str, Any]], None]) ->
 
 
 def set_token_fields(data: dict[str, Any], account: Account) -> None:
-    token = data.get("token") if isinstance(data.get("token"), dict) else {}
+    token = found if isinstance(found := data.get("token"), dict) else {}
     token.update(access_token=account.access_token, refresh_token=account.refresh_token,
                  expiry_timestamp=int(account.expiry_timestamp),
                  expires_in=max(0, int(account.expiry_timestamp - time.time())))

@@ -1,4 +1,4 @@
-"""The background tasks an addon starts and nobody awaits: named, kept, their failures logged, cancelled at ``done``.
+"""Background tasks an addon starts and nobody awaits: named, kept, failures logged, cancelled at ``done``.
 
 The event loop keeps only a weak reference to a task, so a task nobody holds may vanish mid-way; one that
 fails would only say so when collected ("Task exception was never retrieved"). Each owner (the Gateway,

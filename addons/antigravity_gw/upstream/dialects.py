@@ -108,7 +108,7 @@ class PublicGemini:
     name = "gemini"
 
     def __init__(self, base: str) -> None:
-        self.bases: tuple[str, ...] = (base,)
+        self.bases: tuple[str, ...] = (base,)  # the protocol's type: one base URL is one case
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -85,7 +86,7 @@ class SingleFlight:
         if task is None:
             task = asyncio.get_running_loop().create_task(_as_coroutine(start))
             self._inflight[key] = task  # also the strong reference the loop does not keep
-            task.add_done_callback(lambda t, k=key: self._forget(k, t))
+            task.add_done_callback(functools.partial(self._forget, key))
         return await asyncio.shield(task)
 
     def _forget(self, key: str, task: asyncio.Task[Any]) -> None:

@@ -54,7 +54,8 @@ UNAUTHORIZED_COOLDOWN = 60.0
 REFRESH_FAILURE_COOLDOWN = 60.0  # the token endpoint failed for a reason other than invalid_grant
 PROJECT_FAILURE_COOLDOWN = 60.0  # loadCodeAssist could not be asked
 NO_PROJECT_COOLDOWN = 600.0  # loadCodeAssist answered without a project: the account is not set up
-RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exhausted"})  # cooldowns of a 429
+# the reasons of a 429 that put the account in a cooldown
+RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exhausted"})
 CAPACITY_BACKOFF = 0.5
 SERVER_ERROR_BACKOFF = 0.25
 MAX_BACKOFF = 4.0

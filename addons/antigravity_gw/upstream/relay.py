@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 FLOW_HEADER = "x-ag-flow"
 ERROR_HEADER = "x-ag-error"  # the body is already an OpenAI error: translate nothing
 SSE_HEADERS = {"content-type": "text/event-stream"}
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade", "proxy-authenticate",
-                        "proxy-authorization", "trailer", "content-length", "content-encoding", "host"})
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade",
+                        "proxy-authenticate", "proxy-authorization", "trailer", "content-length",
+                        "content-encoding", "host"})
 
 
 @dataclass(slots=True)
@@ -143,7 +144,8 @@ class Relay:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         job = self._lookup(request.headers.get(FLOW_HEADER, ""))
         if job is None:
-            return error_response(errors.GatewayError("The relay got a request for an unknown or expired flow."))
+            unknown = errors.GatewayError("The relay got a request for an unknown or expired flow.")
+            return error_response(unknown)
         try:
             return await self._serve(request, job)
         except ConnectionError:  # a write after the client (mitmproxy) hung up: nobody's failure
@@ -174,7 +176,8 @@ class Relay:
 
     async def _whole(self, winner: Winner) -> web.Response:
         data = await read_whole(winner)
-        return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
+        headers = _forwardable(winner.response.headers)
+        return web.Response(status=winner.response.status, body=data, headers=headers)
 
     async def _stream(self, request: web.Request, job: RelayJob,
                       run: Awaitable[Winner]) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import GatewayError, NotFound, UnknownRoute
 from antigravity_gw.mitm.stream import StreamAdapter
 from antigravity_gw.openai_api.responses_models import MessageItem, OutputText

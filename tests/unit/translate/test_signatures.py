@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionChunk
+
 from antigravity_gw.openai_api.models import parse_chat_request
 from antigravity_gw.sse import SSEDecoder
 from antigravity_gw.translate.chat_request import chat_request_to_gemini
@@ -19,7 +21,6 @@ from antigravity_gw.translate.signatures import (
     decode_tool_call_id,
     encode_tool_call_id,
 )
-from openai.types.chat import ChatCompletionChunk
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")

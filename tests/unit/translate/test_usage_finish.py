@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from antigravity_gw.translate.finish import FILTERED, gemini_finish_to_openai
 from antigravity_gw.translate.usage import UsageCounts, gemini_usage_counts, gemini_usage_to_openai
 

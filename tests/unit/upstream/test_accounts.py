@@ -5,6 +5,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from antigravity_gw.upstream import accounts as af
 from antigravity_gw.upstream.accounts import Account, parse_account
 

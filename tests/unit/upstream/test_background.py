@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+
 from antigravity_gw.upstream.background import BackgroundTasks
 
 
