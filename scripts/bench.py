@@ -3,6 +3,7 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
 
     scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
+    scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
 
 What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
 1, 16 and 64; streaming time to first chunk (TTFC) and SSE events/s with 64 concurrent streams; TTFC of a
@@ -212,13 +213,18 @@ async def run(args: argparse.Namespace) -> dict:
     write_account(accounts, "k1", api_key="AIza-bench-1")
     write_account(accounts, "k2", api_key="AIza-bench-2")
     results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                                f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms()}
+                                f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms(),
+                     "usage": "usage ledger off (--no-usage), metrics on" if args.no_usage
+                     else "usage ledger and metrics on"}
     with Emulator() as emu:
         emu.add_rule(match={"model": "bench-stream"}, reply={
             "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
             "split": False})  # one TCP write per event, as Google sends them (the tests cover split events)
-        gw = Gateway(emu, accounts, confdir=confdir, options={"flow_detail": 0,
-                                                              "ag_scheduling": "round_robin"})
+        # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
+        # --no-usage.
+        gw = Gateway(emu, accounts, confdir=confdir, options={
+            "flow_detail": 0, "ag_scheduling": "round_robin", "ag_data_dir": str(tmp / "data"),
+            "ag_usage": not args.no_usage})
         gw.start()
         plain, plain_port = start_plain_mitmdump(emu, confdir)
         try:
@@ -296,7 +302,7 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
 def report(r: dict) -> str:
     cells: list[Cell] = r["cells"]
     by = {(c.target, c.concurrency): c for c in cells}
-    lines = [f"Machine: {r['machine']}", "",
+    lines = [f"Machine: {r['machine']}", f"Gateway: {r.get('usage', '')}", "",
              "| target | c | req/s | p50 ms | p99 ms | errors | proxy CPU |", "|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c.target} | {c.concurrency} | {c.rps:.0f} | {c.pct(0.5):.2f} | {c.pct(0.99):.2f} | "
@@ -373,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
+    p.add_argument("--no-usage", action="store_true",
+                   help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = p.parse_args(argv)
     if args.quick:

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import usage_cli
 from .settings import DEFAULT_ACCOUNTS_DIR
 from .upstream.accounts import (
     Account,
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "disable":
             p.add_argument("--reason", help="stored as disabled_reason")
         p.set_defaults(run=run)
+    usage_cli.add_parser(tools)
     return parser
 
 

@@ -66,3 +66,38 @@ def test_connection_lines_are_demoted_to_debug_and_others_kept():
                            ("server connection to x killed before connect: y", logging.INFO)):
         record = logging.LogRecord(SERVER_LOGGER, logging.INFO, __file__, 1, message, None, None)
         assert noise.filter(record) and record.levelno == level, message
+
+
+# ---- the record: collected once, for the line, the ledger and the metrics ------------------------------
+def test_the_record_carries_what_the_line_shows_and_the_key_name():
+    from antigravity_gw.mitm.access_log import record_of
+
+    f = gateway_flow()
+    f.metadata[flows.KEY] = "alice"
+    f.metadata[flows.ROUTE] = "chat.completions"
+    f.metadata[flows.UPSTREAM]["tokens"] = (12, 34, 5, 6)
+    r = record_of(f)
+    assert (r.key_name, r.route, r.client_model, r.mapped_model, r.account, r.status, r.attempts) == (
+        "alice", "chat.completions", "gpt-4o", "gemini-2.5-flash", "me@gmail.com", 200, 2)
+    assert (r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens) == (12, 34, 5, 6)
+    assert (r.first_chunk_ms, r.duration_ms, r.path) == (250.0, 1500.0, "/v1/chat/completions")
+    assert access_line(f) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash key=alice "
+                              "account=me@gmail.com status=200 attempts=2 tokens=12/34 first=250ms "
+                              "total=1500ms")
+
+
+def test_only_model_routes_reach_the_sinks_and_each_gets_the_same_record():
+    got: list = []
+    addon = AccessLog(sinks=[got.append, got.append])
+    with taddons.context(addon):
+        billed = gateway_flow()
+        billed.metadata[flows.ROUTE] = "chat.completions"
+        addon.response(billed)
+        models = gateway_flow()
+        models.metadata[flows.ROUTE] = "models"
+        addon.response(models)
+        synthetic = gateway_flow()
+        synthetic.metadata[flows.ROUTE] = "chat.completions"
+        synthetic.metadata[flows.SYNTHETIC] = True
+        addon.response(synthetic)
+    assert len(got) == 2 and got[0] is got[1] and got[0].route == "chat.completions"

@@ -109,7 +109,11 @@ def test_a_stalled_200_beside_a_healthy_account_rotates_after_the_first_byte_tim
         assert ask(client, api, stream, f"q{i}") == f"echo: q{i}"
     # the gateway gave up on the stalled call (the first-byte time-out, not the emulator's 30 s) and closed it
     assert "sent no usable data in time" in pair.log()
-    assert any(r.get("client_closed") for r in emulator.requests(kind="api"))
+    # the emulator learns of the close when its handler next wakes: wait for it (no wall-clock ceiling)
+    deadline = time.monotonic() + 15
+    while not any(r.get("client_closed") for r in emulator.requests(kind="api")):
+        assert time.monotonic() < deadline, emulator.requests(kind="api")
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("fault", [*QUICK_FAULTS, "stall"])

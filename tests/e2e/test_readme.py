@@ -60,8 +60,9 @@ def test_the_readme_table_documents_no_option_that_does_not_exist():
 
 
 def test_each_option_is_declared_by_exactly_one_addon():
-    from antigravity_gw.mitm import auth, options
-    names = [o[0] for o in options.OPTIONS] + [o[0] for o in auth.AUTH_OPTIONS]
+    from antigravity_gw.mitm import auth, options, usage
+    names = ([o[0] for o in options.OPTIONS] + [o[0] for o in auth.AUTH_OPTIONS]
+             + [o[0] for o in usage.USAGE_OPTIONS])
     assert len(names) == len(set(names))
 
 
@@ -91,6 +92,8 @@ HANDLED = {
     "export HTTPS_PROXY=http://127.0.0.1:8080 NO_PROXY=127.0.0.1,localhost":
         "test_the_intercept_blocks_answer_api_openai_com_through_the_proxy",
     "AG_UI=web scripts/gateway": "test_the_mitmweb_block_prints_the_url_with_its_token",
+    "scripts/ag usage                          # the last 24 hours, one row per day":
+        "test_the_usage_block_reports_the_ledger_in_the_default_data_dir",
 }
 
 
@@ -259,6 +262,27 @@ def test_the_accounts_cli_block(run, home):
     listing = run("scripts/ag accounts list").finish()
     assert "me@gmail.com" in listing and "disabled" in listing and "key-0000" in listing
     assert "readme-refresh-token" not in listing and "readme-key" not in listing  # secrets masked
+
+
+def test_the_usage_block_reports_the_ledger_in_the_default_data_dir(run, home):
+    from antigravity_gw.usage.ledger import Ledger
+    from antigravity_gw.usage.record import RequestRecord
+
+    ledger = Ledger(home / ".antigravity_gw" / "usage.sqlite3")
+    ledger.open()
+    for key, tokens in (("alice", 10), ("bob", 7)):
+        ledger.append(RequestRecord(ts=time.time() - 60, method="POST", path="/v1/chat/completions",
+                                    route="chat.completions", key_name=key, mapped_model="gemini-2.5-flash",
+                                    status=200, has_tokens=True, prompt_tokens=tokens, completion_tokens=1))
+    ledger.close()
+    first_line = "scripts/ag usage                          # the last 24 hours, one row per day"
+    lines = [line for line in block(first_line).splitlines() if line.strip()]
+    outputs = [run(line).finish() for line in lines]
+    assert outputs[0].splitlines()[-1].split()[:5] == ["total", "2", "0", "17", "2"], outputs[0]
+    assert [line.split()[:4] for line in outputs[1].splitlines()[1:]] == [
+        ["alice", "1", "0", "10"], ["bob", "1", "0", "7"], ["total", "2", "0", "17"]], outputs[1]
+    report = orjson.loads(outputs[2][outputs[2].index("{"):])
+    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("gemini-2.5-flash", 2)]
 
 
 def test_the_lan_block_starts_and_requires_the_printed_key(run, emulator, home):

@@ -79,6 +79,9 @@ class Gateway:
         self._log_fd, log_name = tempfile.mkstemp(prefix="mitmdump-", suffix=".log")
         self._log_start = 0
         self.log_path = Path(log_name)
+        # The gateway's own state (the usage ledger), never the user's ~/.antigravity_gw.
+        self.data_dir = Path(self.options["ag_data_dir"]) if "ag_data_dir" in self.options else Path(
+            tempfile.mkdtemp(prefix="ag-data-"))
 
     @property
     def url(self) -> str:
@@ -99,6 +102,7 @@ class Gateway:
             # The emulator and the tests' image servers live on 127.0.0.1, which the default (public)
             # refuses; the SSRF tests (tests/e2e/test_open_doors.py) set public, or None for the default.
             "ag_image_fetch": "any",
+            "ag_data_dir": str(self.data_dir),
             **self.options,
         }
         args = [mitm_tool(self.tool), "-s", str(ADDON), "--mode", mode]

@@ -95,3 +95,11 @@ def test_a_broken_secret_reference_names_the_option_and_the_reference(value, wor
     with pytest.raises(ValueError, match="ag_oauth_client_secret") as e:
         resolve_secret(value, what="ag_oauth_client_secret")
     assert words in str(e.value) and value in str(e.value)
+
+
+def test_a_keys_file_counts_as_a_key_and_turns_auto_on_even_on_loopback():
+    assert resolve_inbound_auth("auto", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == (
+        "all_except_health")
+    assert resolve_inbound_auth("strict", "", ["0.0.0.0"], allow_public=False,
+                                client_keys=True).mode == "strict"
+    assert resolve_inbound_auth("off", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == "off"

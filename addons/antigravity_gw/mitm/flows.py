@@ -33,6 +33,7 @@ ROUTE = "ag.route"
 TOO_LARGE = "refused: body too large"  # an ag.route value: answered 413 before the body was read
 SYNTHETIC = "ag.synthetic"
 AUTH = "ag.auth"  # the inbound check's verdict: open, key, exempt, preflight, replay or denied
+KEY = "ag.key"  # the name (never the key) of the client key that was presented, from ag_api_keys_file
 
 MAPPED_MODEL_HEADER = "X-Mapped-Model"
 ACCOUNT_HEADER = "X-Account-Email"

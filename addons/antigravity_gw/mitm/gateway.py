@@ -21,7 +21,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +135,9 @@ class Gateway:
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
+        # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
+        # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
+        self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -369,6 +372,8 @@ class Gateway:
         raw = flow.request.raw_content or b""  # decoded by _decode_body
         request = endpoint.parse(raw)
         client_model = request.model
+        if self.admit_client is not None:
+            self.admit_client(flow, client_model)
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
         images = await self._fetch_images(request.image_urls())
@@ -516,7 +521,7 @@ class Gateway:
 
     @staticmethod
     def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None,
-                    ) -> tuple[bytes, tuple[int, int] | None]:
+                    ) -> tuple[bytes, tuple[int, int, int, int] | None]:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
         (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
@@ -531,7 +536,7 @@ class Gateway:
         return orjson.dumps(plan.request.complete(gemini, plan.ids)), tokens_of(gemini)
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
-                         tokens: tuple[int, int] | None = None) -> None:
+                         tokens: tuple[int, int, int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
