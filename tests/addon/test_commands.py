@@ -1,6 +1,5 @@
 """mitm/commands.py: the ag.accounts* commands, loaded as the Gateway's child addon."""
 
-import asyncio
 import re
 
 import orjson
@@ -46,8 +45,7 @@ async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
 
 async def settle(addon):
     commands = addon.addons[0]
-    while commands._tasks:
-        await asyncio.gather(*commands._tasks)
+    await commands.tasks.wait()
 
 
 async def test_ag_accounts_shows_live_state_without_secrets(gw):

@@ -82,6 +82,23 @@ async def test_unknown_path_gets_an_openai_404_and_a_marked_flow(gw):
     assert "404" in f.comment
 
 
+async def test_the_path_diagnosis_404_is_shaped_by_the_api_the_request_came_in_on(gw, monkeypatch):
+    from antigravity_gw.mitm import gateway as gateway_module
+
+    class MessagesShape:
+        name = "messages"
+
+        def body(self, err):
+            return {"type": "error", "error": {"type": err.type, "message": err.message}}
+
+    monkeypatch.setattr(gateway_module, "shape_for_path", lambda path: MessagesShape())
+    f = chat_flow({"model": "m", "messages": []}, path="/v1/messages/extra")
+    await gw.request(f)
+    assert f.response.status_code == 404
+    body = orjson.loads(f.response.content)
+    assert body["type"] == "error" and "/v1/messages/extra" in body["error"]["message"]
+
+
 async def test_invalid_json_is_a_400_openai_error(gw):
     f = chat_flow(b"{not json")
     await gw.request(f)
@@ -356,3 +373,10 @@ async def test_inline_answer_of_an_untranslatable_body_is_a_failed_attempt_and_n
     assert "X-Account-Email" not in f.response.headers  # no account served
     assert "x-ag-attempts" not in f.response.headers or f.response.headers["x-ag-attempts"] != "0"
     assert f.id not in inline_gw.plans
+
+
+async def test_done_cancels_the_gateways_background_tasks(gw):
+    import asyncio
+    pending = gw.tasks.spawn(asyncio.sleep(3600), "test-sleeper")
+    await gw.done()
+    assert pending.cancelled() and len(gw.tasks) == 0

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from antigravity_gw.errors import GatewayError
 from antigravity_gw.mitm.stream import StreamAdapter
 from antigravity_gw.sse import DONE, KEEPALIVE
 from antigravity_gw.translate.endpoints import DataStreamFormat
@@ -26,6 +27,9 @@ class Echo:
     def finish(self) -> list[Any]:
         self.finished = True
         return [{"end": True}]
+
+    def abort(self, err: GatewayError) -> list[Any]:
+        return [err.to_openai()]
 
 
 def adapter(translator: Echo | None = None) -> StreamAdapter:

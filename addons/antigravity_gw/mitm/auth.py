@@ -35,6 +35,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
 from .. import errors
+from ..error_shapes import shape_for_path
 from ..openai_api.routes import is_health_path, is_metrics_path
 from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
 from . import flows, options
@@ -269,7 +270,8 @@ class Auth:
                 flow.metadata[flows.KEY] = name
         except errors.Unauthorized as e:
             flow.metadata[flows.AUTH] = "denied"
-            flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE})
+            flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE},
+                                                 shape_for_path(flow.request.path).body)
             flows.mark_error(flow, f"401 {e.code}: {e.message}")
             logger.info("refused %s %s from %s: %s", flow.request.method, flow.request.path.split("?")[0],
                         _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key

@@ -14,7 +14,6 @@ right after each command here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from mitmproxy import command, exceptions
 
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
+from ..upstream.background import BackgroundTasks
 from ..upstream.oauth import NO_OAUTH_CLIENT
 from ..upstream.periodic import Periodic
 from ..upstream.pool import AccountStatus, Pool
@@ -99,7 +99,7 @@ class AccountCommands:
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("ag-accounts")
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def running(self) -> None:
@@ -108,14 +108,10 @@ class AccountCommands:
 
     async def done(self) -> None:
         await self._snapshots.stop()
+        await self.tasks.cancel_all()
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ---- commands -------------------------------------------------------------------------------
     @command.command("ag.accounts")
@@ -129,7 +125,7 @@ class AccountCommands:
     @command.command("ag.accounts.reload")
     def reload(self) -> None:
         """Re-read the account directory now (it is also watched: changes apply within seconds)."""
-        self._spawn(self._after(self._reload()))
+        self.tasks.spawn(self._after(self._reload()), "reload")
 
     @command.command("ag.accounts.disable")
     def disable(self, account: str) -> None:
@@ -145,7 +141,7 @@ class AccountCommands:
     def reset(self, account: str) -> None:
         """Forget an account's cooldowns (by id or email): it is ready again now."""
         found = self._find(account)
-        self._spawn(self._after(self.pool.clear_cooldowns(found)))
+        self.tasks.spawn(self._after(self.pool.clear_cooldowns(found)), "reset")
         logger.info("accounts: cooldowns of %s cleared", found.label)
 
     # ---- helpers --------------------------------------------------------------------------------
@@ -156,11 +152,12 @@ class AccountCommands:
         return found
 
     def _set_disabled(self, account: Account, disabled: bool) -> None:
-        account.disabled = disabled
-        account.disabled_reason = "disabled with ag.accounts.disable" if disabled else ""
-        account.disabled_at = int(time.time()) if disabled else 0
+        if disabled:
+            account.disable("disabled with ag.accounts.disable", int(time.time()))
+        else:
+            account.enable()
         logger.info("accounts: %s %s", "disabled" if disabled else "enabled", account.label)
-        self._spawn(self._after(self._save_disabled(account)))
+        self.tasks.spawn(self._after(self._save_disabled(account)), "save-disabled")
 
     async def _save_disabled(self, account: Account) -> None:
         try:

@@ -14,6 +14,7 @@ from mitmproxy.net.http import status_codes, url
 from mitmproxy.proxy import mode_specs
 
 from .. import errors
+from ..error_shapes import OPENAI_ERRORS, ErrorBody
 from ..upstream.relay import FLOW_HEADER
 
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
@@ -186,9 +187,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return answer(status, orjson.dumps(body), fields)
 
 
-def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None) -> http.Response:
-    """The only way the gateway answers with an error: an OpenAI error body with the right status."""
-    return json_response(err.status, err.to_openai(), {**err.headers, **(extra_headers or {})})
+def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None,
+                   error_body: ErrorBody = OPENAI_ERRORS.body) -> http.Response:
+    """The only way the gateway answers with an error: the error body of the API the request came in on
+    (``error_body``: OpenAI's unless told), with the error's status."""
+    return json_response(err.status, error_body(err), {**err.headers, **(extra_headers or {})})
 
 
 def mark_error(flow: http.HTTPFlow, message: str) -> None:

@@ -21,7 +21,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +32,17 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
 from .. import errors
+from ..error_shapes import shape_for_path
 from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
-from ..translate.endpoints import Endpoint, Ids, endpoint_for
+from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import AccountFiles
-from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
+from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
+from ..upstream.background import BackgroundTasks
 from ..upstream.dialects import (
     CallContext,
     CloudCode,
@@ -95,12 +97,18 @@ class Plan:
     """Everything the response side needs about a translated flow."""
 
     endpoint: Endpoint
-    parsed: Any
-    client_model: str
+    request: ParsedRequest
     mapped_model: str
-    stream: bool
     ids: Ids
     job: RelayJob
+
+    @property
+    def client_model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
 
 
 class Gateway:
@@ -111,6 +119,7 @@ class Gateway:
         # mitmproxy loads children: ag.accounts*
         self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh)]
         self.plans: dict[str, Plan] = {}
+        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
@@ -120,7 +129,7 @@ class Gateway:
         self._images: ImageFetcher | None = None  # made on the first image URL: other requests pay nothing
         # Test seam (tests/support/pretend_public.py): ImageFetcher's refusal/resolver_factory arguments.
         self.image_fetcher_seams: dict[str, Any] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("ag-gateway")
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
@@ -160,7 +169,7 @@ class Gateway:
             self._runner = None  # rebuilt lazily with the new settings
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
-                self._spawn(self.reload_accounts())
+                self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
 
@@ -201,6 +210,7 @@ class Gateway:
 
     async def done(self) -> None:
         self._client_secret.close()
+        await self.tasks.cancel_all()
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
@@ -217,7 +227,7 @@ class Gateway:
         """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
         old, self._images = self._images, None
         if old is not None:
-            self._spawn(old.close())
+            self.tasks.spawn(old.close(), "close-image-fetcher")
 
     def _image_fetcher(self) -> ImageFetcher:
         if self._images is None:
@@ -225,11 +235,6 @@ class Gateway:
             self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes,
                                         timeout=st.image_timeout, **self.image_fetcher_seams)
         return self._images
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _make_runner(self) -> AttemptRunner:
         if self._runner is None:
@@ -363,22 +368,22 @@ class Gateway:
         req.raw_content = body
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
-        endpoint = endpoint_for(route.kind)
+        endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        parsed = endpoint.parse(raw)
-        client_model = endpoint.model(parsed)
+        request = endpoint.parse(raw)
+        client_model = request.model
         if self.admit_client is not None:
             self.admit_client(flow, client_model)
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
-        images = await self._fetch_images(endpoint.image_urls(parsed))
-        gemini_request = endpoint.to_gemini(parsed, mapped, images)
-        stream = endpoint.stream(parsed)
+        images = await self._fetch_images(request.image_urls())
+        gemini_request = request.to_gemini(mapped, images)
+        stream = request.stream
         ids = Ids.new(endpoint.id_prefix)
-        session = conversation_key(gemini_request, endpoint.session_key(parsed))
-        job = RelayJob(flow.id, CallContext(new_request_id(), session),
+        session = conversation_key(gemini_request, request.session_key)
+        job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
                        report=functools.partial(record_failed_attempt, flow))
-        self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
+        self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
@@ -418,7 +423,7 @@ class Gateway:
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
-    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Any) -> Any:
+    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Awaitable[Winner]) -> Winner:
         """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
 
         mitmproxy lets a request hook run on after its client left; without this, the attempts would run
@@ -491,7 +496,7 @@ class Gateway:
             if not relayed_error and resp.status_code == 200:
                 resp.stream = False  # P7: a non-stream body is always translated whole
             return
-        translator = plan.endpoint.stream_translator(plan.parsed, plan.ids)
+        translator = plan.request.stream_translator(plan.ids)
         resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
         # One pass, and no header the client does not need: mitmproxy scans them all for every chunk (P3).
         framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS
@@ -520,7 +525,7 @@ class Gateway:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
         (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
-            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
+            return orjson.dumps(plan.request.complete(parsed, plan.ids)), tokens_of(parsed)
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -528,7 +533,7 @@ class Gateway:
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
         gemini = unwrap_any(gemini)
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
+        return orjson.dumps(plan.request.complete(gemini, plan.ids)), tokens_of(gemini)
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
                          tokens: tuple[int, int, int, int] | None = None) -> None:
@@ -572,7 +577,8 @@ class Gateway:
         extra = {flows.MAPPED_MODEL_HEADER: mapped} if mapped else {}
         if plan and plan.job.shown_account:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
-        flow.response = flows.error_response(err, extra)
+        error_body = plan.request.error_body if plan else shape_for_path(flow.request.path).body
+        flow.response = flows.error_response(err, extra, error_body)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..errors import GatewayError, InvalidRequest
 from ..openai_api.completions_models import CompletionRequest
 from .chat_request import sampling_config
 from .chat_stream import GeminiToChatStream, IdFactory, gemini_to_chat_completion
@@ -74,6 +74,9 @@ class GeminiToCompletionStream:
 
     def finish(self) -> list[dict[str, Any]]:
         return self._reshape(self._chat.finish())
+
+    def abort(self, error: GatewayError) -> list[dict[str, Any]]:
+        return self._reshape(self._chat.abort(error))
 
     def _reshape(self, items: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -70,25 +70,25 @@ MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" b
 
 
 class UpstreamContent(Protocol):
-    """A body as it arrives (aiohttp's ``StreamReader``): ``readany`` gives the next chunk, b"" at the end."""
+    """A response body as it arrives (aiohttp's ``StreamReader``)."""
 
-    async def readany(self) -> bytes: ...
+    async def readany(self) -> bytes: ...  # the next chunk; b"" at the end
     def at_eof(self) -> bool: ...
 
 
 class UpstreamResponse(Protocol):
-    """What ``send`` returns (aiohttp's ``ClientResponse``): read-only, as aiohttp's are."""
+    """What the runner and the relay use of an upstream answer (``aiohttp.ClientResponse`` in production)."""
 
     @property
     def status(self) -> int: ...
     @property
     def headers(self) -> Mapping[str, str]: ...
     @property
-    def content(self) -> UpstreamContent: ...
+    def content(self) -> UpstreamContent: ...  # a stream's body, pumped by the relay
 
     async def read(self) -> bytes: ...
-    def release(self) -> Any: ...
-    def close(self) -> None: ...
+    def release(self) -> Any: ...  # done with it: the connection goes back to the pool
+    def close(self) -> None: ...  # abandon it: the connection is closed, the rest never read
 
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from .accounts import Account, merge_loaded
+from .accounts import Account
 
 STICKY_TTL = 3600.0  # seconds a conversation stays bound to its account after its last request
 
@@ -196,7 +196,7 @@ class Pool:
             if current is None:
                 self._accounts[loaded.id] = loaded
             else:
-                merge_loaded(current, loaded)
+                current.merge_file(loaded)
         ordered = sorted(self._accounts.values(), key=lambda a: (a.path.name if a.path else "", a.id))
         self._accounts = {a.id: a for a in ordered}
 

@@ -20,7 +20,6 @@ from antigravity_gw.translate.signatures import (
     ToolCallRef,
     decode_tool_call_id,
     encode_tool_call_id,
-    random_token,
 )
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
@@ -84,12 +83,6 @@ def test_foreign_or_mangled_ids_decode_to_nothing(foreign: str) -> None:
 def test_token_must_be_alphanumeric(token: str) -> None:
     with pytest.raises(ValueError):
         encode_tool_call_id(token)
-
-
-def test_random_token_is_alphanumeric_and_fresh() -> None:
-    tokens = {random_token() for _ in range(50)}
-    assert len(tokens) == 50
-    assert all(t.isascii() and t.isalnum() and len(t) == 24 for t in tokens)
 
 
 def stream_tool_calls(raw: bytes) -> list[dict]:

@@ -60,6 +60,9 @@ class Content:
             return await self.readany()
         return chunk
 
+    def at_eof(self) -> bool:
+        return not self.chunks
+
 
 class Resp:
     def __init__(self, status: int, body: dict | bytes = b"", headers: dict | None = None,

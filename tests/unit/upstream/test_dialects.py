@@ -1,4 +1,5 @@
-"""The two dialects build the real call for an account from one canonical request."""
+"""The two dialects build the real call for an account from one canonical request; one builder makes every
+Cloud Code call's headers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from antigravity_gw.upstream.dialects import (
     CloudCode,
     PublicGemini,
     canonical_path,
+    cloudcode_headers,
     parse_canonical_path,
     session_id_for,
     unwrap_any,
@@ -41,10 +43,18 @@ def test_cloud_code_wraps_the_request_in_its_envelope_for_the_account():
     assert call.headers["authorization"] == "Bearer ya29.token"
     assert call.headers["x-goog-user-project"] == "proj-1"
     assert call.headers["user-agent"] == "antigravity/1.0"
+    assert call.headers == cloudcode_headers("ya29.token", "antigravity/1.0", "proj-1")
     envelope = orjson.loads(call.body)
     assert (envelope["project"], envelope["model"]) == ("proj-1", "gemini-2.5-pro")
     assert envelope["request"] == {**REQUEST, "sessionId": session_id_for("acc-1")}
     assert envelope["requestId"].endswith("req-7")
+
+
+def test_cloudcode_headers_name_the_project_only_when_known():
+    assert cloudcode_headers("tok", "antigravity/1.0") == {
+        "authorization": "Bearer tok", "content-type": "application/json", "user-agent": "antigravity/1.0",
+        "accept-encoding": "identity"}
+    assert cloudcode_headers("tok", "ua", "proj-1")["x-goog-user-project"] == "proj-1"
 
 
 def test_the_public_api_sends_the_canonical_request_with_the_key():
