@@ -3,6 +3,7 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
 
     scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
+    scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
 
 What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
 1, 16 and 64; streaming time to first chunk (TTFC) and SSE events/s with 64 concurrent streams; TTFC of a
@@ -29,11 +30,10 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # reuse the test harness: one way to start emulator and gateway
-from support.emulator import Emulator  # noqa: E402
-from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
-
 from antigravity_gw.sse import SSEDecoder  # noqa: E402
 from antigravity_gw.upstream.policy import MIN_RATE_LIMIT_COOLDOWN  # noqa: E402
+from support.emulator import Emulator  # noqa: E402
+from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
 
 MODEL = "gemini-2.5-flash"
 CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
@@ -122,8 +122,8 @@ class Proc:
         return float("nan")
 
 
-async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], concurrency: int,
-               seconds: float, max_requests: int, proc: Proc | None, target: str) -> Cell:
+async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+               concurrency: int, seconds: float, max_requests: int, proc: Proc | None, target: str) -> Cell:
     cell = Cell(target, concurrency)
     deadline = time.perf_counter() + seconds
     cpu0 = proc.cpu_seconds() if proc else 0.0
@@ -178,7 +178,8 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stat
                 stats.events += 1
 
 
-async def streams(session: aiohttp.ClientSession, url: str, body: bytes, n: int, proc: Proc | None) -> StreamStats:
+async def streams(session: aiohttp.ClientSession, url: str, body: bytes, n: int,
+                  proc: Proc | None) -> StreamStats:
     stats = StreamStats()
     cpu0 = proc.cpu_seconds() if proc else 0.0
     t0 = time.perf_counter()
@@ -191,9 +192,10 @@ async def streams(session: aiohttp.ClientSession, url: str, body: bytes, n: int,
 
 def start_plain_mitmdump(emulator: Emulator, confdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen([mitm_tool(), "--mode", f"reverse:{emulator.url}@{port}", "--set", "listen_host=127.0.0.1",
-                             "--set", "connection_strategy=lazy", "--set", "flow_detail=0", "--set",
-                             f"confdir={confdir}", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([mitm_tool(), "--mode", f"reverse:{emulator.url}@{port}",
+                             "--set", "listen_host=127.0.0.1", "--set", "connection_strategy=lazy",
+                             "--set", "flow_detail=0", "--set", f"confdir={confdir}", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
@@ -211,13 +213,18 @@ async def run(args: argparse.Namespace) -> dict:
     write_account(accounts, "k1", api_key="AIza-bench-1")
     write_account(accounts, "k2", api_key="AIza-bench-2")
     results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                                f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms()}
+                                f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms(),
+                     "usage": "usage ledger off (--no-usage), metrics on" if args.no_usage
+                     else "usage ledger and metrics on"}
     with Emulator() as emu:
         emu.add_rule(match={"model": "bench-stream"}, reply={
             "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
             "split": False})  # one TCP write per event, as Google sends them (the tests cover split events)
-        gw = Gateway(emu, accounts, confdir=confdir, options={"flow_detail": 0,
-                                                              "ag_scheduling": "round_robin"})
+        # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
+        # --no-usage.
+        gw = Gateway(emu, accounts, confdir=confdir, options={
+            "flow_detail": 0, "ag_scheduling": "round_robin", "ag_data_dir": str(tmp / "data"),
+            "ag_usage": not args.no_usage})
         gw.start()
         plain, plain_port = start_plain_mitmdump(emu, confdir)
         try:
@@ -258,43 +265,44 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
         stream_body = orjson.dumps({"model": "bench-stream", "stream": True,
                                     "messages": [{"role": "user", "content": "go"}]})
         single, direct_single = StreamStats(), StreamStats()
+        gw_chat = gw.url + "/v1/chat/completions"
+        model_stream_body = stream_body.replace(b"bench-stream", MODEL.encode())
+        direct_stream = f"{emu.url}/v1beta/models/{{}}:streamGenerateContent?alt=sse&key=AIza-bench-1"
         for _ in range(20):  # alternating, so both medians see the same moments of the machine
-            await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()), single)
-            await one_stream(session, f"{emu.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse&key=AIza-bench-1",
-                             GEMINI_BODY, direct_single)
+            await one_stream(session, gw_chat, model_stream_body, single)
+            await one_stream(session, direct_stream.format(MODEL), GEMINI_BODY, direct_single)
         # The emulator paces each stream (STREAM_GAP_MS per event), so the same streams read directly show
         # the ceiling this machine allows; the two take turns for the same reason as the cells above.
         many, many_direct = StreamStats(), StreamStats()
         for _ in range(2):
-            many.absorb(await streams(session, gw.url + "/v1/chat/completions", stream_body, args.streams, gw_proc))
+            many.absorb(await streams(session, gw_chat, stream_body, args.streams, gw_proc))
             many_direct.absorb(await streams(
-                session, f"{emu.url}/v1beta/models/bench-stream:streamGenerateContent?alt=sse&key=AIza-bench-1",
-                GEMINI_BODY, args.streams, None))
+                session, direct_stream.format("bench-stream"), GEMINI_BODY, args.streams, None))
         retried = StreamStats()
         for _ in range(5):
             # the first attempt of the next stream, whichever account it picks, gets a 429
             emu.add_rule(match={"model": MODEL, "rpc": "streamGenerateContent"}, times=1,
                          reply={"error": {"kind": "rate_limited", "retry_delay": "0.001s"}})
-            await one_stream(session, gw.url + "/v1/chat/completions", stream_body.replace(b"bench-stream", MODEL.encode()),
-                             retried)
+            await one_stream(session, gw_chat, model_stream_body, retried)
             # That 429 cooled its account for the minimum cooldown. Let it pass: otherwise the next sample's
             # 429 finds the other account cooling too and measures a grace wait (~1 s), not one retry.
             await asyncio.sleep(MIN_RATE_LIMIT_COOLDOWN + 0.1)
         rss_warm = gw_proc.memory_mb("VmRSS")
-        soak = await load(session, gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, 16, args.soak_seconds,
+        soak = await load(session, gw_chat, CHAT_BODY, chat_headers, 16, args.soak_seconds,
                           args.soak_requests, gw_proc, "soak")
         rss_after = gw_proc.memory_mb("VmRSS")
     return {"cells": cells, "ttfc_gateway_ms": statistics.median(single.ttfc) * 1000,
             "ttfc_direct_ms": statistics.median(direct_single.ttfc) * 1000,
             "ttfc_retried_ms": statistics.median(retried.ttfc) * 1000 if retried.ttfc else float("nan"),
-            "streams": many, "streams_direct": many_direct, "stream_count": args.streams, "soak": soak, "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
+            "streams": many, "streams_direct": many_direct, "stream_count": args.streams, "soak": soak,
+            "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
             "rss_peak_mb": gw_proc.memory_mb("VmHWM")}
 
 
 def report(r: dict) -> str:
     cells: list[Cell] = r["cells"]
     by = {(c.target, c.concurrency): c for c in cells}
-    lines = [f"Machine: {r['machine']}", "",
+    lines = [f"Machine: {r['machine']}", f"Gateway: {r.get('usage', '')}", "",
              "| target | c | req/s | p50 ms | p99 ms | errors | proxy CPU |", "|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c.target} | {c.concurrency} | {c.rps:.0f} | {c.pct(0.5):.2f} | {c.pct(0.99):.2f} | "
@@ -308,23 +316,28 @@ def report(r: dict) -> str:
          g16.rps / p16.rps >= MIN_RPS_RATIO),
         ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
         ("latency added at c=1: gateway / plain mitmdump", f"{added_gw / added_plain:.2f}"
-         f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", f"<= {MAX_ADDED_LATENCY_RATIO}", added_gw / added_plain <= MAX_ADDED_LATENCY_RATIO),
+         f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", f"<= {MAX_ADDED_LATENCY_RATIO}",
+         added_gw / added_plain <= MAX_ADDED_LATENCY_RATIO),
         ("first-chunk overhead (gateway TTFC - direct TTFC)",
-         f"{r['ttfc_gateway_ms'] - r['ttfc_direct_ms']:.2f} ms", "<= 5 ms", r["ttfc_gateway_ms"] - r["ttfc_direct_ms"] <= 5),
+         f"{r['ttfc_gateway_ms'] - r['ttfc_direct_ms']:.2f} ms", "<= 5 ms",
+         r["ttfc_gateway_ms"] - r["ttfc_direct_ms"] <= 5),
         ("retried stream: first chunk after the retry (TTFC retried - TTFC normal)",
          f"{r['ttfc_retried_ms'] - r['ttfc_gateway_ms']:.2f} ms", "<= 50 ms",
          r["ttfc_retried_ms"] - r["ttfc_gateway_ms"] <= 50),
-        (f"SSE events/s, {r['stream_count']} concurrent streams", f"{ev_rate:.0f} (direct {direct_rate:.0f}: the "
-         f"emulator's pacing; TTFC p50 {statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)",
+        (f"SSE events/s, {r['stream_count']} concurrent streams",
+         f"{ev_rate:.0f} (direct {direct_rate:.0f}: the emulator's pacing; "
+         f"TTFC p50 {statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)",
          ">= 5000", ev_rate >= 5000),
         (f"RSS after warm-up / after {r['soak'].requests} more requests", f"{r['rss_warm_mb']:.0f} / "
          f"{r['rss_after_mb']:.0f} MB (peak {r['rss_peak_mb']:.0f} MB)", "flat (< +10%)",
          r["rss_after_mb"] <= r["rss_warm_mb"] * 1.10),
         (f"SSE decoder: one {BIG_EVENT_BYTES >> 20} MiB event fed in {BIG_EVENT_CHUNK >> 10} KiB chunks",
-         f"{r['big_event_ms']:.2f} ms", f"<= {MAX_BIG_EVENT_MS:.0f} ms", r["big_event_ms"] <= MAX_BIG_EVENT_MS),
+         f"{r['big_event_ms']:.2f} ms", f"<= {MAX_BIG_EVENT_MS:.0f} ms",
+         r["big_event_ms"] <= MAX_BIG_EVENT_MS),
     ]
     lines += ["", "| check | measured | target | ok |", "|---|---|---|---|"]
-    lines += [f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |" for name, value, target, ok in checks]
+    lines += [f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |"
+              for name, value, target, ok in checks]
     return "\n".join(lines)
 
 
@@ -366,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
+    p.add_argument("--no-usage", action="store_true",
+                   help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = p.parse_args(argv)
     if args.quick:

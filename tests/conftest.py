@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.emulator import Emulator
 from support.gateway import Gateway, write_account
 

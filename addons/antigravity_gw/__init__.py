@@ -14,12 +14,24 @@ def make_addons() -> list[object]:
     """The composition root: the gateway's addons in chain order.
 
     ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
-    response) and removes the client's key; ``Cors`` after them, so it also covers answers made by the
-    others; ``AccessLog`` last, to log each request as it finally went.
+    response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``; the Gateway asks
+    it about the named keys' limits once it knows the model); ``Cors`` after them, so it also covers
+    answers made by the others; ``AccessLog`` last, to log each request as it finally went and hand its
+    record to ``Usage`` (the ledger and the metrics).
     """
     from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
+    from .mitm.client_keys import ClientKeys
     from .mitm.cors import Cors
     from .mitm.gateway import Gateway
+    from .mitm.usage import Usage
 
-    return [Auth(), Gateway(), Cors(), AccessLog()]
+    keys = ClientKeys()
+    gateway = Gateway()
+    usage = Usage(gateway.pool, keys)
+    gateway.admit_client = usage.admit
+    # TODO(issue 14): once the pool keeps quota snapshots (branch quota's QuotaBook, ``pool.quota``), set
+    # usage.quota_of to read them, e.g. ``lambda aid: [(m, q.remaining) for m, q in
+    # (pool.quota.get(aid) or empty).models.items() if q.remaining is not None]``; until then
+    # ag_quota_remaining_ratio is exported with no samples.
+    return [Auth(keys), usage, gateway, Cors(), AccessLog(sinks=[usage.record])]

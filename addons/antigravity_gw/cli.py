@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from . import account_view
+from . import account_view, usage_cli
 from .cli_options import settings_from
 from .settings import DEFAULT_ACCOUNTS_DIR, resolve_secret
 from .upstream.accounts import (
@@ -214,7 +214,7 @@ def store_oauth_account(directory: Path, email: str, refresh_token: str, out: Te
         path, account = existing[0]
 
         def renew(data: dict[str, Any]) -> None:
-            token = data.get("token") if isinstance(data.get("token"), dict) else {}
+            token = found if isinstance(found := data.get("token"), dict) else {}
             token.update(refresh_token=refresh_token, access_token=access_token, expiry_timestamp=int(expiry),
                          expires_in=lifetime)
             if project:
@@ -384,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "disable":
             p.add_argument("--reason", help="stored as disabled_reason")
         p.set_defaults(run=run)
+    usage_cli.add_parser(tools)
     return parser
 
 

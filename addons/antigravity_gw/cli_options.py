@@ -22,6 +22,9 @@ class OptionValues:
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
 
+    def __getattr__(self, name: str) -> Any:  # only for a name never set: tells mypy any option may be read
+        raise AttributeError(name)
+
     def update(self, **values: Any) -> None:  # mitmproxy's options have it; the secret handling calls it
         self.__dict__.update(values)
 
@@ -70,12 +73,7 @@ def parse_sets(specs: Iterable[str]) -> OptionValues:
 
 def settings_from(specs: Iterable[str]) -> tuple[Settings, OptionValues]:
     """The gateway's ``Settings`` for these ``--set`` values (and the raw values, for the auth options)."""
-    from mitmproxy import exceptions
-
-    from .mitm.options import read_settings
+    from .mitm.options import read_settings_outside_mitmproxy
 
     values = parse_sets(specs)
-    try:
-        return read_settings(values), values
-    except exceptions.OptionsError as e:
-        raise ValueError(str(e)) from None
+    return read_settings_outside_mitmproxy(values), values

@@ -8,6 +8,9 @@
     │   ├── PayloadTooLarge          413
     │   ├── UnsupportedMediaType     415
     │   ├── Unauthorized             401 invalid_api_key
+    │   ├── ModelNotAllowed          403 model_not_allowed: the client key may not use that model
+    │   ├── KeyRateLimited           429 rate_limit_exceeded: the client key's rpm (+ retry-after)
+    │   ├── BudgetExceeded           429 budget_exceeded: the client key's daily tokens (+ retry-after)
     │   └── NotFound                 404 (unknown model, unknown response id)
     ├── UpstreamError                502 upstream_error: Google's fault
     │   ├── UpstreamRateLimited      429 rate_limit_exceeded (+ retry-after headers)
@@ -57,7 +60,7 @@ class GatewayError(Exception):
 class ClientError(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: ClassVar[str | None] = None  # annotated: a bare None would fix the subclasses' codes to None
 
 
 class InvalidRequest(ClientError):
@@ -87,6 +90,24 @@ class UnsupportedMediaType(ClientError):
 class Unauthorized(ClientError):
     status = 401
     code = "invalid_api_key"
+
+
+class ModelNotAllowed(ClientError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class KeyRateLimited(ClientError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(ClientError):
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class NotFound(ClientError):
@@ -143,4 +164,5 @@ class PoolExhausted(GatewayError):
 def retry_after_headers(seconds: float) -> dict[str, str]:
     """The hints the openai SDK reads (``retry-after-ms`` first); never 0, which it treats as "no hint"."""
     seconds = max(seconds, 0.001)
-    return {"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
+    return {"retry-after": str(max(1, math.ceil(seconds))),
+            "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}

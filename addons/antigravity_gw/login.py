@@ -199,7 +199,7 @@ async def resolve_project(session: aiohttp.ClientSession, settings: Settings, ac
         if status != 200:
             raise LoginFailed(f"onboardUser answered {status}: {_message(op)}")
         if op.get("done"):
-            response = op.get("response") if isinstance(op.get("response"), dict) else {}
+            response = found if isinstance(found := op.get("response"), dict) else {}
             if project := project_from_load_code_assist(response):
                 return project
             break

@@ -53,7 +53,8 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    accounts_dir: Path = Path(DEFAULT_ACCOUNTS_DIR).expanduser()
+    # a factory, so the home directory is the one of the process that builds the settings
+    accounts_dir: Path = field(default_factory=lambda: Path(DEFAULT_ACCOUNTS_DIR).expanduser())
     cloudcode_urls: tuple[str, ...] = DEFAULT_CLOUDCODE_URLS
     gemini_url: str = DEFAULT_GEMINI_URL
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
@@ -235,18 +236,20 @@ class InboundAuth:
 
 
 def resolve_inbound_auth(mode: str, api_key: str, listen_hosts: Sequence[str], *,
-                         allow_public: bool) -> InboundAuth:
+                         allow_public: bool, client_keys: bool = False) -> InboundAuth:
     """Resolve ``auto`` against where the gateway listens, and refuse configurations that expose it.
 
     A gateway reachable from other machines spends the owner's Google accounts for whoever calls
     it, so listening beyond loopback without a key is a ``ValueError`` unless ``allow_public``.
+    ``client_keys``: a keys file (``ag_api_keys_file``) names the callers; it counts as a key, and
+    ``auto`` then checks keys on loopback too (named keys with limits mean nothing if they are optional).
     """
     requested = parse_auth_mode(mode)
     exposed = tuple(dict.fromkeys(h or "*" for h in listen_hosts if not is_loopback_host(h)))
-    auto: EffectiveAuthMode = "all_except_health" if exposed else "off"
+    auto: EffectiveAuthMode = "all_except_health" if exposed or client_keys else "off"
     effective: EffectiveAuthMode = auto if requested == "auto" else requested
     where = ", ".join(exposed)
-    if effective != "off" and not api_key:
+    if effective != "off" and not (api_key or client_keys):
         if not exposed:
             raise ValueError(f"ag_auth_mode={mode} requires ag_api_key: set ag_api_key=<secret> (clients "
                              "send it as 'Authorization: Bearer <secret>'), or use ag_auth_mode=off.")
@@ -265,3 +268,21 @@ def resolve_inbound_auth(mode: str, api_key: str, listen_hosts: Sequence[str], *
             "(listen_host=127.0.0.1), or set ag_allow_unauthenticated_public=true to run an open gateway on "
             "purpose.")
     return InboundAuth(effective, api_key, exposed)
+
+
+DEFAULT_DATA_DIR = "~/.antigravity_gw"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSettings:
+    """The usage ledger's options (the Usage addon's, ``mitm/usage.py``)."""
+
+    data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR).expanduser())
+    enabled: bool = True
+    retention_days: int = 90
+
+
+def parse_retention_days(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"ag_usage_retention_days: {value!r} must be 0 (keep everything) or more")
+    return value

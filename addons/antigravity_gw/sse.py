@@ -27,7 +27,7 @@ class SSEDecoder:
     bytearray that grows in place (an image event of several MiB arrives in hundreds of chunks; copying
     the whole buffer on each feed made that quadratic)."""
 
-    __slots__ = ("_partial", "_cr_ended", "_data", "_event", "_seen_field", "_comment")
+    __slots__ = ("_comment", "_cr_ended", "_data", "_event", "_partial", "_seen_field")
 
     def __init__(self) -> None:
         self._partial = bytearray()  # the unfinished last line; never holds a CR or LF

@@ -25,15 +25,26 @@ def gateway_flow(status: int = 200, body: bytes = b"{}") -> http.HTTPFlow:
 
 
 def test_a_translated_request_is_one_line_with_every_field():
-    assert access_line(gateway_flow()) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash account=me@gmail.com "
-                                           "status=200 attempts=2 tokens=12/34 first=250ms total=1500ms")
+    assert access_line(gateway_flow()) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash "
+                                           "account=me@gmail.com status=200 attempts=2 tokens=12/34 "
+                                           "first=250ms total=1500ms")
+
+
+def test_a_model_fallback_names_the_model_it_stands_in_for():
+    f = gateway_flow()
+    f.metadata[flows.UPSTREAM]["fallback_from"] = "gemini-3-pro"
+    assert access_line(f) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash (fallback from "
+                              "gemini-3-pro) account=me@gmail.com status=200 attempts=2 tokens=12/34 "
+                              "first=250ms total=1500ms")
+    assert "fallback" not in access_line(gateway_flow())
 
 
 def test_an_error_answer_names_its_code_and_a_query_string_never_shows():
     body = orjson.dumps({"error": {"message": "m", "type": "rate_limit_error", "param": None,
                                    "code": "all_accounts_unavailable"}})
     line = access_line(gateway_flow(429, body))
-    assert line.endswith("status=429 attempts=2 tokens=12/34 first=250ms total=1500ms error=all_accounts_unavailable")
+    assert line.endswith("status=429 attempts=2 tokens=12/34 first=250ms total=1500ms "
+                         "error=all_accounts_unavailable")
     assert "secret" not in line
 
 
@@ -42,7 +53,8 @@ def test_a_client_that_left_is_logged_with_the_error():
     f.response = None
     f.error = mflow.Error("Client disconnected.")
     f.error.timestamp = 100.75
-    assert access_line(f).endswith("status=- attempts=2 tokens=12/34 total=750ms error='Client disconnected.'")
+    assert access_line(f).endswith(
+        "status=- attempts=2 tokens=12/34 total=750ms error='Client disconnected.'")
 
 
 def test_failed_attempt_flows_are_not_client_requests(caplog):
@@ -57,8 +69,44 @@ def test_failed_attempt_flows_are_not_client_requests(caplog):
 
 def test_connection_lines_are_demoted_to_debug_and_others_kept():
     noise = ConnectionNoise()
-    for message, level in (("client connect", logging.DEBUG), ("server connect 127.0.0.1:4321", logging.DEBUG),
+    for message, level in (("client connect", logging.DEBUG),
+                           ("server connect 127.0.0.1:4321", logging.DEBUG),
                            ("Streaming response from 127.0.0.1.", logging.DEBUG),
                            ("server connection to x killed before connect: y", logging.INFO)):
         record = logging.LogRecord(SERVER_LOGGER, logging.INFO, __file__, 1, message, None, None)
         assert noise.filter(record) and record.levelno == level, message
+
+
+# ---- the record: collected once, for the line, the ledger and the metrics ------------------------------
+def test_the_record_carries_what_the_line_shows_and_the_key_name():
+    from antigravity_gw.mitm.access_log import record_of
+
+    f = gateway_flow()
+    f.metadata[flows.KEY] = "alice"
+    f.metadata[flows.ROUTE] = "chat.completions"
+    f.metadata[flows.UPSTREAM]["tokens"] = (12, 34, 5, 6)
+    r = record_of(f)
+    assert (r.key_name, r.route, r.client_model, r.mapped_model, r.account, r.status, r.attempts) == (
+        "alice", "chat.completions", "gpt-4o", "gemini-2.5-flash", "me@gmail.com", 200, 2)
+    assert (r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens) == (12, 34, 5, 6)
+    assert (r.first_chunk_ms, r.duration_ms, r.path) == (250.0, 1500.0, "/v1/chat/completions")
+    assert access_line(f) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash key=alice "
+                              "account=me@gmail.com status=200 attempts=2 tokens=12/34 first=250ms "
+                              "total=1500ms")
+
+
+def test_only_model_routes_reach_the_sinks_and_each_gets_the_same_record():
+    got: list = []
+    addon = AccessLog(sinks=[got.append, got.append])
+    with taddons.context(addon):
+        billed = gateway_flow()
+        billed.metadata[flows.ROUTE] = "chat.completions"
+        addon.response(billed)
+        models = gateway_flow()
+        models.metadata[flows.ROUTE] = "models"
+        addon.response(models)
+        synthetic = gateway_flow()
+        synthetic.metadata[flows.ROUTE] = "chat.completions"
+        synthetic.metadata[flows.SYNTHETIC] = True
+        addon.response(synthetic)
+    assert len(got) == 2 and got[0] is got[1] and got[0].route == "chat.completions"

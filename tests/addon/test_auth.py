@@ -80,6 +80,31 @@ def test_missing_or_wrong_key_is_a_401_openai_error_with_a_body(auth, headers, w
     assert f.metadata[flows.AUTH] == "denied"
 
 
+class MessagesShape:
+    """Another API's error body (Anthropic-like), claiming /v1/messages: the seam a later API plugs into."""
+
+    name = "messages"
+
+    def body(self, err):
+        return {"type": "error", "error": {"type": err.type, "message": err.message}}
+
+
+def test_the_401_is_shaped_by_the_api_the_request_came_in_on(auth, monkeypatch):
+    from antigravity_gw import error_shapes
+    from antigravity_gw.mitm import auth as auth_module
+    monkeypatch.setattr(auth_module, "shape_for_path", lambda path: (
+        MessagesShape() if path.startswith("/v1/messages") else error_shapes.OPENAI_ERRORS))
+    addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
+    messages, chat = flow("/v1/messages", "POST"), flow("/v1/chat/completions", "POST")
+    addon.requestheaders(messages)
+    addon.requestheaders(chat)
+    assert (messages.response.status_code, chat.response.status_code) == (401, 401)
+    body = orjson.loads(messages.response.content)
+    assert (body["type"], body["error"]["type"]) == ("error", "invalid_request_error")
+    assert body["error"]["message"].startswith("Missing API key")
+    assert error_of(chat)["code"] == "invalid_api_key"
+
+
 def test_one_good_key_among_several_headers_is_enough(auth):
     addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
     f = flow(headers=((b"authorization", b"Bearer sk-other"), (b"x-goog-api-key", KEY.encode())))
@@ -186,7 +211,8 @@ def test_regular_mode_needs_the_key_as_proxy_credentials_for_other_hosts(auth):
     assert ours.response.status_code == 401  # an intercepted host: the API key, as before
 
 
-@pytest.mark.parametrize("value", [f"Bearer {KEY}", "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode(),
+@pytest.mark.parametrize("value", [f"Bearer {KEY}",
+                                   "Basic " + base64.b64encode(f"anyone:{KEY}".encode()).decode(),
                                    "basic " + base64.b64encode(f":{KEY}".encode()).decode()])
 def test_proxy_credentials_admit_other_hosts_and_are_never_forwarded(auth, value):
     addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
@@ -197,7 +223,8 @@ def test_proxy_credentials_admit_other_hosts_and_are_never_forwarded(auth, value
     assert other.request.headers["authorization"] == "Bearer theirs"  # theirs, for the origin
 
 
-@pytest.mark.parametrize("value", ["Bearer wrong", "Basic " + base64.b64encode(f"{KEY}:wrong".encode()).decode(),
+@pytest.mark.parametrize("value", ["Bearer wrong",
+                                   "Basic " + base64.b64encode(f"{KEY}:wrong".encode()).decode(),
                                    "Basic !!notbase64", f"Digest {KEY}", KEY])
 def test_wrong_proxy_credentials_get_a_407(auth, value):
     addon = configured(auth, ag_auth_mode="all_except_health", ag_api_key=KEY)
@@ -301,3 +328,72 @@ def test_a_query_without_credentials_is_left_alone(auth):
     f = flow(path="/v1/models?alt=sse&b=%2F")
     addon.requestheaders(f)
     assert f.request.path == "/v1/models?alt=sse&b=%2F"
+
+
+# ---- named client keys (ag_api_keys_file) ------------------------------------------------------------
+def keys_file(tmp_path, *keys: dict) -> str:
+    path = tmp_path / "keys.json"
+    path.write_bytes(orjson.dumps({"keys": list(keys)}))
+    return str(path)
+
+
+ALICE = {"name": "alice", "key": "sk-alice-0123456789"}
+
+
+def test_a_named_key_is_admitted_and_its_name_goes_on_the_flow(auth, tmp_path):
+    addon = configured(auth, ag_api_keys_file=keys_file(tmp_path, ALICE))
+    assert addon.settings.mode == "all_except_health", "a keys file turns auto on, even on loopback"
+    f = flow(headers=((b"authorization", b"Bearer sk-alice-0123456789"),))
+    addon.requestheaders(f)
+    assert f.response is None
+    assert (f.metadata[flows.AUTH], f.metadata[flows.KEY]) == ("key", "alice")
+    assert f.request.headers["authorization"] == "[redacted]"
+
+
+def test_with_a_keys_file_the_single_key_still_works_and_has_no_name(auth, tmp_path):
+    addon = configured(auth, ag_api_key=KEY, ag_api_keys_file=keys_file(tmp_path, ALICE))
+    f = flow(headers=((b"x-api-key", KEY.encode()),))
+    addon.requestheaders(f)
+    assert f.response is None and flows.KEY not in f.metadata
+    f = flow(headers=((b"x-api-key", b"sk-alice-012345678"),))
+    addon.requestheaders(f)
+    assert f.response.status_code == 401
+
+
+def test_metrics_need_a_key_unless_public(auth, tmp_path):
+    addon = configured(auth, ag_api_keys_file=keys_file(tmp_path, ALICE))
+    f = flow(path="/metrics")
+    addon.requestheaders(f)
+    assert f.response.status_code == 401
+    configured(auth, ag_metrics_public=True)
+    f = flow(path="/metrics")
+    addon.requestheaders(f)
+    assert f.response is None and f.metadata[flows.AUTH] == "exempt"
+    f = flow(path="/ag/usage")
+    addon.requestheaders(f)
+    assert f.response.status_code == 401
+
+
+def test_a_named_key_is_still_recognised_when_inbound_auth_is_off(auth, tmp_path):
+    addon = configured(auth, ag_auth_mode="off", ag_api_keys_file=keys_file(tmp_path, ALICE))
+    f = flow(headers=((b"authorization", b"Bearer sk-alice-0123456789"),))
+    addon.requestheaders(f)
+    assert (f.metadata[flows.AUTH], f.metadata[flows.KEY]) == ("open", "alice")
+
+
+def test_a_bad_keys_file_is_refused_with_its_reason(auth, tmp_path):
+    addon, tctx = auth
+    with pytest.raises(exceptions.OptionsError, match=r"keys\[0\] \(alice\): 'rpm' must be a whole number"):
+        tctx.configure(addon, ag_api_keys_file=keys_file(tmp_path, {**ALICE, "rpm": "many"}))
+    with pytest.raises(exceptions.OptionsError, match="cannot read"):
+        tctx.configure(addon, ag_api_keys_file=str(tmp_path / "missing.json"))
+
+
+def test_a_named_key_is_a_proxy_credential_too(auth, tmp_path):
+    addon = configured(auth, ag_api_keys_file=keys_file(tmp_path, ALICE))
+    token = base64.b64encode(b"u:sk-alice-0123456789")
+    f = flow(path="http://example.com/", mode="regular", host="example.com",
+             headers=((b"proxy-authorization", b"Basic " + token),))
+    f.request.host, f.request.scheme = "example.com", "http"
+    addon.requestheaders(f)
+    assert f.response is None and f.metadata[flows.AUTH] == "proxy"

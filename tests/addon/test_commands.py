@@ -1,14 +1,14 @@
 """mitm/commands.py: the ag.accounts* commands, loaded as the Gateway's child addon."""
 
-import asyncio
 import re
 
 import orjson
 import pytest
-from antigravity_gw.mitm.gateway import Gateway
 from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
+
+from antigravity_gw.mitm.gateway import Gateway
 
 
 def write(directory, name, **fields):
@@ -45,8 +45,7 @@ async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
 
 async def settle(addon):
     commands = addon.addons[0]
-    while commands._tasks:
-        await asyncio.gather(*commands._tasks)
+    await commands.tasks.wait()
 
 
 def rows(lines):

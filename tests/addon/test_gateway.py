@@ -31,7 +31,8 @@ def chat_flow(body: dict | bytes, path: str = "/v1/chat/completions", method: st
 def gw(tmp_path):
     addon = Gateway()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=False)  # hooks of the relay path
+        # hooks of the relay path
+        tctx.configure(addon, ag_accounts=str(tmp_path), ag_inline_non_stream=False)
         yield addon
 
 
@@ -79,6 +80,23 @@ async def test_unknown_path_gets_an_openai_404_and_a_marked_flow(gw):
     assert "/v1/chat/completions/responses" in err["message"]
     assert f.marked == ":warning:"
     assert "404" in f.comment
+
+
+async def test_the_path_diagnosis_404_is_shaped_by_the_api_the_request_came_in_on(gw, monkeypatch):
+    from antigravity_gw.mitm import gateway as gateway_module
+
+    class MessagesShape:
+        name = "messages"
+
+        def body(self, err):
+            return {"type": "error", "error": {"type": err.type, "message": err.message}}
+
+    monkeypatch.setattr(gateway_module, "shape_for_path", lambda path: MessagesShape())
+    f = chat_flow({"model": "m", "messages": []}, path="/v1/messages/extra")
+    await gw.request(f)
+    assert f.response.status_code == 404
+    body = orjson.loads(f.response.content)
+    assert body["type"] == "error" and "/v1/messages/extra" in body["error"]["message"]
 
 
 async def test_invalid_json_is_a_400_openai_error(gw):
@@ -131,7 +149,8 @@ async def test_the_relay_request_is_sent_unencoded_whatever_the_client_used(gw):
 
     gw.relay.port = 40000
     body = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    f = chat_flow(gzip.compress(body), headers=((b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")))
+    f = chat_flow(gzip.compress(body),
+                  headers=((b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")))
     await gw.request(f)
     assert f.response is None
     assert "content-encoding" not in f.request.headers and "transfer-encoding" not in f.request.headers
@@ -173,7 +192,8 @@ async def test_an_http2_request_names_the_upstream_in_its_authority(gw):
 
 
 async def test_stream_response_headers_install_the_translator(gw):
-    f = chat_flow({"model": "gemini-2.5-flash", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    f = chat_flow({"model": "gemini-2.5-flash", "stream": True,
+                   "messages": [{"role": "user", "content": "hi"}]})
     await gw.request(f)
     gw.plans[f.id].job.account = "a@example.com"
     gw.plans[f.id].job.url = "https://cloudcode.example/v1internal:streamGenerateContent?alt=sse"
@@ -195,7 +215,8 @@ async def test_stream_response_headers_install_the_translator(gw):
 async def test_non_stream_body_is_translated_in_response(gw):
     f = chat_flow({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]})
     await gw.request(f)
-    upstream = {"response": {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hello"}]},
+    upstream = {"response": {"candidates": [{"index": 0,
+                                             "content": {"role": "model", "parts": [{"text": "Hello"}]},
                                              "finishReason": "STOP"}],
                              "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1,
                                                "totalTokenCount": 4}}}
@@ -280,6 +301,7 @@ class CannedUpstream:
 @pytest.fixture
 async def inline_gw(tmp_path):
     import aiohttp
+
     from support.gateway import write_account
 
     write_account(tmp_path, "k1", api_key="AIza-one")
@@ -346,7 +368,15 @@ async def test_inline_answer_of_an_untranslatable_body_is_a_failed_attempt_and_n
     await inline_gw.request(f)
     assert f.response.status_code == 503  # every account (the one) failed: an api_error, not a rate limit
     error = orjson.loads(f.response.content)["error"]
-    assert error["type"] == "api_error" and "HTML page" in error["message"] and "k1@example.com" in error["message"]
+    assert error["type"] == "api_error"
+    assert "HTML page" in error["message"] and "k1@example.com" in error["message"]
     assert "X-Account-Email" not in f.response.headers  # no account served
     assert "x-ag-attempts" not in f.response.headers or f.response.headers["x-ag-attempts"] != "0"
     assert f.id not in inline_gw.plans
+
+
+async def test_done_cancels_the_gateways_background_tasks(gw):
+    import asyncio
+    pending = gw.tasks.spawn(asyncio.sleep(3600), "test-sleeper")
+    await gw.done()
+    assert pending.cancelled() and len(gw.tasks) == 0

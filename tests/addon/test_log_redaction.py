@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.test import taddons
+
 from antigravity_gw.mitm import log_redaction
 from antigravity_gw.mitm.auth import Auth
 from antigravity_gw.mitm.gateway import Gateway
 from antigravity_gw.mitm.log_redaction import LogRedactor, redact_secrets
-from mitmproxy.addons.proxyserver import Proxyserver
-from mitmproxy.test import taddons
 
 KEY = "sk-gw-0123456789abcdef"
 

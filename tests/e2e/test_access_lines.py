@@ -43,10 +43,13 @@ def test_one_line_per_request_with_models_account_status_attempts_tokens_and_tim
     assert len(lines) == 4, gw.log()
     first, streamed, refused, models = lines
     assert re.search(r"\[127\.0\.0\.1:\d+\] POST /v1/chat/completions gpt-4o → gemini-2\.5-flash "
-                     r"account=a@example\.com status=200 attempts=2 tokens=\d+/\d+ first=\d+ms total=\d+ms$", first), first
-    assert re.search(r"POST /v1/chat/completions gemini-2\.5-pro → gemini-2\.5-pro account=b@example\.com status=200 "
-                     r"attempts=1 tokens=\d+/\d+ first=\d+ms total=\d+ms stream$", streamed), streamed
-    assert re.search(r"POST /v1/chat/completions status=400 first=\d+ms total=\d+ms error=\w+$", refused), refused
+                     r"account=a@example\.com status=200 attempts=2 tokens=\d+/\d+ "
+                     r"first=\d+ms total=\d+ms$", first), first
+    assert re.search(r"POST /v1/chat/completions gemini-2\.5-pro → gemini-2\.5-pro "
+                     r"account=b@example\.com status=200 attempts=1 tokens=\d+/\d+ "
+                     r"first=\d+ms total=\d+ms stream$", streamed), streamed
+    assert re.search(r"POST /v1/chat/completions status=400 first=\d+ms total=\d+ms error=\w+$",
+                     refused), refused
     assert re.search(r"GET /v1/models status=200", models), models
     failed = [line for line in gw.log().splitlines() if "attempt failed" in line]
     assert len(failed) == 1 and "a@example.com" in failed[0] and "503" in failed[0]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import brotli
 import orjson
 import pytest
+
 from support.gateway import Gateway, write_account
 from support.raw_http import Answer, RawClient
 
@@ -41,7 +42,8 @@ def client(gw: Gateway, emulator) -> Iterator[RawClient]:
 
 
 def chat_body(**extra) -> bytes:
-    return orjson.dumps({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}], **extra})
+    return orjson.dumps({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}],
+                         **extra})
 
 
 def gzip_fast(data: bytes) -> bytes:
@@ -64,7 +66,8 @@ ENCODERS: dict[str, Callable[[bytes], bytes]] = {
 @pytest.fixture(scope="module")
 def bombs() -> dict[str, bytes]:
     """A JSON body whose decoded size is 100 MiB, in each coding (a brotli one is under 200 bytes)."""
-    plain = b'{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "' + b"a" * BOMB_SIZE + b'"}]}'
+    plain = (b'{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "' + b"a" * BOMB_SIZE
+             + b'"}]}')
     return {name: encode(plain) for name, encode in ENCODERS.items()}
 
 
@@ -101,7 +104,8 @@ def test_a_small_compressed_body_works_end_to_end(gw, client, emulator, coding):
     assert answer.json()["choices"][0]["message"]["content"]
     stream = client.post(CHAT, ENCODERS[coding](chat_body(stream=True)), {"content-encoding": coding})
     assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]"), stream.body[-300:]
-    sent = [r for r in emulator.requests(kind="api") if r["rpc"] in ("generateContent", "streamGenerateContent")]
+    sent = [r for r in emulator.requests(kind="api")
+            if r["rpc"] in ("generateContent", "streamGenerateContent")]
     assert len(sent) == 2 and all("hi" in orjson.dumps(r["body"]).decode() for r in sent)
 
 
@@ -174,7 +178,8 @@ def test_a_malformed_url_is_400_naming_the_field(gw, client, emulator, path, fie
     no_traceback(gw)
 
 
-DEEP = '{"a":' * 300 + "1" + "}" * 300  # parses (orjson reads 1024 levels) but could not be written back (255)
+# parses (orjson reads 1024 levels) but could not be written back (255)
+DEEP = '{"a":' * 300 + "1" + "}" * 300
 TOOL_TURNS = [{"role": "user", "content": "go"},
               {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
                                                     "function": {"name": "f", "arguments": "{}"}}]},
@@ -184,11 +189,13 @@ TOOL_TURNS = [{"role": "user", "content": "go"},
 @pytest.mark.parametrize(("path", "fields", "param"), [
     (CHAT, {"messages": [{"role": "user", "content": "go"}, {"role": "assistant", "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}, "messages[1].tool_calls[0].function.arguments"),
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]},
+     "messages[1].tool_calls[0].function.arguments"),
     (RESPONSES, {"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": DEEP},
                            {"type": "function_call_output", "call_id": "c1", "output": "ok"}]},
      "input[0].arguments"),
-    (CHAT, {"messages": [{"role": "user", "content": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]},
+    (CHAT, {"messages": [{"role": "user",
+                          "content": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]},
      "messages[0].content[0]"),
 ])
 def test_deeply_nested_json_is_400(gw, client, emulator, path, fields, param):
@@ -205,7 +212,8 @@ def test_a_deeply_nested_tool_output_is_sent_as_text(gw, client, emulator):
 
 
 def test_a_json_body_nested_past_the_parser_limit_is_400(client):
-    body = b'{"model": "m", "messages": [{"role": "user", "content": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+    body = (b'{"model": "m", "messages": [{"role": "user", "content": "x", "extra": '
+            + b"[" * 5000 + b"]" * 5000 + b"}]}")
     assert_openai_error(client.post(CHAT, body), 400)
 
 
@@ -216,7 +224,8 @@ def test_a_model_name_that_would_break_a_header_or_url_is_400_not_a_hang(gw, pat
     """A newline in X-Mapped-Model made mitmproxy drop the answer (the client waited forever); a 20 kB
     name made the relay refuse the request line with a plain-text 400 and a traceback."""
     client = RawClient(gw.port, timeout=10)
-    error = assert_openai_error(client.post(path, orjson.dumps({**BASES[path], "model": model, "stream": stream})), 400)
+    body = orjson.dumps({**BASES[path], "model": model, "stream": stream})
+    error = assert_openai_error(client.post(path, body), 400)
     assert error["param"] == "model"
     client.close()
     no_traceback(gw)
@@ -229,7 +238,8 @@ def test_a_model_no_account_has_is_404_not_a_rate_limit(start_gateway, emulator)
     gw = start_gateway(accounts={"acc1": {}, "key1": {"api_key": "AIza-test"}})
     client = RawClient(gw.port)
     for _ in range(2):  # the second is answered from the model's cooldowns, without asking Google again
-        error = assert_openai_error(client.post(CHAT, chat_body(model="no-such-model")), 404, "model_not_found")
+        answer = client.post(CHAT, chat_body(model="no-such-model"))
+        error = assert_openai_error(answer, 404, "model_not_found")
         assert error["param"] == "model" and error["type"] == "invalid_request_error"
     assert client.post(CHAT, chat_body()).status == 200  # the accounts themselves are fine
     client.close()

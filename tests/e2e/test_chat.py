@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+
 from support.gateway import Gateway, sent
 
 PNG = base64.b64decode(
@@ -125,7 +126,8 @@ def test_two_turn_tool_loop_carries_the_thought_signature(client, gw, emulator, 
     assert first["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
 
     messages += [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}]},
+        {"id": call["id"], "type": "function",
+         "function": {"name": call["name"], "arguments": call["arguments"]}}]},
         {"role": "tool", "tool_call_id": call["id"], "content": '{"temp_c": 21}'}]
     final = client.chat.completions.create(messages=messages, **kwargs)
     assert final.choices[0].finish_reason == "stop"
@@ -168,7 +170,7 @@ def test_json_schema_output(client, gw, emulator):
 @pytest.fixture(scope="module")
 def image_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/pixel.png":
                 self.send_response(200)
                 self.send_header("content-type", "image/png")

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from support.gateway import ROOT, Gateway, write_account
 
 CODEX_VERSION = "0.169.0"

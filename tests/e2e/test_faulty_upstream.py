@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+
 from support.emulator import Emulator
 from support.gateway import Gateway, free_port, write_account
 
@@ -104,11 +105,15 @@ def test_a_stalled_200_beside_a_healthy_account_rotates_after_the_first_byte_tim
                              if pair.dialect == "cloudcode" else "/v1beta"},
                       times=None, reply={"fault": "stall", "stall_ms": 30_000})
     client = client_for(pair)
-    started = time.monotonic()
     for i in range(2):
         assert ask(client, api, stream, f"q{i}") == f"echo: q{i}"
-    assert time.monotonic() - started < 2 * FIRST_BYTE + 8
-    assert any(r.get("client_closed") for r in emulator.requests(kind="api"))  # the stalled call was closed
+    # the gateway gave up on the stalled call (the first-byte time-out, not the emulator's 30 s) and closed it
+    assert "sent no usable data in time" in pair.log()
+    # the emulator learns of the close when its handler next wakes: wait for it (no wall-clock ceiling)
+    deadline = time.monotonic() + 15
+    while not any(r.get("client_closed") for r in emulator.requests(kind="api")):
+        assert time.monotonic() < deadline, emulator.requests(kind="api")
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("fault", [*QUICK_FAULTS, "stall"])
@@ -118,12 +123,16 @@ def test_with_only_faulty_accounts_every_client_gets_an_openai_error_in_time(pai
     if fault == "stall" and (api, stream) not in (("chat", True), ("responses", False)):
         pytest.skip("a stall takes ag_first_byte_timeout per attempt: two shapes cover it")
     emulator.add_rule(**ALL_BAD, reply={"fault": fault, "stall_ms": 30_000})
-    started = time.monotonic()
     with pytest.raises(openai.APIError) as caught:
         ask(client_for(pair), api, stream)
-    elapsed = time.monotonic() - started
-    assert elapsed < (4 * FIRST_BYTE + 6 if fault == "stall" else 6)  # 4 attempts at most, each bounded
     err = caught.value
+    # the gateway's answer, not the client giving up (no wall-clock ceiling: what follows says who ended it)
+    assert not isinstance(err, openai.APIConnectionError), err
+    if fault == "stall":  # every stalled attempt was cut by the first-byte time-out, none waited 30 s
+        deadline = time.monotonic() + 15
+        while not all(r.get("client_closed") for r in emulator.requests(kind="api")):
+            assert time.monotonic() < deadline, emulator.requests(kind="api")
+            time.sleep(0.05)
     if isinstance(err, openai.APIStatusError):  # the error before any byte: a status and an OpenAI body
         assert err.status_code == 503
         body = err.response.json()["error"]
@@ -152,8 +161,9 @@ def test_many_clients_at_once_each_get_their_error_in_time(pair, emulator):
 
     with ThreadPoolExecutor(len(shapes)) as pool:
         results = list(pool.map(one, shapes))
-    assert all(isinstance(err, openai.APIError) for _, err in results)
-    assert max(elapsed for elapsed, _ in results) < 10
+    # each got the gateway's error (a client time-out is an APIConnectionError, and would mean a hang)
+    assert all(isinstance(err, openai.APIError) and not isinstance(err, openai.APIConnectionError)
+               for _, err in results), results
     assert "Traceback" not in pair.log()
 
 
@@ -197,7 +207,7 @@ def raw_stream(gw: Gateway, api: str = "chat", timeout: float = 30) -> tuple[flo
 def test_a_stall_after_the_first_event_gets_keepalives_then_an_error_event(lone, emulator):
     emulator.add_rule(match={}, times=None, reply={"fault": "stall", "fault_after": 1, "stall_ms": 30_000})
     elapsed, lines = raw_stream(lone)
-    assert 3 <= elapsed < 6  # ag_first_byte_timeout of silence, not the emulator's 30 s
+    assert elapsed >= 3  # ag_first_byte_timeout of silence; the error below says it was that, not the 30 s
     assert lines[0].startswith(b"HTTP/1.1 200")
     keepalives = [i for i, line in enumerate(lines) if line.startswith(b": keep-alive")]
     errors = [i for i, line in enumerate(lines) if line.startswith(b"data: {\"error\"")]
@@ -207,7 +217,7 @@ def test_a_stall_after_the_first_event_gets_keepalives_then_an_error_event(lone,
     assert wait_for_close(emulator)  # the stalled upstream call was closed
 
 
-def wait_for_close(emulator: Emulator, timeout: float = 2.0) -> bool:
+def wait_for_close(emulator: Emulator, timeout: float = 10.0) -> bool:
     """Has the emulator seen its client (the gateway) hang up on the latest call? Waits up to ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -220,19 +230,23 @@ def wait_for_close(emulator: Emulator, timeout: float = 2.0) -> bool:
 def test_a_stall_before_any_event_keeps_the_client_patient_then_ends_with_an_error_event(lone, emulator):
     emulator.add_rule(match={}, times=None, reply={"fault": "stall", "stall_ms": 30_000})
     elapsed, lines = raw_stream(lone, "responses")
-    assert 3 <= elapsed < 6
+    assert elapsed >= 3
     assert lines[0].startswith(b"HTTP/1.1 200")  # committed by the first keep-alive, after ag_keepalive
     assert any(line.startswith(b": keep-alive") for line in lines)
-    assert any(b"response.failed" in line or b'"error"' in line for line in lines)
+    failed = [line for line in lines if b"response.failed" in line or b'"error"' in line]
+    # one of the gateway's own time limits ended it, not the emulator's 30 s
+    assert failed and any(b"sent no usable data in time" in line or b"ag_first_byte_timeout" in line
+                          for line in failed), failed
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_trickling_upstream_cannot_hold_a_client_past_the_deadline(lone, emulator, stream):
     emulator.add_rule(match={}, times=None, reply={"fault": "trickle", "trickle_ms": 50})
-    started = time.monotonic()
-    with pytest.raises(openai.APIError):
+    with pytest.raises(openai.APIError) as caught:
         ask(client_for(lone), "chat", stream)
-    assert time.monotonic() - started < 6 + 3  # ag_upstream_timeout, with slack for a slow machine
+    # the gateway's deadline ended it (before the first usable event, or after), whatever the clock
+    message = str(caught.value)
+    assert "ag_upstream_timeout" in message or "sent no usable data in time" in message, message
     assert "Traceback" not in lone.log()
 
 
@@ -248,11 +262,8 @@ def test_a_client_that_leaves_cancels_the_upstream_call_and_costs_the_account_no
         while time.monotonic() < deadline and not emulator.requests(kind="api"):
             time.sleep(0.02)
         time.sleep(0.3)  # the upstream call is under way (and stalled)
-    left = time.monotonic()
-    while time.monotonic() - left < 2 and not emulator.requests(kind="api")[-1].get("client_closed"):
-        time.sleep(0.02)
-    assert emulator.requests(kind="api")[-1].get("client_closed") is True  # cancelled at once
-    assert time.monotonic() - left < 2
+    # cancelled at once: well before the emulator's 30 s stall would end (waited for, not timed)
+    assert wait_for_close(emulator, timeout=15)
     # No cooldown: the lone account answers the next request at once.
     assert ask(client_for(lone), "chat", False, "again") == "echo: again"
     log = lone.log()
@@ -307,10 +318,7 @@ def test_through_the_relay_a_bad_200_rotates_and_a_client_that_leaves_cancels(st
         while time.monotonic() < deadline and not emulator.requests(kind="api"):
             time.sleep(0.02)
         time.sleep(0.3)
-    left = time.monotonic()
-    while time.monotonic() - left < 2 and not emulator.requests(kind="api")[-1].get("client_closed"):
-        time.sleep(0.02)
-    assert emulator.requests(kind="api")[-1].get("client_closed") is True
+    assert wait_for_close(emulator, timeout=15)
     time.sleep(0.5)  # a late report would show by now
     log = gw.log()
     assert log.count("attempt failed") == failed_before  # none for the leaver

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from support.gateway import ROOT, Gateway, free_port, write_account
 
 pytestmark = pytest.mark.e2e
@@ -129,8 +130,9 @@ def test_an_invalid_option_value_stops_mitmdump_with_one_line(emulator, accounts
 
 
 def test_fixed_choice_options_declare_their_choices():
-    from antigravity_gw import make_addons
     from mitmproxy.test import taddons
+
+    from antigravity_gw import make_addons
 
     with taddons.context(*make_addons()) as tctx:
         opts = tctx.options._options
@@ -188,9 +190,9 @@ def test_oauth_accounts_without_an_oauth_client_are_flagged_and_their_error_says
 
 def test_scripts_gateway_takes_the_options_it_defaults_from_the_user(tmp_path):
     """It used to pass listen_host and connection_strategy itself: the user's own got "multiple values"."""
-    port = free_port()
+    # AG_PORT=0: the kernel picks the port (nothing connects here, so nobody needs to know it)
     gw = Started([str(GATEWAY), "--set", "listen_host=127.0.0.1", "--set", "connection_strategy=lazy",
-                  "--set", "flow_detail=1"], script_env(tmp_path, AG_PORT=str(port)), tmp_path / "gw.log")
+                  "--set", "flow_detail=1"], script_env(tmp_path, AG_PORT="0"), tmp_path / "gw.log")
     try:
         gw.wait_for("antigravity gateway ready")
         assert "multiple values" not in gw.log()

@@ -10,13 +10,15 @@ import openai
 import orjson
 import pytest
 from mitmproxy import io as mitm_io
+
 from support.gateway import ROOT
 
 
 def test_healthz_answers_without_touching_upstream(gateway, emulator):
     with urllib.request.urlopen(gateway.url + "/healthz", timeout=5) as r:
         assert r.status == 200
-        assert orjson.loads(r.read()) == {"status": "ok", "accounts": {"ready": 1, "cooling": 0, "disabled": 0}}
+        assert orjson.loads(r.read()) == {"status": "ok",
+                                          "accounts": {"ready": 1, "cooling": 0, "disabled": 0}}
     assert emulator.requests() == []
 
 
@@ -42,15 +44,21 @@ def test_non_stream_chat_completion_reaches_cloud_code(start_gateway, emulator, 
     assert sent[0]["body"]["request"]["contents"] == [{"role": "user", "parts": [{"text": "ping"}]}]
 
 
-def test_nothing_goes_upstream_while_a_flow_is_intercepted_and_edits_are_sent(start_gateway, emulator):
+def test_nothing_goes_upstream_while_a_flow_is_intercepted_and_edits_are_sent(start_gateway, emulator,
+                                                                             tmp_path):
     script = str(ROOT / "tests" / "support" / "intercept_and_edit.py")
-    gw = start_gateway(options={"intercept": "~q"}, extra_args=["-s", script])
+    gw = start_gateway(options={"intercept": "~q"},
+                       extra_args=["-s", script, "--set", f"hold_dir={tmp_path}"])
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         answer = pool.submit(client.chat.completions.create, model="gemini-2.5-flash",
                              messages=[{"role": "user", "content": "held"}])
-        time.sleep(1.0)
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "held").exists():
+            assert time.monotonic() < deadline and not answer.done(), "the flow was never held"
+            time.sleep(0.02)
         assert emulator.requests(rpc="generateContent") == []  # held in mitmproxy: no attempt made yet
+        (tmp_path / "release").touch()
         completion = answer.result(timeout=20)
     assert completion.choices[0].message.content == "echo: held"
     sent = emulator.requests(rpc="generateContent")
@@ -70,7 +78,8 @@ def test_saved_flow_shows_client_request_real_upstream_request_account_and_attem
         list(answer)
     gw.stop()
     with saved.open("rb") as fh:
-        flows = [f for f in mitm_io.FlowReader(fh).stream() if f.metadata.get("ag.route") == "chat.completions"]
+        flows = [f for f in mitm_io.FlowReader(fh).stream()
+                 if f.metadata.get("ag.route") == "chat.completions"]
     assert len(flows) == 1
     f = flows[0]
     rpc = "streamGenerateContent?alt=sse" if stream else "generateContent"

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from support.gateway import ROOT, Gateway
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

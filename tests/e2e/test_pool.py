@@ -18,7 +18,8 @@ from pathlib import Path
 import openai
 import orjson
 import pytest
-from antigravity_gw.upstream.accounts import load_accounts
+
+from antigravity_gw.upstream.accounts import account_paths, read_account
 from support.gateway import write_account
 
 pytestmark = pytest.mark.e2e
@@ -68,20 +69,25 @@ def test_rotation_spreads_the_load_over_every_account(start_gateway, emulator, m
 def test_a_429_cools_exactly_that_account_for_the_retry_delay(start_gateway, emulator):
     gw = start_gateway(accounts={"a": {}, "b": {}}, options={"ag_scheduling": "lru"})
     emulator.add_rule(match={"credential": "at-a"}, times=1,
-                      reply={"error": {"kind": "quota_exhausted", "retry_delay": "2s"}})
+                      reply={"error": {"kind": "quota_exhausted", "retry_delay": "5s"}})
     client = client_for(gw)
+    before_429 = time.monotonic()
     first = chat(client, "one")
-    limited_at = time.monotonic()
     assert account_of(first) == "b" and first.headers["x-ag-attempts"] == "2"
     assert credentials(emulator) == ["at-a", "at-b"]
 
+    # Five quick requests inside a 5 s cooldown: a slow moment of the machine makes them slower, and
+    # the cooldown is long enough that no ceiling on their time is needed.
     assert account_of(chat(client, "another model", model=PRO)) == "a"  # the quota was per model
     during = [account_of(chat(client, f"while cooling {i}")) for i in range(4)]
     assert during == ["b"] * 4
-    assert time.monotonic() - limited_at < 1.8, "too slow to observe the cooldown"
 
-    time.sleep(max(0.0, 2.2 - (time.monotonic() - limited_at)))
-    assert account_of(chat(client, "after the delay")) == "a"
+    # Then "a" comes back, and not before its retry delay: asked until it serves (b answers meanwhile).
+    deadline = before_429 + 30
+    while account_of(chat(client, "after the delay")) != "a":
+        assert time.monotonic() < deadline, "account a never came back after its cooldown"
+        time.sleep(0.2)
+    assert time.monotonic() - before_429 >= 5.0
     assert credentials(emulator, model=FLASH)[-1] == "at-a"
     assert credentials(emulator).count("at-a") == 3  # the 429, the pro request, and now
 
@@ -204,8 +210,8 @@ def test_kill_9_during_refreshes_leaves_every_account_file_valid(start_gateway, 
         for t in threads:
             t.join(timeout=10)
         gw.stop()
-        loaded, problems = load_accounts(directory)  # what the next start will read
-        assert problems == [] and sorted(a.id for a in loaded) == list(names), (round_, problems)
+        loaded = [read_account(p) for p in account_paths(directory)]  # what the next start reads; raises
+        assert sorted(a.id for a in loaded) == list(names), round_                # if a file is unusable
         for path in sorted(directory.glob("*.json")):
             token = orjson.loads(path.read_bytes())["token"]  # raises if a file was left half written
             assert token["refresh_token"] and token["access_token"], (round_, path)
@@ -302,11 +308,11 @@ def test_the_attempt_and_time_budgets_are_options(start_gateway, emulator):
         chat(client_for(gw), "busy?")
     assert e.value.status_code == 503
     assert len(emulator.requests(kind="api")) == 2  # ag_max_attempts, across base URLs and accounts
-    assert time.monotonic() - started < 3
 
     emulator.set_rules([{"match": {}, "times": None, "reply": {"delay_ms": 4_500}}])
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as e:
         chat(client_for(gw), "slow?")
+    # the gateway's own deadline answered (the 504 names it), not the upstream's 4.5 s reply
     assert e.value.status_code == 504 and "ag_upstream_timeout (3s)" in e.value.message
-    assert 2.5 < time.monotonic() - started < 6
+    assert time.monotonic() - started > 2.5

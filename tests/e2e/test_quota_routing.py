@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import openai
 import orjson
 import pytest
+
 from support.gateway import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import pytest
 from mitmproxy.test import taddons
-from support.gateway import ROOT, free_port, write_account
 
 from antigravity_gw import make_addons
+from support.gateway import ROOT, free_port, write_account
 
 
 def readme_rows() -> dict[str, str]:
@@ -60,8 +60,9 @@ def test_the_readme_table_documents_no_option_that_does_not_exist():
 
 
 def test_each_option_is_declared_by_exactly_one_addon():
-    from antigravity_gw.mitm import auth, options
-    names = [o[0] for o in options.OPTIONS] + [o[0] for o in auth.AUTH_OPTIONS]
+    from antigravity_gw.mitm import auth, options, usage
+    names = ([o[0] for o in options.OPTIONS] + [o[0] for o in auth.AUTH_OPTIONS]
+             + [o[0] for o in usage.USAGE_OPTIONS])
     assert len(names) == len(set(names))
 
 
@@ -83,13 +84,16 @@ HANDLED = {
         "test_the_secrets_block_starts_a_gateway_that_takes_the_key_from_the_environment",
     'export GW_API_KEY="$(openssl rand -hex 24)"; echo "clients send: $GW_API_KEY"':
         "test_the_lan_block_starts_and_requires_the_printed_key",
-    "scripts/gateway --set 'ag_model_map=gpt-4o=gemini-3-pro-preview' --set 'ag_model_map=claude-*=gemini-2.5-pro' \\":
+    "scripts/gateway --set 'ag_model_map=gpt-4o=gemini-3-pro-preview' "
+    "--set 'ag_model_map=claude-*=gemini-2.5-pro' \\":
         "test_the_model_map_block_maps_as_documented",
     "scripts/gateway --mode 'regular@8080' --allow-hosts '^api\\.openai\\.com:443$' \\":
         "test_the_intercept_blocks_answer_api_openai_com_through_the_proxy",
     "export HTTPS_PROXY=http://127.0.0.1:8080 NO_PROXY=127.0.0.1,localhost":
         "test_the_intercept_blocks_answer_api_openai_com_through_the_proxy",
     "AG_UI=web scripts/gateway": "test_the_mitmweb_block_prints_the_url_with_its_token",
+    "scripts/ag usage                          # the last 24 hours, one row per day":
+        "test_the_usage_block_reports_the_ledger_in_the_default_data_dir",
 }
 
 
@@ -116,17 +120,19 @@ def test_every_readme_command_block_is_run_by_a_test():
 class Run:
     """A README block run by bash in its own process group, with a throwaway HOME and free ports."""
 
-    def __init__(self, text: str, home: Path, log: Path, *, append: str = "", env: dict[str, str] | None = None,
-                 stdin: str | None = None) -> None:
+    def __init__(self, text: str, home: Path, log: Path, *, append: str = "",
+                 env: dict[str, str] | None = None, stdin: str | None = None) -> None:
         self.port, self.proxy_port = free_port(), free_port()
-        script = text.replace("\\\n", " ").replace("8045", str(self.port)).replace("8080", str(self.proxy_port))
+        script = text.replace("\\\n", " ").replace("8045", str(self.port))
+        script = script.replace("8080", str(self.proxy_port))
         script = script.replace("0.0.0.0", "127.0.0.1").rstrip("\n")
         if append:
             lines = script.split("\n")
             lines[-1] = re.sub(r"\s{2,}#\s.*$", "", lines[-1]) + " " + append
             script = "\n".join(lines)
         self.script, self.log_path = script, log
-        base = {k: v for k, v in os.environ.items() if k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+        proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+        base = {k: v for k, v in os.environ.items() if k.upper() not in proxies}
         self.env = {**base, "HOME": str(home), "AG_PORT": str(self.port), "NO_PROXY": "*",
                     "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
         with log.open("wb") as out:
@@ -144,7 +150,8 @@ class Run:
     def wait_for(self, text: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log():
-            assert self.proc.poll() is None, f"{self.script!r} exited with {self.proc.returncode}:\n{self.log()}"
+            assert self.proc.poll() is None, (
+                f"{self.script!r} exited with {self.proc.returncode}:\n{self.log()}")
             assert time.monotonic() < deadline, f"{self.script!r}: no {text!r} in {timeout}s:\n{self.log()}"
             time.sleep(0.1)
 
@@ -201,7 +208,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return e.code, dict(e.headers), e.read()
 
 
-def chat(port: int, model: str = "gemini-2.5-flash", key: str = "sk-anything") -> tuple[int, dict[str, str], Any]:
+def chat(port: int, model: str = "gemini-2.5-flash",
+         key: str = "sk-anything") -> tuple[int, dict[str, str], Any]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={
@@ -225,7 +233,8 @@ def test_the_demo_block_then_curl_and_python_answer_as_shown(run):
     demo = run(block("scripts/gateway --demo"))
     demo.wait_for("antigravity gateway ready")
     port = str(demo.port)
-    curl = run(block("curl -s http://127.0.0.1:8045/v1/chat/completions -H 'content-type: application/json' \\")
+    curl = run(block("curl -s http://127.0.0.1:8045/v1/chat/completions "
+                     "-H 'content-type: application/json' \\")
                .replace("8045", port))
     answer = orjson.loads(curl.finish())
     assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"] == "echo: hi"
@@ -237,9 +246,11 @@ def test_the_demo_block_then_curl_and_python_answer_as_shown(run):
 
 def test_the_accounts_cli_block(run, home):
     lines = [line for line in block(
-        "scripts/ag accounts list                        # state on disk: ready, disabled (reason), token expiry"
+        "scripts/ag accounts list                        "
+        "# state on disk: ready, disabled (reason), token expiry"
     ).splitlines() if line.strip()]
-    stdin = {"--refresh-token -": "1//0g-readme-refresh-token-abcd\n", "--api-key -": "AIza-readme-key-0000\n"}
+    stdin = {"--refresh-token -": "1//0g-readme-refresh-token-abcd\n",
+             "--api-key -": "AIza-readme-key-0000\n"}
     outputs = []
     for line in lines:
         given = next((v for k, v in stdin.items() if k in line), None)
@@ -251,6 +262,27 @@ def test_the_accounts_cli_block(run, home):
     listing = run("scripts/ag accounts list").finish()
     assert "me@gmail.com" in listing and "disabled" in listing and "key-0000" in listing
     assert "readme-refresh-token" not in listing and "readme-key" not in listing  # secrets masked
+
+
+def test_the_usage_block_reports_the_ledger_in_the_default_data_dir(run, home):
+    from antigravity_gw.usage.ledger import Ledger
+    from antigravity_gw.usage.record import RequestRecord
+
+    ledger = Ledger(home / ".antigravity_gw" / "usage.sqlite3")
+    ledger.open()
+    for key, tokens in (("alice", 10), ("bob", 7)):
+        ledger.append(RequestRecord(ts=time.time() - 60, method="POST", path="/v1/chat/completions",
+                                    route="chat.completions", key_name=key, mapped_model="gemini-2.5-flash",
+                                    status=200, has_tokens=True, prompt_tokens=tokens, completion_tokens=1))
+    ledger.close()
+    first_line = "scripts/ag usage                          # the last 24 hours, one row per day"
+    lines = [line for line in block(first_line).splitlines() if line.strip()]
+    outputs = [run(line).finish() for line in lines]
+    assert outputs[0].splitlines()[-1].split()[:5] == ["total", "2", "0", "17", "2"], outputs[0]
+    assert [line.split()[:4] for line in outputs[1].splitlines()[1:]] == [
+        ["alice", "1", "0", "10"], ["bob", "1", "0", "7"], ["total", "2", "0", "17"]], outputs[1]
+    report = orjson.loads(outputs[2][outputs[2].index("{"):])
+    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("gemini-2.5-flash", 2)]
 
 
 def test_the_lan_block_starts_and_requires_the_printed_key(run, emulator, home):
@@ -266,7 +298,8 @@ def test_the_lan_block_starts_and_requires_the_printed_key(run, emulator, home):
 def test_the_secrets_block_starts_a_gateway_that_takes_the_key_from_the_environment(run, emulator, home):
     text = block('export GW_API_KEY="$(openssl rand -hex 24)" AG_OAUTH_SECRET="<the client secret>"')
     # the gateway runs in the background of the block's shell, so the shell can say which key it exported
-    gw = run(text, append=emulator_options(emulator, home) + ' --set ag_auth_mode=strict & echo "key=$GW_API_KEY"; wait')
+    gw = run(text, append=emulator_options(emulator, home)
+             + ' --set ag_auth_mode=strict & echo "key=$GW_API_KEY"; wait')
     gw.wait_for("antigravity gateway ready")
     key = re.search(r"key=(\w+)", gw.log())[1]
     assert chat(gw.port, key=key)[0] == 200
@@ -300,7 +333,8 @@ def test_the_intercept_blocks_answer_api_openai_com_through_the_proxy(run, emula
 def test_the_mitmweb_block_prints_the_url_with_its_token(run, emulator, home):
     web_port = free_port()
     web = run(block("AG_UI=web scripts/gateway"),
-              append=emulator_options(emulator, home) + f" --set web_port={web_port} --set web_open_browser=false")
+              append=emulator_options(emulator, home)
+              + f" --set web_port={web_port} --set web_open_browser=false")
     web.wait_for("antigravity gateway ready")
     web.wait_for("Web server listening at")
     url = re.search(rf"(http://127\.0\.0\.1:{web_port}/\?token=\w+)", web.log())[1]

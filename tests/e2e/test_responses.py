@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+
 from support.gateway import Gateway, sent
 
 WEATHER_TOOL = {
@@ -87,7 +88,7 @@ def test_reasoning(client, gw, emulator):
     emulator.add_rule(times=1, reply={"thoughts": ["Let me think."], "text": ["The answer is 4."]})
     r = client.responses.create(model="gemini-2.5-pro", input="2+2?",
                                 reasoning={"effort": "high", "summary": "auto"})
-    reasoning, message = r.output
+    reasoning, _message = r.output
     assert reasoning.type == "reasoning"
     assert [s.text for s in reasoning.summary] == ["Let me think."]
     assert r.output_text == "The answer is 4."
@@ -171,9 +172,9 @@ def test_upstream_cut_mid_stream_ends_with_response_failed(client, gw, emulator)
     assert failed.response.output[0].status == "incomplete"
 
     emulator.add_rule(times=1, reply={"text": ["one ", "two "], "cut_after": 1})
-    with client.responses.stream(model="gemini-2.5-flash", input="x") as stream:
-        with pytest.raises(RuntimeError, match="response.completed"):
-            stream.get_final_response()
+    with (client.responses.stream(model="gemini-2.5-flash", input="x") as stream,
+          pytest.raises(RuntimeError, match=r"response\.completed")):
+        stream.get_final_response()
 
 
 def test_google_error_mid_stream_ends_with_response_failed(client, gw, emulator):

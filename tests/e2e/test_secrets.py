@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 from mitmproxy import io as mitm_io
+
 from support.gateway import Gateway, free_port, write_account
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +43,11 @@ def test_mitmweb_never_shows_the_secrets(emulator, mitm_confdir, tmp_path, monke
     write_account(accounts, "acc1", token={"access_token": "", "expiry_timestamp": 0})  # refreshed first
     web_port, flows_file = free_port(), tmp_path / "flows.mitm"
     gw = Gateway(emulator, accounts, confdir=mitm_confdir, tool="mitmweb",
-                 options={"ag_api_key": key_value, "ag_auth_mode": "all_except_health", "ag_oauth_client_id": "e2e-client",
+                 options={"ag_api_key": key_value, "ag_auth_mode": "all_except_health",
+                          "ag_oauth_client_id": "e2e-client",
                           "ag_oauth_client_secret": "env:GW_E2E_CLIENT_SECRET", "web_port": web_port,
-                          "web_open_browser": False, "web_password": WEB_PASSWORD, "ag_inline_non_stream": True},
+                          "web_open_browser": False, "web_password": WEB_PASSWORD,
+                          "ag_inline_non_stream": True},
                  extra_args=["-w", str(flows_file)])
     with gw:
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -56,7 +59,10 @@ def test_mitmweb_never_shows_the_secrets(emulator, mitm_confdir, tmp_path, monke
             openai.OpenAI(base_url=gw.url + "/v1", api_key="wrong", max_retries=0).models.list()
         shown = options_json(web_port)
         command_line = Path(f"/proc/{gw.proc.pid}/cmdline").read_bytes().decode()
-        time.sleep(0.5)  # let mitmweb write the flows
+        deadline = time.monotonic() + 10  # mitmweb writes each flow as it ends: wait for the first
+        while not flows_file.exists() or not flows_file.stat().st_size:
+            assert time.monotonic() < deadline, "mitmweb wrote no flow"
+            time.sleep(0.05)
     values = {name: o["value"] for name, o in orjson.loads(shown).items()}
     assert values["ag_oauth_client_secret"] == "env:GW_E2E_CLIENT_SECRET"
     assert values["ag_api_key"] == ("[hidden …line]" if key_option == "raw" else f"file:{key_file}")

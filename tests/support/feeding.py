@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+
 from antigravity_gw.sse import SSEDecoder
 
 

@@ -1,8 +1,14 @@
-"""Test helper: a real ``mitmdump -s addons/antigravity.py`` subprocess on a free loopback port."""
+"""Test helper: a real ``mitmdump -s addons/antigravity.py`` subprocess on a free loopback port.
+
+The port is chosen by the kernel (mitmproxy listens on port 0) and read back from mitmdump's own
+"listening at" line: a port picked by the test and bound later by mitmdump could be taken in between by
+any other process of this shared machine.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,9 +25,14 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addons" / "antigravity.py"
 STARTUP_TIMEOUT = 30.0
+# mitmproxy's line for each proxy listener: "reverse proxy to http://... listening at 127.0.0.1:41234."
+# or "HTTP(S) proxy listening at 127.0.0.1:41234." (mitmweb's "Web server listening at http://..." is not one)
+LISTENING = re.compile(r"proxy(?: to \S+)? listening at \S+:(\d+)\.$", re.MULTILINE)
 
 
 def free_port() -> int:
+    """A port free now, for programs that cannot listen on port 0 and say which port they got; it can be
+    taken before the program binds it, so prefer port 0 wherever the program reports its port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -56,7 +67,7 @@ class Gateway:
                  extra_args: list[str] | None = None, port: int | None = None) -> None:
         self.emulator = emulator
         self.accounts_dir = accounts_dir
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the kernel picks, start() reads it from the log and keeps it for restarts
         self.confdir = confdir
         self.options = options or {}
         self.mode = mode
@@ -64,15 +75,21 @@ class Gateway:
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.dialect: str | None = None  # "cloudcode" or "gemini", where a test chose the upstream dialect
-        self._log = tempfile.NamedTemporaryFile(prefix="mitmdump-", suffix=".log", delete=False)
-        self.log_path = Path(self._log.name)
+        # a raw descriptor, the child's stdout across restarts; the file stays for a failed test's reader
+        self._log_fd, log_name = tempfile.mkstemp(prefix="mitmdump-", suffix=".log")
+        self._log_start = 0
+        self.log_path = Path(log_name)
+        # The gateway's own state (the usage ledger), never the user's ~/.antigravity_gw.
+        self.data_dir = Path(self.options["ag_data_dir"]) if "ag_data_dir" in self.options else Path(
+            tempfile.mkdtemp(prefix="ag-data-"))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        mode = (f"reverse:http://127.0.0.1:9@{self.port}" if self.mode == "reverse" else f"{self.mode}@{self.port}")
+        spec = "reverse:http://127.0.0.1:9" if self.mode == "reverse" else self.mode
+        mode = f"{spec}@{self.port}"
         sets: dict[str, Any] = {
             "listen_host": "127.0.0.1",
             "connection_strategy": "lazy",
@@ -88,6 +105,7 @@ class Gateway:
             # Quota snapshots call the emulator at start-up and after 429s, which would show up in the
             # recorded requests of tests about something else; tests/e2e/test_quota.py turns them on.
             "ag_quota_refresh": 0,
+            "ag_data_dir": str(self.data_dir),
             **self.options,
         }
         args = [mitm_tool(self.tool), "-s", str(ADDON), "--mode", mode]
@@ -106,22 +124,34 @@ class Gateway:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "*"}
         env.pop("HTTPS_PROXY", None)
         env.pop("HTTP_PROXY", None)
-        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
+        self._log_start = os.fstat(self._log_fd).st_size  # this run's lines start here (a restart appends)
+        self.proc = subprocess.Popen(self.args(), stdout=self._log_fd, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        self._wait_until(self._listening_port, deadline, "listen")
         if wait:
-            self._wait_ready()
+            self._wait_until(self._healthy, deadline, "become ready")
         return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+    def _wait_until(self, check: Any, deadline: float, what: str) -> None:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"mitmdump exited with {self.proc.returncode}:\n{self.log()}")
-            if self._healthy():
+            if check():
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"mitmdump did not become ready in {STARTUP_TIMEOUT}s:\n{self.log()}")
+        raise RuntimeError(f"mitmdump did not {what} in {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def _listening_port(self) -> bool:
+        """The port of this run's latest listener line: the gateway rebinds a listener that came up on
+        every interface (listen_host unset), on a new port when port 0 was asked for."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_start)
+            found = LISTENING.findall(f.read().decode(errors="replace"))
+        if found:
+            self.port = int(found[-1])  # the same as asked for, unless 0 was asked for
+        return bool(found)
 
     def _healthy(self) -> bool:
         # Only the addon answers /healthz: a proxy running without it would forward and fail (P19).
@@ -129,13 +159,14 @@ class Gateway:
         # running() hooks, and a request in that window makes it exit ("Errors logged during startup").
         # In regular mode the probe goes through the proxy to the intercepted host, which the addon answers
         # (a direct request to a regular proxy would loop back to itself).
-        if "antigravity gateway ready" not in self.log():
+        if "antigravity gateway ready" not in self.log() or not self._listening_port():
             return False
         url, opener = self.url + "/healthz", urllib.request.build_opener(urllib.request.ProxyHandler({}))
         if self.mode != "reverse":
             url = "http://api.openai.com/healthz"
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
-        headers = {"authorization": f"Bearer {self.options['ag_api_key']}"} if self.options.get("ag_api_key") else {}
+        key = self.options.get("ag_api_key")
+        headers = {"authorization": f"Bearer {key}"} if key else {}
         try:
             with opener.open(urllib.request.Request(url, headers=headers), timeout=1) as r:
                 return r.status == 200 and orjson.loads(r.read())["status"] == "ok"  # 503 "starting" before

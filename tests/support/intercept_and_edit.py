@@ -1,18 +1,25 @@
-"""Test-only mitmproxy script: mitmweb's interception, scripted. Flows matching ``intercept`` are held;
-after ``HOLD_SECONDS`` this addon edits the held upstream request (as a user would in mitmweb) and
-resumes it, so a test can check that nothing went upstream meanwhile and that the edit was sent."""
+"""Test-only mitmproxy script: mitmweb's interception, scripted. Flows matching ``intercept`` are held
+until the test says so: the script writes ``<hold_dir>/held`` once a flow is held, and when the test
+creates ``<hold_dir>/release`` it edits the held upstream request (as a user would in mitmweb) and
+resumes it. The test checks that nothing went upstream while held and that the edit was sent; no clock
+decides anything (a timed hold raced the test's own sleep on a busy machine)."""
 
 import asyncio
+import time
+from pathlib import Path
 
 import orjson
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.addons.intercept import Intercept
 
-HOLD_SECONDS = 1.5
+MAX_HOLD_SECONDS = 60.0  # a test that never releases still ends
 _tasks: set[asyncio.Task] = set()
 
 
 class EditThenResume:
+    def load(self, loader) -> None:
+        loader.add_option("hold_dir", str, "", "where 'held' is written and 'release' is awaited")
+
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.intercepted:
             task = asyncio.get_running_loop().create_task(self._later(flow))
@@ -20,7 +27,11 @@ class EditThenResume:
             task.add_done_callback(_tasks.discard)
 
     async def _later(self, flow: http.HTTPFlow) -> None:
-        await asyncio.sleep(HOLD_SECONDS)
+        hold_dir = Path(ctx.options.hold_dir)
+        (hold_dir / "held").write_text(flow.id)
+        deadline = time.monotonic() + MAX_HOLD_SECONDS
+        while not (hold_dir / "release").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         body = orjson.loads(flow.request.content or b"{}")
         body.setdefault("generationConfig", {})["temperature"] = 0.123
         flow.request.content = orjson.dumps(body)

@@ -12,8 +12,9 @@ tests/unit/upstream/test_media.py, where the connector's DNS cache can be kept o
 import socket
 
 import aiohttp
-from antigravity_gw.upstream import addresses
 from mitmproxy import ctx
+
+from antigravity_gw.upstream import addresses
 
 FAKE_PUBLIC = "127.0.0.2"
 NAMES = {"public.test": FAKE_PUBLIC, "internal.test": "127.0.0.1"}

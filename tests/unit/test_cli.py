@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from antigravity_gw.cli import main, mask
 
 RT = "1//0gSECRETrefreshTOKENabcd"
@@ -151,7 +152,8 @@ def test_usage_errors_exit_2(argv):
     assert e.value.code == 2
 
 
-HOSTILE_IDS = ["../../escaped", "/tmp/absolute-evil", "a\x00b", "..", ".hidden", "sub/dir", "..\\win", "x" * 300]
+HOSTILE_IDS = ["../../escaped", "/tmp/absolute-evil", "a\x00b", "..", ".hidden", "sub/dir", "..\\win",
+               "x" * 300]
 
 
 def test_import_never_writes_outside_dir_whatever_ids_the_files_hold(tmp_path):
@@ -187,11 +189,13 @@ def test_list_and_import_skip_a_fifo_without_hanging(tmp_path):
 
     accounts = tmp_path / "tools" / "accounts"
     accounts.mkdir(parents=True)
-    (accounts / "u1.json").write_bytes(orjson.dumps({"id": "u1", "email": "one@x", "token": {"refresh_token": "r"}}))
+    (accounts / "u1.json").write_bytes(orjson.dumps({"id": "u1", "email": "one@x",
+                                                     "token": {"refresh_token": "r"}}))
     os.mkfifo(accounts / "pipe.json")
     os.mkfifo(tmp_path / "tools" / "accounts.json")  # the index too
     argv = [sys.executable, "-m", "antigravity_gw", "accounts"]
-    result = subprocess.run([*argv, "list", "--dir", str(accounts)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([*argv, "list", "--dir", str(accounts)], capture_output=True, text=True,
+                            timeout=30)
     assert result.returncode == 0 and "one@x" in result.stdout
     assert "pipe.json: not a regular file (a FIFO); skipped" in result.stderr
     result = subprocess.run([*argv, "import", str(tmp_path / "tools"), "--dir", str(tmp_path / "gw")],

@@ -1,6 +1,7 @@
 """cli_options.py: the gateway's options as ``--set ag_name=value`` on the tools' command line."""
 
 import pytest
+
 from antigravity_gw.cli_options import parse_sets, settings_from
 
 

@@ -129,3 +129,11 @@ def test_quota_and_fallback_options_are_checked():
             parse_percent(bad, what="ag_quota_floor")
     with pytest.raises(ValueError, match="ag_quota_refresh"):
         parse_non_negative(-5, what="ag_quota_refresh")
+
+
+def test_a_keys_file_counts_as_a_key_and_turns_auto_on_even_on_loopback():
+    assert resolve_inbound_auth("auto", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == (
+        "all_except_health")
+    assert resolve_inbound_auth("strict", "", ["0.0.0.0"], allow_public=False,
+                                client_keys=True).mode == "strict"
+    assert resolve_inbound_auth("off", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == "off"

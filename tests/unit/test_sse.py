@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from antigravity_gw.sse import DONE, SSEDecoder, SSEEvent, encode_data, encode_event
 
 

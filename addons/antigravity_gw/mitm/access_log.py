@@ -12,17 +12,21 @@ shows them again, and ``termlog_verbosity=warn`` hides the access lines too.
 
 Cheap by design: it runs once per request, reads what the Gateway already recorded on the flow
 (``ag.client_request``, ``ag.upstream``) or the stream adapter, and parses a body only for an error answer.
+That reading happens once, into a ``RequestRecord``: the line, the usage ledger and the metrics all take
+that same record.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from mitmproxy import ctx, http
 
 from ..translate.usage import gemini_usage_counts
+from ..usage.record import RequestRecord
 from . import flows
 from .stream import StreamAdapter
 
@@ -45,8 +49,12 @@ class ConnectionNoise(logging.Filter):
 
 
 class AccessLog:
-    def __init__(self) -> None:
+    """Collects each finished request's ``RequestRecord`` once, logs it as the access line and hands billed
+    ones to the ``sinks`` (the usage ledger and the metrics, see ``mitm/usage.py``)."""
+
+    def __init__(self, sinks: Sequence[Callable[[RequestRecord], None]] = ()) -> None:
         self._noise = ConnectionNoise()
+        self.sinks = tuple(sinks)
 
     def load(self, loader: Any) -> None:
         logging.getLogger(SERVER_LOGGER).addFilter(self._noise)
@@ -62,66 +70,111 @@ class AccessLog:
         logging.getLogger(SERVER_LOGGER).removeFilter(self._noise)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if logger.isEnabledFor(logging.INFO) and not flow.metadata.get(flows.SYNTHETIC):
-            logger.info(access_line(flow), extra={"client": flow.client_conn.peername})
+        self._finished(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if logger.isEnabledFor(logging.INFO) and not flow.metadata.get(flows.SYNTHETIC):
-            logger.info(access_line(flow), extra={"client": flow.client_conn.peername})
+        self._finished(flow)
+
+    def _finished(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(flows.SYNTHETIC):
+            return
+        logged = logger.isEnabledFor(logging.INFO)
+        if not (logged or self.sinks):
+            return
+        record = record_of(flow)
+        if logged:
+            logger.info(line_of(record, flow.error.msg if flow.error else None),
+                        extra={"client": flow.client_conn.peername})
+        if record.billed:
+            for sink in self.sinks:
+                sink(record)
 
 
 def access_line(flow: http.HTTPFlow) -> str:
     """The request as one line: what the client asked, what the gateway did, how it ended, how long."""
+    return line_of(record_of(flow), flow.error.msg if flow.error else None)
+
+
+def record_of(flow: http.HTTPFlow) -> RequestRecord:
+    """Everything about a finished request, from what the Gateway recorded on the flow (``ag.client_request``,
+    ``ag.upstream``, ``ag.key``) and the stream adapter; a body is parsed only for an error answer."""
     meta = flow.metadata
     client = meta.get(flows.CLIENT_REQUEST) or {}
     upstream = meta.get(flows.UPSTREAM) or {}
-    method = client.get("method") or flow.request.method
-    path = (client.get("path") or flow.request.path).split("?", 1)[0]  # a query string may carry a key
-    parts = [method, path if client or flows.is_ours(flow) else flow.request.pretty_url.split("?", 1)[0]]
-    if "model" in upstream:
-        parts.append(f"{client.get('model') or '?'} → {upstream['model']}")
-        if upstream.get("fallback_from"):
-            parts.append(f"(fallback from {upstream['fallback_from']})")
-    if upstream.get("account"):
-        parts.append(f"account={upstream['account']}")
-    resp = flow.response
-    parts.append(f"status={resp.status_code if resp is not None else '-'}")
-    if upstream.get("attempts"):
-        parts.append(f"attempts={upstream['attempts']}")
+    req, resp = flow.request, flow.response
+    path = (client.get("path") or req.path).split("?", 1)[0]  # a query string may carry a key
+    if not (client or flows.is_ours(flow)):
+        path = req.pretty_url.split("?", 1)[0]
+    route = meta.get(flows.ROUTE)
+    record = RequestRecord(
+        ts=req.timestamp_start, method=client.get("method") or req.method, path=path,
+        route=route if isinstance(route, str) else "", key_name=meta.get(flows.KEY) or "",
+        client_model=client.get("model") or "", mapped_model=upstream.get("model") or "",
+        account=upstream.get("account") or "", status=resp.status_code if resp is not None else 0,
+        attempts=upstream.get("attempts") or 0, fallback_from=upstream.get("fallback_from") or "")
     stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
+    record.stream = stream is not None
     tokens = _tokens(stream.usage) if stream is not None else upstream.get("tokens")
     if tokens:
-        parts.append(f"tokens={tokens[0]}/{tokens[1]}")
-    start = flow.request.timestamp_start
+        record.has_tokens = True
+        record.prompt_tokens, record.completion_tokens = tokens[0], tokens[1]
+        if len(tokens) > 3:
+            record.cached_tokens, record.reasoning_tokens = tokens[2], tokens[3]
+    start = req.timestamp_start
     if resp is not None and resp.timestamp_start:
-        first = (stream.first_chunk_at if stream is not None and stream.first_chunk_at
-                 else resp.timestamp_start)
-        parts.append(f"first={(first - start) * 1000:.0f}ms")
+        first = resp.timestamp_start
+        if stream is not None and stream.first_chunk_at:
+            first = stream.first_chunk_at  # the first translated bytes, not the relay's headers
+        record.first_chunk_ms = (first - start) * 1000
     end = (resp.timestamp_end if resp is not None else None) or (flow.error.timestamp if flow.error else None)
     if end:
-        parts.append(f"total={(end - start) * 1000:.0f}ms")
-    if stream is not None:
-        parts.append("stream")
+        record.duration_ms = (end - start) * 1000
     code = _error_code(resp) if resp is not None and resp.status_code >= 400 else None
-    if code:
-        parts.append(f"error={code}")
-    if flow.error:
-        parts.append(f"error={flow.error.msg!r}")
+    record.error_code = code or (flow.error.msg if flow.error else "")
+    return record
+
+
+def line_of(r: RequestRecord, connection_error: str | None = None) -> str:
+    parts = [r.method, r.path]
+    if r.mapped_model:
+        parts.append(f"{r.client_model or '?'} → {r.mapped_model}")
+        if r.fallback_from:
+            parts.append(f"(fallback from {r.fallback_from})")
+    if r.key_name:
+        parts.append(f"key={r.key_name}")
+    if r.account:
+        parts.append(f"account={r.account}")
+    parts.append(f"status={r.status or '-'}")
+    if r.attempts:
+        parts.append(f"attempts={r.attempts}")
+    if r.has_tokens:
+        parts.append(f"tokens={r.prompt_tokens}/{r.completion_tokens}")
+    if r.first_chunk_ms is not None:
+        parts.append(f"first={r.first_chunk_ms:.0f}ms")
+    if r.duration_ms is not None:
+        parts.append(f"total={r.duration_ms:.0f}ms")
+    if r.stream:
+        parts.append("stream")
+    if r.error_code and r.error_code != connection_error:
+        parts.append(f"error={r.error_code}")
+    if connection_error:
+        parts.append(f"error={connection_error!r}")
     return " ".join(parts)
 
 
-def _tokens(usage: dict[str, Any] | None) -> tuple[int, int] | None:
+def _tokens(usage: dict[str, Any] | None) -> tuple[int, int, int, int] | None:
     if not usage:
         return None
     try:
         counts = gemini_usage_counts(usage)
     except ValueError:
         return None
-    return counts.prompt, counts.completion
+    return counts.prompt, counts.completion, counts.cached, counts.reasoning
 
 
-def tokens_of(gemini_answer: dict[str, Any]) -> tuple[int, int] | None:
-    """Prompt and completion tokens of a whole Gemini answer (for ``ag.upstream``'s ``tokens``)."""
+def tokens_of(gemini_answer: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """Prompt, completion, cached and reasoning tokens of a whole Gemini answer (``ag.upstream``'s
+    ``tokens``; cached is part of prompt, reasoning of completion)."""
     usage = gemini_answer.get("usageMetadata")
     return _tokens(usage) if isinstance(usage, dict) else None
 

@@ -27,6 +27,7 @@ import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from mitmproxy import connection, ctx, http
@@ -34,9 +35,11 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
 from .. import errors
-from ..openai_api.routes import is_health_path
+from ..error_shapes import shape_for_path
+from ..openai_api.routes import is_health_path, is_metrics_path
 from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
 from . import flows, options
+from .client_keys import ClientKeys
 from .log_redaction import LogRedactor
 
 logger = logging.getLogger(__name__)
@@ -48,8 +51,13 @@ AUTH_OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "Inbound auth: off, strict, all_except_health or auto (off on loopback only, else all_except_health)."),
     ("ag_allow_unauthenticated_public", bool, False,
      "Allow listening beyond loopback without inbound auth (an open gateway anyone can use)."),
+    ("ag_api_keys_file", str, "",
+     'JSON file {"keys": [{"name", "key", "models", "rpm", "daily_tokens"}]} of named client keys, with '
+     "or instead of ag_api_key; reloaded when it changes. Turns inbound auth on (auto) even on loopback."),
+    ("ag_metrics_public", bool, False, "Serve /metrics without inbound auth (for a Prometheus scraper)."),
 )
-WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "listen_host", "mode"})
+WATCHED = frozenset({"ag_api_key", "ag_auth_mode", "ag_allow_unauthenticated_public", "ag_api_keys_file",
+                     "ag_metrics_public", "listen_host", "mode"})
 # Options whose values are redacted, literally, from every log line.
 KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 CHALLENGE = 'Bearer realm="antigravity-gateway"'
@@ -61,40 +69,57 @@ KEY_HINT = "send it as 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'x-g
 
 
 class Gate(Protocol):
-    def admit(self, request: http.Request) -> str:
-        """How the request got in (stored as ``ag.auth``); ``errors.Unauthorized`` if it may not."""
+    def admit(self, request: http.Request) -> tuple[str, str]:
+        """How the request got in (stored as ``ag.auth``) and the name of its client key ("" for none or
+        ``ag_api_key``); ``errors.Unauthorized`` if it may not."""
         ...
 
 
 class OpenGate:
-    def admit(self, request: http.Request) -> str:
-        return "open"
+    def __init__(self, keys: ClientKeys | None = None) -> None:
+        self.keys = keys
+
+    def admit(self, request: http.Request) -> tuple[str, str]:
+        # Open, but a named key that comes along still says whose request it is.
+        if self.keys is not None and self.keys.ring:
+            key = self.keys.ring.identify(presented_keys(request.headers))
+            if key is not None:
+                return "open", key.name
+        return "open", ""
 
 
 class ClosedGate:
     """Until ``configure`` accepted the options nobody gets in: mitmproxy loads ``-s`` scripts while its
     listeners start, so a refused configuration must not leave an open door until the process exits."""
 
-    def admit(self, request: http.Request) -> str:
+    def admit(self, request: http.Request) -> tuple[str, str]:
         raise errors.Unauthorized("The gateway refused its configuration (see its log) and serves nothing.")
 
 
 @dataclass(frozen=True, slots=True)
 class KeyGate:
-    key: bytes
+    key: bytes  # ag_api_key (b"": only the keys file's keys)
     health_exempt: bool  # all_except_health: load balancers probe /healthz without a key
+    keys: ClientKeys | None = None  # ag_api_keys_file's named keys (read live: the file is reloaded)
+    metrics_public: bool = False  # ag_metrics_public: Prometheus scrapes /metrics without a key
 
-    def admit(self, request: http.Request) -> str:
+    def admit(self, request: http.Request) -> tuple[str, str]:
         if self.health_exempt and is_health_path(request.path):
-            return "exempt"
+            return "exempt", ""
+        if self.metrics_public and is_metrics_path(request.path):
+            return "exempt", ""
         presented = presented_keys(request.headers)
         if not presented:
             raise errors.Unauthorized(f"Missing API key: this gateway requires one; {KEY_HINT}.")
         # every candidate is compared, in constant time, so timing says nothing about the key
-        if not sum(hmac.compare_digest(k.encode(), self.key) for k in presented):
-            raise errors.Unauthorized(
-                f"Incorrect API key provided: use the key set as the gateway's ag_api_key; {KEY_HINT}.")
-        return "key"
+        named = self.keys.ring.identify(presented) if self.keys is not None else None
+        if self.key and sum(hmac.compare_digest(k.encode(), self.key) for k in presented):
+            return "key", ""
+        if named is not None:
+            return "key", named.name
+        raise errors.Unauthorized(
+            f"Incorrect API key provided: use the gateway's ag_api_key or a key of its ag_api_keys_file; "
+            f"{KEY_HINT}.")
 
 
 def presented_keys(headers: http.Headers) -> list[str]:
@@ -129,10 +154,11 @@ def is_forward_proxy(flow: http.HTTPFlow) -> bool:
     return isinstance(flow.client_conn.proxy_mode, mode_specs.RegularMode | mode_specs.UpstreamMode)
 
 
-def gate_for(auth: InboundAuth) -> Gate:
+def gate_for(auth: InboundAuth, keys: ClientKeys | None = None, *, metrics_public: bool = False) -> Gate:
     if auth.mode == "off":
-        return OpenGate()
-    return KeyGate(auth.api_key.encode(), health_exempt=auth.mode == "all_except_health")
+        return OpenGate(keys)
+    return KeyGate(auth.api_key.encode(), health_exempt=auth.mode == "all_except_health", keys=keys,
+                   metrics_public=metrics_public)
 
 
 def listen_hosts(opts: Any) -> list[str]:
@@ -147,7 +173,8 @@ def listen_hosts(opts: Any) -> list[str]:
 
 
 class Auth:
-    def __init__(self) -> None:
+    def __init__(self, keys: ClientKeys | None = None) -> None:
+        self.keys = keys or ClientKeys()  # shared with the Usage addon, which applies their limits
         self.settings = InboundAuth()
         self.gate: Gate = ClosedGate()
         # None: forward-proxy traffic is open; b"" (nobody passes) until configured.
@@ -159,6 +186,7 @@ class Auth:
         # themselves are redacted by their SecretOption.
         self.log_redactor = LogRedactor()
         self._api_key = options.SecretOption("ag_api_key")
+        self._running = False
 
     def load(self, loader: Loader) -> None:
         options.declare(loader, AUTH_OPTIONS)
@@ -167,6 +195,7 @@ class Auth:
     def done(self) -> None:
         self.log_redactor.uninstall()
         self._api_key.close()
+        self.keys.cancel()
 
     def configure(self, updated: set[str]) -> None:
         if not updated & WATCHED:
@@ -174,19 +203,29 @@ class Auth:
         options.apply_loopback_default(ctx.options)  # judge the address mitmproxy will really use
         o = ctx.options
         try:
+            self.keys.configure(Path(o.ag_api_keys_file).expanduser() if o.ag_api_keys_file else None)
             self.settings = resolve_inbound_auth(o.ag_auth_mode, self._api_key.resolve(o), listen_hosts(o),
-                                                 allow_public=o.ag_allow_unauthenticated_public)
+                                                 allow_public=o.ag_allow_unauthenticated_public,
+                                                 client_keys=bool(self.keys.path))
         except ValueError as e:
             options.refuse(str(e))  # the message is the whole story (at start-up: one line, no traceback)
             return
-        self.gate = gate_for(self.settings)
+        self.gate = gate_for(self.settings, self.keys, metrics_public=o.ag_metrics_public)
         self.proxy_key = None if self.settings.mode == "off" else self.settings.api_key.encode()
+        if self.keys.path is not None and self._running:
+            self.keys.start()  # a keys file named while running: watch it too
         if self.settings.exposed_on and self.settings.mode == "off":
             logger.warning("inbound auth is OFF while listening on %s (ag_allow_unauthenticated_public): "
                            "anyone who can reach this address can use your Google accounts",
                            ", ".join(self.settings.exposed_on))
 
     async def running(self) -> None:
+        self._running = True
+        if self.keys.path is not None:
+            self.keys.start()  # reload the keys file when it changes
+        await self._rebind_if_needed()
+
+    async def _rebind_if_needed(self) -> None:
         """mitmproxy binds its listeners before it loads scripts, so the loopback default chosen in
         ``configure`` may come too late: rebind if a listener sits on an address we did not judge."""
         ps = ctx.master.addons.get("proxyserver")
@@ -226,10 +265,13 @@ class Auth:
     def check(self, flow: http.HTTPFlow) -> None:
         """Admit the flow or answer 401; either way the client's credentials leave the flow."""
         try:
-            flow.metadata[flows.AUTH] = self._admit(flow)
+            flow.metadata[flows.AUTH], name = self._admit(flow)
+            if name:
+                flow.metadata[flows.KEY] = name
         except errors.Unauthorized as e:
             flow.metadata[flows.AUTH] = "denied"
-            flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE})
+            flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE},
+                                                 shape_for_path(flow.request.path).body)
             flows.mark_error(flow, f"401 {e.code}: {e.message}")
             logger.info("refused %s %s from %s: %s", flow.request.method, flow.request.path.split("?")[0],
                         _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key
@@ -237,13 +279,13 @@ class Auth:
             flows.redact_client_secrets(flow.request)
             flows.redact_query_secrets(flow.request)
 
-    def _admit(self, flow: http.HTTPFlow) -> str:
+    def _admit(self, flow: http.HTTPFlow) -> tuple[str, str]:
         if flow.request.method == "OPTIONS":
-            return "preflight"  # browsers send CORS preflights without credentials
+            return "preflight", ""  # browsers send CORS preflights without credentials
         if flow.is_replay:
-            return "replay"  # only the operator can replay (mitmweb, console): like proxyauth, trust it
+            return "replay", ""  # only the operator can replay (mitmweb, console): like proxyauth, trust it
         if flow.client_conn in self.proxy_authenticated:
-            return "proxy"  # its CONNECT carried the key
+            return "proxy", ""  # its CONNECT carried the key
         return self.gate.admit(flow.request)
 
     def check_proxy(self, flow: http.HTTPFlow, *, tunnel: bool) -> None:
@@ -271,7 +313,8 @@ class Auth:
         assert self.proxy_key is not None
         # every candidate is compared, in constant time
         offered = presented_proxy_keys(headers)
-        return bool(sum(hmac.compare_digest(k.encode(), self.proxy_key) for k in offered))
+        single = bool(sum(hmac.compare_digest(k.encode(), self.proxy_key) for k in offered))
+        return single or self.keys.ring.identify(offered) is not None
 
 
 def _peer(flow: http.HTTPFlow) -> str:

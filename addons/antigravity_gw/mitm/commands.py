@@ -17,7 +17,6 @@ right after each command here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +28,7 @@ from mitmproxy import command, exceptions
 from ..account_view import table
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
+from ..upstream.background import BackgroundTasks
 from ..upstream.oauth import NO_OAUTH_CLIENT
 from ..upstream.periodic import Periodic
 from ..upstream.pool import AccountStatus, Pool
@@ -117,7 +117,7 @@ class AccountCommands:
         self._views = views
         self._refresh_quota = refresh_quota
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("ag-accounts")
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def running(self) -> None:
@@ -126,16 +126,12 @@ class AccountCommands:
 
     async def done(self) -> None:
         await self._snapshots.stop()
+        await self.tasks.cancel_all()
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
         if self._views is not None:
             self.views = await self._views()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ---- commands -------------------------------------------------------------------------------
     @command.command("ag.accounts")
@@ -153,12 +149,12 @@ class AccountCommands:
     def quota_refresh(self) -> None:
         """Ask Cloud Code for every OAuth account's quota now (ag.accounts shows it once it arrived)."""
         if self._refresh_quota is not None:
-            self._spawn(self._after(self._refresh_quota()))
+            self.tasks.spawn(self._after(self._refresh_quota()), "refresh-quota")
 
     @command.command("ag.accounts.reload")
     def reload(self) -> None:
         """Re-read the account directory now (it is also watched: changes apply within seconds)."""
-        self._spawn(self._after(self._reload()))
+        self.tasks.spawn(self._after(self._reload()), "reload")
 
     @command.command("ag.accounts.disable")
     def disable(self, account: str) -> None:
@@ -174,7 +170,7 @@ class AccountCommands:
     def reset(self, account: str) -> None:
         """Forget an account's cooldowns (by id or email): it is ready again now."""
         found = self._find(account)
-        self._spawn(self._after(self.pool.clear_cooldowns(found)))
+        self.tasks.spawn(self._after(self.pool.clear_cooldowns(found)), "reset")
         logger.info("accounts: cooldowns of %s cleared", found.label)
 
     # ---- helpers --------------------------------------------------------------------------------
@@ -185,11 +181,12 @@ class AccountCommands:
         return found
 
     def _set_disabled(self, account: Account, disabled: bool) -> None:
-        account.disabled = disabled
-        account.disabled_reason = "disabled with ag.accounts.disable" if disabled else ""
-        account.disabled_at = int(time.time()) if disabled else 0
+        if disabled:
+            account.disable("disabled with ag.accounts.disable", int(time.time()))
+        else:
+            account.enable()
         logger.info("accounts: %s %s", "disabled" if disabled else "enabled", account.label)
-        self._spawn(self._after(self._save_disabled(account)))
+        self.tasks.spawn(self._after(self._save_disabled(account)), "save-disabled")
 
     async def _save_disabled(self, account: Account) -> None:
         try:

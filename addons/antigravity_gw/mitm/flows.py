@@ -14,12 +14,14 @@ from mitmproxy.net.http import status_codes, url
 from mitmproxy.proxy import mode_specs
 
 from .. import errors
+from ..error_shapes import OPENAI_ERRORS, ErrorBody
 from ..upstream.relay import FLOW_HEADER
 
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
 INTERCEPT_HOSTS = frozenset({"api.openai.com"})
 # Headers that carry the client's credentials: never forwarded, never stored (mitmweb, -w files).
-CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization")
+CLIENT_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
+                         "proxy-authorization")
 REDACTED = "[redacted]"
 SECRET_NAMES = frozenset(name.encode() for name in CLIENT_SECRET_HEADERS)
 REDACTED_BYTES = REDACTED.encode()
@@ -31,6 +33,7 @@ ROUTE = "ag.route"
 TOO_LARGE = "refused: body too large"  # an ag.route value: answered 413 before the body was read
 SYNTHETIC = "ag.synthetic"
 AUTH = "ag.auth"  # the inbound check's verdict: open, key, exempt, preflight, replay or denied
+KEY = "ag.key"  # the name (never the key) of the client key that was presented, from ag_api_keys_file
 
 MAPPED_MODEL_HEADER = "X-Mapped-Model"
 ACCOUNT_HEADER = "X-Account-Email"
@@ -180,12 +183,15 @@ def _split_url(value: str) -> tuple[bytes, str, int, bytes, bytes]:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
-    return answer(status, orjson.dumps(body), header_fields({"content-type": "application/json", **(headers or {})}))
+    fields = header_fields({"content-type": "application/json", **(headers or {})})
+    return answer(status, orjson.dumps(body), fields)
 
 
-def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None) -> http.Response:
-    """The only way the gateway answers with an error: an OpenAI error body with the right status."""
-    return json_response(err.status, err.to_openai(), {**err.headers, **(extra_headers or {})})
+def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | None = None,
+                   error_body: ErrorBody = OPENAI_ERRORS.body) -> http.Response:
+    """The only way the gateway answers with an error: the error body of the API the request came in on
+    (``error_body``: OpenAI's unless told), with the error's status."""
+    return json_response(err.status, error_body(err), {**err.headers, **(extra_headers or {})})
 
 
 def mark_error(flow: http.HTTPFlow, message: str) -> None:

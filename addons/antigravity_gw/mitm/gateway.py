@@ -21,7 +21,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +33,21 @@ from mitmproxy.proxy import server_hooks
 
 from .. import errors
 from ..account_view import account_view, utc
+from ..error_shapes import shape_for_path
 from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
-from ..translate.endpoints import Endpoint, Ids, endpoint_for
+from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
-from ..upstream.attempts import AttemptRecord, AttemptRunner, aiohttp_sender
+from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
+from ..upstream.background import BackgroundTasks
 from ..upstream.dialects import (
     CallContext,
     CloudCode,
+    Dialect,
     PublicGemini,
     canonical_path,
     new_request_id,
@@ -97,10 +100,8 @@ class Plan:
     """Everything the response side needs about a translated flow."""
 
     endpoint: Endpoint
-    parsed: Any
-    client_model: str
+    request: ParsedRequest
     mapped_model: str
-    stream: bool
     ids: Ids
     job: RelayJob
 
@@ -108,6 +109,14 @@ class Plan:
     def served_model(self) -> str:
         """The model that answered: the mapped one, or its ``ag_model_fallback`` target."""
         return self.job.model or self.mapped_model
+
+    @property
+    def client_model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
 
 
 class Gateway:
@@ -119,6 +128,7 @@ class Gateway:
         self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
                                        refresh_quota=self.refresh_quota)]
         self.plans: dict[str, Plan] = {}
+        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
@@ -128,7 +138,7 @@ class Gateway:
         self._images: ImageFetcher | None = None  # made on the first image URL: other requests pay nothing
         # Test seam (tests/support/pretend_public.py): ImageFetcher's refusal/resolver_factory arguments.
         self.image_fetcher_seams: dict[str, Any] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("ag-gateway")
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
@@ -136,6 +146,9 @@ class Gateway:
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
         self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
+        # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
+        # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
+        self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -168,10 +181,10 @@ class Gateway:
             self._runner = None  # rebuilt lazily with the new settings
             self._quota = None  # likewise (base URLs, User-Agent)
             if self._session is not None and "ag_quota_refresh" in updated:
-                self._spawn(self._restart_quota_timer())
+                self.tasks.spawn(self._restart_quota_timer(), "restart-quota-timer")
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
-                self._spawn(self.reload_accounts())
+                self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
 
@@ -214,6 +227,7 @@ class Gateway:
     async def done(self) -> None:
         self._client_secret.close()
         await self._quota_timer.stop()
+        await self.tasks.cancel_all()
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
@@ -251,7 +265,7 @@ class Gateway:
         """``ag_quota_refresh`` seconds apart, the first one at once; 0 = no automatic refreshes."""
         await self._quota_timer.stop()
         if self.settings.quota_refresh > 0:
-            self._spawn(self.refresh_quota())
+            self.tasks.spawn(self.refresh_quota(), "refresh-quota")
             self._quota_timer.start(self.settings.quota_refresh)
 
     async def account_views(self) -> list[dict[str, Any]]:
@@ -275,7 +289,7 @@ class Gateway:
         """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
         old, self._images = self._images, None
         if old is not None:
-            self._spawn(old.close())
+            self.tasks.spawn(old.close(), "close-image-fetcher")
 
     def _image_fetcher(self) -> ImageFetcher:
         if self._images is None:
@@ -283,11 +297,6 @@ class Gateway:
             self._images = ImageFetcher(st.image_fetch, max_bytes=st.image_max_bytes,
                                         timeout=st.image_timeout, **self.image_fetcher_seams)
         return self._images
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _make_runner(self) -> AttemptRunner:
         if self._runner is None:
@@ -299,8 +308,10 @@ class Gateway:
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
-            dialects = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent), "api_key": PublicGemini(st.gemini_url)}
-            self._runner = AttemptRunner(self.pool, self._tokens, dialects, aiohttp_sender(self._session, st.timeouts),
+            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
+                        "api_key": PublicGemini(st.gemini_url)}
+            send = aiohttp_sender(self._session, st.timeouts)
+            self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
                                          projects=projects, first_byte_timeout=st.timeouts.first_byte,
                                          fallbacks=st.model_fallback,
@@ -328,7 +339,8 @@ class Gateway:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(flows.ROUTE) == flows.TOO_LARGE:
-            flow.request.raw_content = b""  # refused in requestheaders; mitmproxy read it anyway: don't store it
+            # refused in requestheaders; mitmproxy read it anyway: don't store it
+            flow.request.raw_content = b""
         if flow.response or flow.error or not flows.is_ours(flow):
             return
         with self._error_boundary(flow):
@@ -423,20 +435,22 @@ class Gateway:
         req.raw_content = body
 
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
-        endpoint = endpoint_for(route.kind)
+        endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        parsed = endpoint.parse(raw)
-        client_model = endpoint.model(parsed)
+        request = endpoint.parse(raw)
+        client_model = request.model
+        if self.admit_client is not None:
+            self.admit_client(flow, client_model)
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
-        images = await self._fetch_images(endpoint.image_urls(parsed))
-        gemini_request = endpoint.to_gemini(parsed, mapped, images)
-        stream = endpoint.stream(parsed)
+        images = await self._fetch_images(request.image_urls())
+        gemini_request = request.to_gemini(mapped, images)
+        stream = request.stream
         ids = Ids.new(endpoint.id_prefix)
-        session = conversation_key(gemini_request, endpoint.session_key(parsed))
-        job = RelayJob(flow.id, CallContext(new_request_id(), session),
+        session = conversation_key(gemini_request, request.session_key)
+        job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
                        report=functools.partial(record_failed_attempt, flow))
-        self.plans[flow.id] = Plan(endpoint, parsed, client_model, mapped, stream, ids, job)
+        self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
@@ -476,7 +490,7 @@ class Gateway:
         flow.response = flows.answer(status, data, (flows.JSON_FIELD, *self._answer_fields(plan)))
         self._comment(flow, plan)
 
-    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Any) -> Any:
+    async def _run_for_client(self, flow: http.HTTPFlow, attempts: Awaitable[Winner]) -> Winner:
         """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
 
         mitmproxy lets a request hook run on after its client left; without this, the attempts would run
@@ -549,10 +563,10 @@ class Gateway:
             if not relayed_error and resp.status_code == 200:
                 resp.stream = False  # P7: a non-stream body is always translated whole
             return
-        translator = plan.endpoint.stream_translator(plan.parsed, plan.ids)
+        translator = plan.request.stream_translator(plan.ids)
         resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
-        # One pass, and no header the client does not need: mitmproxy scans them all for every chunk.
-        framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS  # P3
+        # One pass, and no header the client does not need: mitmproxy scans them all for every chunk (P3).
+        framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS
         resp.headers.fields = (tuple(f for f in fields if f[0].lower() not in SSE_REPLACED) + framing
                                + self._answer_fields(plan))
 
@@ -574,11 +588,11 @@ class Gateway:
 
     @staticmethod
     def _translated(plan: Plan, data: bytes, parsed: dict[str, Any] | None = None,
-                    ) -> tuple[bytes, tuple[int, int] | None]:
+                    ) -> tuple[bytes, tuple[int, int, int, int] | None]:
         """A whole Gemini answer as the client's OpenAI answer, and its prompt/completion tokens
         (``parsed``: already checked and unwrapped by the attempts)."""
         if parsed is not None:
-            return orjson.dumps(plan.endpoint.complete(plan.parsed, parsed, plan.ids)), tokens_of(parsed)
+            return orjson.dumps(plan.request.complete(parsed, plan.ids)), tokens_of(parsed)
         try:
             gemini = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -586,9 +600,10 @@ class Gateway:
         if not isinstance(gemini, dict):
             raise errors.UpstreamProtocolError("Google answered with JSON that is not an object.")
         gemini = unwrap_any(gemini)
-        return orjson.dumps(plan.endpoint.complete(plan.parsed, gemini, plan.ids)), tokens_of(gemini)
+        return orjson.dumps(plan.request.complete(gemini, plan.ids)), tokens_of(gemini)
 
-    def _restore_display(self, flow: http.HTTPFlow, plan: Plan, tokens: tuple[int, int] | None = None) -> None:
+    def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
+                         tokens: tuple[int, int, int, int] | None = None) -> None:
         """The request has left: show where it really went instead of the relay's address."""
         job = plan.job
         if job.url:
@@ -604,7 +619,7 @@ class Gateway:
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
         """X-Mapped-Model, X-Account-Email and the attempt count, as raw fields (appended, not looked up)."""
         job = plan.job
-        fields = ((MAPPED_MODEL_FIELD, plan.served_model.encode()),)
+        fields: tuple[tuple[bytes, bytes], ...] = ((MAPPED_MODEL_FIELD, plan.served_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
@@ -624,7 +639,8 @@ class Gateway:
             self._answer_error(flow, e, plan)
         except Exception:
             logger.exception("gateway hook failed for flow %s", flow.id)
-            self._answer_error(flow, errors.GatewayError("Internal gateway error; see the gateway log."), plan)
+            internal = errors.GatewayError("Internal gateway error; see the gateway log.")
+            self._answer_error(flow, internal, plan)
 
     def _answer_error(self, flow: http.HTTPFlow, err: errors.GatewayError, plan: Plan | None) -> None:
         plan = plan or self.plans.pop(flow.id, None)
@@ -632,7 +648,8 @@ class Gateway:
         extra = {flows.MAPPED_MODEL_HEADER: mapped} if mapped else {}
         if plan and plan.job.shown_account:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
-        flow.response = flows.error_response(err, extra)
+        error_body = plan.request.error_body if plan else shape_for_path(flow.request.path).body
+        flow.response = flows.error_response(err, extra, error_body)
         flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
 
 

@@ -52,7 +52,7 @@ class ModelMap:
             self.path, self._file, self._stamp = None, (), None
             return
         try:
-            stamp, data = _read_if_changed(path, None)
+            stamp, data = read_if_changed(path, None)
         except OSError as e:
             raise ValueError(f"ag_model_map_file: cannot read {path}: {e.strerror or e}") from None
         assert data is not None
@@ -72,7 +72,7 @@ class ModelMap:
         if path is None:
             return False
         try:
-            new_stamp, data = await asyncio.to_thread(_read_if_changed, path, stamp)
+            new_stamp, data = await asyncio.to_thread(read_if_changed, path, stamp)
         except OSError as e:
             if stamp is not None:  # log once per disappearance, not every poll
                 logger.warning("ag_model_map_file: cannot read %s (%s); keeping the last mapping", path, e)
@@ -90,7 +90,7 @@ class ModelMap:
         return True
 
 
-def _read_if_changed(path: Path, stamp: Stamp | None) -> tuple[Stamp, bytes | None]:
+def read_if_changed(path: Path, stamp: Stamp | None) -> tuple[Stamp, bytes | None]:
     """Blocking: ``(new stamp, content)``, content ``None`` when the stamp is unchanged."""
     st = os.stat(path)
     new = (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -10,7 +10,7 @@ import difflib
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
@@ -27,7 +27,8 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_cloudcode_urls", Sequence[str], [],
      "Cloud Code v1internal base URLs, tried in order (repeatable). Default: Google's sandbox, daily, prod."),
     ("ag_gemini_url", str, s.DEFAULT_GEMINI_URL, "Public Gemini API base URL, for API-key accounts."),
-    ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL, "OAuth token endpoint used to refresh access tokens."),
+    ("ag_oauth_token_url", str, s.DEFAULT_OAUTH_TOKEN_URL,
+     "OAuth token endpoint used to refresh access tokens."),
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
     ("ag_oauth_client_secret", str, "",
      "OAuth client secret of that app; env:NAME or file:PATH keeps it off the command line and this page."),
@@ -35,7 +36,8 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "OAuth authorization endpoint 'accounts login' sends the browser to."),
     ("ag_oauth_userinfo_url", str, s.DEFAULT_OAUTH_USERINFO_URL,
      "OAuth userinfo endpoint 'accounts login' reads the account's email from."),
-    ("ag_model_map", Sequence[str], [], "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
+    ("ag_model_map", Sequence[str], [],
+     "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
     ("ag_model_fallback", Sequence[str], [],
      "FROM=TO, '*' wildcards (repeatable): when every account is exhausted or cooling for upstream model "
      "FROM, serve TO instead."),
@@ -77,7 +79,9 @@ def declare(loader: Loader, table: Sequence[tuple[str, type | object, object, st
     opts = loader.master.options
     for name, typespec, default, help_text in table:
         _drop_unparsable(opts, name, typespec, default, help_text)
-        loader.add_option(name, typespec, default, help_text, choices=CHOICES.get(name))
+        # Loader.add_option is annotated ``type`` but hands typespec to OptManager.add_option, which takes
+        # ``type | object``: the typing forms (Sequence[str], str | None) that mitmproxy's own options use
+        loader.add_option(name, cast(type, typespec), default, help_text, choices=CHOICES.get(name))
 
 
 def _drop_unparsable(opts: Any, name: str, typespec: type | object, default: object, help_text: str) -> None:
@@ -187,6 +191,14 @@ class SecretOption:
         self._placeholder = f"{HIDDEN_PREFIX}…{value[-4:]}]" if len(value) > 12 else f"{HIDDEN_PREFIX}…]"
         opts.update(**{self.name: self._placeholder})  # configures again, which resolves the placeholder
         return value
+
+
+def read_settings_outside_mitmproxy(o: Any) -> s.Settings:
+    """``read_settings`` for the command line (only mitm/ may know mitmproxy's errors): ``ValueError``."""
+    try:
+        return read_settings(o)
+    except exceptions.OptionsError as e:
+        raise ValueError(str(e)) from None
 
 
 def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.Settings:

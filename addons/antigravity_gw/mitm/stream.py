@@ -11,28 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from .. import errors
 from ..sse import KEEPALIVE, SSEDecoder
+from ..translate.endpoints import StreamFormat, StreamTranslator
 
 logger = logging.getLogger(__name__)
-
-
-class StreamTranslator(Protocol):
-    def feed(self, event: dict[str, Any]) -> list[Any]: ...
-    def finish(self) -> list[Any]: ...
-
-
-class StreamFormat(Protocol):
-    """How one OpenAI API frames its stream."""
-
-    end: bytes  # b"data: [DONE]\n\n" for chat and completions, b"" for Responses
-
-    def encode(self, item: Any) -> bytes: ...
-    def failure(self, translator: Any, err: errors.GatewayError) -> list[Any]: ...
 
 
 class StreamAdapter:
@@ -60,8 +47,9 @@ class StreamAdapter:
         except Exception as e:  # boundary: the headers are gone, so end the stream with an error event
             logger.exception("stream translation failed for flow %s", self.flow_id)
             self._closed = True
-            err = errors.GatewayError(f"Internal gateway error while translating the stream: {type(e).__name__}")
-            items.extend(self._format.failure(self._translator, err))
+            err = errors.GatewayError(
+                f"Internal gateway error while translating the stream: {type(e).__name__}")
+            items.extend(self._translator.abort(err))
             out = b"".join(map(self._format.encode, items)) + self._format.end
         if out and not self.first_chunk_at:
             self.first_chunk_at = time.time()

@@ -143,7 +143,8 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
 def _unzstd(data: bytes, limit: int) -> bytes:
     """zstd, including several frames one after another (RFC 8878 §3)."""
     out = bytearray()
-    options = {zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
+    # typed as the decompressor takes it (Mapping[int, int]: its key type is invariant)
+    options: dict[int, int] = {zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
     while True:
         decoder = zstd.ZstdDecompressor(options=options)
         try:

@@ -31,8 +31,8 @@ from .models import (
     TokenCount,
     _dict_tag,
     _Model,
-    _str_or_list,
     _numbers_in_range,
+    _str_or_list,
     _str_or_object,
     validation_error_to_invalid_request,
 )
@@ -145,7 +145,7 @@ class ItemReference(_Model):
 def _item_tag(value: Any) -> str | None:
     """``type``, or ``<message>`` for an easy input message that has only ``role`` and ``content``."""
     if isinstance(value, BaseModel):
-        return f"<{value.type}>" if isinstance(getattr(value, "type", None), str) else None
+        return f"<{tag}>" if isinstance(tag := getattr(value, "type", None), str) else None
     if not isinstance(value, dict):
         return None
     if "type" not in value and "role" in value:

@@ -57,6 +57,14 @@ def is_health_path(path: str) -> bool:
     return _ROUTES.get(normalize(path), (None,))[0] == RouteKind.HEALTH
 
 
+METRICS_PATH = "/metrics"  # Prometheus; answered by the Usage addon (mitm/usage.py)
+USAGE_PATH = "/ag/usage"  # the usage ledger's report as JSON; also the Usage addon's
+
+
+def is_metrics_path(path: str) -> bool:
+    return normalize(path) == METRICS_PATH
+
+
 def match_route(method: str, path: str, base_url: str = DEFAULT_BASE_URL) -> Route:
     """The route for ``method path``; ``UnknownRoute`` (404) or ``MethodNotAllowed`` (405) otherwise.
 

@@ -172,6 +172,12 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
             out.append(self._chunk(index, {"role": "assistant", "content": ""}))
         return choice
 
+    def abort(self, error: GatewayError) -> list[StreamItem]:
+        """The gateway itself failed mid-stream: one OpenAI error body ends the stream."""
+        out: list[StreamItem] = []
+        self._fail(error, out)
+        return out
+
     def _chunk(self, index: int, delta: ChoiceDelta, finish: FinishReason | None = None) -> StreamItem:
         return chunk(self._header, chunk_choice(index, delta, finish), include_usage=self._include_usage)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..errors import GatewayError, InvalidRequest
 from ..openai_api.completions_models import CompletionRequest
 from .chat_request import sampling_config
 from .chat_stream import GeminiToChatStream, IdFactory, gemini_to_chat_completion
@@ -75,6 +75,9 @@ class GeminiToCompletionStream:
     def finish(self) -> list[dict[str, Any]]:
         return self._reshape(self._chat.finish())
 
+    def abort(self, error: GatewayError) -> list[dict[str, Any]]:
+        return self._reshape(self._chat.abort(error))
+
     def _reshape(self, items: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for item in items:
@@ -89,10 +92,7 @@ class GeminiToCompletionStream:
 
 def _choice(chat_choice: Mapping[str, Any], echo: str | None) -> dict[str, Any] | None:
     delta, finish = chat_choice["delta"], chat_choice["finish_reason"]
-    if "role" in delta:
-        text = echo  # the opening chunk of a choice
-    else:
-        text = delta.get("content")
+    text = echo if "role" in delta else delta.get("content")  # "role": the opening chunk of a choice
     if not text and finish is None:
         return None
     return {"text": text or "", "index": chat_choice["index"], "logprobs": None, "finish_reason": finish}

@@ -1,13 +1,15 @@
 """One object per OpenAI API (chat, responses, completions) bundling its translation steps.
 
-The mitmproxy glue calls the same verbs for every API: parse the body, name the model, the session
-key for sticky scheduling, list the image URLs to fetch, build the Gemini request, and translate the
-answer (a stream translator or a whole body). Adding an API is adding an ``Endpoint``, not another
-branch in the hooks.
+``Endpoint.parse(body)`` validates a request into a typed per-request object (a ``ParsedRequest``) that
+answers every question the mitmproxy glue asks: the model the client named, whether it streams, the
+session key for sticky scheduling, the image URLs to fetch, the Gemini request, the answer (a stream
+translator or a whole body) and the API's own error body. Adding an API is adding an ``Endpoint`` and
+its parsed request, not another branch in the hooks.
 
 The Responses endpoint owns the one piece of state translation needs, the ``previous_response_id``
-store (``responses_store.py``): ``parse`` resolves the chain (an unknown id is a 404 before anything
-goes upstream), and a finished response is saved when the request did not say ``store: false``.
+store (``responses_store.py``, made by whoever builds the registry: the Gateway): ``parse`` resolves
+the chain (an unknown id is a 404 before anything goes upstream), and a finished response is saved
+when the request did not say ``store: false``.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import errors
+from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import parse_responses_request
 from ..openai_api.responses_wire import response_echo
 from ..openai_api.routes import RouteKind
+from ..openai_api.wire import ChatCompletion
 from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
@@ -54,19 +58,47 @@ class Ids:
         return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12))
 
 
+class StreamTranslator(Protocol):
+    """Gemini events in, the API's stream items out; ``abort``: the items that end the stream when the
+    gateway itself fails mid-way (the headers are gone: the failure must be said in-band)."""
+
+    def feed(self, event: dict[str, Any]) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
+    def abort(self, err: errors.GatewayError) -> list[Any]: ...
+
+
+class StreamFormat(Protocol):
+    """How one API frames its stream items on the wire."""
+
+    end: bytes  # b"data: [DONE]\n\n" for chat and completions, b"" for Responses
+
+    def encode(self, item: Any) -> bytes: ...
+
+
+class ParsedRequest(Protocol):
+    """One validated client request, typed by its API: everything the glue asks about it."""
+
+    @property
+    def model(self) -> str: ...  # as the client named it (before the model map)
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def session_key(self) -> str: ...  # the client's own conversation key, "" when it sends none
+
+    def image_urls(self) -> dict[str, str]: ...  # http(s) URL -> the param naming it
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
+    def stream_translator(self, ids: Ids) -> StreamTranslator: ...
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]: ...
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]: ...
+
+
 class Endpoint(Protocol):
     name: str
     id_prefix: str
-    stream_format: Any
+    stream_format: StreamFormat
+    error_shape: ErrorShape  # how this API writes an error down
 
-    def parse(self, body: bytes) -> Any: ...
-    def model(self, parsed: Any) -> str: ...
-    def stream(self, parsed: Any) -> bool: ...
-    def session_key(self, parsed: Any) -> str: ...
-    def image_urls(self, parsed: Any) -> dict[str, str]: ...  # http(s) URL -> the param naming it
-    def to_gemini(self, parsed: Any, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
-    def stream_translator(self, parsed: Any, ids: Ids) -> Any: ...
-    def complete(self, parsed: Any, response: dict[str, Any], ids: Ids) -> dict[str, Any]: ...
+    def parse(self, body: bytes) -> ParsedRequest: ...
 
 
 class DataStreamFormat:
@@ -77,61 +109,12 @@ class DataStreamFormat:
     def encode(self, item: Any) -> bytes:
         return encode_data(item)
 
-    def failure(self, translator: Any, err: errors.GatewayError) -> list[Any]:
-        return [err.to_openai()]
-
-
-class ChatEndpoint:
-    name = "chat.completions"
-    id_prefix = "chatcmpl-"
-    stream_format = DataStreamFormat()
-
-    def parse(self, body: bytes) -> ChatCompletionRequest:
-        return parse_chat_request(body)
-
-    def model(self, parsed: ChatCompletionRequest) -> str:
-        return parsed.model
-
-    def stream(self, parsed: ChatCompletionRequest) -> bool:
-        return bool(parsed.stream)
-
-    def session_key(self, parsed: ChatCompletionRequest) -> str:
-        return ""
-
-    def image_urls(self, parsed: ChatCompletionRequest) -> dict[str, str]:
-        return image_url_params(parsed)
-
-    def to_gemini(
-        self, parsed: ChatCompletionRequest, model: str, images: Mapping[str, InlineImage]
-    ) -> dict[str, Any]:
-        return chat_request_to_gemini(parsed, model=model, images=images)
-
-    def stream_translator(self, parsed: ChatCompletionRequest, ids: Ids) -> GeminiToChatStream:
-        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-        return GeminiToChatStream(
-            completion_id=ids.id,
-            created=ids.created,
-            model=parsed.model,
-            include_usage=include_usage,
-            n=parsed.n or 1,
-            id_factory=ids.new_call_id,
-        )
-
-    def complete(self, parsed: ChatCompletionRequest, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
-        return gemini_to_chat_completion(
-            response,
-            completion_id=ids.id,
-            created=ids.created,
-            model=parsed.model,
-            id_factory=ids.new_call_id,
-        )
-
 
 class ResponsesStreamFormat:
     """``event: <type>`` + ``data: {json}`` frames; the terminal event ends the stream (no ``[DONE]``).
 
-    A gateway failure mid-stream still ends with ``response.failed``: a Responses stream that just stops
-    makes Codex send the whole turn again, five times.
+    A gateway failure mid-stream still ends with ``response.failed`` (the translator's ``abort``): a
+    Responses stream that just stops makes Codex send the whole turn again, five times.
     """
 
     end = b""
@@ -139,10 +122,62 @@ class ResponsesStreamFormat:
     def encode(self, item: Any) -> bytes:
         return encode_event(item["type"], item)
 
-    def failure(self, translator: Any, err: errors.GatewayError) -> list[Any]:
-        return translator.abort(err)
+
+# ---- chat completions -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedChat:
+    request: ChatCompletionRequest
+    session_key: str = ""  # chat has no conversation key: the pool hashes the conversation's opening
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.request.stream)
+
+    def image_urls(self) -> dict[str, str]:
+        return image_url_params(self.request)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return chat_request_to_gemini(self.request, model=model, images=images)
+
+    def stream_translator(self, ids: Ids) -> GeminiToChatStream:
+        req = self.request
+        return GeminiToChatStream(
+            completion_id=ids.id,
+            created=ids.created,
+            model=req.model,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            n=req.n or 1,
+            id_factory=ids.new_call_id,
+        )
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> ChatCompletion:
+        return gemini_to_chat_completion(
+            response,
+            completion_id=ids.id,
+            created=ids.created,
+            model=self.request.model,
+            id_factory=ids.new_call_id,
+        )
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
 
 
+class ChatEndpoint:
+    name = "chat.completions"
+    id_prefix = "chatcmpl-"
+    stream_format: StreamFormat = DataStreamFormat()
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def parse(self, body: bytes) -> ParsedChat:
+        return ParsedChat(parse_chat_request(body))
+
+
+# ---- responses --------------------------------------------------------------------------------------
 class _SavingStream:
     """A Responses stream translator that saves its response for ``previous_response_id`` once it ends."""
 
@@ -170,19 +205,76 @@ class _SavingStream:
         return events
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedResponses:
+    call: ResponsesCall  # the request with its resolved conversation
+    store: ResponseStore
+
+    @property
+    def model(self) -> str:
+        return self.call.model
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.call.request.stream)
+
+    @property
+    def session_key(self) -> str:
+        """``prompt_cache_key`` (Codex sends its session id): requests of one session share a cache."""
+        return self.call.request.prompt_cache_key or ""
+
+    def image_urls(self) -> dict[str, str]:
+        return responses_image_url_params(self.call)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return responses_request_to_gemini(self.call, model=model, images=images)
+
+    def stream_translator(self, ids: Ids) -> GeminiToResponsesStream | _SavingStream:
+        translator = self._translator(ids)
+        if not self.call.stores:
+            return translator
+        return _SavingStream(translator, lambda t: self._save(ids.id, t))
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        translator = self._translator(ids)
+        answer = gemini_to_response(response, translator)
+        if self.call.stores:
+            self._save(ids.id, translator)
+        return answer
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+    def _translator(self, ids: Ids) -> GeminiToResponsesStream:
+        call = self.call
+        return GeminiToResponsesStream(
+            response_id=ids.id,
+            created_at=ids.created,
+            echo=response_echo(call.request, call.model),
+            id_factory=ids.new_call_id,
+            names=tool_names(call),
+            include_encrypted=call.request.wants_encrypted_reasoning,
+        )
+
+    def _save(self, response_id: str, translator: GeminiToResponsesStream) -> None:
+        items = (*self.call.items, *output_as_input(translator.stored_output()))
+        self.store.put(response_id, StoredResponse(self.call.model, items))
+
+
 class ResponsesEndpoint:
     name = "responses"
     id_prefix = "resp_"
-    stream_format = ResponsesStreamFormat()
+    stream_format: StreamFormat = ResponsesStreamFormat()
+    error_shape: ErrorShape = OPENAI_ERRORS
 
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
 
-    def parse(self, body: bytes) -> ResponsesCall:
+    def parse(self, body: bytes) -> ParsedResponses:
         req = parse_responses_request(body)
         if req.previous_response_id is None:
             assert req.model is not None  # parse_responses_request demands one without a chain
-            return ResponsesCall(req, req.model, input_items(req))
+            return ParsedResponses(ResponsesCall(req, req.model, input_items(req)), self.store)
         stored = self.store.get(req.previous_response_id)
         if stored is None:
             raise errors.NotFound(
@@ -193,111 +285,83 @@ class ResponsesEndpoint:
                 code="previous_response_not_found",
             )
         items = (*stored.items, *input_items(req))
-        return ResponsesCall(req, req.model or stored.model, items, history=len(stored.items))
+        call = ResponsesCall(req, req.model or stored.model, items, history=len(stored.items))
+        return ParsedResponses(call, self.store)
 
-    def model(self, parsed: ResponsesCall) -> str:
-        return parsed.model
 
-    def stream(self, parsed: ResponsesCall) -> bool:
-        return bool(parsed.request.stream)
+# ---- legacy completions -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedCompletion:
+    request: CompletionRequest
+    session_key: str = ""
 
-    def session_key(self, parsed: ResponsesCall) -> str:
-        """``prompt_cache_key`` (Codex sends its session id): requests of one session share a cache."""
-        return parsed.request.prompt_cache_key or ""
+    @property
+    def model(self) -> str:
+        return self.request.model
 
-    def image_urls(self, parsed: ResponsesCall) -> dict[str, str]:
-        return responses_image_url_params(parsed)
+    @property
+    def stream(self) -> bool:
+        return bool(self.request.stream)
 
-    def to_gemini(
-        self, parsed: ResponsesCall, model: str, images: Mapping[str, InlineImage]
-    ) -> dict[str, Any]:
-        return responses_request_to_gemini(parsed, model=model, images=images)
+    def image_urls(self) -> dict[str, str]:
+        return {}
 
-    def stream_translator(self, parsed: ResponsesCall, ids: Ids) -> GeminiToResponsesStream | _SavingStream:
-        translator = self._translator(parsed, ids)
-        if not parsed.stores:
-            return translator
-        return _SavingStream(translator, lambda t: self._save(parsed, ids.id, t))
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return completion_request_to_gemini(self.request)
 
-    def complete(self, parsed: ResponsesCall, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
-        translator = self._translator(parsed, ids)
-        answer = gemini_to_response(response, translator)
-        if parsed.stores:
-            self._save(parsed, ids.id, translator)
-        return answer
-
-    def _translator(self, parsed: ResponsesCall, ids: Ids) -> GeminiToResponsesStream:
-        return GeminiToResponsesStream(
-            response_id=ids.id,
-            created_at=ids.created,
-            echo=response_echo(parsed.request, parsed.model),
+    def stream_translator(self, ids: Ids) -> GeminiToCompletionStream:
+        req = self.request
+        return GeminiToCompletionStream(
+            completion_id=ids.id,
+            created=ids.created,
+            model=req.model,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
             id_factory=ids.new_call_id,
-            names=tool_names(parsed),
-            include_encrypted=parsed.request.wants_encrypted_reasoning,
+            n=req.n or 1,
+            echo=req.prompt_text if req.echo else None,
         )
 
-    def _save(self, parsed: ResponsesCall, response_id: str, translator: GeminiToResponsesStream) -> None:
-        items = (*parsed.items, *output_as_input(translator.stored_output()))
-        self.store.put(response_id, StoredResponse(parsed.model, items))
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        req = self.request
+        return gemini_to_text_completion(
+            response,
+            completion_id=ids.id,
+            created=ids.created,
+            model=req.model,
+            id_factory=ids.new_call_id,
+            n=req.n or 1,
+            echo=req.prompt_text if req.echo else None,
+        )
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
 
 
 class CompletionsEndpoint:
     name = "completions"
     id_prefix = "cmpl-"
-    stream_format = DataStreamFormat()
+    stream_format: StreamFormat = DataStreamFormat()
+    error_shape: ErrorShape = OPENAI_ERRORS
 
-    def parse(self, body: bytes) -> CompletionRequest:
-        return parse_completion_request(body)
-
-    def model(self, parsed: CompletionRequest) -> str:
-        return parsed.model
-
-    def stream(self, parsed: CompletionRequest) -> bool:
-        return bool(parsed.stream)
-
-    def session_key(self, parsed: CompletionRequest) -> str:
-        return ""
-
-    def image_urls(self, parsed: CompletionRequest) -> dict[str, str]:
-        return {}
-
-    def to_gemini(
-        self, parsed: CompletionRequest, model: str, images: Mapping[str, InlineImage]
-    ) -> dict[str, Any]:
-        return completion_request_to_gemini(parsed)
-
-    def stream_translator(self, parsed: CompletionRequest, ids: Ids) -> GeminiToCompletionStream:
-        return GeminiToCompletionStream(
-            completion_id=ids.id,
-            created=ids.created,
-            model=parsed.model,
-            include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
-            id_factory=ids.new_call_id,
-            n=parsed.n or 1,
-            echo=parsed.prompt_text if parsed.echo else None,
-        )
-
-    def complete(self, parsed: CompletionRequest, response: dict[str, Any], ids: Ids) -> dict[str, Any]:
-        return gemini_to_text_completion(
-            response,
-            completion_id=ids.id,
-            created=ids.created,
-            model=parsed.model,
-            id_factory=ids.new_call_id,
-            n=parsed.n or 1,
-            echo=parsed.prompt_text if parsed.echo else None,
-        )
+    def parse(self, body: bytes) -> ParsedCompletion:
+        return ParsedCompletion(parse_completion_request(body))
 
 
-_ENDPOINTS: dict[RouteKind, Endpoint] = {
-    RouteKind.CHAT: ChatEndpoint(),
-    RouteKind.RESPONSES: ResponsesEndpoint(ResponseStore()),
-    RouteKind.COMPLETIONS: CompletionsEndpoint(),
-}
+# ---- the registry -----------------------------------------------------------------------------------
+class Endpoints:
+    """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
 
+    def __init__(self, store: ResponseStore | None = None) -> None:
+        self.response_store = store if store is not None else ResponseStore()  # an empty store is falsy
+        self._by_route: dict[RouteKind, Endpoint] = {
+            RouteKind.CHAT: ChatEndpoint(),
+            RouteKind.RESPONSES: ResponsesEndpoint(self.response_store),
+            RouteKind.COMPLETIONS: CompletionsEndpoint(),
+        }
 
-def endpoint_for(kind: RouteKind) -> Endpoint:
-    try:
-        return _ENDPOINTS[kind]
-    except KeyError:
-        raise errors.UnknownRoute(f"The {kind.value} API is not implemented by this gateway yet.") from None
+    def for_route(self, kind: RouteKind) -> Endpoint:
+        try:
+            return self._by_route[kind]
+        except KeyError:
+            raise errors.UnknownRoute(
+                f"The {kind.value} API is not implemented by this gateway yet.") from None

@@ -34,6 +34,3 @@ def gemini_finish_to_openai(reason: str | None, *, has_tool_calls: bool = False)
         return "tool_calls"
     return mapped
 
-
-def is_filtered(reason: str | None) -> bool:
-    return reason in FILTERED

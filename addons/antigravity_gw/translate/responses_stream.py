@@ -259,7 +259,7 @@ def _part_fields(item: _Item, event_type: str, delta: str) -> dict[str, Any]:
     elif item.kind in ("text", "refusal"):
         where["content_index"] = len(item.parts)
     if event_type.endswith(".delta"):
-        logprobs = {"logprobs": []} if item.kind == "text" else {}
+        logprobs: dict[str, list[Any]] = {"logprobs": []} if item.kind == "text" else {}
         return {**where, "delta": delta, **logprobs}
     if event_type in _PART_EVENTS:
         text = "" if event_type.endswith(".added") else item.text

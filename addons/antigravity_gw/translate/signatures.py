@@ -27,12 +27,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
-import string
 from dataclasses import dataclass
 
-_ALPHABET = string.ascii_letters + string.digits
-_TOKEN_LENGTH = 24
 _STD_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _ID = re.compile(
     r"call_[A-Za-z0-9]+(?:_id(?P<gid>(?:[0-9a-f]{2})+))?(?:_sig(?P<flavour>[bu])(?P<sig>[A-Za-z0-9_-]+))?"
@@ -48,11 +44,6 @@ class ToolCallRef:
 
     gemini_id: str | None = None
     signature: str | None = None
-
-
-def random_token() -> str:
-    """The default id factory for the I/O layer; translators take the factory as a parameter."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(_TOKEN_LENGTH))
 
 
 def encode_tool_call_id(token: str, *, gemini_id: str | None = None, signature: str | None = None) -> str:

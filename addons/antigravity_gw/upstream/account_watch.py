@@ -3,7 +3,7 @@
 Rules:
 - the directory is polled (stat of every ``*.json``, in a worker thread: no blocking I/O on the
   event loop); only files whose (mtime, size, inode) changed are read again;
-- an edited file updates the account object the pool already holds (``merge_loaded``), so its
+- an edited file updates the account object the pool already holds (``Account.merge_file``), so its
   cooldowns, sticky bindings and in-flight refreshes carry on;
 - a file that cannot be read or parsed keeps the last good version of its account (an editor's
   half-written save must not drop it) and is reported once per change;

@@ -71,6 +71,48 @@ class Account:
     def __repr__(self) -> str:  # secrets never reach a log line through repr()
         return f"Account({self.label!r}, {self.kind}, disabled={self.disabled})"
 
+    # ---- changes: every one goes through a named method (the object is shared by in-flight requests) ----
+    def apply_refresh(self, used: str, access_token: str, expires_at: float, new_refresh: str = "") -> None:
+        """A token refresh made with the refresh token ``used``; a rotated one retires ``used`` for good
+        (a file still holding it is older than memory, see ``merge_file``)."""
+        if new_refresh and new_refresh != used:
+            self.retired_refresh_tokens.add(used)
+            self.refresh_token = new_refresh
+        self.access_token, self.expiry_timestamp = access_token, expires_at
+
+    def adopt_refresh_token(self, token: str) -> None:
+        """Another program rotated the refresh token on disk: use its one."""
+        self.refresh_token = token
+
+    def disable(self, reason: str, at: int) -> None:
+        self.disabled, self.disabled_reason, self.disabled_at = True, reason, at
+
+    def enable(self) -> None:
+        self.disabled, self.disabled_reason, self.disabled_at = False, "", 0
+
+    def set_project(self, project_id: str) -> None:
+        self.project_id = project_id
+
+    def merge_file(self, loaded: Account) -> None:
+        """Apply a re-read file to this in-memory account (same object: in-flight requests keep it).
+
+        The file wins, except where memory is provably newer: our own refresh may be written a moment
+        after a scan read the file, and a rotated-away refresh token must never come back from disk.
+        """
+        keep_token = loaded.refresh_token in self.retired_refresh_tokens
+        same_grant = loaded.refresh_token == self.refresh_token
+        fresher_in_memory = same_grant and self.expiry_timestamp > loaded.expiry_timestamp
+        self.email, self.kind, self.path = loaded.email, loaded.kind, loaded.path
+        self.api_key = loaded.api_key
+        self.disabled, self.disabled_reason, self.disabled_at = (
+            loaded.disabled, loaded.disabled_reason, loaded.disabled_at)
+        self.project_id = loaded.project_id or self.project_id
+        if keep_token:
+            return
+        self.refresh_token = loaded.refresh_token
+        if not fresher_in_memory:
+            self.access_token, self.expiry_timestamp = loaded.access_token, loaded.expiry_timestamp
+
 
 def parse_account(data: Any, *, path: Path | None = None) -> Account:
     """One account from its JSON object; ``ValueError`` when it is neither an OAuth nor an API-key account."""
@@ -107,27 +149,6 @@ def _disabled_state(data: dict[str, Any]) -> tuple[bool, str]:
     if data.get("proxy_disabled") and data.get("proxy_disabled_reason") != "quota_protection":
         return True, str(data.get("proxy_disabled_reason") or "proxy_disabled")
     return False, ""
-
-
-def merge_loaded(current: Account, loaded: Account) -> None:
-    """Apply a re-read file to the in-memory account (same object: in-flight requests keep it).
-
-    The file wins, except where memory is provably newer: our own refresh may be written a moment
-    after a scan read the file, and a rotated-away refresh token must never come back from disk.
-    """
-    keep_token = loaded.refresh_token in current.retired_refresh_tokens
-    same_grant = loaded.refresh_token == current.refresh_token
-    fresher_in_memory = same_grant and current.expiry_timestamp > loaded.expiry_timestamp
-    current.email, current.kind, current.path = loaded.email, loaded.kind, loaded.path
-    current.api_key = loaded.api_key
-    current.disabled, current.disabled_reason, current.disabled_at = (
-        loaded.disabled, loaded.disabled_reason, loaded.disabled_at)
-    current.project_id = loaded.project_id or current.project_id
-    if keep_token:
-        return
-    current.refresh_token = loaded.refresh_token
-    if not fresher_in_memory:
-        current.access_token, current.expiry_timestamp = loaded.access_token, loaded.expiry_timestamp
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -168,20 +189,6 @@ def _file_kind(mode: int) -> str:
     kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
     return next((name for test, name in kinds if test(mode)), "not a file")
-
-
-def load_accounts(directory: Path) -> tuple[list[Account], list[str]]:
-    """Every ``*.json`` account in ``directory``; unreadable files are reported, never fatal."""
-    accounts: list[Account] = []
-    problems: list[str] = []
-    if not directory.is_dir():
-        return accounts, [f"{directory} is not a directory"]
-    for path in account_paths(directory):
-        try:
-            accounts.append(read_account(path))
-        except (OSError, ValueError) as e:
-            problems.append(f"{path.name}: {e}")
-    return accounts, problems
 
 
 def account_paths(directory: Path) -> list[Path]:
@@ -259,7 +266,7 @@ def update_account_file(path: Path, change: Callable[[dict[str, Any]], None]) ->
 
 
 def set_token_fields(data: dict[str, Any], account: Account) -> None:
-    token = data.get("token") if isinstance(data.get("token"), dict) else {}
+    token = found if isinstance(found := data.get("token"), dict) else {}
     token.update(access_token=account.access_token, refresh_token=account.refresh_token,
                  expiry_timestamp=int(account.expiry_timestamp),
                  expires_in=max(0, int(account.expiry_timestamp - time.time())))

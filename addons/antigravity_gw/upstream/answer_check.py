@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from ..sse import SSEDecoder
+from .dialects import unwrap_any
 
 USABLE_KEYS = ("candidates", "promptFeedback", "usageMetadata")
 MAX_HELD = 32 * 1024 * 1024  # bytes a stream may send before its first usable event (one big image fits)
@@ -42,8 +43,7 @@ def check_event(event: Any, what: str) -> dict[str, Any]:
     """``event`` (parsed JSON) as a usable answer object, unwrapped; ``BadAnswer`` otherwise."""
     if not isinstance(event, dict):
         raise BadAnswer(f"{what} is JSON but not an object")
-    inner = event.get("response")
-    body = inner if isinstance(inner, dict) and "error" not in event else event
+    body = unwrap_any(event)
     error = body.get("error")
     if error is not None:
         detail = error.get("message") or error.get("status") if isinstance(error, dict) else error

@@ -83,12 +83,26 @@ MAX_FALLBACK_HOPS = 3  # FROM=TO chains followed per request (a cycle ends where
 VERSION = re.compile(r"\b\d+\.\d+\.\d+\b")
 
 
+class UpstreamContent(Protocol):
+    """A response body as it arrives (aiohttp's ``StreamReader``)."""
+
+    async def readany(self) -> bytes: ...  # the next chunk; b"" at the end
+    def at_eof(self) -> bool: ...
+
+
 class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
+    """What the runner and the relay use of an upstream answer (``aiohttp.ClientResponse`` in production)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> UpstreamContent: ...  # a stream's body, pumped by the relay
 
     async def read(self) -> bytes: ...
-    def release(self) -> Any: ...
+    def release(self) -> Any: ...  # done with it: the connection goes back to the pool
+    def close(self) -> None: ...  # abandon it: the connection is closed, the rest never read
 
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
@@ -385,7 +399,7 @@ class AttemptRunner:
             raise
         return winner
 
-    async def _first_event(self, resp: Any) -> tuple[bytes, ...]:
+    async def _first_event(self, resp: UpstreamResponse) -> tuple[bytes, ...]:
         """A stream's chunks up to its first usable event (usually its first chunk: no copy of the rest)."""
         probe = FirstEventProbe()
         content = resp.content

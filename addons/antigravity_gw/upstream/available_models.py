@@ -20,6 +20,7 @@ import orjson
 
 from .accounts import Account
 from .catalog import is_cloudcode_model
+from .dialects import cloudcode_headers
 from .oauth import RefreshFailed, TokenService
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ class GoogleModels:
         return await self._cloudcode(account, credential)
 
     async def _cloudcode(self, account: Account, token: str) -> set[str]:
-        headers = {"authorization": f"Bearer {token}", "user-agent": self._user_agent,
-                   "content-type": "application/json", "accept-encoding": "identity"}
+        headers = cloudcode_headers(token, self._user_agent)
         body = orjson.dumps({"project": account.project_id} if account.project_id else {})
         problem: Exception = ModelListError("no Cloud Code base URL")
         for base in self._bases:  # the same fallback order as the attempts

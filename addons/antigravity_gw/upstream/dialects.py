@@ -59,7 +59,19 @@ class Dialect(Protocol):
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall: ...
 
-    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]: ...
+
+def cloudcode_headers(token: str, user_agent: str, project: str = "") -> dict[str, str]:
+    """The headers of every Cloud Code call (generate, loadCodeAssist, fetchAvailableModels): the OAuth
+    token, Antigravity's user agent, identity encoding (the bytes are read raw), and the billed project."""
+    headers = {
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        "user-agent": user_agent,
+        "accept-encoding": "identity",
+    }
+    if project:
+        headers["x-goog-user-project"] = project
+    return headers
 
 
 def session_id_for(account_id: str) -> str:
@@ -88,26 +100,15 @@ class CloudCode:
             "requestType": "agent",
             "requestId": f"agent/antigravity/{ctx.request_id}",
         }
-        headers = {
-            "authorization": f"Bearer {credential}",
-            "content-type": "application/json",
-            "user-agent": self.user_agent,
-            "accept-encoding": "identity",
-        }
-        if account.project_id:
-            headers["x-goog-user-project"] = account.project_id
+        headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(envelope))
-
-    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]:
-        inner = event.get("response")
-        return inner if isinstance(inner, dict) else event
 
 
 class PublicGemini:
     name = "gemini"
 
     def __init__(self, base: str) -> None:
-        self.bases = (base,)
+        self.bases: tuple[str, ...] = (base,)  # the protocol's type: one base URL is one case
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:
@@ -116,12 +117,11 @@ class PublicGemini:
                    "accept-encoding": "identity"}
         return UpstreamCall(url, headers, orjson.dumps(request))
 
-    def unwrap(self, event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
 
 def unwrap_any(event: dict[str, Any]) -> dict[str, Any]:
-    """Both dialects' events: Cloud Code nests the response, the public API does not."""
+    """Both dialects' events: Cloud Code nests the response, the public API does not (and an error is
+    never unwrapped). One function for both, not one per dialect: a stream's frames are translated
+    before its winner is known, and an edited or replayed flow may hold either."""
     inner = event.get("response")
     return inner if isinstance(inner, dict) and "error" not in event else event
 

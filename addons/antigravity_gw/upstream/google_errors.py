@@ -123,7 +123,7 @@ def parse_google_error(http_status: int, body: bytes, *, retry_after_header: str
     info = _detail(err, ERROR_INFO)
     retry = _detail(err, RETRY_INFO)
     quota_model, quota_per_model = _quota_failure(_detail(err, QUOTA_FAILURE))
-    meta = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
+    meta = found if isinstance(found := info.get("metadata"), dict) else {}
     reason_text = str(info.get("reason") or "")
     reason: ErrorReason | str = ErrorReason(reason_text) if reason_text in ErrorReason.__members__ else (
         reason_text or ErrorReason.UNKNOWN)

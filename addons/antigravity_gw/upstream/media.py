@@ -68,7 +68,8 @@ class PublicOnlyResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
-        allowed, refused = [], []
+        allowed: list[tuple[ResolveResult, str | None]] = []
+        refused: list[tuple[ResolveResult, str | None]] = []
         for result in results:
             address = addresses.parse_address(result["host"])
             why = "not an IP address" if address is None else self.refusal(address)

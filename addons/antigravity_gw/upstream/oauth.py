@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ import aiohttp
 import orjson
 
 from .accounts import Account
+from .dialects import cloudcode_headers
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class SingleFlight:
         if task is None:
             task = asyncio.get_running_loop().create_task(_as_coroutine(start))
             self._inflight[key] = task  # also the strong reference the loop does not keep
-            task.add_done_callback(lambda t, k=key: self._forget(k, t))
+            task.add_done_callback(functools.partial(self._forget, key))
         return await asyncio.shield(task)
 
     def _forget(self, key: str, task: asyncio.Task[Any]) -> None:
@@ -169,16 +171,14 @@ class TokenService:
             on_disk = await self._store.stored_refresh_token(account)
             if on_disk and on_disk != used and on_disk not in account.retired_refresh_tokens:
                 logger.info("%s: the refresh token on disk changed; trying it", account.label)
-                account.refresh_token = used = on_disk
+                account.adopt_refresh_token(on_disk)
+                used = on_disk
                 status, data = await self.endpoint(used)
         if status != 200 or not isinstance(data.get("access_token"), str):
             await self._rejected(account, status, data)
         new_refresh = data.get("refresh_token")
-        if isinstance(new_refresh, str) and new_refresh and new_refresh != used:
-            account.retired_refresh_tokens.add(used)
-            account.refresh_token = new_refresh
-        account.access_token = data["access_token"]
-        account.expiry_timestamp = self._clock() + _lifetime(data)
+        account.apply_refresh(used, data["access_token"], self._clock() + _lifetime(data),
+                              new_refresh if isinstance(new_refresh, str) else "")
         try:
             await self._store.save_tokens(account)  # before first use: the old refresh token may be dead now
         except (OSError, ValueError) as e:
@@ -192,9 +192,7 @@ class TokenService:
         detail = str(data.get("error_description") or "")[:300]
         if error != "invalid_grant":
             raise RefreshFailed(f"{account.label}: token refresh failed: {error} {detail}".strip())
-        account.disabled = True
-        account.disabled_reason = f"invalid_grant: {detail}".strip()[:800]
-        account.disabled_at = int(self._clock())
+        account.disable(f"invalid_grant: {detail}".strip()[:800], int(self._clock()))
         try:
             await self._store.save_disabled(account)
         except (OSError, ValueError) as e:
@@ -228,7 +226,7 @@ class ProjectResolver:
 
     async def _resolve(self, account: Account, token: str) -> str:
         project = await self._load_code_assist(token)
-        account.project_id = project
+        account.set_project(project)
         try:
             await self._store.save_tokens(account)
         except (OSError, ValueError) as e:
@@ -237,8 +235,7 @@ class ProjectResolver:
         return project
 
     async def _load_code_assist(self, token: str) -> str:
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
-                   "user-agent": self.user_agent, "accept-encoding": "identity"}
+        headers = cloudcode_headers(token, self.user_agent)
         try:
             async with self._session.post(f"{self.base}:loadCodeAssist", headers=headers,
                                           data=orjson.dumps(LOAD_CODE_ASSIST_BODY),

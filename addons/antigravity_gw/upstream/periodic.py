@@ -30,6 +30,12 @@ class Periodic:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(interval), name=self.name)
 
+    def cancel(self) -> None:
+        """Stop without waiting for the task to finish (from a synchronous ``done`` hook)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:

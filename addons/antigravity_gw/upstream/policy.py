@@ -65,9 +65,10 @@ UNAUTHORIZED_COOLDOWN = 60.0
 REFRESH_FAILURE_COOLDOWN = 60.0  # the token endpoint failed for a reason other than invalid_grant
 PROJECT_FAILURE_COOLDOWN = 60.0  # loadCodeAssist could not be asked
 NO_PROJECT_COOLDOWN = 600.0  # loadCodeAssist answered without a project: the account is not set up
+# the reasons of a 429 that put the account in a cooldown
 BARE_429_REASON = "resource exhausted (no reason given)"
 QUOTA_SNAPSHOT_REASON = "quota exhausted (reported by Cloud Code)"
-RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exhausted",  # cooldowns of a 429
+RATE_LIMIT_REASONS = frozenset({"quota exhausted", "rate limited", "resource exhausted",
                                 BARE_429_REASON, QUOTA_SNAPSHOT_REASON})
 CAPACITY_BACKOFF = 0.5
 SERVER_ERROR_BACKOFF = 0.25

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from .accounts import Account, merge_loaded
+from .accounts import Account
 from .policy import QUOTA_SNAPSHOT_REASON
 from .quota import QuotaBook
 
@@ -207,7 +207,7 @@ class Pool:
             if current is None:
                 self._accounts[loaded.id] = loaded
             else:
-                merge_loaded(current, loaded)
+                current.merge_file(loaded)
         ordered = sorted(self._accounts.values(), key=lambda a: (a.path.name if a.path else "", a.id))
         self._accounts = {a.id: a for a in ordered}
 

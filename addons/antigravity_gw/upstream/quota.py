@@ -264,8 +264,9 @@ class QuotaMonitor:
         task = self._running.get(account.id)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh_one(account))
-            self._running[account.id] = task
-            task.add_done_callback(lambda t, k=account.id: self._running.pop(k, None))
+            key = account.id
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
         return task
 
     async def _refresh_one(self, account: Account) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from .. import errors
+from ..error_shapes import OPENAI_ERRORS, ErrorBody
 from ..sse import KEEPALIVE
 from .attempts import AttemptRecord, AttemptRunner, Winner, error_event
 from .dialects import CallContext, parse_canonical_path
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 FLOW_HEADER = "x-ag-flow"
 ERROR_HEADER = "x-ag-error"  # the body is already an OpenAI error: translate nothing
 SSE_HEADERS = {"content-type": "text/event-stream"}
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade", "proxy-authenticate",
-                        "proxy-authorization", "trailer", "content-length", "content-encoding", "host"})
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "transfer-encoding", "upgrade",
+                        "proxy-authenticate", "proxy-authorization", "trailer", "content-length",
+                        "content-encoding", "host"})
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ class RelayJob:
     flow_id: str
     ctx: CallContext
     report: Callable[[AttemptRecord], Awaitable[None]] | None = None  # shows a failed attempt (mitmweb, log)
+    error_body: ErrorBody = OPENAI_ERRORS.body  # the error body of the API the client speaks
     created: float = field(default_factory=time.monotonic)
     account: str = ""
     url: str = ""
@@ -108,9 +111,9 @@ async def read_whole(winner: Winner) -> bytes:
         winner.response.release()
 
 
-def error_response(err: errors.GatewayError) -> web.Response:
+def error_response(err: errors.GatewayError, error_body: ErrorBody = OPENAI_ERRORS.body) -> web.Response:
     headers = {**err.headers, ERROR_HEADER: "1"}
-    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), headers=headers,
+    return web.Response(status=err.status, body=orjson.dumps(error_body(err)), headers=headers,
                         content_type="application/json")
 
 
@@ -144,7 +147,8 @@ class Relay:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         job = self._lookup(request.headers.get(FLOW_HEADER, ""))
         if job is None:
-            return error_response(errors.GatewayError("The relay got a request for an unknown or expired flow."))
+            unknown = errors.GatewayError("The relay got a request for an unknown or expired flow.")
+            return error_response(unknown)
         try:
             return await self._serve(request, job)
         except ConnectionError:  # a write after the client (mitmproxy) hung up: nobody's failure
@@ -152,11 +156,11 @@ class Relay:
             return web.Response(status=499)
         except errors.GatewayError as e:
             job.error = e
-            return error_response(e)
+            return error_response(e, job.error_body)
         except Exception:  # boundary: our own bug becomes a 500 with one log line
             logger.exception("relay failed for flow %s", job.flow_id)
             job.error = errors.GatewayError("Internal gateway error in the relay; see the gateway log.")
-            return error_response(job.error)
+            return error_response(job.error, job.error_body)
 
     async def _serve(self, request: web.Request, job: RelayJob) -> web.StreamResponse:
         try:
@@ -175,9 +179,11 @@ class Relay:
 
     async def _whole(self, winner: Winner) -> web.Response:
         data = await read_whole(winner)
-        return web.Response(status=winner.response.status, body=data, headers=_forwardable(winner.response.headers))
+        headers = _forwardable(winner.response.headers)
+        return web.Response(status=winner.response.status, body=data, headers=headers)
 
-    async def _stream(self, request: web.Request, job: RelayJob, run: Any) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, job: RelayJob,
+                      run: Awaitable[Winner]) -> web.StreamResponse:
         resp: web.StreamResponse | None = None
         task = asyncio.ensure_future(run)
         try:
@@ -202,7 +208,7 @@ class Relay:
             await resp.write_eof()
             return resp
         job.won(winner)
-        upstream: Any = winner.response
+        upstream = winner.response
         if resp is None:
             resp = web.StreamResponse(status=upstream.status, headers=_forwardable(upstream.headers))
             await resp.prepare(request)
@@ -268,5 +274,5 @@ class StreamStalled(TimeoutError):
     """A committed stream went silent for ``first_byte_timeout`` or outlived the request's deadline."""
 
 
-def _forwardable(headers: Any) -> dict[str, str]:
+def _forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}

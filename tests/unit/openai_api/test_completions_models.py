@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.completions_models import parse_completion_request
 

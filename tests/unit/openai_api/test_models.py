@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.models import (
     AssistantMessage,
@@ -389,7 +390,8 @@ def with_number(number: bytes, **fields: Any) -> bytes:
             "minimum": "N"}}}}, "response_format.json_schema.schema.minimum"),
     ],
 )
-def test_numbers_out_of_range_are_400_naming_the_field(number: bytes, fields: dict[str, Any], param: str) -> None:
+def test_numbers_out_of_range_are_400_naming_the_field(number: bytes, fields: dict[str, Any],
+                                                       param: str) -> None:
     with pytest.raises(InvalidRequest) as e:
         parse_chat_request(with_number(number, **fields))
     assert e.value.status == 400 and e.value.param == param
@@ -397,7 +399,8 @@ def test_numbers_out_of_range_are_400_naming_the_field(number: bytes, fields: di
 
 
 def test_numbers_in_range_pass_and_64_bit_integers_in_schemas_are_kept() -> None:
-    req = parse_chat_request(with_number(b"18446744073709551615", seed=-1, max_tokens=2**31 - 1, logit_bias={"1": -100},
+    req = parse_chat_request(with_number(b"18446744073709551615", seed=-1, max_tokens=2**31 - 1,
+                                         logit_bias={"1": -100},
                                          tools=[{"type": "function", "function": {"name": "f", "parameters": {
                                              "maximum": "N"}}}]))
     assert req.seed == -1 and req.max_tokens == 2**31 - 1

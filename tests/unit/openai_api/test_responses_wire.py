@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import orjson
+from openai.types.responses import Response
+
 from antigravity_gw.openai_api.responses_models import parse_responses_request
 from antigravity_gw.openai_api.responses_wire import response_echo, response_object
-from openai.types.responses import Response
 
 TOOLS = [
     {"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": None},
-    {"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "lark", "definition": "s"}},
+    {"type": "custom", "name": "apply_patch",
+     "format": {"type": "grammar", "syntax": "lark", "definition": "s"}},
     {"type": "file_search", "vector_store_ids": ["vs_1"]},
 ]
 
@@ -19,14 +21,16 @@ def test_the_echo_repeats_what_the_client_set_and_fills_defaults() -> None:
         "model": "gpt-4o", "input": "x", "instructions": "be kind", "max_output_tokens": 50,
         "parallel_tool_calls": False, "previous_response_id": "resp_0", "prompt_cache_key": "k",
         "reasoning": {"effort": "low", "summary": "auto"}, "store": False, "temperature": 0.3, "top_p": 0.5,
-        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}, "strict": True}},
+        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"},
+                            "strict": True}},
         "tool_choice": {"type": "function", "name": "f"}, "tools": TOOLS, "user": "u", "metadata": {"a": "b"},
     }))
     assert response_echo(req, "gemini-2.5-pro") == {
         "instructions": "be kind", "max_output_tokens": 50, "model": "gemini-2.5-pro",
         "parallel_tool_calls": False, "previous_response_id": "resp_0", "prompt_cache_key": "k",
         "reasoning": {"effort": "low", "summary": "auto"}, "store": False, "temperature": 0.3,
-        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}, "strict": True}},
+        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"},
+                            "strict": True}},
         "tool_choice": {"type": "function", "name": "f"}, "tools": TOOLS, "top_p": 0.5,
         "truncation": "disabled", "user": "u", "metadata": {"a": "b"},
     }

@@ -5,7 +5,8 @@ from antigravity_gw.openai_api.routes import Route, RouteKind, match_route
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions", "/v1/v1/chat/completions",
-                                  "/v1/chat/completions/", "/v1/chat/completions?x=1", "//v1//chat/completions"])
+                                  "/v1/chat/completions/", "/v1/chat/completions?x=1",
+                                  "//v1//chat/completions"])
 def test_chat_route_is_found_with_or_without_v1(path):
     assert match_route("POST", path) == Route(RouteKind.CHAT)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.models import ChatCompletionRequest, parse_chat_request
 from antigravity_gw.translate.chat_request import chat_request_to_gemini

@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from antigravity_gw.errors import UpstreamError, UpstreamProtocolError
 from antigravity_gw.sse import SSEDecoder, encode_data
 from antigravity_gw.translate.chat_stream import (
@@ -22,8 +25,6 @@ from antigravity_gw.translate.chat_stream import (
     gemini_to_chat_completion,
 )
 from antigravity_gw.translate.signatures import encode_tool_call_id
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"

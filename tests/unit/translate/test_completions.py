@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from openai.types import Completion
+
 from antigravity_gw.errors import InvalidRequest, UpstreamError
 from antigravity_gw.openai_api.completions_models import parse_completion_request
 from antigravity_gw.translate.completions import (
@@ -17,7 +19,6 @@ from antigravity_gw.translate.completions import (
     completion_request_to_gemini,
     gemini_to_text_completion,
 )
-from openai.types import Completion
 from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"

@@ -4,6 +4,7 @@ is tested through them, in test_chat_stream.py and test_responses_stream.py)."""
 from typing import Any
 
 import pytest
+
 from antigravity_gw.translate.gemini_events import (
     FunctionCall,
     as_list,

@@ -17,6 +17,10 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from openai.lib.streaming.responses._responses import ResponseStreamState
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
 from antigravity_gw.errors import GatewayError, UpstreamRateLimited
 from antigravity_gw.openai_api.responses_models import parse_responses_request
 from antigravity_gw.openai_api.responses_wire import response_echo
@@ -31,9 +35,6 @@ from antigravity_gw.translate.responses_stream import (
 )
 from antigravity_gw.translate.responses_tools import DeclaredTool, ToolNames
 from antigravity_gw.translate.signatures import encode_tool_call_id
-from openai.lib.streaming.responses._responses import ResponseStreamState
-from openai.types.responses import Response, ResponseStreamEvent
-from pydantic import TypeAdapter
 from support.feeding import feed_sse, feedings
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
@@ -191,7 +192,8 @@ TEXT_THOUGHTS_EVENTS = [
        part=text_part("Bonjour, le monde 🌍")),
     ev(14, "output_item.done", output_index=1, item=message("msg_t2", "completed", ["Bonjour, le monde 🌍"])),
     ev(15, "completed", response=response(
-        "completed", [reasoning("rs_t1", [THOUGHT]), message("msg_t2", "completed", ["Bonjour, le monde 🌍"])],
+        "completed",
+        [reasoning("rs_t1", [THOUGHT]), message("msg_t2", "completed", ["Bonjour, le monde 🌍"])],
         usage=usage(12, 26, cached=4, reasoning=20))),
 ]
 

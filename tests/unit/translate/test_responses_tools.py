@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.responses_models import parse_responses_request
 from antigravity_gw.translate.responses_tools import DeclaredTool, ToolPlan, responses_tools_to_gemini

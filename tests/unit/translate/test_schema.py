@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 import orjson
 import pytest
-from antigravity_gw.translate.schema import MAX_DEPTH, clean_schema_for_gemini
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
+
+from antigravity_gw.translate.schema import MAX_DEPTH, clean_schema_for_gemini
 
 
 class Priority(StrEnum):
@@ -285,7 +286,8 @@ def test_deep_but_sane_nesting_is_fine() -> None:
 _KEYS = st.sampled_from(["type", "properties", "required", "items", "prefixItems", "anyOf", "oneOf", "allOf",
                          "$ref", "enum", "const", "format", "description", "title", "default", "minimum",
                          "maximum", "minItems", "additionalProperties", "pattern", "$defs"])
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
+                     st.floats(allow_nan=False, allow_infinity=False),
                      st.sampled_from(["object", "array", "string", "null", "integer", "#", "#/$defs/a", "x"]))
 _SCHEMAS = st.recursive(_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.one_of(_KEYS, st.text(max_size=3)), inner, max_size=4)),

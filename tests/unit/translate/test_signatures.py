@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionChunk
+
 from antigravity_gw.openai_api.models import parse_chat_request
 from antigravity_gw.sse import SSEDecoder
 from antigravity_gw.translate.chat_request import chat_request_to_gemini
@@ -18,9 +20,7 @@ from antigravity_gw.translate.signatures import (
     ToolCallRef,
     decode_tool_call_id,
     encode_tool_call_id,
-    random_token,
 )
-from openai.types.chat import ChatCompletionChunk
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
@@ -83,12 +83,6 @@ def test_foreign_or_mangled_ids_decode_to_nothing(foreign: str) -> None:
 def test_token_must_be_alphanumeric(token: str) -> None:
     with pytest.raises(ValueError):
         encode_tool_call_id(token)
-
-
-def test_random_token_is_alphanumeric_and_fresh() -> None:
-    tokens = {random_token() for _ in range(50)}
-    assert len(tokens) == 50
-    assert all(t.isascii() and t.isalnum() and len(t) == 24 for t in tokens)
 
 
 def stream_tool_calls(raw: bytes) -> list[dict]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from antigravity_gw.translate.finish import FILTERED, gemini_finish_to_openai, is_filtered
+
+from antigravity_gw.translate.finish import FILTERED, gemini_finish_to_openai
 from antigravity_gw.translate.usage import UsageCounts, gemini_usage_counts, gemini_usage_to_openai
 
 
@@ -85,7 +86,7 @@ def test_finish_reason_with_tool_calls(reason: str, expected: str) -> None:
 
 def test_filtered_set_covers_the_documented_blocking_reasons() -> None:
     assert {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"} <= FILTERED
-    assert is_filtered("SPII") and not is_filtered("STOP") and not is_filtered(None)
+    assert [gemini_finish_to_openai(r) for r in ("SPII", "STOP", None)] == ["content_filter", "stop", "stop"]
 
 
 def test_responses_usage_names_the_same_counts_its_own_way() -> None:

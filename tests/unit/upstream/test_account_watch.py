@@ -5,6 +5,7 @@ import os
 
 import orjson
 import pytest
+
 from antigravity_gw.upstream.account_watch import AccountWatcher, scan_directory
 from antigravity_gw.upstream.pool import Pool
 
@@ -108,7 +109,8 @@ async def test_a_fifo_a_directory_and_an_oversized_file_are_skipped_with_a_log_l
     assert [a.id for a in pool.accounts] == ["good"]
     assert "pipe.json: not a regular file (a FIFO); skipped" in caplog.text
     assert "dir.json: not a regular file (a directory); skipped" in caplog.text
-    assert f"huge.json: {MAX_ACCOUNT_FILE + 1} bytes, larger than the {MAX_ACCOUNT_FILE}-byte limit" in caplog.text
+    assert (f"huge.json: {MAX_ACCOUNT_FILE + 1} bytes, larger than the {MAX_ACCOUNT_FILE}-byte limit"
+            in caplog.text)
     caplog.clear()
     assert await asyncio.wait_for(watcher.poll(), 5) is False
     assert caplog.text == ""  # reported once per change, not once a second

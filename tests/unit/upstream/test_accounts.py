@@ -5,8 +5,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from antigravity_gw.upstream import accounts as af
-from antigravity_gw.upstream.accounts import Account, merge_loaded, parse_account
+from antigravity_gw.upstream.accounts import Account, parse_account
 
 MANAGER_FILE = {
     "id": "6c1e", "email": "a@gmail.com", "name": None, "created_at": 1760000000, "last_used": 1760000000,
@@ -62,16 +63,44 @@ def mem(rt="rt1", at="at1", exp=100.0, **kw) -> Account:
     # the file still holds a refresh token we rotated away from: memory is newer, keep all of it
     (mem("rt2", "at2", 200.0, retired_refresh_tokens={"rt1"}), mem(), ("rt2", "at2", 200.0)),
 ])
-def test_merge_loaded_token_rules(memory, disk, expected):
-    merge_loaded(memory, disk)
+def test_merge_file_token_rules(memory, disk, expected):
+    memory.merge_file(disk)
     assert (memory.refresh_token, memory.access_token, memory.expiry_timestamp) == expected
 
 
-def test_merge_loaded_takes_flags_and_keeps_a_known_project():
+def test_merge_file_takes_flags_and_keeps_a_known_project():
     current = mem(project_id="p1")
-    merge_loaded(current, mem(disabled=True, disabled_reason="manual", disabled_at=5))
+    current.merge_file(mem(disabled=True, disabled_reason="manual", disabled_at=5))
     assert (current.disabled, current.disabled_reason, current.disabled_at, current.project_id) == (
         True, "manual", 5, "p1")
+
+
+def test_a_rotating_refresh_retires_the_used_token_so_the_file_cannot_bring_it_back():
+    a = mem()
+    a.apply_refresh("rt1", "at2", 500.0, new_refresh="rt2")
+    assert (a.refresh_token, a.access_token, a.expiry_timestamp, a.retired_refresh_tokens) == (
+        "rt2", "at2", 500.0, {"rt1"})
+    a.merge_file(mem())  # a scan read the file before our refresh was saved
+    assert (a.refresh_token, a.access_token) == ("rt2", "at2")
+
+
+def test_a_refresh_without_rotation_keeps_the_refresh_token():
+    a = mem()
+    a.apply_refresh("rt1", "at2", 500.0)
+    assert (a.refresh_token, a.access_token, a.retired_refresh_tokens) == ("rt1", "at2", set())
+    a.adopt_refresh_token("rt-from-disk")
+    assert a.refresh_token == "rt-from-disk"
+
+
+def test_disable_enable_and_set_project():
+    a = mem()
+    a.disable("invalid_grant: revoked", 1700000000)
+    assert (a.disabled, a.disabled_reason, a.disabled_at, a.usable) == (
+        True, "invalid_grant: revoked", 1700000000, False)
+    a.enable()
+    assert (a.disabled, a.disabled_reason, a.disabled_at, a.usable) == (False, "", 0, True)
+    a.set_project("proj-9")
+    assert a.project_id == "proj-9"
 
 
 def test_save_tokens_sets_only_the_gateway_fields(tmp_path):
@@ -159,13 +188,14 @@ def test_stored_refresh_token_reads_the_file_now(tmp_path):
     assert af.stored_refresh_token(a) == "1//0g-old"  # unreadable: what we have
 
 
-def test_load_accounts_reports_bad_files_and_skips_hidden_ones(tmp_path):
+def test_account_paths_skip_hidden_files_and_a_half_file_is_refused(tmp_path):
     write(tmp_path / "a.json", MANAGER_FILE)
     (tmp_path / "b.json").write_text("{half")
     write(tmp_path / ".a.json.1234.tmp", MANAGER_FILE)
-    loaded, problems = af.load_accounts(tmp_path)
-    assert [a.id for a in loaded] == ["6c1e"]
-    assert len(problems) == 1 and problems[0].startswith("b.json:")
+    assert [p.name for p in af.account_paths(tmp_path)] == ["a.json", "b.json"]
+    assert af.read_account(tmp_path / "a.json").id == "6c1e"
+    with pytest.raises(ValueError):
+        af.read_account(tmp_path / "b.json")
 
 
 # ---- only regular files are read ---------------------------------------------------------------------

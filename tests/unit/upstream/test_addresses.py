@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from antigravity_gw.upstream.addresses import embedded_ipv4, parse_address, refusal
 
 REFUSED = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from antigravity_gw.upstream.answer_check import BadAnswer, FirstEventProbe, check_whole
 
 GOOD = b'data: {"response": {"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}}\r\n\r\n'

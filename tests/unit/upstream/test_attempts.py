@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+
 from antigravity_gw import errors
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.attempts import AttemptRunner
@@ -58,6 +59,9 @@ class Content:
             await asyncio.sleep(chunk)
             return await self.readany()
         return chunk
+
+    def at_eof(self) -> bool:
+        return not self.chunks
 
 
 class Resp:
@@ -294,11 +298,10 @@ async def test_the_deadline_cuts_a_slow_upstream():
         up.calls.append(call.url)
         return await never
 
-    runner._send = hang
-    started = time.monotonic()
+    runner._send = hang  # never answers: only the deadline can end the run (no wall-clock bound needed)
     with pytest.raises(errors.UpstreamTimeout, match=r"ag_upstream_timeout \(0.2s\) after 1 attempt"):
         await run(runner)
-    assert time.monotonic() - started < 1.0 and len(up.calls) == 1
+    assert len(up.calls) == 1
 
 
 async def test_a_short_cooldown_is_waited_for_instead_of_failing():
@@ -573,10 +576,9 @@ async def test_an_unterminated_last_event_at_the_end_of_the_stream_is_usable():
 async def test_a_silent_stream_is_a_failed_attempt_after_the_first_byte_timeout():
     runner, up, _, _, failures = setup(oauth("a"), oauth("b"), bases=BASES[:1], real_time=True)
     runner.first_byte_timeout = 0.05
-    up.on("at-a", Resp(200, chunks=[10.0]))
-    started = time.monotonic()
+    up.on("at-a", Resp(200, chunks=[3600.0]))  # silent for an hour: only the time-out can move on
     winner = await run(runner)
-    assert winner.account.id == "b" and time.monotonic() - started < 2
+    assert winner.account.id == "b"
     assert failures == [("a@x", 200, "retry")]
 
 

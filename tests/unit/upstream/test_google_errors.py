@@ -1,5 +1,6 @@
 import orjson
 import pytest
+
 from antigravity_gw.upstream.google_errors import (
     ErrorReason,
     GoogleError,

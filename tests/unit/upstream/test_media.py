@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
+
 from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.translate.parts import InlineImage
 from antigravity_gw.upstream import addresses

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.oauth import (
     RefreshFailed,

@@ -1,4 +1,5 @@
 import pytest
+
 from antigravity_gw.upstream.google_errors import ErrorReason, GoogleError
 from antigravity_gw.upstream.policy import MAX_BACKOFF, MAX_COOLDOWN, Action, Scope, decide
 

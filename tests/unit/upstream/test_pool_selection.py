@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.pool import (
     Cooldown,

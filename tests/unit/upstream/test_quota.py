@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from antigravity_gw.upstream.quota import (
     AccountQuota,
     Bucket,

@@ -1,0 +1,201 @@
+"""The Usage addon with mitmproxy's test helpers: key limits, /metrics, /ag/usage and the record sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.test import taddons, tflow, tutils
+from prometheus_client.parser import text_string_to_metric_families
+
+from antigravity_gw import errors
+from antigravity_gw.mitm import flows
+from antigravity_gw.mitm.client_keys import ClientKeys
+from antigravity_gw.mitm.usage import Usage
+from antigravity_gw.upstream.accounts import Account
+from antigravity_gw.upstream.pool import Pool
+from antigravity_gw.usage.keys import ClientKey
+from antigravity_gw.usage.record import RequestRecord
+
+
+def flow(
+    path: str = "/v1/chat/completions", method: str = "POST", body: bytes = b"", key: str = ""
+) -> tflow.HTTPFlow:
+    req = tutils.treq(
+        method=method.encode(),
+        path=path.encode(),
+        content=body,
+        headers=((b"host", b"127.0.0.1:8045"), (b"content-type", b"application/json")),
+    )
+    f = tflow.tflow(req=req)
+    f.client_conn.proxy_mode = ProxyMode.parse("reverse:http://x@8045")
+    if key:
+        f.metadata[flows.KEY] = key
+    return f
+
+
+@pytest.fixture
+def usage(tmp_path: Path):
+    keys = ClientKeys()
+    keys.by_name = {
+        "bob": ClientKey("bob", b"", ("gemini-2.5-f*",), rpm=2),
+        "carol": ClientKey("carol", b"", daily_tokens=10),
+        "alice": ClientKey("alice", b""),
+    }
+    pool = Pool()
+    pool.replace([Account("a1", "a1@example.com", "api_key", tmp_path / "a1.json", api_key="k")])
+    addon = Usage(pool, keys)
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, ag_data_dir=str(tmp_path / "data"))
+        yield addon
+
+
+def chat(model: str) -> bytes:
+    return orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def status_of(f: tflow.HTTPFlow) -> tuple[int, str]:
+    assert f.response is not None
+    return f.response.status_code, orjson.loads(f.response.content)["error"]["code"]
+
+
+def refusal(usage: Usage, key: str, model: str = "gemini-2.5-flash") -> errors.GatewayError | None:
+    f = flow(body=chat(model), key=key)
+    try:
+        usage.admit(f, model)
+    except errors.GatewayError as e:
+        assert f.metadata[flows.CLIENT_REQUEST]["model"] == model, "the refusal's row names the model"
+        return e
+    return None
+
+
+def test_a_model_outside_the_keys_list_is_refused_403(usage):
+    e = refusal(usage, "bob", "gemini-2.5-pro")
+    assert e is not None and (e.status, e.code) == (403, "model_not_allowed")
+
+
+def test_the_rpm_limit_answers_429_with_retry_after(usage):
+    assert refusal(usage, "bob") is None
+    assert refusal(usage, "bob") is None
+    e = refusal(usage, "bob")
+    assert e is not None and (e.status, e.code) == (429, "rate_limit_exceeded")
+    assert 1 <= int(e.headers["retry-after"]) <= 60
+
+
+def test_the_daily_budget_counts_what_the_sink_recorded(usage):
+    assert refusal(usage, "carol") is None
+    usage.record(
+        RequestRecord(
+            ts=0,
+            method="POST",
+            path="/v1/chat/completions",
+            route="chat.completions",
+            key_name="carol",
+            has_tokens=True,
+            prompt_tokens=6,
+            completion_tokens=5,
+        )
+    )
+    e = refusal(usage, "carol")
+    assert e is not None and (e.status, e.code) == (429, "budget_exceeded")
+
+
+def test_unlimited_keys_and_requests_without_a_named_key_pass(usage):
+    for _ in range(5):
+        assert refusal(usage, "alice") is None
+        assert refusal(usage, "") is None
+        assert refusal(usage, "gone-from-the-file") is None
+
+
+async def test_posts_are_left_to_the_gateway(usage):
+    f = flow(body=chat("x"), key="bob", path="/metrics")
+    await usage.request(f)
+    assert f.response is None
+
+
+async def test_metrics_are_answered_with_the_records_counted(usage):
+    usage.record(
+        RequestRecord(
+            ts=0,
+            method="POST",
+            path="/v1/chat/completions",
+            route="chat.completions",
+            key_name="alice",
+            mapped_model="g",
+            account="a1",
+            status=200,
+            attempts=2,
+            duration_ms=5.0,
+        )
+    )
+    f = flow(path="/metrics", method="GET")
+    await usage.request(f)
+    assert f.response.status_code == 200
+    families = {fam.name: fam for fam in text_string_to_metric_families(f.response.text)}
+    assert [s.value for s in families["ag_requests"].samples if s.name == "ag_requests_total"] == [1.0]
+    assert {
+        s.labels["outcome"]: s.value
+        for s in families["ag_upstream_attempts"].samples
+        if s.name == "ag_upstream_attempts_total"
+    } == {"ok": 1.0, "failed": 1.0}
+    assert {
+        (s.labels["account"], s.labels["state"]): s.value for s in families["ag_account_state"].samples
+    } == {
+        ("a1@example.com", "ready"): 1.0,
+        ("a1@example.com", "cooling"): 0.0,
+        ("a1@example.com", "disabled"): 0.0,
+    }
+
+
+async def test_usage_report_flushes_and_sums_the_ledger(usage):
+    await usage.running()
+    try:
+        for tokens in (3, 4):
+            usage.record(
+                RequestRecord(
+                    ts=1.7e9,
+                    method="POST",
+                    path="/v1/responses",
+                    route="responses",
+                    key_name="alice",
+                    has_tokens=True,
+                    prompt_tokens=tokens,
+                    status=200,
+                )
+            )
+        f = flow(path="/ag/usage?by=key&since=2020-01-01", method="GET")
+        await usage.request(f)
+        report = orjson.loads(f.response.content)
+        assert [(r["key"], r["requests"], r["prompt_tokens"]) for r in report["rows"]] == [("alice", 2, 7)]
+    finally:
+        await usage.done()
+
+
+async def test_usage_report_says_when_the_ledger_is_off(usage):
+    f = flow(path="/ag/usage", method="GET")
+    await usage.request(f)  # not running: no ledger opened
+    assert status_of(f)[0] == 404
+
+
+async def test_quota_ratios_come_from_the_seam(usage):
+    usage.quota_of = lambda account_id: [("gemini-2.5-pro", 0.4)] if account_id == "a1" else []
+    f = flow(path="/metrics", method="GET")
+    await usage.request(f)
+    families = {fam.name: fam for fam in text_string_to_metric_families(f.response.text)}
+    assert [(s.labels, s.value) for s in families["ag_quota_remaining_ratio"].samples] == [
+        ({"account": "a1@example.com", "model": "gemini-2.5-pro"}, 0.4)
+    ]
+
+
+def test_a_data_dir_that_cannot_be_written_is_refused(tmp_path: Path):
+    from mitmproxy import exceptions
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    addon = Usage()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="ag_data_dir: cannot keep the usage ledger"):
+            tctx.configure(addon, ag_data_dir=str(a_file))
+        tctx.configure(addon, ag_data_dir=str(a_file), ag_usage=False)  # no ledger: nothing to check
