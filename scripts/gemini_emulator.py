@@ -5,11 +5,15 @@ It speaks the wire format of the two upstreams the gateway forwards to, on one l
 * Cloud Code ``v1internal`` (OAuth accounts): ``POST {prefix}/v1internal:{method}``, where the
   prefix (``""``, ``/sandbox``, ``/daily`` or anything) stands for one of the three base URLs and is
   recorded as ``base``. Methods: generateContent, streamGenerateContent (``?alt=sse``),
-  loadCodeAssist, fetchAvailableModels, countTokens. Bodies are the envelope
+  loadCodeAssist, onboardUser, fetchAvailableModels (with ``quotaInfo``), retrieveUserQuotaSummary,
+  countTokens. Bodies are the envelope
   ``{"project","model","request",...}``; answers are wrapped as ``{"response": ..., "traceId": ...}``.
 * The public Gemini API (API keys): ``POST /v1beta/models/{model}:{method}`` with
   ``x-goog-api-key`` (or ``?key=``); plain GenerateContentRequest/Response. ``GET /v1beta/models``.
-* Google's OAuth token endpoint: ``POST /token`` (form ``grant_type=refresh_token``).
+* Google's OAuth endpoints: ``POST /token`` (form ``grant_type=refresh_token``, or
+  ``authorization_code`` with the PKCE ``code_verifier`` checked against the challenge),
+  ``GET /o/oauth2/v2/auth`` (redirects to the client's ``redirect_uri`` with ``code`` and ``state``,
+  as after the user consented) and ``GET /oauth2/v2/userinfo`` (the signed-in email).
 
 Without scripting, a generate call answers ``"echo: <last user turn's text>"`` in three SSE
 frames, each written in two TCP writes so clients meet events split across reads. Tests script
@@ -49,6 +53,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -56,6 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -75,8 +81,9 @@ match (all optional, all must equal the call's field):
   credential   bearer token, API key, or (OAuth) refresh token
   model        upstream model id
   base         path prefix before /v1internal ("", "/sandbox", "/daily"); "/v1beta" for the Gemini API
-  rpc          generateContent | streamGenerateContent | countTokens | loadCodeAssist |
-               fetchAvailableModels | listModels | token
+  rpc          generateContent | streamGenerateContent | countTokens | loadCodeAssist | onboardUser |
+               fetchAvailableModels | retrieveUserQuotaSummary | listModels | token | authorize |
+               userinfo
   endpoint     cloudcode | gemini | oauth | unknown
 reply (combine freely):
   text            str (split into 3 frames) or [str, ...] (one frame each)
@@ -112,12 +119,21 @@ config (POST /_emulator/config merges; POST /_emulator/reset restores):
   enforce_models        true: models outside the list get 404 for every credential
   projects              {access token: project | null}; default emu-project-<hash of token>
   paid_tier             null | {"id", "name"} added to loadCodeAssist as paidTier
+  onboarding            true: loadCodeAssist names no project until onboardUser was called with that token
+  quota_groups          {credential: [{"displayName", "buckets": [{"bucketId", "window",
+                        "remainingFraction", "resetTime"}]}]} for retrieveUserQuotaSummary; others get
+                        the built-in Gemini and "Claude and GPT" groups (5h and weekly buckets)
+  min_client_version    null | "X.Y.Z": Cloud Code calls whose User-Agent names an older Antigravity/
+                        version get Google's 400 "This version of Antigravity is no longer supported"
+  models entries may carry "remainingFraction" and "resetTime" (quotaInfo; null leaves the field out)
   expired_tokens        [access tokens answered 401 UNAUTHENTICATED]
   valid_access_tokens   null (any) | [tokens]; tokens from /token stay valid until they expire
   valid_api_keys        null (any) | [keys]; others get 400 API_KEY_INVALID
   valid_refresh_tokens  null (any) | [refresh tokens]; rotated ones are added automatically
   oauth  {"rotate": bool, "delay_ms": int, "expires_in": int, "invalid_grant": [refresh tokens],
-          "fail_status": int|null, "client_id": str|null, "client_secret": str|null, "id_token": bool}"""
+          "fail_status": int|null, "client_id": str|null, "client_secret": str|null, "id_token": bool,
+          "login_email": str (who signs in at /o/oauth2/v2/auth), "login_error": str|null (e.g.
+          "access_denied": the redirect carries error= instead of code=)}"""
 
 DEFAULT_MODELS: Final = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash", "gemini-3-pro-preview")
 
@@ -127,6 +143,9 @@ DEFAULT_CONFIG: Final[Json] = {
     "enforce_models": False,
     "projects": {},
     "paid_tier": None,
+    "onboarding": False,
+    "quota_groups": {},
+    "min_client_version": None,
     "expired_tokens": [],
     "valid_access_tokens": None,
     "valid_api_keys": None,
@@ -140,10 +159,12 @@ DEFAULT_CONFIG: Final[Json] = {
         "client_id": None,
         "client_secret": None,
         "id_token": False,
+        "login_email": "emu-user@example.com",
+        "login_error": None,
     },
 }
 # Config values that are maps: a patch adds or replaces entries instead of replacing the map.
-MERGED_CONFIG_KEYS: Final = frozenset({"models_by_credential", "projects", "oauth"})
+MERGED_CONFIG_KEYS: Final = frozenset({"models_by_credential", "projects", "oauth", "quota_groups"})
 
 MATCH_KEYS: Final = frozenset({"credential", "model", "rpc", "endpoint", "base"})
 REPLY_KEYS: Final = frozenset(
@@ -162,11 +183,13 @@ HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>
 CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
 
 GENERATE_RPCS: Final = frozenset({"generateContent", "streamGenerateContent"})
-CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "fetchAvailableModels"}
+CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser",
+                                         "fetchAvailableModels", "retrieveUserQuotaSummary"}
 GEMINI_RPCS: Final = GENERATE_RPCS | {"countTokens", "listModels"}
 KNOWN_RPCS: Final = {"cloudcode": CLOUDCODE_RPCS, "gemini": GEMINI_RPCS}
 
 JSON_TYPE: Final = "application/json; charset=UTF-8"
+LOOPBACK_REDIRECT: Final = re.compile(r"http://(127\.0\.0\.1|localhost|\[::1\]):\d+(/.*)?")  # RFC 8252
 OAUTH_SCOPE: Final = (
     "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/userinfo.email "
     "https://www.googleapis.com/auth/userinfo.profile openid https://www.googleapis.com/auth/cclog "
@@ -644,6 +667,9 @@ class OAuthState:
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch s)
     revoked: set[str] = field(default_factory=set)  # refresh tokens replaced by rotation
     rotated: set[str] = field(default_factory=set)  # refresh tokens handed out by rotation
+    codes: dict[str, Json] = field(default_factory=dict)  # authorization code -> what /token must check
+    emails: dict[str, str] = field(default_factory=dict)  # access or refresh token -> signed-in email
+    onboarded: dict[str, str] = field(default_factory=dict)  # access token -> project onboardUser made
 
 
 class EmulatorState:
@@ -729,6 +755,8 @@ class EmulatorState:
 
     def refresh(self, form: dict[str, str]) -> tuple[int, Json]:
         """Google's refresh_token grant: client check, then grant check, then a new access token."""
+        if form.get("grant_type") == "authorization_code":
+            return self.exchange_code(form)
         if form.get("grant_type") != "refresh_token":
             return 400, {"error": "unsupported_grant_type",
                          "error_description": f"Invalid grant_type: {form.get('grant_type', '')}"}
@@ -741,6 +769,50 @@ class EmulatorState:
         if not self.refresh_token_valid(refresh_token):
             return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
         return 200, self.issue(refresh_token)
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, Json | str]:
+        """The consent screen, already clicked through: (302, redirect URL) or (400, what is wrong)."""
+        oauth = self.config["oauth"]
+        redirect = query.get("redirect_uri", "")
+        problems = [name for name, ok in (
+            ("response_type", query.get("response_type") == "code"),
+            ("client_id", bool(query.get("client_id")) and (oauth["client_id"] is None
+                                                            or query["client_id"] == oauth["client_id"])),
+            ("redirect_uri", bool(LOOPBACK_REDIRECT.fullmatch(redirect))),
+            ("code_challenge", len(query.get("code_challenge", "")) == 43),
+            ("code_challenge_method", query.get("code_challenge_method") == "S256"),
+            ("scope", "https://www.googleapis.com/auth/cloud-platform" in query.get("scope", "").split()),
+        ) if not ok]
+        if problems:
+            return 400, {"error": "invalid_request", "error_description": f"Invalid parameter(s): {problems}"}
+        params: dict[str, str] = {"state": query.get("state", "")}
+        if oauth["login_error"]:
+            params["error"] = oauth["login_error"]
+        else:
+            code = f"4/0emu-{secrets.token_urlsafe(12)}"
+            self.oauth.codes[code] = {"challenge": query["code_challenge"], "redirect_uri": redirect,
+                                      "client_id": query["client_id"], "email": oauth["login_email"]}
+            params |= {"code": code, "scope": query["scope"]}
+        return 302, f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(params)}"
+
+    def exchange_code(self, form: dict[str, str]) -> tuple[int, Json]:
+        """The authorization_code grant: client, code (once), redirect_uri and PKCE verifier checked."""
+        if client_error := self.client_error(form):
+            return client_error
+        grant = self.oauth.codes.pop(form.get("code", ""), None)
+        if grant is None:
+            return 400, {"error": "invalid_grant", "error_description": "Malformed auth code."}
+        if form.get("redirect_uri") != grant["redirect_uri"] or form.get("client_id") != grant["client_id"]:
+            return 400, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not verifier or challenge != grant["challenge"]:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
+        refresh_token = f"1//emu-login-{short_hash(grant['email'])}-{secrets.token_hex(4)}"
+        self.oauth.rotated.add(refresh_token)  # valid whatever valid_refresh_tokens says
+        body = {**self.issue(refresh_token), "refresh_token": refresh_token}
+        self.oauth.emails[refresh_token] = self.oauth.emails[body["access_token"]] = grant["email"]
+        return 200, body
 
     def client_error(self, form: dict[str, str]) -> tuple[int, Json] | None:
         oauth = self.config["oauth"]
@@ -761,6 +833,8 @@ class EmulatorState:
         number, tag = self.oauth.issued, short_hash(refresh_token)
         access_token = f"ya29.emu-{tag}-{number}"
         self.oauth.access_tokens[access_token] = time.time() + oauth["expires_in"]
+        if refresh_token in self.oauth.emails:  # a signed-in account: its new tokens are the same person
+            self.oauth.emails[access_token] = self.oauth.emails[refresh_token]
         body: Json = {"access_token": access_token, "expires_in": oauth["expires_in"]}
         if oauth["rotate"]:
             body["refresh_token"] = f"1//emu-{tag}-r{number}"
@@ -877,6 +951,10 @@ def classify(method: str, path: str) -> tuple[str, str, str | None, str | None]:
         return "gemini", m["base"], "listModels", None
     if method == "POST" and path == "/token":
         return "oauth", "", "token", None
+    if method == "GET" and path == "/o/oauth2/v2/auth":
+        return "oauth", "", "authorize", None
+    if method == "GET" and path == "/oauth2/v2/userinfo":
+        return "oauth", "", "userinfo", None
     return "unknown", "", None, None
 
 
@@ -901,6 +979,9 @@ def credential_of(request: web.Request, endpoint: str, body: Any) -> str | None:
         return token.strip() or None
     if endpoint == "gemini":
         return request.headers.get("x-goog-api-key") or request.query.get("key")
+    if endpoint == "oauth" and request.path == "/oauth2/v2/userinfo":
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
     if endpoint == "oauth" and isinstance(body, dict):
         return body.get("refresh_token")
     return None
@@ -951,6 +1032,10 @@ def client_gone(request: web.Request) -> bool:
 
 async def answer_upstream(request: web.Request, state: EmulatorState, call: Call) -> web.StreamResponse:
     log.debug("#%d %s %s rpc=%s model=%s", call.seq, call.method, call.path, call.rpc, call.model)
+    if call.rpc == "authorize":
+        return answer_authorize(state, call)
+    if call.rpc == "userinfo":
+        return answer_userinfo(state, call)
     if call.endpoint == "oauth":
         return await answer_token(request, state, call)
     if call.rpc not in KNOWN_RPCS.get(call.endpoint, ()):
@@ -966,6 +1051,8 @@ def precheck(state: EmulatorState, call: Call) -> ErrorReply | None:
     check_auth = state.bearer_error if call.endpoint == "cloudcode" else state.api_key_error
     if auth_error := check_auth(call.credential):
         return auth_error
+    if call.endpoint == "cloudcode" and (gate := version_gate(state, call)):
+        return gate
     if call.rpc == "listModels":
         return None
     if not isinstance(call.body, dict):
@@ -975,6 +1062,25 @@ def precheck(state: EmulatorState, call: Call) -> ErrorReply | None:
     if call.model and call.rpc in GENERATE_RPCS and state.model_missing(call.credential, call.model):
         return model_not_found(call)
     return None
+
+
+VERSION_GATE_MESSAGE: Final = ("This version of Antigravity is no longer supported. Please update to receive "
+                                "the latest features.")
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def version_gate(state: EmulatorState, call: Call) -> ErrorReply | None:
+    """Cloud Code refuses clients whose User-Agent names an Antigravity version below the minimum (R-Q4)."""
+    minimum = state.config["min_client_version"]
+    if not minimum:
+        return None
+    sent = re.search(r"Antigravity/(\d+(?:\.\d+)*)", call.headers.get("user-agent", ""))
+    if sent and version_tuple(sent[1]) >= version_tuple(minimum):
+        return None
+    return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", VERSION_GATE_MESSAGE))
 
 
 def generate_shape_error(call: Call) -> ErrorReply | None:
@@ -1107,7 +1213,14 @@ def answer_load_code_assist(state: EmulatorState, call: Call) -> Json:
             "description": "Unlimited coding assistant with the most powerful Gemini models",
             "userDefinedCloudaicompanionProject": True}
     body: Json = {"currentTier": tier, "allowedTiers": [{**tier, "isDefault": True}]}
-    if (project := state.project_for(call.credential or "")) is not None:
+    credential = call.credential or ""
+    if state.config["onboarding"]:
+        project = state.oauth.onboarded.get(credential)
+        if project is None:
+            del body["currentTier"]  # not set up yet: only the tiers it may choose
+    else:
+        project = state.project_for(credential)
+    if project is not None:
         body["cloudaicompanionProject"] = project
     body["gcpManaged"] = False
     if state.config["paid_tier"]:
@@ -1120,9 +1233,39 @@ def model_info(entry: Json, reset_time: str) -> Json:
     info: Json = {"displayName": display_name(entry["name"]), "maxTokens": 1048576, "maxOutputTokens": 65536,
                   "supportsThinking": True}
     info.update({k: v for k, v in entry.items() if k not in known})
-    info["quotaInfo"] = {"remainingFraction": entry.get("remainingFraction", 0.8),
-                         "resetTime": entry.get("resetTime", reset_time)}
+    quota = {"remainingFraction": entry.get("remainingFraction", 0.8),
+             "resetTime": entry.get("resetTime", reset_time)}
+    info["quotaInfo"] = {k: v for k, v in quota.items() if v is not None}  # null: Google leaves it out
     return info
+
+
+ONBOARD_RESPONSE_TYPE: Final = "type.googleapis.com/google.internal.cloud.code.v1internal.OnboardUserResponse"
+
+
+def answer_onboard(state: EmulatorState, call: Call) -> Json:
+    """onboardUser: a long-running operation, already done, that made the account a project."""
+    credential = call.credential or ""
+    project = state.oauth.onboarded.setdefault(credential, f"emu-onboarded-{short_hash(credential)}")
+    return {"name": f"operations/onboard-{short_hash(credential)}", "done": True,
+            "response": {"@type": ONBOARD_RESPONSE_TYPE,
+                         "cloudaicompanionProject": {"id": project, "name": project}}}
+
+
+def answer_quota_summary(state: EmulatorState, call: Call) -> Json:
+    """retrieveUserQuotaSummary: the 5-hour and weekly buckets per model group."""
+    groups = state.config["quota_groups"].get(call.credential)
+    if groups is None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        five, week = rfc3339(now + timedelta(hours=5)), rfc3339(now + timedelta(days=7))
+        groups = [{"displayName": "Gemini Models", "buckets": [
+                      {"bucketId": "gemini-5h", "window": "5h", "remainingFraction": 0.9, "resetTime": five},
+                      {"bucketId": "gemini-weekly", "window": "weekly", "remainingFraction": 0.95,
+                       "resetTime": week}]},
+                  {"displayName": "Claude and GPT models", "buckets": [
+                      {"bucketId": "3p-5h", "window": "5h", "remainingFraction": 1.0, "resetTime": five},
+                      {"bucketId": "3p-weekly", "window": "weekly", "remainingFraction": 1.0,
+                       "resetTime": week}]}]
+    return {"groups": groups}
 
 
 def answer_fetch_models(state: EmulatorState, call: Call) -> Json:
@@ -1145,6 +1288,8 @@ def answer_count_tokens(state: EmulatorState, call: Call) -> Json:
 
 ANSWERS: Final = {
     "loadCodeAssist": answer_load_code_assist,
+    "onboardUser": answer_onboard,
+    "retrieveUserQuotaSummary": answer_quota_summary,
     "fetchAvailableModels": answer_fetch_models,
     "listModels": answer_list_models,
     "countTokens": answer_count_tokens,
@@ -1165,6 +1310,23 @@ async def answer_token(request: web.Request, state: EmulatorState, call: Call) -
         return json_response(oauth["fail_status"], failure)
     status, body = state.refresh(call.body if isinstance(call.body, dict) else {})
     return json_response(status, body, {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate"})
+
+
+def answer_authorize(state: EmulatorState, call: Call) -> web.Response:
+    status, answer = state.authorize(call.query)
+    if status == 302:
+        return web.Response(status=302, headers={"Location": str(answer)})
+    return json_response(status, answer)
+
+
+def answer_userinfo(state: EmulatorState, call: Call) -> web.Response:
+    email = state.oauth.emails.get(call.credential or "")
+    if email is None or state.bearer_error(call.credential) is not None:
+        return error_response(google_error({"kind": "unauthenticated"}, None, datetime.now(UTC)))
+    name = email.split("@")[0]
+    return json_response(200, {"id": str(int(short_hash(email), 16)), "email": email, "verified_email": True,
+                               "name": name, "given_name": name,
+                               "picture": "https://lh3.googleusercontent.com/a/emu"})
 
 
 # Control API

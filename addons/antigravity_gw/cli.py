@@ -1,26 +1,33 @@
 """``python -m antigravity_gw accounts ...``: manage the account directory the gateway reads.
 
     accounts list [--json]                         every account file and its state on disk
+    accounts list --live [--url URL] [--refresh]   the running gateway's view: live state and quota
+    accounts login [--no-browser]                  sign a Google account in (OAuth + PKCE) and add it
     accounts add --refresh-token RT --email E [--project P]
     accounts add --api-key KEY [--email LABEL]
     accounts import [DATA_DIR]                     copy Antigravity-Manager's accounts (~/.antigravity_tools)
     accounts enable|disable|remove ACCOUNT         by id, email or file name
 
-``--dir`` defaults to ``ag_accounts``'s default. Every change is an atomic write under the same
-lock the gateway uses; a running gateway applies it within a second or two (it watches the
-directory). Cooldowns exist only in the running gateway's memory: ``list`` shows what the files
-say, and mitmweb's command bar (``ag.accounts``) shows the live state. Secrets are never printed:
-tokens and keys appear masked (``…Ab3x``). ``-`` as a token or key reads it from stdin, keeping it
-out of the shell history.
+``--dir`` defaults to ``ag_accounts``'s default; ``--set ag_name=value`` takes any gateway option
+(``env:NAME`` / ``file:PATH`` for secrets), e.g. the OAuth client for ``login``. Every change is an
+atomic write under the same lock the gateway uses; a running gateway applies it within a second or two
+(it watches the directory). Cooldowns and quota live in the running gateway's memory: ``list`` shows
+what the files say, ``list --live`` and mitmweb's command bar (``ag.accounts``) the live state. Secrets
+are never printed: tokens and keys appear masked (``…Ab3x``). ``-`` as a token or key reads it from
+stdin, keeping it out of the shell history.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,8 +36,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from . import usage_cli
-from .settings import DEFAULT_ACCOUNTS_DIR
+from . import account_view, usage_cli
+from .cli_options import settings_from
+from .settings import DEFAULT_ACCOUNTS_DIR, resolve_secret
 from .upstream.accounts import (
     Account,
     account_paths,
@@ -113,8 +121,15 @@ def _utc(timestamp: float) -> str:
 
 
 # ---- the verbs ------------------------------------------------------------------------------------
+DEFAULT_GATEWAY_URL = f"http://127.0.0.1:{os.environ.get('AG_PORT', '8045')}"
+LIVE_TIMEOUT = 60.0  # seconds; ?refresh=1 waits for Cloud Code's quota answers (about 20 s at most)
+
+
 def cmd_list(args: argparse.Namespace, out: TextIO) -> None:
     """Nothing to list is not an error: a new user's first command, so it says what to do next."""
+    if args.live:
+        _list_live(args, out)
+        return
     now = time.time()
     present = args.dir.is_dir()
     rows = [describe(p, a, now) for p, a in load_dir(args.dir)] if present else []
@@ -133,6 +148,45 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"({len(rows)} account(s) in {args.dir}; state on disk — {LIVE_STATE_HINT})\n")
 
 
+def _list_live(args: argparse.Namespace, out: TextIO) -> None:
+    """Ask the running gateway (``GET /ag/accounts``, with ag_api_key when inbound auth wants it)."""
+    _, values = settings_from(args.set)
+    key = resolve_secret(values.ag_api_key, what="ag_api_key") if values.ag_api_key else ""
+    url = args.url.rstrip("/") + "/ag/accounts" + ("?refresh=1" if args.refresh else "")
+    request = urllib.request.Request(url, headers={"authorization": f"Bearer {key}"} if key else {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a loopback gateway: no proxy
+    try:
+        with opener.open(request, timeout=LIVE_TIMEOUT) as resp:
+            data = orjson.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        hint = " (set --set ag_api_key=env:NAME, the gateway's key)" if e.code == 401 else ""
+        body = e.read()[:300].decode("utf-8", "replace")
+        raise CliError(f"{url} answered {e.code}{hint}: {body}") from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"could not ask the gateway at {args.url} ({e}); is it running? (--url URL)") from None
+    if args.json:
+        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    for line in account_view.table(data.get("accounts") or [], time.time()):
+        out.write(line + "\n")
+    out.write(f"(live from {args.url} at {data.get('generated_at')})\n")
+
+
+def cmd_login(args: argparse.Namespace, out: TextIO) -> None:
+    from .login import LoginFailed, login
+
+    settings, _ = settings_from(args.set)
+    try:
+        signed = asyncio.run(login(settings, out, open_browser=not args.no_browser, timeout=args.timeout))
+    except LoginFailed as e:
+        raise CliError(f"login failed: {e}") from None
+    except KeyboardInterrupt:
+        raise CliError("login stopped") from None
+    args.dir.mkdir(parents=True, exist_ok=True)
+    store_oauth_account(args.dir, signed.email, signed.refresh_token, out, access_token=signed.access_token,
+                        expiry=signed.expiry_timestamp, project=signed.project_id)
+
+
 def cmd_add(args: argparse.Namespace, out: TextIO) -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.api_key is not None:
@@ -140,7 +194,8 @@ def cmd_add(args: argparse.Namespace, out: TextIO) -> None:
         return
     if not args.email:
         raise CliError("--email is required with --refresh-token")
-    _add_oauth(args.dir, _secret(args.refresh_token, "refresh token"), args.email, args.project, out)
+    store_oauth_account(args.dir, args.email, _secret(args.refresh_token, "refresh token"), out,
+                        project=args.project)
 
 
 def _secret(value: str, what: str) -> str:
@@ -150,14 +205,18 @@ def _secret(value: str, what: str) -> str:
     return secret
 
 
-def _add_oauth(directory: Path, refresh_token: str, email: str, project: str | None, out: TextIO) -> None:
+def store_oauth_account(directory: Path, email: str, refresh_token: str, out: TextIO, *,
+                        access_token: str = "", expiry: float = 0.0, project: str | None = None) -> None:
+    """A new OAuth account file, or a known email's file given the new grant (its id and the rest kept)."""
     existing = [(p, a) for p, a in load_dir(directory) if a.kind == "oauth" and a.email == email]
+    lifetime = max(0, int(expiry - time.time())) if access_token else 0
     if existing:  # a new sign-in of a known account: give it the new grant, keep everything else
         path, account = existing[0]
 
         def renew(data: dict[str, Any]) -> None:
             token = found if isinstance(found := data.get("token"), dict) else {}
-            token.update(refresh_token=refresh_token, access_token="", expiry_timestamp=0, expires_in=0)
+            token.update(refresh_token=refresh_token, access_token=access_token, expiry_timestamp=int(expiry),
+                         expires_in=lifetime)
             if project:
                 token["project_id"] = project
             data["token"] = token
@@ -168,8 +227,9 @@ def _add_oauth(directory: Path, refresh_token: str, email: str, project: str | N
         return
     now = int(time.time())
     ident = str(uuid.uuid4())
-    token: dict[str, Any] = {"access_token": "", "refresh_token": refresh_token, "expires_in": 0,
-                             "expiry_timestamp": 0, "token_type": "Bearer", "email": email}
+    token: dict[str, Any] = {"access_token": access_token, "refresh_token": refresh_token,
+                             "expires_in": lifetime, "expiry_timestamp": int(expiry), "token_type": "Bearer",
+                             "email": email}
     if project:
         token["project_id"] = project
     write_json_atomic(directory / f"{ident}.json", {
@@ -284,12 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     accounts = tools.add_parser("accounts", help="manage the account directory (ag_accounts)",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, default=Path(DEFAULT_ACCOUNTS_DIR),
-                        help=f"account directory, as ag_accounts (default {DEFAULT_ACCOUNTS_DIR})")
+    common.add_argument("--dir", type=Path, default=None,
+                        help=f"account directory (default: ag_accounts, {DEFAULT_ACCOUNTS_DIR})")
+    common.add_argument("--set", action="append", default=[], metavar="ag_name=value",
+                        help="a gateway option, as mitmdump takes it (env:NAME / file:PATH for secrets); "
+                             "repeatable")
     verbs = accounts.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("list", parents=[common], help="accounts and their state on disk")
     p.add_argument("--json", action="store_true", help="JSON instead of a table (secrets masked)")
+    p.add_argument("--live", action="store_true",
+                   help="ask the running gateway (GET /ag/accounts): live state, quota per model, buckets")
+    p.add_argument("--url", default=DEFAULT_GATEWAY_URL,
+                   help=f"the gateway, with --live (default {DEFAULT_GATEWAY_URL})")
+    p.add_argument("--refresh", action="store_true",
+                   help="with --live: have the gateway ask for the quota first")
     p.set_defaults(run=cmd_list)
+    p = verbs.add_parser("login", parents=[common],
+                         help="sign a Google account in (browser, OAuth with PKCE) and add it")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL to open")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for the sign-in (default 300)")
+    p.set_defaults(run=cmd_login)
     p = verbs.add_parser("add", parents=[common], help="add an account by refresh token or API key")
     kind = p.add_mutually_exclusive_group(required=True)
     kind.add_argument("--refresh-token", help="OAuth refresh token ('-' reads it from stdin)")
@@ -315,8 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.dir = args.dir.expanduser()
     try:
+        if args.dir is None:
+            args.dir = settings_from(args.set)[0].accounts_dir if args.set else Path(DEFAULT_ACCOUNTS_DIR)
+        args.dir = args.dir.expanduser()
         args.run(args, out or sys.stdout)
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -24,8 +24,12 @@ DEFAULT_CLOUDCODE_URLS = (
 )
 DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_OAUTH_TOKEN_URL = "https://oauth2.googleapis.com/token"
+DEFAULT_OAUTH_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+DEFAULT_OAUTH_USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
 DEFAULT_ACCOUNTS_DIR = "~/.antigravity_tools/accounts"
-DEFAULT_USER_AGENT = "Antigravity/4.3.0 (X11; Linux x86_64) Chrome/132.0.6834.160 Electron/39.2.3"
+USER_AGENT_TEMPLATE = "Antigravity/{version} (X11; Linux x86_64) Chrome/132.0.6834.160 Electron/39.2.3"
+DEFAULT_USER_AGENT = USER_AGENT_TEMPLATE.format(version="4.3.0")
+DEFAULT_QUOTA_REFRESH = 300
 
 SCHEDULING_MODES: tuple[str, ...] = ("round_robin", "lru", "sticky")
 DEFAULT_SCHEDULING = "sticky"
@@ -56,6 +60,8 @@ class Settings:
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
     oauth_client_id: str = ""
     oauth_client_secret: str = ""
+    oauth_auth_url: str = DEFAULT_OAUTH_AUTH_URL
+    oauth_userinfo_url: str = DEFAULT_OAUTH_USERINFO_URL
     model_map: tuple[tuple[str, str], ...] = ()
     model_map_file: Path | None = None
     user_agent: str = DEFAULT_USER_AGENT
@@ -68,6 +74,9 @@ class Settings:
     image_fetch: ImageFetchMode = "public"
     keepalive_interval: float = 15.0
     inline_non_stream: bool = True
+    model_fallback: tuple[tuple[str, str], ...] = ()  # ag_model_fallback: FROM pattern -> TO
+    quota_refresh: float = DEFAULT_QUOTA_REFRESH  # seconds between quota snapshots; 0 = on demand only
+    quota_floor: float = 0.0  # percent of a model's quota kept in reserve
 
 
 def parse_base_url(text: str, *, what: str) -> str:
@@ -87,16 +96,17 @@ def parse_cloudcode_urls(values: list[str] | tuple[str, ...]) -> tuple[str, ...]
     return tuple(parse_base_url(v, what="ag_cloudcode_urls") for v in values)
 
 
-def parse_model_map(values: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def parse_model_map(values: list[str] | tuple[str, ...], *,
+                    what: str = "ag_model_map") -> tuple[tuple[str, str], ...]:
     """``FROM=TO`` entries, in the order given; ``*`` in FROM is a wildcard."""
     out: list[tuple[str, str]] = []
     for spec in values:
         src, sep, dst = spec.partition("=")
         src, dst = src.strip(), dst.strip()
         if not (sep and src and dst):
-            raise ValueError(f"ag_model_map: {spec!r} is not FROM=TO")
+            raise ValueError(f"{what}: {spec!r} is not FROM=TO")
         if "*" in dst:
-            raise ValueError(f"ag_model_map: {spec!r}: the target model cannot contain '*'")
+            raise ValueError(f"{what}: {spec!r}: the target model cannot contain '*'")
         out.append((src, dst))
     return tuple(out)
 
@@ -124,6 +134,33 @@ def parse_size(text: str, *, what: str) -> int:
     if not m or int(m[1]) <= 0:
         raise ValueError(f"{what}: {text!r} is not a size like 32m, 512k or 1048576")
     return int(m[1]) * 1024 ** " kmg".index(m[2] or " ")
+
+
+_BARE_VERSION = re.compile(r"\d+(?:\.\d+){1,3}")
+
+
+def parse_user_agent(text: str) -> str:
+    """``ag_user_agent``: a whole User-Agent, or a version alone (``4.5.0``) that becomes Antigravity's."""
+    value = text.strip()
+    if not value:
+        raise ValueError("ag_user_agent: empty; give a version such as 4.5.0 or a whole User-Agent")
+    if _BARE_VERSION.fullmatch(value):
+        return USER_AGENT_TEMPLATE.format(version=value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"ag_user_agent: {text!r} has control characters")
+    return value
+
+
+def parse_percent(value: float, *, what: str) -> float:
+    if not 0 <= value < 100:
+        raise ValueError(f"{what}: {value!r} must be a percentage from 0 up to (not including) 100")
+    return float(value)
+
+
+def parse_non_negative(value: float, *, what: str) -> float:
+    if value < 0:
+        raise ValueError(f"{what}: {value!r} must be 0 or more")
+    return float(value)
 
 
 SECRET_REFERENCES = ("env:", "file:")

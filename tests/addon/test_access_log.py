@@ -30,6 +30,15 @@ def test_a_translated_request_is_one_line_with_every_field():
                                            "first=250ms total=1500ms")
 
 
+def test_a_model_fallback_names_the_model_it_stands_in_for():
+    f = gateway_flow()
+    f.metadata[flows.UPSTREAM]["fallback_from"] = "gemini-3-pro"
+    assert access_line(f) == ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash (fallback from "
+                              "gemini-3-pro) account=me@gmail.com status=200 attempts=2 tokens=12/34 "
+                              "first=250ms total=1500ms")
+    assert "fallback" not in access_line(gateway_flow())
+
+
 def test_an_error_answer_names_its_code_and_a_query_string_never_shows():
     body = orjson.dumps({"error": {"message": "m", "type": "rate_limit_error", "param": None,
                                    "code": "all_accounts_unavailable"}})

@@ -35,12 +35,12 @@ async def test_ag_accounts_flags_oauth_accounts_that_cannot_refresh(gw):
     addon, tctx, _ = gw
     assert "CANNOT REFRESH" not in " ".join(tctx.master.commands.execute("ag.accounts"))
     tctx.configure(addon, ag_oauth_client_secret="")
+    await addon.addons[0].refresh()
     lines = tctx.master.commands.execute("ag.accounts")
-    assert re.fullmatch(r"a@example\.com \[a, oauth\]: ready; CANNOT REFRESH \(set ag_oauth_client_id and "
-                        r"ag_oauth_client_secret\): its access token expires at 2096-10-02T07:06:40Z "
-                        r"\(in \d+ min\)",
-                        lines[0]), lines[0]
-    assert "CANNOT REFRESH" not in lines[1]  # disabled: nothing to refresh
+    assert rows(lines)["a@example.com"].split()[:4] == ["a@example.com", "oauth", "cannot", "refresh"]
+    assert re.fullmatch(r" +CANNOT REFRESH \(set ag_oauth_client_id and ag_oauth_client_secret\): its access "
+                        r"token expires at 2096-10-02T07:06:40Z \(in \d+ min\)", lines[2]), lines[2]
+    assert "CANNOT REFRESH" not in "".join(lines[3:])  # b is disabled: nothing to refresh
 
 
 async def settle(addon):
@@ -48,15 +48,32 @@ async def settle(addon):
     await commands.tasks.wait()
 
 
-async def test_ag_accounts_shows_live_state_without_secrets(gw):
+def rows(lines):
+    """The table's account rows (not indented), as {account: row}."""
+    return {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
+
+
+async def test_ag_accounts_shows_live_state_and_quota_without_secrets(gw):
+    from antigravity_gw.upstream.quota import AccountQuota, ModelQuota
+
     addon, tctx, _ = gw
     await addon.pool.cool_down(addon.pool.find("a"), 90, "quota exhausted", model="gemini-2.5-pro")
+    now = addon.pool.clock()
+    addon.pool.quota.store("a", AccountQuota(tier="Gemini Code Assist", fetched_at=now - 5, models={
+        "gemini-2.5-flash": ModelQuota(0.0, now + 3600), "gemini-2.5-pro": ModelQuota(0.75, now + 7200)}))
     await addon.addons[0].refresh()
     lines = tctx.master.commands.execute("ag.accounts")
-    assert len(lines) == 2
-    assert lines[0].startswith("a@example.com [a, oauth]: ready; gemini-2.5-pro cooling until ")
-    assert lines[0].endswith("(quota exhausted)")
-    assert lines[1] == "b@example.com [b, oauth]: disabled (invalid_grant: revoked)"
+    assert lines[0].split() == ["ACCOUNT", "KIND", "STATE", "TIER", "SERVED", "LAST", "USED"]
+    table = rows(lines)
+    assert table["a@example.com"].split()[:3] == ["a@example.com", "oauth", "ready"]
+    assert "Gemini Code Assist" in table["a@example.com"]
+    assert table["b@example.com"].split()[:3] == ["b@example.com", "oauth", "disabled"]
+    assert "(invalid_grant: revoked)" in table["b@example.com"]
+    text = "\n".join(lines)
+    assert "gemini-2.5-pro: cooling until " in text and "(quota exhausted)" not in text
+    assert "quota as of " in text and "(5s ago)" in text
+    assert any(line.split()[:3] == ["gemini-2.5-flash", "0%", "EXHAUSTED"] for line in lines)
+    assert any(line.split()[:3] == ["gemini-2.5-pro", "75%", "resets"] for line in lines)
     assert not any("secret" in line or "at-a" in line for line in lines)
 
 
@@ -69,13 +86,14 @@ async def test_disable_enable_and_reset_apply_at_once_and_on_disk(gw):
     await settle(addon)
     saved = orjson.loads((d / "a.json").read_bytes())
     assert (saved["disabled"], saved["disabled_reason"]) == (True, "disabled with ag.accounts.disable")
-    assert "disabled" in tctx.master.commands.execute("ag.accounts")[0]
+    assert "disabled" in rows(tctx.master.commands.execute("ag.accounts"))["a@example.com"]
 
     tctx.master.commands.execute("ag.accounts.enable a")
     tctx.master.commands.execute("ag.accounts.reset a")
     await settle(addon)
     assert orjson.loads((d / "a.json").read_bytes())["disabled"] is False
-    assert tctx.master.commands.execute("ag.accounts")[0] == "a@example.com [a, oauth]: ready"
+    row = rows(tctx.master.commands.execute("ag.accounts"))["a@example.com"]
+    assert "disabled" not in row and "cooling" not in row
 
 
 async def test_reload_picks_up_a_new_file_and_unknown_accounts_are_refused(gw):
@@ -84,6 +102,6 @@ async def test_reload_picks_up_a_new_file_and_unknown_accounts_are_refused(gw):
     tctx.master.commands.execute("ag.accounts.reload")
     await settle(addon)
     assert [a.id for a in addon.pool.accounts] == ["a", "b", "c"]
-    assert len(tctx.master.commands.execute("ag.accounts")) == 3
+    assert list(rows(tctx.master.commands.execute("ag.accounts"))) == [f"{n}@example.com" for n in "abc"]
     with pytest.raises(exceptions.CommandError, match="no account 'zed'"):
         tctx.master.commands.execute("ag.accounts.disable zed")

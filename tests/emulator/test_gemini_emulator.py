@@ -934,3 +934,105 @@ async def test_fault_matches_per_credential(emu: Emu) -> None:
 async def test_an_unknown_fault_is_refused(emu: Emu) -> None:
     with pytest.raises(ValueError, match="fault must be one of"):
         emu.state.add_rules([{"match": {}, "reply": {"fault": "gremlins"}}])
+
+
+# ---- quota, onboarding, the version gate, the sign-in (issue 14) ------------------------------------
+async def test_fetch_available_models_carries_scriptable_quota_info(emu):
+    emu.state.configure({"models": [{"name": MODEL, "remainingFraction": 0.0,
+                                     "resetTime": "2030-01-01T00:00:00Z"},
+                                    {"name": "claude-sonnet-4-6", "remainingFraction": None},
+                                    "gemini-2.5-pro"]})
+    models = (await (await emu.cloudcode("fetchAvailableModels", {"project": "p"})).json())["models"]
+    assert models[MODEL]["quotaInfo"] == {"remainingFraction": 0.0, "resetTime": "2030-01-01T00:00:00Z"}
+    assert "remainingFraction" not in models["claude-sonnet-4-6"]["quotaInfo"]  # Google leaves it out
+    assert models["gemini-2.5-pro"]["quotaInfo"]["remainingFraction"] == 0.8
+
+
+async def test_retrieve_user_quota_summary_has_default_and_scripted_buckets(emu):
+    groups = (await (await emu.cloudcode("retrieveUserQuotaSummary", {"project": "p"})).json())["groups"]
+    assert [g["displayName"] for g in groups] == ["Gemini Models", "Claude and GPT models"]
+    assert [b["bucketId"] for b in groups[0]["buckets"]] == ["gemini-5h", "gemini-weekly"]
+    mine = [{"displayName": "Gemini Models", "buckets": [{"bucketId": "gemini-5h", "remainingFraction": 0}]}]
+    emu.state.configure({"quota_groups": {TOKEN: mine}})
+    assert (await (await emu.cloudcode("retrieveUserQuotaSummary", {})).json())["groups"] == mine
+
+
+async def test_onboarding_gives_a_project_that_load_code_assist_then_names(emu):
+    emu.state.configure({"onboarding": True})
+    before = await (await emu.cloudcode("loadCodeAssist", {"metadata": {}})).json()
+    assert "cloudaicompanionProject" not in before and before["allowedTiers"][0]["isDefault"]
+    op = await (await emu.cloudcode("onboardUser", {"tierId": "standard-tier"})).json()
+    project = op["response"]["cloudaicompanionProject"]["id"]
+    assert op["done"] is True and project.startswith("emu-onboarded-")
+    after = await (await emu.cloudcode("loadCodeAssist", {"metadata": {}})).json()
+    assert after["cloudaicompanionProject"] == project
+
+
+@pytest.mark.parametrize(("agent", "gated"), [
+    ("Antigravity/4.3.0 (X11; Linux x86_64) Chrome/1 Electron/1", True),
+    ("Antigravity/4.10.0 (X11)", False), ("curl/8", True)])
+async def test_min_client_version_answers_googles_version_gate(emu, agent, gated):
+    emu.state.configure({"min_client_version": "4.5.0"})
+    resp = await emu.cloudcode("generateContent", {"model": MODEL, "project": "p", "request": {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}, headers={**BEARER, "User-Agent": agent})
+    assert (resp.status == 400) == gated
+    if gated:
+        message = (await resp.json())["error"]["message"]
+        assert message.startswith("This version of Antigravity is no longer supported")
+
+
+def pkce_pair() -> tuple[str, str]:
+    import base64
+    import hashlib
+
+    verifier = "v" * 50
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def authorize(emu, challenge: str, **over: str) -> aiohttp.ClientResponse:
+    query = {"client_id": "cid", "redirect_uri": "http://127.0.0.1:5555/cb", "response_type": "code",
+             "scope": "openid https://www.googleapis.com/auth/cloud-platform", "state": "st-1",
+             "code_challenge": challenge, "code_challenge_method": "S256", **over}
+    return await emu.client.get("/o/oauth2/v2/auth", params=query, allow_redirects=False)
+
+
+async def test_authorize_redirects_with_code_and_state_and_the_code_needs_the_verifier(emu):
+    from urllib.parse import parse_qs, urlsplit
+
+    verifier, challenge = pkce_pair()
+    resp = await authorize(emu, challenge)
+    assert resp.status == 302
+    target = urlsplit(resp.headers["Location"])
+    params = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert target.netloc == "127.0.0.1:5555" and params["state"] == "st-1"
+    form = {"grant_type": "authorization_code", "code": params["code"], "client_id": "cid",
+            "redirect_uri": "http://127.0.0.1:5555/cb"}
+    wrong = await emu.token(**form, code_verifier="w" * 50)
+    assert wrong.status == 400 and (await wrong.json())["error"] == "invalid_grant"
+    # a failed verifier burns the code, as Google does: sign in again
+    resp = await authorize(emu, challenge)
+    code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+    ok = await emu.token(**{**form, "code": code}, code_verifier=verifier)
+    tokens = await ok.json()
+    assert ok.status == 200 and tokens["refresh_token"].startswith("1//emu-login-")
+    again = await emu.token(**{**form, "code": code}, code_verifier=verifier)
+    assert again.status == 400  # a code works once
+    info = await emu.client.get("/oauth2/v2/userinfo",
+                                headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert (await info.json())["email"] == "emu-user@example.com"
+    refreshed = await (await emu.token(grant_type="refresh_token",
+                                       refresh_token=tokens["refresh_token"])).json()
+    info = await emu.client.get("/oauth2/v2/userinfo",
+                                headers={"Authorization": f"Bearer {refreshed['access_token']}"})
+    assert (await info.json())["email"] == "emu-user@example.com"
+    assert (await emu.client.get("/oauth2/v2/userinfo", headers=BEARER)).status == 401
+
+
+@pytest.mark.parametrize("bad", [{"code_challenge_method": "plain"}, {"redirect_uri": "https://evil.example/cb"},
+                                 {"response_type": "token"}, {"scope": "openid"},
+                                 {"code_challenge": "short"}])
+async def test_authorize_refuses_what_google_refuses(emu, bad):
+    _, challenge = pkce_pair()
+    resp = await authorize(emu, challenge, **bad)
+    assert resp.status == 400 and (await resp.json())["error"] == "invalid_request"

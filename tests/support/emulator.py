@@ -137,6 +137,14 @@ class Emulator:
     def oauth_token_url(self) -> str:
         return f"{self.url}/token"
 
+    @property
+    def oauth_auth_url(self) -> str:
+        return f"{self.url}/o/oauth2/v2/auth"
+
+    @property
+    def oauth_userinfo_url(self) -> str:
+        return f"{self.url}/oauth2/v2/userinfo"
+
     # Control API
 
     def health(self) -> Any:

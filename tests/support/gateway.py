@@ -102,6 +102,9 @@ class Gateway:
             # The emulator and the tests' image servers live on 127.0.0.1, which the default (public)
             # refuses; the SSRF tests (tests/e2e/test_open_doors.py) set public, or None for the default.
             "ag_image_fetch": "any",
+            # Quota snapshots call the emulator at start-up and after 429s, which would show up in the
+            # recorded requests of tests about something else; tests/e2e/test_quota.py turns them on.
+            "ag_quota_refresh": 0,
             "ag_data_dir": str(self.data_dir),
             **self.options,
         }

@@ -97,6 +97,40 @@ def test_a_broken_secret_reference_names_the_option_and_the_reference(value, wor
     assert words in str(e.value) and value in str(e.value)
 
 
+@pytest.mark.parametrize(("value", "sent"), [
+    ("4.5.0", "Antigravity/4.5.0 (X11; Linux x86_64) Chrome/132.0.6834.160 Electron/39.2.3"),
+    (" 1.14.2 ", "Antigravity/1.14.2 (X11; Linux x86_64) Chrome/132.0.6834.160 Electron/39.2.3"),
+    ("Antigravity/9.9.9 (Macintosh)", "Antigravity/9.9.9 (Macintosh)"),
+])
+def test_ag_user_agent_takes_a_version_alone_or_a_whole_string(value, sent):
+    from antigravity_gw.settings import parse_user_agent
+
+    assert parse_user_agent(value) == sent
+
+
+@pytest.mark.parametrize("value", ["", "Antigravity/1\r\nX-Evil: 1"])
+def test_ag_user_agent_refuses_empty_and_control_characters(value):
+    from antigravity_gw.settings import parse_user_agent
+
+    with pytest.raises(ValueError, match="ag_user_agent"):
+        parse_user_agent(value)
+
+
+def test_quota_and_fallback_options_are_checked():
+    from antigravity_gw.settings import parse_model_map, parse_non_negative, parse_percent
+
+    assert parse_model_map(["gemini-3-*=gemini-2.5-pro"], what="ag_model_fallback") == (
+        ("gemini-3-*", "gemini-2.5-pro"),)
+    with pytest.raises(ValueError, match="ag_model_fallback: 'x' is not FROM=TO"):
+        parse_model_map(["x"], what="ag_model_fallback")
+    assert parse_percent(10, what="ag_quota_floor") == 10.0
+    for bad in (-1, 100):
+        with pytest.raises(ValueError, match="ag_quota_floor"):
+            parse_percent(bad, what="ag_quota_floor")
+    with pytest.raises(ValueError, match="ag_quota_refresh"):
+        parse_non_negative(-5, what="ag_quota_refresh")
+
+
 def test_a_keys_file_counts_as_a_key_and_turns_auto_on_even_on_loopback():
     assert resolve_inbound_auth("auto", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == (
         "all_except_health")

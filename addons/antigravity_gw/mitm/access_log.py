@@ -111,7 +111,7 @@ def record_of(flow: http.HTTPFlow) -> RequestRecord:
         route=route if isinstance(route, str) else "", key_name=meta.get(flows.KEY) or "",
         client_model=client.get("model") or "", mapped_model=upstream.get("model") or "",
         account=upstream.get("account") or "", status=resp.status_code if resp is not None else 0,
-        attempts=upstream.get("attempts") or 0)
+        attempts=upstream.get("attempts") or 0, fallback_from=upstream.get("fallback_from") or "")
     stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
     record.stream = stream is not None
     tokens = _tokens(stream.usage) if stream is not None else upstream.get("tokens")
@@ -138,6 +138,8 @@ def line_of(r: RequestRecord, connection_error: str | None = None) -> str:
     parts = [r.method, r.path]
     if r.mapped_model:
         parts.append(f"{r.client_model or '?'} → {r.mapped_model}")
+        if r.fallback_from:
+            parts.append(f"(fallback from {r.fallback_from})")
     if r.key_name:
         parts.append(f"key={r.key_name}")
     if r.account:

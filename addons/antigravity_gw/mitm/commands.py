@@ -1,6 +1,9 @@
 """mitmproxy commands for the account pool, for mitmweb's command bar and mitmproxy's console.
 
-    ag.accounts                  one line per account: state (ready, cooling until, disabled), reason
+    ag.accounts                  a table: each account's state (ready, cooling until, disabled, cannot
+                                 refresh), tier, requests served, last use; below it, its quota per
+                                 model (remaining, reset) and buckets, and per-model cooldowns
+    ag.quota.refresh             ask Cloud Code for every OAuth account's quota now
     ag.accounts.reload           re-read the account directory now
     ag.accounts.disable <id>     disable an account (written to its file) / enable it again
     ag.accounts.enable <id>
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import command, exceptions
 
+from ..account_view import table
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
 from ..upstream.background import BackgroundTasks
@@ -80,24 +84,38 @@ def describe(s: AccountStatus, now: float, can_refresh: bool = True) -> str:
         state = "ready"
     if models:
         state += "; " + ", ".join(f"{c.model} cooling until {_utc(c.until)} ({c.reason})" for c in models)
-    if cannot_refresh(s, can_refresh):
-        state += ("; CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): "
-                  f"{token_expiry(a, now)}")
+    if note := refresh_note(s, can_refresh, now):
+        state += f"; {note}"
     return f"{head}: {state}"
+
+
+def refresh_note(s: AccountStatus, can_refresh: bool, now: float) -> str:
+    """Why an OAuth account will stop working, and when; "" when it can refresh (or is disabled)."""
+    if not cannot_refresh(s, can_refresh):
+        return ""
+    expiry = token_expiry(s.account, now)
+    return f"CANNOT REFRESH (set ag_oauth_client_id and ag_oauth_client_secret): {expiry}"
 
 
 def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+Views = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
 class AccountCommands:
     def __init__(self, pool: Pool, watcher: AccountWatcher,
-                 can_refresh: Callable[[], bool] = lambda: True) -> None:
+                 can_refresh: Callable[[], bool] = lambda: True, views: Views | None = None,
+                 refresh_quota: Callable[[], Awaitable[None]] | None = None) -> None:
         self.pool = pool
         self.watcher = watcher
         self.can_refresh = can_refresh  # is an OAuth client configured (the Gateway's settings)
         self.files = AccountFiles()
         self.snapshot: list[AccountStatus] = []
+        self.views: list[dict[str, Any]] = []  # what GET /ag/accounts answers, for the table
+        self._views = views
+        self._refresh_quota = refresh_quota
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
         self.tasks = BackgroundTasks("ag-accounts")
 
@@ -112,15 +130,26 @@ class AccountCommands:
 
     async def refresh(self) -> None:
         self.snapshot = await self.pool.status()
+        if self._views is not None:
+            self.views = await self._views()
 
     # ---- commands -------------------------------------------------------------------------------
     @command.command("ag.accounts")
     def accounts(self) -> Sequence[str]:
-        """Every account with its live state: ready, cooling until when and why, or disabled."""
+        """Every account with its live state (ready, cooling until when and why, disabled), tier, requests
+        served, last use, and its quota per model and bucket."""
         if not self.snapshot:
             return ["no accounts loaded"]
         now, can_refresh = time.time(), self.can_refresh()
+        if self._views is not None:
+            return table(self.views, now)
         return [describe(s, now, can_refresh) for s in self.snapshot]
+
+    @command.command("ag.quota.refresh")
+    def quota_refresh(self) -> None:
+        """Ask Cloud Code for every OAuth account's quota now (ag.accounts shows it once it arrived)."""
+        if self._refresh_quota is not None:
+            self.tasks.spawn(self._after(self._refresh_quota()), "refresh-quota")
 
     @command.command("ag.accounts.reload")
     def reload(self) -> None:

@@ -32,6 +32,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
 from .. import errors
+from ..account_view import account_view, utc
 from ..error_shapes import shape_for_path
 from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
@@ -39,7 +40,7 @@ from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
 from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
-from ..upstream.accounts import AccountFiles
+from ..upstream.accounts import Account, AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
 from ..upstream.available_models import GoogleModels
 from ..upstream.background import BackgroundTasks
@@ -54,11 +55,13 @@ from ..upstream.dialects import (
 )
 from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
+from ..upstream.periodic import Periodic
 from ..upstream.pool import Pool, conversation_key, scheduler_for
+from ..upstream.quota import QuotaMonitor
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
 from .access_log import tokens_of
-from .commands import AccountCommands, summary
+from .commands import AccountCommands, refresh_note, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
 from .stream import StreamAdapter
@@ -103,6 +106,11 @@ class Plan:
     job: RelayJob
 
     @property
+    def served_model(self) -> str:
+        """The model that answered: the mapped one, or its ``ag_model_fallback`` target."""
+        return self.job.model or self.mapped_model
+
+    @property
     def client_model(self) -> str:
         return self.request.model
 
@@ -117,7 +125,8 @@ class Gateway:
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
         # mitmproxy loads children: ag.accounts*
-        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh)]
+        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
+                                       refresh_quota=self.refresh_quota)]
         self.plans: dict[str, Plan] = {}
         self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
@@ -134,6 +143,8 @@ class Gateway:
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
+        self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
+        self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
         # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
@@ -165,8 +176,12 @@ class Gateway:
             self.relay.first_byte_timeout = self.settings.timeouts.first_byte
             self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
             self.watcher.retarget(self.settings.accounts_dir)
+            self.pool.quota.set_floor(self.settings.quota_floor)
             self.pool.source = str(self.settings.accounts_dir)
             self._runner = None  # rebuilt lazily with the new settings
+            self._quota = None  # likewise (base URLs, User-Agent)
+            if self._session is not None and "ag_quota_refresh" in updated:
+                self.tasks.spawn(self._restart_quota_timer(), "restart-quota-timer")
             self._drop_image_fetcher()
             if self._session is not None and "ag_accounts" in updated:
                 self.tasks.spawn(self.reload_accounts(), "reload-accounts")
@@ -193,6 +208,7 @@ class Gateway:
             self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
+        await self._restart_quota_timer()
         known = [n for n in ctx.options.keys() if n.startswith("ag_")]  # noqa: SIM118 (not a dict)
         options.warn_unknown(ctx.options.deferred, known)
         # Everything loaded so far (mitmproxy, its addons, ours) lives as long as the process: keep it out
@@ -210,6 +226,7 @@ class Gateway:
 
     async def done(self) -> None:
         self._client_secret.close()
+        await self._quota_timer.stop()
         await self.tasks.cancel_all()
         await self.watcher.stop()
         await self.model_map.stop()
@@ -222,6 +239,51 @@ class Gateway:
 
     async def reload_accounts(self) -> None:
         await self.watcher.poll()
+
+    # ---- quota -----------------------------------------------------------------------------
+    def _quota_monitor(self) -> QuotaMonitor:
+        if self._quota is None:
+            st = self.settings
+            self._quota = QuotaMonitor(self.pool.quota, self._session_or_fail(), self._make_runner().tokens,
+                                       bases=st.cloudcode_urls, user_agent=st.user_agent,
+                                       accounts=lambda: self.pool.accounts)
+        return self._quota
+
+    def _session_or_fail(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "upstream calls start only after running()"
+        return self._session
+
+    async def refresh_quota(self) -> None:
+        """Every OAuth account's quota, now (the timer, ``ag.quota.refresh``, ``/ag/accounts?refresh=1``)."""
+        if self._session is not None:
+            await self._quota_monitor().refresh_all()
+
+    def _after_429(self, account: Account) -> None:
+        self._quota_monitor().after_429(account)
+
+    async def _restart_quota_timer(self) -> None:
+        """``ag_quota_refresh`` seconds apart, the first one at once; 0 = no automatic refreshes."""
+        await self._quota_timer.stop()
+        if self.settings.quota_refresh > 0:
+            self.tasks.spawn(self.refresh_quota(), "refresh-quota")
+            self._quota_timer.start(self.settings.quota_refresh)
+
+    async def account_views(self) -> list[dict[str, Any]]:
+        """Every account's live state and quota, as ``GET /ag/accounts`` answers it."""
+        now = time.time()
+        pool = self.pool
+        can_refresh = self._can_refresh()
+        return [account_view(s, pool.quota.get(s.account.id), now=now, floor=pool.quota.floor,
+                             served=pool.served.get(s.account.id, 0),
+                             last_used=pool.last_served.get(s.account.id),
+                             can_refresh=can_refresh, note=refresh_note(s, can_refresh, now))
+                for s in await pool.status()]
+
+    async def _accounts_answer(self, flow: http.HTTPFlow) -> http.Response:
+        if flow.request.query.get("refresh", "").lower() in ("1", "true", "yes"):
+            await self.refresh_quota()
+        return flows.json_response(200, {"object": "list", "generated_at": utc(time.time()),
+                                         "accounts": await self.account_views()})
 
     def _drop_image_fetcher(self) -> None:
         """New settings: the next image URL gets a fetcher made with them (the old one closes its session)."""
@@ -251,7 +313,9 @@ class Gateway:
             send = aiohttp_sender(self._session, st.timeouts)
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
-                                         projects=projects, first_byte_timeout=st.timeouts.first_byte)
+                                         projects=projects, first_byte_timeout=st.timeouts.first_byte,
+                                         fallbacks=st.model_fallback,
+                                         on_rate_limited=self._after_429 if st.quota_refresh > 0 else None)
         return self._runner
 
     def _model_fetcher(self) -> GoogleModels | None:
@@ -333,6 +397,9 @@ class Gateway:
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
             flow.response = await self.models.answer(route, self._model_fetcher())
+            return
+        if route.kind == RouteKind.ACCOUNTS:
+            flow.response = await self._accounts_answer(flow)
             return
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
@@ -544,19 +611,23 @@ class Gateway:
         else:
             flow.request.headers.pop(FLOW_HEADER, None)
         flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.mapped_model, "tokens": tokens}
+                                         "model": plan.served_model, "tokens": tokens}
+        if job.fallback_from:
+            flow.metadata[flows.UPSTREAM]["fallback_from"] = job.fallback_from
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
         """X-Mapped-Model, X-Account-Email and the attempt count, as raw fields (appended, not looked up)."""
         job = plan.job
-        fields: tuple[tuple[bytes, bytes], ...] = ((MAPPED_MODEL_FIELD, plan.mapped_model.encode()),)
+        fields: tuple[tuple[bytes, bytes], ...] = ((MAPPED_MODEL_FIELD, plan.served_model.encode()),)
         if job.shown_account:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
     def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.mapped_model} via "
+        fallback = (f" (ag_model_fallback: every account was exhausted or cooling for "
+                    f"{plan.job.fallback_from})" if plan.job.fallback_from else "")
+        flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.served_model}{fallback} via "
                         f"{plan.job.account or '-'} ({plan.job.attempts} attempt(s))")
 
     @contextlib.contextmanager

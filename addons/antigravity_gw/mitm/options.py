@@ -32,14 +32,26 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_oauth_client_id", str, "", "OAuth client id of the app that issued the refresh tokens."),
     ("ag_oauth_client_secret", str, "",
      "OAuth client secret of that app; env:NAME or file:PATH keeps it off the command line and this page."),
+    ("ag_oauth_auth_url", str, s.DEFAULT_OAUTH_AUTH_URL,
+     "OAuth authorization endpoint 'accounts login' sends the browser to."),
+    ("ag_oauth_userinfo_url", str, s.DEFAULT_OAUTH_USERINFO_URL,
+     "OAuth userinfo endpoint 'accounts login' reads the account's email from."),
     ("ag_model_map", Sequence[str], [],
      "Client model to upstream model, FROM=TO, '*' wildcards (repeatable)."),
+    ("ag_model_fallback", Sequence[str], [],
+     "FROM=TO, '*' wildcards (repeatable): when every account is exhausted or cooling for upstream model "
+     "FROM, serve TO instead."),
+    ("ag_quota_refresh", int, s.DEFAULT_QUOTA_REFRESH,
+     "Seconds between quota snapshots of the OAuth accounts (also after a 429 and on demand); 0: no timer."),
+    ("ag_quota_floor", int, 0,
+     "Percent of a model's quota kept in reserve: an account at or below it is skipped for that model."),
     ("ag_model_map_file", str, "",
      'JSON file {"FROM": "TO", ...} of more mappings (after ag_model_map), reloaded when it changes.'),
     ("ag_body_limit", str, "32m",
      "Largest request body accepted (e.g. 32m, 512k), counted after decompressing a Content-Encoding body; "
      "bigger ones get a 413."),
-    ("ag_user_agent", str, s.DEFAULT_USER_AGENT, "User-Agent sent to Cloud Code."),
+    ("ag_user_agent", str, s.DEFAULT_USER_AGENT,
+     "User-Agent sent to Cloud Code, or just the Antigravity version (e.g. 4.5.0)."),
     ("ag_max_attempts", int, 4, "Upstream attempts per request, across accounts and base URLs."),
     ("ag_scheduling", str, s.DEFAULT_SCHEDULING,
      "How requests pick an account: sticky (a conversation stays on its account; new ones go to the "
@@ -181,6 +193,14 @@ class SecretOption:
         return value
 
 
+def read_settings_outside_mitmproxy(o: Any) -> s.Settings:
+    """``read_settings`` for the command line (only mitm/ may know mitmproxy's errors): ``ValueError``."""
+    try:
+        return read_settings(o)
+    except exceptions.OptionsError as e:
+        raise ValueError(str(e)) from None
+
+
 def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.Settings:
     """Build a new ``Settings`` from mitmproxy's options; ``OptionsError`` names the bad value."""
     secret = oauth_client_secret or SecretOption("ag_oauth_client_secret")
@@ -192,10 +212,15 @@ def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.
             oauth_token_url=s.parse_base_url(o.ag_oauth_token_url, what="ag_oauth_token_url"),
             oauth_client_id=o.ag_oauth_client_id,
             oauth_client_secret=secret.resolve(o),
+            oauth_auth_url=s.parse_base_url(o.ag_oauth_auth_url, what="ag_oauth_auth_url"),
+            oauth_userinfo_url=s.parse_base_url(o.ag_oauth_userinfo_url, what="ag_oauth_userinfo_url"),
             model_map=s.parse_model_map(o.ag_model_map),
+            model_fallback=s.parse_model_map(o.ag_model_fallback, what="ag_model_fallback"),
+            quota_refresh=s.parse_non_negative(o.ag_quota_refresh, what="ag_quota_refresh"),
+            quota_floor=s.parse_percent(o.ag_quota_floor, what="ag_quota_floor"),
             model_map_file=Path(o.ag_model_map_file).expanduser() if o.ag_model_map_file else None,
             body_limit=s.parse_size(o.ag_body_limit, what="ag_body_limit"),
-            user_agent=o.ag_user_agent,
+            user_agent=s.parse_user_agent(o.ag_user_agent),
             max_attempts=int(s.parse_positive(o.ag_max_attempts, what="ag_max_attempts")),
             scheduling=s.parse_scheduling(o.ag_scheduling),
             timeouts=s.Timeouts(

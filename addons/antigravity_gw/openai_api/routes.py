@@ -21,6 +21,7 @@ class RouteKind(StrEnum):
     MODELS = "models"
     MODEL = "model"
     HEALTH = "healthz"
+    ACCOUNTS = "ag.accounts"  # the gateway's own management view (guarded by inbound auth like /v1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),
+    "/ag/accounts": (RouteKind.ACCOUNTS, ("GET",)),
 }
 DEFAULT_BASE_URL = "http://<gateway>/v1"
 _MODEL = re.compile(r"^/models/(?P<id>[^/]+)$")

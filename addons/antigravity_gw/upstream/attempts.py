@@ -20,6 +20,12 @@ Rules:
 - an account that failed in this request is not asked again, except: after a refresh (401), after
   a backoff when nobody else is ready (503/5xx), and after a short cooldown (≤ ``GRACE_WAIT``)
   when every other account is cooling for longer;
+- a bare 429 (no reason, no hint) cools nobody at once: when a second account of the same request
+  says the same, the request is answered 429 there and then and no account is cooled (one oversized
+  request must never lock the pool out); otherwise, once the request is over, the account that said
+  it alone cools for a few seconds for that model;
+- when every account is exhausted or cooling for the model and ``ag_model_fallback`` names another,
+  the request is served by that one (before the first attempt, or once the accounts ran out);
 - when nobody is left, the answer names every account with its state and until when, and its
   ``retry-after`` is the earliest moment one of them is ready again.
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,10 +51,14 @@ import yarl
 from .. import errors
 from .accounts import Account
 from .answer_check import BadAnswer, FirstEventProbe, check_whole
+from .catalog import fallback_for
 from .dialects import CallContext, Dialect, UpstreamCall
 from .google_errors import GoogleError, parse_google_error
 from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
 from .policy import (
+    BARE_429_COOLDOWN,
+    BARE_429_LIMIT,
+    BARE_429_REASON,
     MODEL_NOT_FOUND,
     NO_PROJECT_COOLDOWN,
     PROJECT_FAILURE_COOLDOWN,
@@ -57,6 +68,7 @@ from .policy import (
     Decision,
     Scope,
     decide,
+    is_version_gate,
 )
 from .pool import AccountStatus, Pool
 
@@ -67,6 +79,8 @@ INVALID_ANSWER = "INVALID_ANSWER"  # GoogleError.status of an unusable 2xx answe
 FALLBACK_STATUSES = frozenset({404, 408})  # plus every 5xx: try the next Cloud Code base URL
 GRACE_WAIT = 2.0  # seconds worth waiting for a cooling account instead of failing the request
 MAX_WAITS = 32  # waits per request: a guard against a state that says "ready" but picks nobody
+MAX_FALLBACK_HOPS = 3  # FROM=TO chains followed per request (a cycle ends where it began)
+VERSION = re.compile(r"\b\d+\.\d+\.\d+\b")
 
 
 class UpstreamContent(Protocol):
@@ -122,6 +136,8 @@ class Winner:
     body: bytes | None = None  # a non-stream answer, read whole and checked
     parsed: dict[str, Any] | None = None  # ... and parsed, unwrapped (Cloud Code's envelope removed)
     head: tuple[bytes, ...] = ()  # a stream's first chunks, up to its first usable event, to send first
+    model: str = ""  # the upstream model that answered
+    fallback_from: str = ""  # the model asked for, when ag_model_fallback served another one
 
 
 @dataclass(slots=True)
@@ -141,6 +157,8 @@ class AttemptBudget:
     prefer: str = ""  # the account to ask next (a refreshed token is retried on its own account)
     failures: dict[str, str] = field(default_factory=dict)  # account id -> what went wrong in this request
     last: errors.GatewayError | None = None
+    bare_429s: list[str] = field(default_factory=list)  # accounts that answered a bare 429
+    request_blamed: bool = False  # bare 429s from BARE_429_LIMIT accounts: the request is at fault
 
     def excluded(self) -> set[str]:
         return self.tried | self.backing_off
@@ -151,7 +169,9 @@ class AttemptRunner:
                  max_attempts: int, total_timeout: float, projects: ProjectResolver | None = None,
                  on_failure: Report | None = None, first_byte_timeout: float | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 fallbacks: tuple[tuple[str, str], ...] = (),
+                 on_rate_limited: Callable[[Account], object] | None = None) -> None:
         self.pool = pool
         self.tokens = tokens
         self.projects = projects
@@ -163,11 +183,38 @@ class AttemptRunner:
         self._on_failure = on_failure
         self._sleep = sleep
         self._clock = clock
+        self.fallbacks = fallbacks  # ag_model_fallback: (FROM pattern, TO)
+        self._on_rate_limited = on_rate_limited  # a 429 says the quota snapshot may be stale
 
     async def run(self, model: str, stream: bool, request: dict[str, Any], ctx: CallContext,
                   on_failure: Report | None = None) -> Winner:
-        budget = AttemptBudget(self.max_attempts, self._clock() + self.total_timeout)
+        deadline = self._clock() + self.total_timeout
         report = on_failure or self._on_failure
+        asked, current, seen = model, model, {model}
+        if self.fallbacks:
+            current = await self._fallback_before(model, seen)
+        while True:
+            budget = AttemptBudget(self.max_attempts, deadline)
+            try:
+                winner = await self._attempts(current, stream, request, ctx, budget, report)
+            except errors.PoolExhausted:
+                await self._settle_bare_429s(current, budget)
+                target = await self._fallback_after(current, seen) if self.fallbacks else None
+                if target is None:
+                    raise
+                current = target
+                continue
+            except BaseException:
+                await self._settle_bare_429s(current, budget)
+                raise
+            await self._settle_bare_429s(current, budget)
+            self.pool.record_served(winner.account)
+            winner.model = current
+            winner.fallback_from = asked if current != asked else ""
+            return winner
+
+    async def _attempts(self, model: str, stream: bool, request: dict[str, Any], ctx: CallContext,
+                        budget: AttemptBudget, report: Report | None) -> Winner:
         while budget.used < budget.max_attempts:
             account = await self._next_account(model, ctx.session_key, budget)
             if account is None:
@@ -181,6 +228,38 @@ class AttemptRunner:
             if outcome == Action.FAIL and budget.last is not None:
                 raise budget.last
         raise await self._exhausted(model, budget)
+
+    # ---- model fallback (ag_model_fallback) -----------------------------------------------------
+    async def _fallback_before(self, model: str, seen: set[str]) -> str:
+        """The model to ask first: ``model``, or its fallback when no account can serve it now."""
+        current = model
+        while (target := await self._fallback_after(current, seen)) is not None:
+            current = target
+        return current
+
+    async def _fallback_after(self, model: str, seen: set[str]) -> str | None:
+        """``model``'s fallback when every usable account is exhausted or cooling for it, else None."""
+        target = fallback_for(model, self.fallbacks)
+        if target is None or target in seen or len(seen) > MAX_FALLBACK_HOPS:
+            return None
+        wait = await self.pool.ready_in(model)
+        if wait is None or wait <= 0:  # someone can serve it (or nobody can serve anything)
+            return None
+        seen.add(target)
+        logger.info("model fallback: %s -> %s (every account is exhausted or cooling for %s for %.0fs)",
+                    model, target, model, wait)
+        return target
+
+    # ---- bare 429s (one request never locks the pool out) ---------------------------------------
+    async def _settle_bare_429s(self, model: str, budget: AttemptBudget) -> None:
+        """A bare 429 no other account repeated was probably the account's: a few seconds for that model.
+        When two accounts said it, the request was at fault and nobody is cooled."""
+        if budget.request_blamed:
+            return
+        for account_id in budget.bare_429s:
+            account = self.pool.find(account_id)
+            if account is not None:
+                await self.pool.cool_down(account, BARE_429_COOLDOWN, BARE_429_REASON, model)
 
     # ---- choosing -------------------------------------------------------------------------------
     def _remaining(self, budget: AttemptBudget) -> float:
@@ -351,6 +430,14 @@ class AttemptRunner:
         else:
             budget.failures[account.id] = f"{failure.http_status} {failure.status or decision.reason}".strip()
         budget.last = upstream_error_for(failure, account.label)
+        if failure.http_status == 429 and self._on_rate_limited is not None:
+            self._on_rate_limited(account)
+        if decision.bare:
+            return self._bare_429(failure, account, budget)
+        if is_version_gate(failure):
+            budget.last = version_gate_error(failure, getattr(self.dialects[account.kind], "user_agent", ""))
+            logger.warning("%s", budget.last.message)
+            return Action.FAIL
         if decision.cooldown:
             await self.pool.cool_down(account, decision.cooldown, decision.reason,
                                       model if decision.scope == Scope.MODEL else "")
@@ -365,6 +452,22 @@ class AttemptRunner:
         elif not decision.cooldown:  # a cooldown keeps it away already, and lets a short one come back
             budget.tried.add(account.id)
         return decision.action
+
+    def _bare_429(self, failure: GoogleError, account: Account, budget: AttemptBudget) -> Action:
+        budget.bare_429s.append(account.id)
+        budget.tried.add(account.id)
+        if len(budget.bare_429s) < BARE_429_LIMIT:
+            return Action.ROTATE
+        budget.request_blamed = True
+        labels = ", ".join(a.label for a in map(self.pool.find, budget.bare_429s) if a is not None)
+        budget.last = errors.UpstreamRateLimited(
+            f"Google answered 429 {failure.status or 'RESOURCE_EXHAUSTED'} \"{failure.message}\" with no "
+            f"quota reason and no retry hint from {len(budget.bare_429s)} accounts ({labels}) for this "
+            "request: the request itself is the likely cause (a very long conversation, too many tokens or "
+            "images), so no account was cooled down and they keep serving other requests. Shorten the "
+            "request, or retry in a moment.", code="request_resource_exhausted")
+        logger.warning("bare 429 from %s for one request: answered 429, no account cooled down", labels)
+        return Action.FAIL
 
     async def _report(self, report: Report | None, account: Account, call: UpstreamCall,
                       status: int | None, body: bytes, headers: dict[str, str], error: str, decision: str,
@@ -480,6 +583,23 @@ def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayEr
     if err.http_status in (504, 408):
         return errors.UpstreamTimeout(text)
     return errors.UpstreamError(text)
+
+
+def version_gate_error(err: GoogleError, user_agent: str) -> errors.GatewayError:
+    """R-Q4: Cloud Code refuses the client version in ``ag_user_agent``; say what to set."""
+    named = VERSION.findall(err.message)
+    current = VERSION.findall(user_agent)
+    if named:
+        advice = f"--set ag_user_agent={named[-1]}"
+    else:
+        newer = f"newer than {current[0]}" if current else "current"
+        advice = (f"--set ag_user_agent=<version> with a {newer} Antigravity version (the one the "
+                  "Antigravity app shows in its About box, or the latest at "
+                  "https://antigravity.google/changelog)")
+    return errors.UpstreamError(
+        f"Cloud Code rejected the client version the gateway sends (ag_user_agent = {user_agent!r}): "
+        f"\"{err.message}\". This is the gateway's setting, not your request or account: {advice}. "
+        "A version alone (such as 4.5.0) is enough for ag_user_agent.", code="client_version_rejected")
 
 
 def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any) -> Send:

@@ -102,3 +102,13 @@ def find_model(model_id: str, listed: list[dict[str, Any]],
 
 def is_cloudcode_model(model_id: str) -> bool:
     return model_id.startswith(CLOUDCODE_FAMILIES)
+
+
+@lru_cache(maxsize=1024)
+def fallback_for(model: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    """``ag_model_fallback``: the model that serves ``model`` when no account can (exact FROM first, then
+    the most specific wildcard, as in model mapping); None when the table names none."""
+    for pattern, target in table:
+        if pattern == model:
+            return target
+    return _best_wildcard(model, table)

@@ -10,6 +10,8 @@ Rules:
 - whatever several gateway instances would share (cooldowns, the cursor, last-use times, sticky
   bindings) sits behind ``PoolState``, whose methods are async so that a network-backed state
   (Redis) fits the same interface; ``MemoryState`` is the single-process implementation.
+- an account whose quota snapshot (``QuotaBook``) says a model is exhausted is skipped for that
+  model until the reported reset, like a cooldown (one dict lookup per request, one per candidate);
 Times are wall-clock seconds (``time.time``): another instance's clock must mean the same.
 """
 
@@ -25,6 +27,8 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from .accounts import Account
+from .policy import QUOTA_SNAPSHOT_REASON
+from .quota import QuotaBook
 
 STICKY_TTL = 3600.0  # seconds a conversation stays bound to its account after its last request
 
@@ -174,6 +178,13 @@ class Pool:
         self.clock = clock
         self.source = ""  # where the accounts come from (the ag_accounts directory), for error messages
         self._accounts: dict[str, Account] = {}
+        self.quota: QuotaBook = QuotaBook(clock=clock)
+        self.served: dict[str, int] = {}  # account id -> requests it answered (this process)
+        self.last_served: dict[str, float] = {}
+
+    def record_served(self, account: Account) -> None:
+        self.served[account.id] = self.served.get(account.id, 0) + 1
+        self.last_served[account.id] = self.clock()
 
     @property
     def accounts(self) -> list[Account]:
@@ -238,6 +249,11 @@ class Pool:
             ends = [c.until for c in cooldowns if not c.model or c.model == model]
             if ends:
                 out[account_id] = max(ends)
+        if exhausted := self.quota.blocked(model):  # empty (falsy) unless a snapshot says so
+            for a in accounts:
+                until = exhausted.get(a.id)
+                if until is not None and until > now and until > out.get(a.id, 0.0):
+                    out[a.id] = until
         return out
 
     # ---- cooldowns ------------------------------------------------------------------------------
@@ -252,10 +268,13 @@ class Pool:
         """Every account's state; ``model`` = "" counts only whole-account cooldowns as cooling."""
         now = self.clock()
         live = await self.state.cooldowns(self._accounts, now)
+        exhausted = self.quota.blocked(model) if model else {}
         out = []
         for a in self._accounts.values():
             mine = tuple(sorted(live.get(a.id, ()), key=lambda c: c.until))
             blocking = [c for c in mine if not c.model or c.model == model]
+            if (until := exhausted.get(a.id)) is not None and until > now:
+                blocking.append(Cooldown(until, QUOTA_SNAPSHOT_REASON, model))
             if not a.usable:
                 reason = a.disabled_reason or ("disabled" if a.disabled else "no credential")
                 out.append(AccountStatus(a, "disabled", None, reason, mine))

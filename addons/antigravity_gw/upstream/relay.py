@@ -64,6 +64,8 @@ class RelayJob:
     sent_body: bytes = b""
     last_failed: str = ""  # the account of the latest failed attempt, for an error answer's headers
     planned: tuple[bytes, dict[str, Any]] | None = None  # the request body as the hook sent it, and parsed
+    model: str = ""  # the upstream model that answered (another one than planned after a fallback)
+    fallback_from: str = ""  # the planned model, when ag_model_fallback served ``model`` instead
 
     def request_body(self, raw: bytes) -> dict[str, Any]:
         """The upstream request the relay received: the hook's own dict when the bytes are unchanged (a
@@ -94,6 +96,7 @@ class RelayJob:
     def won(self, winner: Winner) -> None:
         self.account, self.url, self.attempts = winner.account.label, winner.url, winner.attempts
         self.sent_body = winner.request_body
+        self.model, self.fallback_from = winner.model, winner.fallback_from
 
 
 async def read_whole(winner: Winner) -> bytes:

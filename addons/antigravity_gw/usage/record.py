@@ -21,6 +21,7 @@ class RequestRecord:
     key_name: str = ""  # the client key's name ("" without inbound auth)
     client_model: str = ""
     mapped_model: str = ""
+    fallback_from: str = ""  # the upstream model the map chose when every account was out of it ("" if none)
     account: str = ""
     status: int = 0  # 0: no answer (the client left, or the connection failed)
     attempts: int = 0

@@ -196,7 +196,7 @@ async def test_429_rotates_and_cools_down_only_the_account_that_got_it():
 
 async def test_a_429_without_a_model_cools_the_whole_account():
     runner, up, *_ = setup(oauth("a"), oauth("b"))
-    up.on("at-a", google(429, gstatus="RESOURCE_EXHAUSTED"))
+    up.on("at-a", google(429, "SOME_REASON", gstatus="RESOURCE_EXHAUSTED"))
     await run(runner)
     assert await cooling(runner, "other-model") == {"a": 30.0}
 
@@ -420,6 +420,118 @@ async def test_sticky_sessions_reach_the_pool():
         assert (await run(runner, session="conv")).account.id == first
 
 
+# ---- one request never locks the pool out (bare 429s) ----------------------------------------------
+def bare() -> Resp:
+    return Resp(429, {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
+                                "status": "RESOURCE_EXHAUSTED"}})
+
+
+async def test_bare_429s_from_two_accounts_answer_429_at_once_and_cool_nobody():
+    runner, up, clock, *_ = setup(oauth("a"), oauth("b"), oauth("c"))
+    up.on("at-a", bare())
+    up.on("at-b", bare())
+    with pytest.raises(errors.UpstreamRateLimited) as e:
+        await run(runner)
+    assert e.value.status == 429 and e.value.code == "request_resource_exhausted"
+    assert "no account was cooled down" in e.value.message and "a@x, b@x" in e.value.message
+    assert up.who() == ["at-a", "at-b"]  # c is not asked: the request is at fault
+    assert await cooling(runner) == {} and clock.slept == []
+    served = []
+    for _ in range(3):
+        clock.t += 1  # the LRU order needs distinct times
+        served.append((await run(runner)).account.id)
+    assert sorted(served) == ["a", "b", "c"]  # everyone serves on
+
+
+async def test_a_bare_429_nobody_repeats_cools_that_account_a_few_seconds_for_that_model():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    up.on("at-a", bare())
+    assert (await run(runner)).account.id == "b"
+    assert await cooling(runner) == {"a": 2.0}
+    assert await cooling(runner, "other-model") == {}
+
+
+async def test_real_quota_429s_still_cool_as_google_says_beside_a_bare_one():
+    runner, up, *_ = setup(oauth("a"), oauth("b"), oauth("c"))
+    up.on("at-a", bare())
+    up.on("at-b", quota("40s"))
+    assert (await run(runner)).account.id == "c"
+    assert await cooling(runner) == {"a": 2.0, "b": 40.0}
+
+
+# ---- the version gate ------------------------------------------------------------------------------
+async def test_the_version_gate_names_ag_user_agent_and_blames_no_account():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    runner.dialects["oauth"] = CloudCode(BASES, "Antigravity/1.0.0 (X11; Linux x86_64)")
+    up.on("at-a", google(400, gstatus="INVALID_ARGUMENT"))
+    up.script["at-a"][0].body = orjson.dumps({"error": {
+        "code": 400, "status": "INVALID_ARGUMENT",
+        "message": "This version of Antigravity is no longer supported. Please update to receive the latest "
+                   "features."}})
+    with pytest.raises(errors.UpstreamError) as e:
+        await run(runner)
+    assert e.value.code == "client_version_rejected" and e.value.status == 502
+    assert "ag_user_agent" in e.value.message and "newer than 1.0.0" in e.value.message
+    assert up.who() == ["at-a"] and await cooling(runner) == {}
+
+
+def test_the_version_gate_error_names_the_version_google_asks_for():
+    from antigravity_gw.upstream.attempts import version_gate_error
+    from antigravity_gw.upstream.google_errors import GoogleError
+
+    gate = GoogleError(400, message="This version of Antigravity is no longer supported. Please update to "
+                                    "4.6.1 or newer.")
+    err = version_gate_error(gate, "Antigravity/4.3.0")
+    assert "--set ag_user_agent=4.6.1" in err.message
+
+
+# ---- ag_model_fallback ------------------------------------------------------------------------------
+async def test_fallback_serves_the_target_once_every_account_is_exhausted_for_the_model():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    runner.fallbacks = (("m", "n"),)
+    up.on("at-a", quota("600s", model="m"))
+    up.on("at-b", quota("600s", model="m"))
+    winner = await run(runner)
+    assert (winner.model, winner.fallback_from) == ("n", "m")
+    assert [c["model"] for c in map(orjson.loads, [winner.request_body])] == ["n"]
+    calls = len(up.calls)
+    again = await run(runner)  # known before the first attempt now: m is not asked
+    assert (again.model, again.fallback_from, len(up.calls)) == ("n", "m", calls + 1)
+
+
+async def test_no_fallback_while_an_account_can_serve_the_model_or_without_an_entry():
+    runner, up, *_ = setup(oauth("a"), oauth("b"))
+    runner.fallbacks = (("gemini-3-*", "gemini-2.5-pro"),)
+    up.on("at-a", quota("600s", model="m"))
+    winner = await run(runner)
+    assert (winner.model, winner.fallback_from, winner.account.id) == ("m", "", "b")
+    up.on("at-b", quota("600s", model="m"))
+    with pytest.raises(errors.PoolExhausted):
+        await run(runner)  # "m" matches no FROM
+
+
+async def test_fallback_wildcards_and_chains_end_at_a_cycle():
+    runner, up, *_ = setup(oauth("a"))
+    runner.fallbacks = (("gemini-3-*", "x"), ("x", "gemini-3-pro"))
+    await runner.pool.cool_down(runner.pool.find("a"), 600, "quota exhausted", "gemini-3-pro")
+    await runner.pool.cool_down(runner.pool.find("a"), 600, "quota exhausted", "x")
+    with pytest.raises(errors.PoolExhausted):
+        await run(runner, model="gemini-3-pro")
+    assert up.calls == []
+
+
+# ---- the quota snapshot ------------------------------------------------------------------------------
+async def test_an_exhausted_snapshot_skips_the_account_for_that_model_until_its_reset():
+    from antigravity_gw.upstream.quota import AccountQuota, ModelQuota
+
+    runner, _, clock, *_ = setup(oauth("a"), oauth("b"))
+    runner.pool.quota.clock = clock.wall
+    runner.pool.quota.store("a", AccountQuota(models={"m": ModelQuota(0.0, WALL + 60),
+                                                     "other": ModelQuota(0.5, WALL + 60)}))
+    assert {(await run(runner)).account.id for _ in range(3)} == {"b"}
+    assert (await run(runner, model="other")).account.id == "a"  # the same account serves another model
+    clock.t += 61
+    assert "a" in {(await run(runner)).account.id for _ in range(2)}
 # ---- a bad 200 is a failed attempt -------------------------------------------------------------
 BAD_STREAMS = {
     "html page": [b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>"],

@@ -31,3 +31,14 @@ def test_aliases_are_the_exact_names_and_fallback_the_targets():
     assert aliases(table) == ["gpt-4o"]
     assert fallback_models(table)[:2] == ["g1", "g2"]
     assert "gemini-2.5-flash" in fallback_models(())
+
+
+def test_fallback_for_matches_exact_then_the_most_specific_wildcard():
+    from antigravity_gw.upstream.catalog import fallback_for
+
+    table = (("gemini-*", "a"), ("gemini-3-*", "b"), ("gemini-3-pro", "c"))
+    assert fallback_for("gemini-3-pro", table) == "c"
+    assert fallback_for("gemini-3-flash", table) == "b"
+    assert fallback_for("gemini-2.5-pro", table) == "a"
+    assert fallback_for("claude-sonnet-4-6", table) is None
+    assert fallback_for("gpt-4o", ()) is None  # no built-in defaults, unlike model mapping

@@ -14,7 +14,9 @@ RATE = ErrorReason.RATE_LIMIT_EXCEEDED
     (GoogleError(429, reason=QUOTA, model="m"), False, Action.ROTATE, 60.0, Scope.MODEL),
     (GoogleError(429, reason=RATE), False, Action.ROTATE, 10.0, Scope.ACCOUNT),
     (GoogleError(429, reason=RATE, model="m", retry_after=1.5), False, Action.ROTATE, 1.5, Scope.MODEL),
-    (GoogleError(429), False, Action.ROTATE, 30.0, Scope.ACCOUNT),
+    (GoogleError(429), False, Action.ROTATE, 0.0, Scope.MODEL),  # bare: the attempts decide (see below)
+    (GoogleError(429, reason="SOMETHING_NEW"), False, Action.ROTATE, 30.0, Scope.ACCOUNT),
+    (GoogleError(429, retry_after=7), False, Action.ROTATE, 7, Scope.ACCOUNT),
     (GoogleError(429, model="m", retry_after=45, quota_per_model=True), False, Action.ROTATE, 45,
      Scope.MODEL),
     (GoogleError(429, model="m", retry_after=45), False, Action.ROTATE, 45, Scope.ACCOUNT),
@@ -57,3 +59,20 @@ def test_reasons_say_what_happened():
         "account verification required"
     assert decide(GoogleError(503, reason=ErrorReason.MODEL_CAPACITY_EXHAUSTED), refreshed=False).reason == \
         "MODEL_CAPACITY_EXHAUSTED"
+
+
+def test_only_a_429_without_reason_hint_or_model_is_bare():
+    assert decide(GoogleError(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+                  refreshed=False).bare
+    assert not decide(GoogleError(429, retry_after=3), refreshed=False).bare
+    assert not decide(GoogleError(429, reason=QUOTA), refreshed=False).bare
+    assert not decide(GoogleError(429, model="m", quota_per_model=True), refreshed=False).bare
+    assert not decide(GoogleError(503), refreshed=False).bare
+
+
+@pytest.mark.parametrize("status", [400, 403, 426])
+def test_the_version_gate_fails_at_once_and_blames_no_account(status):
+    err = GoogleError(status, "INVALID_ARGUMENT", "This version of Antigravity is no longer supported. "
+                                                  "Please update to the latest version.")
+    d = decide(err, refreshed=False)
+    assert (d.action, d.cooldown) == (Action.FAIL, 0.0)
