@@ -30,8 +30,5 @@ def make_addons() -> list[object]:
     gateway = Gateway()
     usage = Usage(gateway.pool, keys)
     gateway.admit_client = usage.admit
-    # TODO(issue 14): once the pool keeps quota snapshots (branch quota's QuotaBook, ``pool.quota``), set
-    # usage.quota_of to read them, e.g. ``lambda aid: [(m, q.remaining) for m, q in
-    # (pool.quota.get(aid) or empty).models.items() if q.remaining is not None]``; until then
-    # ag_quota_remaining_ratio is exported with no samples.
+    usage.quota_of = gateway.pool.quota.remaining  # ag_quota_remaining_ratio reads the quota snapshots
     return [Auth(keys), usage, gateway, Cors(), AccessLog(sinks=[usage.record])]

@@ -199,3 +199,15 @@ def test_a_data_dir_that_cannot_be_written_is_refused(tmp_path: Path):
         with pytest.raises(exceptions.OptionsError, match="ag_data_dir: cannot keep the usage ledger"):
             tctx.configure(addon, ag_data_dir=str(a_file))
         tctx.configure(addon, ag_data_dir=str(a_file), ag_usage=False)  # no ledger: nothing to check
+
+
+def test_the_addon_chain_exports_the_pools_quota_snapshots() -> None:
+    from antigravity_gw import make_addons
+    from antigravity_gw.mitm.gateway import Gateway
+    from antigravity_gw.upstream.quota import AccountQuota, ModelQuota
+
+    addons = make_addons()
+    usage = next(a for a in addons if isinstance(a, Usage))
+    gateway = next(a for a in addons if isinstance(a, Gateway))
+    gateway.pool.quota.store("a1", AccountQuota(models={"gemini-2.5-pro": ModelQuota(0.5, None)}))
+    assert list(usage.quota_of("a1")) == [("gemini-2.5-pro", 0.5)]

@@ -182,6 +182,14 @@ class QuotaBook:
     def get(self, account_id: str) -> AccountQuota | None:
         return self.snapshots.get(account_id)
 
+    def remaining(self, account_id: str) -> list[tuple[str, float]]:
+        """(model, remaining fraction) of every model the account's last snapshot reported a fraction for
+        (what ``ag_quota_remaining_ratio`` exports)."""
+        quota = self.snapshots.get(account_id)
+        if quota is None:
+            return []
+        return [(model, q.remaining) for model, q in quota.models.items() if q.remaining is not None]
+
     def store(self, account_id: str, quota: AccountQuota) -> None:
         self.snapshots[account_id] = quota
         self._reindex()

@@ -107,3 +107,11 @@ def test_the_summary_is_asked_of_the_daily_host():
     assert summary_base((sandbox, daily, prod)) == daily
     assert summary_base((prod,)) == prod
     assert summary_base((sandbox, prod)) == sandbox
+
+
+def test_remaining_lists_the_reported_fractions_of_an_account() -> None:
+    book = QuotaBook()
+    book.store("a", AccountQuota(models={"gemini-2.5-pro": ModelQuota(0.25, None),
+                                         "gemini-2.5-flash": ModelQuota(None, 1e9)}))
+    assert book.remaining("a") == [("gemini-2.5-pro", 0.25)]  # a model with no fraction has no sample
+    assert book.remaining("unknown") == []
