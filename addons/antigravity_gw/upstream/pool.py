@@ -54,8 +54,11 @@ class PoolState(Protocol):
 class MemoryState:
     """``PoolState`` in this process's memory; expired entries are dropped as they are met."""
 
-    def __init__(self, max_bindings: int = 100_000) -> None:
+    def __init__(self, max_bindings: int = 100_000, max_model_cooldowns: int = 256) -> None:
         self._cooldowns: dict[str, dict[str, Cooldown]] = {}
+        # Model names are the client's choice: a client inventing names (each one a 404 cooldown per
+        # account) must not grow memory and every request's cooldown scan without bound.
+        self._max_model_cooldowns = max_model_cooldowns
         self._cursor = 0
         self._last_used: dict[str, float] = {}
         self._bindings: OrderedDict[str, tuple[str, float]] = OrderedDict()
@@ -78,6 +81,9 @@ class MemoryState:
         old = slot.get(cooldown.model)
         if old is None or old.until < cooldown.until:
             slot[cooldown.model] = cooldown
+        if old is None and len(slot) - ("" in slot) > self._max_model_cooldowns:
+            # the one that would end soonest goes (an account-wide cooldown, model "", always stays)
+            del slot[min((c for c in slot.values() if c.model), key=lambda c: c.until).model]
 
     async def clear_cooldowns(self, account_id: str) -> None:
         self._cooldowns.pop(account_id, None)

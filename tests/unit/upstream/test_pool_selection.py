@@ -186,3 +186,12 @@ def test_conversation_key_follows_the_system_prompt_and_the_first_user_turn():
     assert k1 != conversation_key({"systemInstruction": system, "contents": other_opening})
     assert conversation_key({"contents": []}) == ""
     assert conversation_key({"contents": [turn1]}, hint="cache-7") == conversation_key({}, hint="cache-7")
+
+
+async def test_invented_model_names_cannot_grow_an_accounts_cooldowns_without_bound() -> None:
+    state = MemoryState(max_model_cooldowns=3)
+    await state.add_cooldown("a", Cooldown(500.0, "account-wide"))
+    for i in range(10):  # a client sending a new unknown model name each time: a 404 cooldown each
+        await state.add_cooldown("a", Cooldown(100.0 + i, "model not found", f"typo-{i}"))
+    live = (await state.cooldowns(["a"], now=0.0))["a"]
+    assert sorted(c.model for c in live) == ["", "typo-7", "typo-8", "typo-9"]  # the latest-ending stay
