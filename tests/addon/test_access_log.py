@@ -10,7 +10,7 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from antigravity_gw.mitm import flows
-from antigravity_gw.mitm.access_log import SERVER_LOGGER, AccessLog, ConnectionNoise, access_line
+from antigravity_gw.mitm.access_log import SERVER_LOGGER, AccessLog, ConnectionNoise, access_line, logger
 
 
 def gateway_flow(status: int = 200, body: bytes = b"{}") -> http.HTTPFlow:
@@ -65,6 +65,19 @@ def test_failed_attempt_flows_are_not_client_requests(caplog):
         addon.response(synthetic)
         addon.response(gateway_flow())
     assert len([r for r in caplog.records if r.name == "antigravity_gw.access"]) == 1
+
+
+def test_access_lines_skip_the_deprecated_add_log_event_and_other_lines_keep_it():
+    """mitmproxy's add_log would cost a hook call on every addon per request (no handler of its own needs it)."""
+    addon = AccessLog()
+    with taddons.context(addon) as tctx:
+        legacy = tctx.master._legacy_log_events
+        access = logging.LogRecord(logger.name, logging.INFO, __file__, 1, "POST /v1/chat/completions", None, None)
+        other = logging.LogRecord("antigravity_gw.accounts", logging.INFO, __file__, 1, "accounts: 2", None, None)
+        assert not legacy.filter(access)
+        assert legacy.filter(other)
+        addon.done()
+        assert legacy.filter(access)  # nothing left behind
 
 
 def test_connection_lines_are_demoted_to_debug_and_others_kept():

@@ -47,6 +47,40 @@ def test_ordinary_lines_are_unchanged(line: str) -> None:
     assert redact_secrets(line, [KEY, ""]) == line
 
 
+def test_an_access_line_costs_substring_tests_not_the_four_regex_passes(monkeypatch) -> None:
+    """Its "tokens=12/34" once matched the "token" trigger and ran every pattern on every request."""
+    class Forbidden:
+        def sub(self, *args: object) -> str:
+            raise AssertionError("a regex pass ran on a line with nothing to redact")
+    for name in ("_HEADER", "_QUERY", "_JSON_FIELD", "_GOOGLE"):
+        monkeypatch.setattr(log_redaction, name, Forbidden())
+    line = ("POST /v1/chat/completions gpt-4o → gemini-2.5-flash key=team-a account=me@gmail.com status=200 "
+            "attempts=1 tokens=12/34 first=250ms total=1500ms")
+    assert redact_secrets(line, [KEY]) == line
+
+
+@pytest.mark.parametrize("line", ['{"id_token": "eyJhbGciOi.secret"}', "{'client_secret': 'GOCSPX-abcdef'}",
+                                  "POST /x?token=opaque-secret-value", "POST /x?api_key=opaque-secret-value"])
+def test_every_pattern_still_has_a_trigger(line: str) -> None:
+    assert "secret" not in redact_secrets(line).split("[redacted]")[-1]
+    assert "[redacted]" in redact_secrets(line)
+
+
+def test_literals_set_after_install_are_redacted_and_dropped_when_changed(caplog) -> None:
+    redactor = LogRedactor()
+    redactor.install()
+    try:
+        redactor.literals = ("late-secret-1",)
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("x").info("late-secret-1")
+        redactor.literals = ("late-secret-2",)
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("x").info("late-secret-1 late-secret-2")
+    finally:
+        redactor.uninstall()
+    assert [r.getMessage() for r in caplog.records] == ["[redacted]", "late-secret-1 [redacted]"]
+
+
 def test_the_factory_redacts_every_logger_and_uninstalls_cleanly(caplog) -> None:
     before = logging.getLogRecordFactory()
     redactor = LogRedactor()
