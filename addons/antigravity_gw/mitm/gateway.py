@@ -390,7 +390,7 @@ class Gateway:
         if req.method == "OPTIONS":
             flow.response = flows.answer(204, b"", flows.header_fields(flows.CORS_PREFLIGHT_HEADERS))
             return
-        route = match_route(req.method, req.path, flows.public_base_url(flow))
+        route = match_route(req.method, req.path, functools.partial(flows.public_base_url, flow))
         flow.metadata[flows.ROUTE] = route.kind.value
         if route.kind == RouteKind.HEALTH:
             flow.response = await self._health()

@@ -8,6 +8,7 @@ names what was received, what was most likely meant, and how to fix the client's
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -65,10 +66,11 @@ def is_metrics_path(path: str) -> bool:
     return normalize(path) == METRICS_PATH
 
 
-def match_route(method: str, path: str, base_url: str = DEFAULT_BASE_URL) -> Route:
+def match_route(method: str, path: str, base_url: str | Callable[[], str] = DEFAULT_BASE_URL) -> Route:
     """The route for ``method path``; ``UnknownRoute`` (404) or ``MethodNotAllowed`` (405) otherwise.
 
-    ``base_url`` is the base URL clients should use, quoted in the 404's fix.
+    ``base_url`` is the base URL clients should use, quoted in the 404's fix: a callable is asked only
+    then (working it out from the connection costs more than matching a route).
     """
     rest = normalize(path)
     if rest in _ROUTES:
@@ -83,7 +85,7 @@ def match_route(method: str, path: str, base_url: str = DEFAULT_BASE_URL) -> Rou
             raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use GET.",
                                           headers={"allow": "GET"})
         return Route(RouteKind.MODEL, m["id"])
-    raise unknown_route(path, base_url)
+    raise unknown_route(path, base_url() if callable(base_url) else base_url)
 
 
 def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.UnknownRoute:

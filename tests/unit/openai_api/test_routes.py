@@ -58,3 +58,17 @@ def test_a_path_with_no_known_route_lists_the_routes():
     with pytest.raises(errors.UnknownRoute) as e:
         match_route("GET", "/v1/engines")
     assert "/v1/chat/completions" in e.value.message and "base URL" in e.value.message
+
+
+def test_the_base_url_is_worked_out_only_for_a_404():
+    asked: list[int] = []
+
+    def base_url() -> str:
+        asked.append(1)
+        return "http://127.0.0.1:8045/v1"
+
+    assert match_route("POST", "/v1/chat/completions", base_url) == Route(RouteKind.CHAT)
+    assert not asked
+    with pytest.raises(errors.UnknownRoute) as e:
+        match_route("POST", "/v1/chat/completions/responses", base_url)
+    assert "'http://127.0.0.1:8045/v1'" in e.value.message and asked == [1]
