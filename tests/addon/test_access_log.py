@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -78,6 +79,25 @@ def test_access_lines_skip_the_deprecated_add_log_event_and_other_lines_keep_it(
         assert legacy.filter(other)
         addon.done()
         assert legacy.filter(access)  # nothing left behind
+
+
+def test_on_the_event_loop_the_line_waits_until_the_answer_has_gone_out(caplog):
+    """mitmproxy writes the answer right after the response hooks, in the same loop step: the line, the
+    ledger row and the metrics come after it, so they add nothing to the client's latency."""
+    recorded: list[object] = []
+    addon = AccessLog(sinks=[recorded.append])
+
+    async def answer_then_yield() -> tuple[int, int]:
+        flow = gateway_flow()
+        flow.metadata[flows.ROUTE] = "chat.completions"
+        addon.response(flow)
+        during = len(recorded)
+        await asyncio.sleep(0)
+        return during, len(recorded)
+
+    with taddons.context(addon), caplog.at_level(logging.INFO, logger="antigravity_gw.access"):
+        assert asyncio.run(answer_then_yield()) == (0, 1)
+    assert len([r for r in caplog.records if r.name == "antigravity_gw.access"]) == 1
 
 
 def test_connection_lines_are_demoted_to_debug_and_others_kept():
