@@ -111,8 +111,12 @@ def test_unlimited_keys_and_requests_without_a_named_key_pass(usage):
 
 async def test_posts_are_left_to_the_gateway(usage):
     f = flow(body=chat("x"), key="bob", path="/metrics")
-    await usage.request(f)
+    assert usage.request(f) is None  # no coroutine made for the requests the Gateway answers
     assert f.response is None
+
+
+def test_model_calls_cost_the_hook_no_coroutine(usage):
+    assert usage.request(flow(path="/v1/models", method="GET")) is None
 
 
 async def test_metrics_are_answered_with_the_records_counted(usage):

@@ -18,7 +18,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -160,19 +160,24 @@ class Usage:
             self.limits.spend(r.key_name, r.total_tokens)
 
     # ---- hooks -------------------------------------------------------------------------------------
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Not ``async``: on every other request (all the model calls) it returns before making a
+        coroutine; mitmproxy awaits what a hook returns when it is awaitable."""
         if (
             flow.response
             or flow.error
             or flow.request.method not in ("GET", "HEAD")
             or not flows.is_ours(flow)
         ):
-            return
+            return None
         path = normalize(flow.request.path)
+        return self._answer(flow, path) if path in (METRICS_PATH, USAGE_PATH) else None
+
+    async def _answer(self, flow: http.HTTPFlow, path: str) -> None:
         if path == METRICS_PATH:
             flow.metadata[flows.ROUTE] = "metrics"
             flow.response = await self._metrics()
-        elif path == USAGE_PATH:
+        else:
             flow.metadata[flows.ROUTE] = "ag.usage"
             flow.response = await self._usage(flow.request)
 
