@@ -64,7 +64,7 @@ async def test_a_file_broken_at_runtime_keeps_the_last_good_table(tmp_path, capl
     write(f, broken)
     assert not await mm.reload_if_changed()
     assert mm.resolve("alias") == "gemini-3-pro"
-    assert "keeping the last mapping" in caplog.text
+    assert "keeping the last mapping(s)" in caplog.text
     caplog.clear()
     assert not await mm.reload_if_changed()  # logged once, not every poll
     assert caplog.text == ""
@@ -97,7 +97,7 @@ async def test_the_background_watcher_picks_up_changes_and_stops(tmp_path):
         await asyncio.sleep(0.01)
     assert mm.resolve("alias") == "two"
     await mm.stop()
-    assert not mm._poller.running
+    assert not mm.watching
 
 
 @pytest.mark.parametrize(("content", "words"), [(None, "cannot read"), (b"{", "not valid JSON"),
