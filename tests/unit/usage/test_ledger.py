@@ -184,3 +184,24 @@ def test_long_client_chosen_text_is_cut_in_the_row(tmp_path: Path):
     ledger.close()
     row = rows(ledger.path)[0]
     assert len(row[COLUMNS.index("client_model")]) == 200 and len(row[COLUMNS.index("error_code")]) == 200
+
+
+def test_a_batch_is_a_few_multi_row_statements_not_one_per_row(tmp_path: Path):
+    """sqlite3 lets go of the GIL around every statement; the writer taking it back costs the event loop a
+    handoff each time, so a batch of 1,200 rows must be three statements (500 rows each), not 1,200."""
+    ledger = Ledger(tmp_path / "usage.sqlite3", flush_interval=60)
+    ledger.open()
+    statements: list[str] = []
+    try:
+        assert ledger._conn is not None
+        ledger._conn.set_trace_callback(statements.append)
+        for i in range(1200):
+            ledger.append(record(ts=1000.0 + i, key_name=f"k{i}"))
+        assert ledger.flush()
+    finally:
+        ledger.close()
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 3
+    stored = rows(tmp_path / "usage.sqlite3")
+    assert len(stored) == 1200
+    assert [r[1] for r in stored] == [f"k{i}" for i in range(1200)]  # every row, in order
