@@ -30,7 +30,7 @@ class GeminiEventReader[Out](ABC):
             self._fail(UpstreamProtocolError(f"Gemini sent a malformed stream event: {exc}."), out)
 
     def _event(self, event: Any, out: list[Out]) -> None:
-        if not isinstance(event, Mapping):
+        if type(event) is not dict and not isinstance(event, Mapping):  # JSON gives dicts: skip the ABC check
             raise ValueError("an event is not a JSON object")
         if "error" in event:
             self._fail(google_stream_error(event["error"]), out)
@@ -84,7 +84,7 @@ def google_stream_error(body: Any) -> UpstreamError:
 
 def candidate_index(candidate: Mapping[str, Any]) -> int:
     index = candidate.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+    if type(index) is not int or index < 0:  # exactly int: a JSON true is a bool, not an index
         raise ValueError(f"candidate index {index!r} is not a non-negative integer")
     return index
 
@@ -149,6 +149,9 @@ def part_text(part: Mapping[str, Any]) -> str | None:
 
 def as_object(value: Any, what: str) -> Mapping[str, Any]:
     """An optional JSON object: absent (None) reads as empty, anything else but an object is malformed."""
+    # Runs for every piece of every stream event: a dict (all JSON objects are) skips the ABC check.
+    if type(value) is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):

@@ -67,6 +67,6 @@ def gemini_usage_to_responses(usage: Mapping[str, Any] | None) -> dict[str, Any]
 
 def _count(usage: Mapping[str, Any], key: str) -> int:
     value = usage.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if type(value) is not int or value < 0:  # exactly int: a JSON true is a bool, not a count
         raise ValueError(f"usageMetadata.{key} is not a token count: {value!r}")
     return value
