@@ -73,14 +73,26 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 # Many rows per INSERT statement, not ``executemany``: sqlite3 lets go of the GIL around every statement it
 # steps, and each time the writer thread wants it back it waits up to the 5 ms switch interval and then
 # makes the event loop stop until the OS has scheduled the writer. Row by row that was a hundred
-# handoffs per batch, about 7% of the requests per second at c=16 (scripts/bench); one per 500 rows is
-# nothing. 500 x 16 parameters stays far below SQLite's limit of 32766.
+# handoffs per batch (scripts/bench at c=16 lost requests per second to it); a few per batch is nothing.
+# 500 x 16 parameters stays far below SQLite's limit of 32766.
 ROWS_PER_INSERT = 500
+# sqlite3 keeps each distinct statement compiled (up to 128), and a compiled 400-row INSERT is most of a
+# megabyte: a batch is cut into 500s and then powers of two, so only ten statements ever exist.
+_LADDER = (ROWS_PER_INSERT, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 
 
 def insert_statement(rows: int) -> str:
     return f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
+
+
+def insert_sizes(rows: int) -> list[int]:
+    """How many rows each INSERT of a batch carries: 500s, then the rest in powers of two."""
+    sizes = []
+    for size in _LADDER:
+        count, rows = divmod(rows, size)
+        sizes += [size] * count
+    return sizes
 
 
 MAX_TEXT = 200  # a model name or an error can come from the client: a row stays small whatever it sent
@@ -225,9 +237,11 @@ class Ledger:
         assert self._conn is not None
         with self._conn:  # isolation_level=None: ``with`` alone does not open a transaction
             self._conn.execute("BEGIN")
-            for start in range(0, len(rows), ROWS_PER_INSERT):
-                chunk = rows[start:start + ROWS_PER_INSERT]
-                self._conn.execute(insert_statement(len(chunk)), [v for row in chunk for v in row])
+            start = 0
+            for size in insert_sizes(len(rows)):
+                chunk = rows[start:start + size]
+                self._conn.execute(insert_statement(size), [v for row in chunk for v in row])
+                start += size
 
     def _settle(self, count: int) -> None:
         with self._settled_cond:
