@@ -89,12 +89,14 @@ Content = Annotated[
 
 class MessageItem(_Model):
     type: Literal["message"] = "message"
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     role: Literal["user", "assistant", "system", "developer"]
     content: Content
 
 
 class FunctionCallItem(_Model):
     type: Literal["function_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     arguments: str
@@ -103,12 +105,14 @@ class FunctionCallItem(_Model):
 
 class FunctionCallOutputItem(_Model):
     type: Literal["function_call_output"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     output: Content
 
 
 class CustomToolCallItem(_Model):
     type: Literal["custom_tool_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     input: str
@@ -117,6 +121,7 @@ class CustomToolCallItem(_Model):
 
 class CustomToolCallOutputItem(_Model):
     type: Literal["custom_tool_call_output"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     output: Content
 
@@ -135,6 +140,7 @@ class ReasoningItem(_Model):
 
 class WebSearchCallItem(_Model):
     type: Literal["web_search_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
 
 
 class ItemReference(_Model):

@@ -16,7 +16,7 @@ def response_echo(req: ResponsesRequest, model: str) -> dict[str, Any]:
     """The request settings a response object repeats, in OpenAI's key order (around ``output``)."""
     reasoning = req.reasoning
     text = req.text.model_dump(by_alias=True, exclude_none=True) if req.text else {}
-    tools = [t.model_dump(by_alias=True, exclude_unset=True) for t in req.tools or ()]  # as sent
+    tools = [_echoed_tool(t) for t in req.tools or ()]
     tool_choice = req.tool_choice
     if tool_choice is not None and not isinstance(tool_choice, str):
         tool_choice = tool_choice.model_dump(exclude_none=True)  # type: ignore[assignment]
@@ -41,6 +41,16 @@ def response_echo(req: ResponsesRequest, model: str) -> dict[str, Any]:
         "user": req.user,
         "metadata": req.metadata or {},
     }
+
+
+def _echoed_tool(tool: Any) -> dict[str, Any]:
+    """A tool as sent; a function tool always has ``strict`` (OpenAI's schema requires it: the client's
+    value, else null)."""
+    out: dict[str, Any] = tool.model_dump(by_alias=True, exclude_unset=True)
+    if out.get("type") == "function":
+        out.setdefault("strict", None)
+        out.setdefault("parameters", None)
+    return out
 
 
 def response_object(

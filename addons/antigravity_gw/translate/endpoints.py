@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,13 @@ from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
-from ..openai_api.responses_models import parse_responses_request
+from ..openai_api.responses_models import (
+    CustomToolCallItem,
+    FunctionCallItem,
+    InputItem,
+    ItemReference,
+    parse_responses_request,
+)
 from ..openai_api.responses_wire import response_echo
 from ..openai_api.routes import RouteKind
 from ..openai_api.wire import ChatCompletion
@@ -41,7 +47,8 @@ from .responses_request import (
     responses_request_to_gemini,
     tool_names,
 )
-from .responses_store import ResponseStore, StoredResponse, output_as_input
+from .responses_store import ResponseStore, StoredResponse, item_as_input, output_as_input
+from .signatures import lacks_signature
 from .responses_stream import GeminiToResponsesStream, gemini_to_response
 
 
@@ -205,6 +212,47 @@ class _SavingStream:
         return events
 
 
+class NeedsStoredState(Exception):  # noqa: N818 (a request for I/O, not an error)
+    """``parse`` met ids the in-memory store does not know: the glue loads them from the database (off the
+    event loop) into the store, then calls ``reparse``, which treats what is still missing as missing."""
+
+    def __init__(self, responses: list[str], items: list[str], calls: list[str],
+                 reparse: Callable[[], ParsedRequest]) -> None:
+        super().__init__(f"stored state needed: {len(responses)} response(s), {len(items)} item(s), "
+                         f"{len(calls)} call(s)")
+        self.responses, self.items, self.calls = responses, items, calls
+        self.reparse = reparse
+
+
+_ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_",
+                "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "reasoning": "rs_",
+                "web_search_call": "ws_"}
+
+
+def listed_input(items: Sequence[InputItem], new_id: Callable[[], str]) -> tuple[dict[str, Any], ...]:
+    """A request's own input items as ``input_items`` lists them: each with an id, a message's content
+    as parts (``input_text`` for user/system/developer, ``output_text`` for assistant) and a status."""
+    out = []
+    for item in items:
+        data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        kind = data.get("type", "message")
+        data["type"] = kind
+        if not data.get("id"):
+            data["id"] = _ITEM_PREFIX.get(kind, "item_") + new_id()
+        if kind == "message":
+            if isinstance(data["content"], str):
+                part = "output_text" if data["role"] == "assistant" else "input_text"
+                data["content"] = [{"type": part, "text": data["content"]}]
+            if data["role"] == "assistant":
+                data["content"] = [{**p, "annotations": []} if p.get("type") == "output_text" else p
+                                   for p in data["content"]]
+            data.setdefault("status", "completed")
+        elif kind in ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"):
+            data.setdefault("status", "completed")
+        out.append(data)
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedResponses:
     call: ResponsesCall  # the request with its resolved conversation
@@ -229,17 +277,13 @@ class ParsedResponses:
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
         return responses_request_to_gemini(self.call, model=model, images=images)
 
-    def stream_translator(self, ids: Ids) -> GeminiToResponsesStream | _SavingStream:
-        translator = self._translator(ids)
-        if not self.call.stores:
-            return translator
-        return _SavingStream(translator, lambda t: self._save(ids.id, t))
+    def stream_translator(self, ids: Ids) -> _SavingStream:
+        return _SavingStream(self._translator(ids), lambda t: self._save(ids, t))
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         translator = self._translator(ids)
         answer = gemini_to_response(response, translator)
-        if self.call.stores:
-            self._save(ids.id, translator)
+        self._save(ids, translator)
         return answer
 
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
@@ -256,9 +300,21 @@ class ParsedResponses:
             include_encrypted=call.request.wants_encrypted_reasoning,
         )
 
-    def _save(self, response_id: str, translator: GeminiToResponsesStream) -> None:
-        items = (*self.call.items, *output_as_input(translator.stored_output()))
-        self.store.put(response_id, StoredResponse(self.call.model, items))
+    def _save(self, ids: Ids, translator: GeminiToResponsesStream) -> None:
+        """Every answered call is remembered (the signature fallback); the response itself unless
+        ``store: false``."""
+        if not self.call.stores or translator.response is None:
+            self.store.remember_calls(translator.call_refs)
+            return
+        call = self.call
+        output = tuple(translator.stored_output())
+        items = (*call.items, *output_as_input(output))
+        stored = StoredResponse(
+            model=call.model, items=items, id=ids.id, created_at=ids.created,
+            previous_response_id=call.request.previous_response_id, response=translator.response,
+            input=listed_input(call.items[call.history:], ids.new_call_id), output=output,
+            calls=dict(translator.call_refs))
+        self.store.put(ids.id, stored)
 
 
 class ResponsesEndpoint:
@@ -271,22 +327,52 @@ class ResponsesEndpoint:
         self.store = store
 
     def parse(self, body: bytes) -> ParsedResponses:
+        return self._parse(body, final=False)
+
+    def _parse(self, body: bytes, *, final: bool) -> ParsedResponses:
+        """``final``: the database was asked already; what the store still lacks does not exist."""
         req = parse_responses_request(body)
-        if req.previous_response_id is None:
-            assert req.model is not None  # parse_responses_request demands one without a chain
-            return ParsedResponses(ResponsesCall(req, req.model, input_items(req)), self.store)
-        stored = self.store.get(req.previous_response_id)
-        if stored is None:
+        store = self.store
+        own = input_items(req)
+        prev = req.previous_response_id
+        stored = store.get(prev) if prev is not None else None
+        references = [item.id for item in own if isinstance(item, ItemReference)]
+        history = stored.items if stored is not None else ()
+        call_ids = [item.call_id for item in (*history, *own)
+                    if isinstance(item, FunctionCallItem | CustomToolCallItem) and lacks_signature(item.call_id)]
+        if not final:
+            missing = ([prev] if prev is not None and stored is None else [],
+                       [i for i in references if store.item(i) is None],
+                       [c for c in call_ids if store.call(c) is None])
+            if any(missing):
+                raise NeedsStoredState(*missing, reparse=lambda: self._parse(body, final=True))
+        if prev is not None and stored is None:
             raise errors.NotFound(
-                f"Previous response with id '{req.previous_response_id}' not found. This gateway keeps "
-                f"responses in memory for {self.store.ttl:.0f} seconds, and only those created with "
-                "'store' left true; send the whole conversation in 'input' instead.",
+                f"Previous response with id '{prev}' not found. It was never stored (the request said "
+                "'store': false), was deleted, or is older than ag_response_store_days; send the whole "
+                "conversation in 'input' instead.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        items = (*stored.items, *input_items(req))
-        call = ResponsesCall(req, req.model or stored.model, items, history=len(stored.items))
-        return ParsedResponses(call, self.store)
+        if references:
+            own = tuple(self._referenced(item, i) for i, item in enumerate(own))
+        if req.model is None and stored is None:  # parse_responses_request demands one without a chain
+            raise errors.InvalidRequest("Missing required parameter: 'model'.", param="model")
+        model = req.model or (stored.model if stored is not None else "")
+        refs = {c: ref for c in call_ids if (ref := store.call(c)) is not None}
+        call = ResponsesCall(req, model, (*history, *own), history=len(history), call_refs=refs)
+        return ParsedResponses(call, store)
+
+    def _referenced(self, item: InputItem, index: int) -> InputItem:
+        if not isinstance(item, ItemReference):
+            return item
+        found = self.store.item(item.id)
+        if found is None:
+            raise errors.NotFound(
+                f"Item with id '{item.id}' not found: 'input[{index}]' references an item of a stored "
+                "response, and none has it (never stored, deleted, or expired). Send the item itself.",
+                param=f"input[{index}].id", code="item_not_found")
+        return item_as_input(found)
 
 
 # ---- legacy completions -----------------------------------------------------------------------------
@@ -352,7 +438,7 @@ class Endpoints:
     """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
 
     def __init__(self, store: ResponseStore | None = None) -> None:
-        self.response_store = store if store is not None else ResponseStore()  # an empty store is falsy
+        self.response_store = store if store is not None else ResponseStore()
         self._by_route: dict[RouteKind, Endpoint] = {
             RouteKind.CHAT: ChatEndpoint(),
             RouteKind.RESPONSES: ResponsesEndpoint(self.response_store),

@@ -14,7 +14,11 @@ Items, in order (the history of ``previous_response_id`` first, then ``input``):
 * ``reasoning`` → nothing of its own (Gemini takes thoughts only as signatures). A signature in its
   ``encrypted_content`` goes onto the next model part (text or call) that has none of its own, which is
   where Gemini sent it; a user turn in between drops it.
-* ``web_search_call`` → nothing; ``item_reference`` → 400 (nothing is stored per item).
+* ``web_search_call`` → nothing. ``item_reference`` items are resolved from the store before translation
+  (``endpoints.py``); one that reaches this module is a 400.
+* A ``call_id`` of this gateway's that carries no signature (Responses ``call_id``s stay within 64
+  characters) finds its Gemini id and signature in ``ResponsesCall.call_refs`` (the store's fallback).
+* Only instructions and system/developer messages: they become the user turn, as OpenAI answers them.
 Consecutive turns of one role are merged and empty turns dropped (``chat_request.merge_turns``).
 
 Generation config: ``temperature``, ``top_p``, ``max_output_tokens``, ``text.format`` (JSON schema or
@@ -63,7 +67,7 @@ from .parts import (
 )
 from .responses_tools import ToolNames, gemini_name, responses_tools_to_gemini
 from .schema import clean_schema_for_gemini
-from .signatures import decode_reasoning_signature, decode_tool_call_id
+from .signatures import ToolCallRef, decode_reasoning_signature, decode_tool_call_id
 
 Images = Mapping[str, InlineImage] | None
 SUMMARY_MODES = frozenset({"auto", "concise", "detailed"})
@@ -77,6 +81,7 @@ class ResponsesCall:
     model: str
     items: tuple[InputItem, ...]
     history: int = 0  # how many of ``items`` came from ``previous_response_id``
+    call_refs: Mapping[str, ToolCallRef] = field(default_factory=dict)  # call_id -> what the store knows
 
     @property
     def stores(self) -> bool:
@@ -120,13 +125,15 @@ def tool_names(call: ResponsesCall) -> ToolNames:
 def items_to_gemini(
     instructions: str | None, call: ResponsesCall, *, names: ToolNames, images: Images = None
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    conversation = _Conversation(images)
+    conversation = _Conversation(images, call_refs=call.call_refs)
     if instructions:
         conversation.system.append(text_part(instructions))
     for i, item in enumerate(call.items):
         param = f"input[{i - call.history}]" if i >= call.history else "previous_response_id"
         conversation.add(item, param=param)
     contents = merge_turns(conversation.turns)
+    if not contents and conversation.system:
+        return None, [{"role": "user", "parts": conversation.system}]  # OpenAI answers a system prompt alone
     if not contents:
         raise InvalidRequest(
             "Invalid 'input': Gemini needs at least one user or assistant message with content; this "
@@ -140,6 +147,7 @@ def items_to_gemini(
 @dataclass(slots=True)
 class _Conversation:
     images: Images
+    call_refs: Mapping[str, ToolCallRef] = field(default_factory=dict)
     system: list[Part] = field(default_factory=list)
     turns: list[tuple[str, list[Part]]] = field(default_factory=list)
     calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # call_id → (name, Gemini id)
@@ -179,6 +187,8 @@ class _Conversation:
 
     def _call(self, item: FunctionCallItem | CustomToolCallItem, param: str) -> None:
         ref = decode_tool_call_id(item.call_id)
+        if (known := self.call_refs.get(item.call_id)) is not None:
+            ref = ToolCallRef(ref.gemini_id or known.gemini_id, ref.signature or known.signature)
         name = gemini_name(item.name, item.namespace)
         if isinstance(item, CustomToolCallItem):
             args: dict[str, Any] = {"input": item.input}

@@ -22,11 +22,13 @@ style). The rules:
    ``output_text`` part; ``functionCall`` → a ``function_call`` item, or a ``custom_tool_call`` item
    when it names a custom tool (``responses_tools.ToolNames``), with the arguments in one delta (Gemini
    sends them whole). Only candidate 0 is read (the gateway never asks for more).
-5. Thought signatures: a call's ``call_id`` carries its own signature, else the last unclaimed one
-   (``signatures.encode_tool_call_id``, as in chat). A signature on a thought part, or on the part that
-   ends a run of thoughts, also goes into that reasoning item's ``encrypted_content``, which is shown to
-   the client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always
-   has it).
+5. Thought signatures: a ``call_id`` stays within OpenAI's 64 characters (``short_tool_call_id``: Gemini's
+   call id only when it fits), and ``call_refs`` keeps every call's Gemini id and signature (its own,
+   else the last unclaimed one) for the store, the fallback. A signature on a thought part, or on the
+   part that ends a run of thoughts, goes into that reasoning item's ``encrypted_content``, shown to the
+   client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always has
+   it); with that ``include``, a signed call that no reasoning item precedes gets one (empty summary)
+   carrying its signature, so the client's next turn brings it back without any server state.
 6. The end (``finish()``, at the end of the upstream stream): ``finishReason`` STOP and the like →
    ``completed``; MAX_TOKENS → ``incomplete`` (``max_output_tokens``); a filter reason, or a prompt
    blocked by ``promptFeedback`` (a ``refusal`` message item) → ``incomplete`` (``content_filter``);
@@ -59,7 +61,7 @@ from .gemini_events import (
     part_text,
 )
 from .responses_tools import ToolNames
-from .signatures import encode_reasoning_signature, encode_tool_call_id
+from .signatures import ToolCallRef, encode_reasoning_signature, short_tool_call_id
 from .usage import gemini_usage_to_responses
 
 Event = dict[str, Any]
@@ -231,6 +233,9 @@ class _Item:
         return out
 
 
+_NO_SIGNATURE = _Item("reasoning", -1, "")
+
+
 def _summary(text: str) -> dict[str, Any]:
     return {"type": "summary_text", "text": text}
 
@@ -271,7 +276,7 @@ def _part_fields(item: _Item, event_type: str, delta: str) -> dict[str, Any]:
 def _done_value(item: _Item) -> dict[str, Any]:
     """The whole value of a ``*.done`` event that closes a part."""
     if item.kind == "function_call":
-        return {"arguments": item.text}
+        return {"arguments": item.text, "name": item.name}
     if item.kind == "custom_tool_call":
         return {"input": item.text}
     if item.kind == "refusal":
@@ -309,6 +314,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         self._pending_signature: str | None = None
         self._finish_reason: str | None = None
         self._usage: Mapping[str, Any] | None = None
+        self.call_refs: dict[str, ToolCallRef] = {}  # call_id -> Gemini's call id and signature
         self.response: dict[str, Any] | None = None  # the terminal response object, once there is one
         self.error: GatewayError | None = None
 
@@ -412,8 +418,12 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         name, args, gemini_id = function_call(value)
         tool = self._names.lookup(name)
         kind: Kind = "custom_tool_call" if tool.kind == "custom" else "function_call"
+        if signature and self._encrypted and (self._open_reasoning() or _NO_SIGNATURE).signature != signature:
+            self._item("reasoning", out, new=True).signature = signature  # its carrier back to us
+            self._step(self._items[-1], Step.ADD, out)
         item = self._item(kind, out, new=True)
-        item.call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
+        item.call_id = short_tool_call_id(self._new_token(), gemini_id=gemini_id)
+        self.call_refs[item.call_id] = ToolCallRef(gemini_id=gemini_id, signature=signature)
         item.name, item.namespace = tool.name, tool.namespace
         self._step(item, Step.ADD, out)
         payload = _custom_input(args) if kind == "custom_tool_call" else orjson.dumps(args).decode()

@@ -198,7 +198,7 @@ def test_http_images_come_from_the_fetched_map_and_are_listed_with_their_param()
      "input[0].content[0].type", "only text parts"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0].file_data", "file_data"),
-    ({"instructions": "only this"}, "input", "at least one"),
+    ({"input": [{"role": "user", "content": ""}]}, "input", "at least one"),
     ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "wizard"}}}},
      "text.format.schema", "Invalid schema"),
 ])

@@ -70,8 +70,9 @@ def test_output_items_become_input_items() -> None:
     assert output_as_input(output) == (
         ReasoningItem(type="reasoning", id="rs_1", summary=[SummaryText(type="summary_text", text="t")],
                       encrypted_content="gemini-thought-signature:S"),
-        MessageItem(role="assistant", content=[OutputText(type="output_text", text="hi"),
-                                               Refusal(type="refusal", refusal="no")]),
-        FunctionCallItem(type="function_call", call_id="call_1", name="f", arguments="{}", namespace="ns"),
-        CustomToolCallItem(type="custom_tool_call", call_id="call_2", name="p", input="raw"),
+        MessageItem(role="assistant", id="msg_1", content=[OutputText(type="output_text", text="hi"),
+                                                           Refusal(type="refusal", refusal="no")]),
+        FunctionCallItem(type="function_call", id="fc_1", call_id="call_1", name="f", arguments="{}",
+                         namespace="ns"),
+        CustomToolCallItem(type="custom_tool_call", id="ctc_1", call_id="call_2", name="p", input="raw"),
     )
