@@ -204,9 +204,11 @@ def test_two_turn_tool_loop_carries_the_thought_signatures(client, gw, emulator,
             first = s.get_final_response()
     else:
         first = client.responses.create(input=first_input, **kwargs)
-    reasoning, call = first.output
+    # the thoughts, then a reasoning item carrying the call's own signature (call_ids stay short)
+    reasoning, carrier, call = first.output
     assert reasoning.type == "reasoning" and reasoning.encrypted_content
-    assert call.type == "function_call"
+    assert carrier.type == "reasoning" and carrier.summary == [] and SIGNATURE in carrier.encrypted_content
+    assert call.type == "function_call" and len(call.call_id) <= 64
 
     emulator.add_rule(times=1, reply={"text": ["It is 21 C."]})
     replay = [item.model_dump(exclude_none=True) for item in first.output]

@@ -38,7 +38,7 @@ from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
-from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
+from ..translate.endpoints import Endpoint, Endpoints, Ids, NeedsStoredState, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
@@ -64,6 +64,7 @@ from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
+from .stored_responses import StoredResponses
 from .stream import StreamAdapter
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ER
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 STARTING_RETRY = {"retry-after": "1"}
+STORED_ROUTES = frozenset({RouteKind.RESPONSE, RouteKind.RESPONSE_INPUT_ITEMS, RouteKind.RESPONSE_CANCEL})
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -124,11 +126,12 @@ class Gateway:
         self.settings = Settings()
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
+        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
+        self.stored = StoredResponses(self.endpoints.response_store)  # ... on disk, and their routes
         # mitmproxy loads children: ag.accounts*
         self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
-                                       refresh_quota=self.refresh_quota)]
+                                       refresh_quota=self.refresh_quota), self.stored]
         self.plans: dict[str, Plan] = {}
-        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
@@ -401,6 +404,9 @@ class Gateway:
         if route.kind == RouteKind.ACCOUNTS:
             flow.response = await self._accounts_answer(flow)
             return
+        if route.kind in STORED_ROUTES:
+            flow.response = await self.stored.answer(flow, route)
+            return
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
@@ -437,7 +443,11 @@ class Gateway:
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        request = endpoint.parse(raw)
+        try:
+            request = endpoint.parse(raw)
+        except NeedsStoredState as need:  # a stored response memory no longer holds: read it in a thread
+            await self.stored.load_needed(need)
+            request = need.reparse()
         client_model = request.model
         if self.admit_client is not None:
             self.admit_client(flow, client_model)

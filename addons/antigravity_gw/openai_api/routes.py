@@ -17,6 +17,11 @@ from .. import errors
 class RouteKind(StrEnum):
     CHAT = "chat.completions"
     RESPONSES = "responses"
+    RESPONSE = "responses.retrieve"  # GET (retrieve) and DELETE /v1/responses/{id}
+    RESPONSE_INPUT_ITEMS = "responses.input_items"
+    RESPONSE_CANCEL = "responses.cancel"
+    INPUT_TOKENS = "responses.input_tokens"
+    COMPACT = "responses.compact"
     COMPLETIONS = "completions"
     MODELS = "models"
     MODEL = "model"
@@ -27,12 +32,14 @@ class RouteKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Route:
     kind: RouteKind
-    param: str = ""  # the model id of /v1/models/{id}
+    param: str = ""  # the model id of /v1/models/{id}, the response id of /v1/responses/{id}[/...]
 
 
 _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/chat/completions": (RouteKind.CHAT, ("POST",)),
     "/responses": (RouteKind.RESPONSES, ("POST",)),
+    "/responses/input_tokens": (RouteKind.INPUT_TOKENS, ("POST",)),
+    "/responses/compact": (RouteKind.COMPACT, ("POST",)),
     "/completions": (RouteKind.COMPLETIONS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
@@ -41,6 +48,12 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
 }
 DEFAULT_BASE_URL = "http://<gateway>/v1"
 _MODEL = re.compile(r"^/models/(?P<id>[^/]+)$")
+_RESPONSE = re.compile(r"^/responses/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?$")
+_RESPONSE_ROUTES: dict[str | None, tuple[RouteKind, tuple[str, ...]]] = {
+    None: (RouteKind.RESPONSE, ("GET", "DELETE")),
+    "/input_items": (RouteKind.RESPONSE_INPUT_ITEMS, ("GET",)),
+    "/cancel": (RouteKind.RESPONSE_CANCEL, ("POST",)),
+}
 _V1 = re.compile(r"^(?:/v1)+(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
@@ -83,6 +96,12 @@ def match_route(method: str, path: str, base_url: str = DEFAULT_BASE_URL) -> Rou
             raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use GET.",
                                           headers={"allow": "GET"})
         return Route(RouteKind.MODEL, m["id"])
+    if m := _RESPONSE.match(rest):
+        kind, methods = _RESPONSE_ROUTES[m["sub"]]
+        if method.upper() not in methods and method.upper() != "OPTIONS":
+            raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use {' or '.join(methods)}.",
+                                          headers={"allow": ", ".join(methods)})
+        return Route(kind, m["id"])
     raise unknown_route(path, base_url)
 
 

@@ -2,7 +2,7 @@
 
 The durable half of ``translate/responses_store.py`` (the in-memory half the requests read first). The
 ledger's rules (``usage/ledger.py``) hold here too:
-- the event loop only appends to a deque (``append_put`` / ``append_delete``: no lock, no I/O); a writer
+- the event loop only appends to a deque (``append_put``: no lock, no I/O); a writer
   thread commits what has accumulated, one transaction per batch (a response, its items and its calls
   are written together or not at all);
 - WAL with ``synchronous=NORMAL``: a committed batch survives the process being killed;
@@ -99,7 +99,7 @@ class ResponseDB:
         self.max_bytes = max_bytes
         self.flush_interval = flush_interval
         self.clock = clock
-        self._pending: collections.deque[tuple[str, Any]] = collections.deque()
+        self._pending: collections.deque[StoredResponse] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -113,15 +113,9 @@ class ResponseDB:
 
     # ---- event-loop side: cheap --------------------------------------------------------------------
     def append_put(self, stored: StoredResponse) -> None:
-        self._append(("put", stored))
-
-    def append_delete(self, response_id: str) -> None:
-        self._append(("delete", response_id))
-
-    def _append(self, op: tuple[str, Any]) -> None:
         if len(self._pending) >= MAX_PENDING:
             return  # the disk is stuck: memory still serves; nothing grows without bound
-        self._pending.append(op)
+        self._pending.append(stored)
         self._appended += 1
 
     # ---- lifecycle (blocking) ----------------------------------------------------------------------
@@ -247,11 +241,8 @@ class ResponseDB:
         try:
             with self._conn:
                 self._conn.execute("BEGIN")
-                for kind, value in ops:
-                    if kind == "put":
-                        self._put(self._conn, value)
-                    else:
-                        self._delete(self._conn, value)
+                for stored in ops:
+                    self._put(self._conn, stored)
             if self.max_bytes and self._total_size() > self.max_bytes:
                 self._prune()
         except sqlite3.Error as e:

@@ -88,9 +88,9 @@ class ResponseStore:
         self._entries: OrderedDict[str, tuple[float, StoredResponse]] = OrderedDict()
         self._items: dict[str, tuple[str, dict[str, Any]]] = {}  # item id -> (response id, item)
         self._calls: OrderedDict[str, ToolCallRef] = OrderedDict()
+        self._loose: OrderedDict[str, dict[str, Any]] = OrderedDict()  # items read back without their response
         # Called with every response put here (not those loaded back): the database writer's append.
         self.sink: Callable[[StoredResponse], None] | None = None
-        self.on_delete: Callable[[str], None] | None = None
 
     # ---- responses -------------------------------------------------------------------------------
     def get(self, response_id: str) -> StoredResponse | None:
@@ -122,10 +122,10 @@ class ResponseStore:
                 break
             self._drop(oldest_id)
 
-    def delete(self, response_id: str) -> None:
+    def forget(self, response_id: str) -> None:
+        """Drop a deleted response from memory (the caller deletes it from the database)."""
         self._drop(response_id)
-        if self.on_delete is not None:
-            self.on_delete(response_id)
+        self._loose.clear()  # they do not say whose they are; reading them again is cheap
 
     def _drop(self, response_id: str) -> None:
         entry = self._entries.pop(response_id, None)
@@ -139,8 +139,15 @@ class ResponseStore:
     def item(self, item_id: str) -> dict[str, Any] | None:
         found = self._items.get(item_id)
         if found is None or self.get(found[0]) is None:
-            return None
+            return self._loose.get(item_id)
         return found[1]
+
+    def load_item(self, item_id: str, item: dict[str, Any]) -> None:
+        """An item read back from the database without its response (for ``item_reference``)."""
+        self._loose[item_id] = item
+        self._loose.move_to_end(item_id)
+        while len(self._loose) > self.max_entries:
+            self._loose.popitem(last=False)
 
     def call(self, call_id: str) -> ToolCallRef | None:
         """What is known about a call: its ref (``NO_REF`` when it carried nothing), None if unknown."""
