@@ -445,9 +445,8 @@ class Gateway:
         raw = flow.request.raw_content or b""  # decoded by _decode_body
         try:
             request = endpoint.parse(raw)
-        except NeedsStoredState as need:  # a stored response memory no longer holds: read it in a thread
-            await self.stored.load_needed(need)
-            request = need.reparse()
+        except NeedsStoredState as need:  # stored state memory no longer holds: read it in a thread
+            request = await self._parse_with_stored_state(need)
         client_model = request.model
         if self.admit_client is not None:
             self.admit_client(flow, client_model)
@@ -468,6 +467,14 @@ class Gateway:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
         else:
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
+
+    async def _parse_with_stored_state(self, need: NeedsStoredState) -> ParsedRequest:
+        while True:  # at most twice: ``ResponsesEndpoint._parse`` bounds its lookups
+            await self.stored.load_needed(need)
+            try:
+                return need.reparse()
+            except NeedsStoredState as again:
+                need = again
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,

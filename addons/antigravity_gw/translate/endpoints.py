@@ -327,10 +327,12 @@ class ResponsesEndpoint:
         self.store = store
 
     def parse(self, body: bytes) -> ParsedResponses:
-        return self._parse(body, final=False)
+        return self._parse(body, lookups=2)
 
-    def _parse(self, body: bytes, *, final: bool) -> ParsedResponses:
-        """``final``: the database was asked already; what the store still lacks does not exist."""
+    def _parse(self, body: bytes, *, lookups: int) -> ParsedResponses:
+        """``lookups``: how often the database may still be asked (twice: referenced items can name calls
+        only known once they are loaded, so the second time asks for those calls only); what the store
+        lacks after that does not exist."""
         req = parse_responses_request(body)
         store = self.store
         own = input_items(req)
@@ -338,14 +340,17 @@ class ResponsesEndpoint:
         stored = store.get(prev) if prev is not None else None
         references = [item.id for item in own if isinstance(item, ItemReference)]
         history = stored.items if stored is not None else ()
-        call_ids = [item.call_id for item in (*history, *own)
+        resolved = [store.item(i) for i in references]
+        known = [item_as_input(item) for item in resolved if item is not None]
+        call_ids = [item.call_id for item in (*history, *own, *known)
                     if isinstance(item, FunctionCallItem | CustomToolCallItem) and lacks_signature(item.call_id)]
-        if not final:
-            missing = ([prev] if prev is not None and stored is None else [],
-                       [i for i in references if store.item(i) is None],
+        if lookups:
+            first = lookups == 2  # the second time only calls: what referenced items newly named
+            missing = ([prev] if first and prev is not None and stored is None else [],
+                       [i for i, item in zip(references, resolved, strict=True) if first and item is None],
                        [c for c in call_ids if store.call(c) is None])
             if any(missing):
-                raise NeedsStoredState(*missing, reparse=lambda: self._parse(body, final=True))
+                raise NeedsStoredState(*missing, reparse=lambda: self._parse(body, lookups=lookups - 1))
         if prev is not None and stored is None:
             raise errors.NotFound(
                 f"Previous response with id '{prev}' not found. It was never stored (the request said "
