@@ -16,7 +16,7 @@ from antigravity_gw.translate.responses_request import (
     responses_image_url_params,
     responses_request_to_gemini,
 )
-from antigravity_gw.translate.signatures import encode_reasoning_signature, encode_tool_call_id
+from antigravity_gw.translate.signatures import ToolCallRef, encode_reasoning_signature, encode_tool_call_id
 
 PNG_URL = "data:image/png;base64,iVBORw0KGgo="
 SIG = "Q2FsbFNpZw=="
@@ -226,3 +226,27 @@ def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str)
     with pytest.raises(InvalidRequest) as e:
         responses_image_url_params(call(body))
     assert e.value.param == "input[0].content[0].image_url"
+
+
+def test_instructions_alone_are_answered_as_the_user_turn() -> None:
+    out = translate({"instructions": "Say hi.", "input": [{"role": "developer", "content": "Briefly."}]})
+    assert "systemInstruction" not in out
+    assert out["contents"] == [{"role": "user", "parts": [{"text": "Say hi."}, {"text": "Briefly."}]}]
+
+
+def test_a_short_call_id_takes_its_signature_from_the_store_or_a_reasoning_item() -> None:
+    history = [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "call_abc", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_abc", "output": "ok"},
+    ]
+    req = parse_responses_request(orjson.dumps({"model": "m", "input": history}))
+    stored = ResponsesCall(req, "m", input_items(req),
+                           call_refs={"call_abc": ToolCallRef(gemini_id="g1", signature="U1RPUkU=")})
+    out = responses_request_to_gemini(stored, model="gemini-3-pro-preview")
+    assert out["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}, "id": "g1"},
+                                            "thoughtSignature": "U1RPUkU="}]
+    carried = translate({"input": [history[0], {"type": "reasoning", "summary": [],
+                                                "encrypted_content": "gemini-thought-signature:UkVBUw=="},
+                                   *history[1:]]})
+    assert carried["contents"][1]["parts"][0]["thoughtSignature"] == "UkVBUw=="  # no server state
