@@ -457,13 +457,13 @@ class Gateway:
         stream = request.stream
         ids = Ids.new(endpoint.id_prefix)
         session = conversation_key(gemini_request, request.session_key)
-        job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
-                       report=functools.partial(record_failed_attempt, flow))
+        job = RelayJob(flow.id, CallContext(new_request_id(), session, request.rpc),
+                       error_body=request.error_body, report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
-        if not stream and self._inline:
+        if not stream and (self._inline or request.rpc):  # other calls than generate: never through the relay
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
         else:
             self._point_at_relay(flow, job, mapped, stream, gemini_request)

@@ -148,6 +148,21 @@ class ItemReference(_Model):
     id: str
 
 
+class CompactionItem(_Model):
+    """What compaction made of the conversation before it (``/v1/responses/compact``, or a
+    ``compaction_trigger``); this gateway's ``encrypted_content`` holds the summary."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: str
+
+
+class CompactionTrigger(_Model):
+    """Compact the conversation so far: the answer is one ``compaction`` item. Must be the last item."""
+
+    type: Literal["compaction_trigger"]
+
+
 def _item_tag(value: Any) -> str | None:
     """``type``, or ``<message>`` for an easy input message that has only ``role`` and ``content``."""
     if isinstance(value, BaseModel):
@@ -169,7 +184,9 @@ InputItem = Annotated[
     | Annotated[CustomToolCallOutputItem, Tag("<custom_tool_call_output>")]
     | Annotated[ReasoningItem, Tag("<reasoning>")]
     | Annotated[WebSearchCallItem, Tag("<web_search_call>")]
-    | Annotated[ItemReference, Tag("<item_reference>")],
+    | Annotated[ItemReference, Tag("<item_reference>")]
+    | Annotated[CompactionItem, Tag("<compaction>")]
+    | Annotated[CompactionTrigger, Tag("<compaction_trigger>")],
     Discriminator(_item_tag),
 ]
 Input = Annotated[

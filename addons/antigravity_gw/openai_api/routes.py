@@ -22,6 +22,7 @@ class RouteKind(StrEnum):
     RESPONSE_CANCEL = "responses.cancel"
     INPUT_TOKENS = "responses.input_tokens"
     COMPACT = "responses.compact"
+    EMBEDDINGS = "embeddings"
     COMPLETIONS = "completions"
     MODELS = "models"
     MODEL = "model"
@@ -41,6 +42,7 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/responses/input_tokens": (RouteKind.INPUT_TOKENS, ("POST",)),
     "/responses/compact": (RouteKind.COMPACT, ("POST",)),
     "/completions": (RouteKind.COMPLETIONS, ("POST",)),
+    "/embeddings": (RouteKind.EMBEDDINGS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),
@@ -131,7 +133,7 @@ def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.Unknown
             f"{'/v1' + route!r}. {fix}")
     return errors.UnknownRoute(
         f"Unknown path {path!r}. This gateway serves /v1/chat/completions, /v1/responses, /v1/completions, "
-        f"/v1/models and /healthz. {fix}")
+        f"/v1/embeddings, /v1/models and /healthz. {fix}")
 
 
 def _trailing_route(rest: str) -> str:

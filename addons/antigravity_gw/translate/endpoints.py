@@ -18,14 +18,16 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
+from ..openai_api.embeddings_models import EmbeddingRequest, parse_embedding_request
 from ..openai_api.responses_models import (
+    CompactionTrigger,
     CustomToolCallItem,
     FunctionCallItem,
     InputItem,
@@ -38,6 +40,7 @@ from ..openai_api.wire import ChatCompletion
 from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
+from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
 from .parts import InlineImage, image_url_params
 from .responses_request import (
@@ -92,6 +95,9 @@ class ParsedRequest(Protocol):
     @property
     def session_key(self) -> str: ...  # the client's own conversation key, "" when it sends none
 
+    @property
+    def rpc(self) -> str: ...  # "" (generateContent), or the Gemini call it makes instead (countTokens...)
+
     def image_urls(self) -> dict[str, str]: ...  # http(s) URL -> the param naming it
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
     def stream_translator(self, ids: Ids) -> StreamTranslator: ...
@@ -135,6 +141,7 @@ class ResponsesStreamFormat:
 class ParsedChat:
     request: ChatCompletionRequest
     session_key: str = ""  # chat has no conversation key: the pool hashes the conversation's opening
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -257,6 +264,7 @@ def listed_input(items: Sequence[InputItem], new_id: Callable[[], str]) -> tuple
 class ParsedResponses:
     call: ResponsesCall  # the request with its resolved conversation
     store: ResponseStore
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -298,6 +306,7 @@ class ParsedResponses:
             id_factory=ids.new_call_id,
             names=tool_names(call),
             include_encrypted=call.request.wants_encrypted_reasoning,
+            compact=call.compacts,
         )
 
     def _save(self, ids: Ids, translator: GeminiToResponsesStream) -> None:
@@ -380,11 +389,170 @@ class ResponsesEndpoint:
         return item_as_input(found)
 
 
+# ---- responses: input_tokens and compact -------------------------------------------------------------
+def _wrapped(parse: Callable[[], Any], wrap: Callable[[Any], ParsedRequest]) -> ParsedRequest:
+    """``wrap(parse())``, also after the glue loaded stored state (``NeedsStoredState.reparse``)."""
+    try:
+        return wrap(parse())
+    except NeedsStoredState as need:
+        raise NeedsStoredState(need.responses, need.items, need.calls,
+                               reparse=lambda: _wrapped(need.reparse, wrap)) from None
+
+
+def _never_streams(ids: Ids) -> Any:
+    raise errors.InvalidRequest("This route does not stream.", param="stream")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInputTokens:
+    """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
+
+    call: ResponsesCall
+    rpc = "countTokens"
+    stream = False
+
+    @property
+    def model(self) -> str:
+        return self.call.model
+
+    @property
+    def session_key(self) -> str:
+        return self.call.request.prompt_cache_key or ""
+
+    def image_urls(self) -> dict[str, str]:
+        return responses_image_url_params(self.call)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        request = responses_request_to_gemini(self.call, model=model, images=images)
+        request.pop("generationConfig", None)  # not counted, and thinking settings are refused there
+        request.pop("toolConfig", None)
+        return request
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        total = response.get("totalTokens")
+        if not isinstance(total, int):
+            raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
+        return {"object": "response.input_tokens", "input_tokens": total}
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class InputTokensEndpoint:
+    name = "responses.input_tokens"
+    id_prefix = "resp_"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def __init__(self, responses: ResponsesEndpoint) -> None:
+        self.responses = responses
+
+    def parse(self, body: bytes) -> ParsedRequest:
+        return _wrapped(lambda: self.responses.parse(body), lambda p: ParsedInputTokens(p.call))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCompact:
+    """``POST /v1/responses/compact``: the conversation, compacted into one ``compaction`` item. The
+    answer lists the input's user messages, then that item (OpenAI's ``response.compaction`` object)."""
+
+    responses: ParsedResponses  # the request with a compaction_trigger appended
+    rpc = ""
+    stream = False
+
+    @property
+    def model(self) -> str:
+        return self.responses.model
+
+    @property
+    def session_key(self) -> str:
+        return self.responses.session_key
+
+    def image_urls(self) -> dict[str, str]:
+        return self.responses.image_urls()
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return self.responses.to_gemini(model, images)
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        answer = gemini_to_response(response, self.responses._translator(ids))
+        call = self.responses.call
+        users = [item for item in listed_input(call.items[call.history:-1], ids.new_call_id)
+                 if item.get("type") == "message" and item.get("role") == "user"]
+        return {"id": answer["id"], "object": "response.compaction", "created_at": answer["created_at"],
+                "output": [*users, *answer["output"]], "usage": answer["usage"]}
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class CompactEndpoint:
+    name = "responses.compact"
+    id_prefix = "resp_"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def __init__(self, responses: ResponsesEndpoint) -> None:
+        self.responses = responses
+
+    def parse(self, body: bytes) -> ParsedRequest:
+        return _wrapped(lambda: self.responses.parse(body), self._compacting)
+
+    @staticmethod
+    def _compacting(parsed: ParsedResponses) -> ParsedCompact:
+        call = parsed.call
+        compacting = replace(call, items=(*call.items, CompactionTrigger(type="compaction_trigger")),
+                             request=call.request.model_copy(update={"store": False, "stream": False}))
+        return ParsedCompact(replace(parsed, call=compacting))
+
+
+# ---- embeddings -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedEmbeddings:
+    request: EmbeddingRequest
+    rpc = "batchEmbedContents"
+    stream = False
+    session_key = ""
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    def image_urls(self) -> dict[str, str]:
+        return {}
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return embedding_request_to_gemini(self.request, model=model)
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        return gemini_to_embeddings(response, req=self.request)
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class EmbeddingsEndpoint:
+    name = "embeddings"
+    id_prefix = "emb-"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def parse(self, body: bytes) -> ParsedEmbeddings:
+        return ParsedEmbeddings(parse_embedding_request(body))
+
+
 # ---- legacy completions -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ParsedCompletion:
     request: CompletionRequest
     session_key: str = ""
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -444,10 +612,14 @@ class Endpoints:
 
     def __init__(self, store: ResponseStore | None = None) -> None:
         self.response_store = store if store is not None else ResponseStore()
+        responses = ResponsesEndpoint(self.response_store)
         self._by_route: dict[RouteKind, Endpoint] = {
             RouteKind.CHAT: ChatEndpoint(),
-            RouteKind.RESPONSES: ResponsesEndpoint(self.response_store),
+            RouteKind.RESPONSES: responses,
             RouteKind.COMPLETIONS: CompletionsEndpoint(),
+            RouteKind.INPUT_TOKENS: InputTokensEndpoint(responses),
+            RouteKind.COMPACT: CompactEndpoint(responses),
+            RouteKind.EMBEDDINGS: EmbeddingsEndpoint(),
         }
 
     def for_route(self, kind: RouteKind) -> Endpoint:

@@ -61,12 +61,12 @@ from .gemini_events import (
     part_text,
 )
 from .responses_tools import ToolNames
-from .signatures import ToolCallRef, encode_reasoning_signature, short_tool_call_id
+from .signatures import ToolCallRef, encode_compaction, encode_reasoning_signature, short_tool_call_id
 from .usage import gemini_usage_to_responses
 
 Event = dict[str, Any]
 IdFactory = Callable[[], str]
-Kind = Literal["reasoning", "text", "refusal", "function_call", "custom_tool_call"]
+Kind = Literal["reasoning", "text", "refusal", "function_call", "custom_tool_call", "compaction"]
 
 
 class StreamStateError(GatewayError):
@@ -136,6 +136,7 @@ ITEM_EVENTS: dict[Kind, dict[Step, tuple[str, ...]]] = {
         Step.CLOSE_PART: ("response.custom_tool_call_input.done",),
         Step.DONE: _DONE,
     },
+    "compaction": {Step.ADD: _ADDED, Step.OPEN_PART: (), Step.DELTA: (), Step.CLOSE_PART: (), Step.DONE: _DONE},
 }
 
 
@@ -183,6 +184,7 @@ _ID_PREFIX: dict[Kind, str] = {
     "refusal": "msg_",
     "function_call": "fc_",
     "custom_tool_call": "ctc_",
+    "compaction": "cmp_",
 }
 
 
@@ -217,6 +219,8 @@ class _Item:
             if encrypted and self.signature:
                 out["encrypted_content"] = encode_reasoning_signature(self.signature)
             return out
+        if self.kind == "compaction":
+            return {"id": self.id, "type": "compaction", "encrypted_content": encode_compaction("".join(texts))}
         if self.kind in ("text", "refusal"):
             content = [_content_part(self.kind, t) for t in texts]
             return {"id": self.id, "type": "message", "status": self.status, "content": content,
@@ -299,6 +303,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         id_factory: IdFactory,
         names: ToolNames | None = None,
         include_encrypted: bool = False,
+        compact: bool = False,
     ) -> None:
         self._id = response_id
         self._created_at = created_at
@@ -306,6 +311,8 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         self._new_token = id_factory
         self._names = names or ToolNames()
         self._encrypted = include_encrypted
+        self._compact = compact  # a compaction_trigger: the text is gathered into one compaction item
+        self._summary: list[str] = []
         self._state = ResponseState.NEW
         self._seq = 0
         self._delivered: tuple[ResponseState, int] = (ResponseState.NEW, 0)  # state and seq the client saw
@@ -371,6 +378,11 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
             self._fail(UpstreamError(message, code=finish.lower()), out)
             return
         self._close_open(out, "incomplete" if outcome is Outcome.INCOMPLETE else "completed")
+        if self._compact:
+            item = self._item("compaction", out, new=True)
+            item.parts = ["".join(self._summary)]
+            self._step(item, Step.ADD, out)
+            self._finish_item(item, "completed", out)
         details = {"reason": reason} if reason else None
         self._terminal(outcome, out, usage=gemini_usage_to_responses(self._usage), incomplete_details=details)
 
@@ -385,6 +397,10 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
             self._finish_reason = str(reason)
 
     def _part(self, part: Mapping[str, Any], out: list[Event]) -> None:
+        if self._compact:
+            if part.get("thought") is not True and (text := part_text(part)):
+                self._summary.append(text)
+            return
         signature = part_signature(part)
         if part.get("thought") is True:
             self._thought(part, signature, out)

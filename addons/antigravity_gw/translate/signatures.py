@@ -115,3 +115,23 @@ def lacks_signature(call_id: str) -> bool:
     """A call id of this gateway's grammar without a signature: the store may know the call's data."""
     m = _ID.fullmatch(call_id)
     return m is not None and not m["sig"]
+
+
+COMPACTION_PREFIX = "gemini-compaction:"
+
+
+def encode_compaction(summary: str) -> str:
+    """A compaction summary as a ``compaction`` item's ``encrypted_content`` (opaque to clients, as at
+    OpenAI, but only encoded: the gateway keeps no key)."""
+    return COMPACTION_PREFIX + base64.urlsafe_b64encode(summary.encode()).decode()
+
+
+def decode_compaction(encrypted_content: str) -> str | None:
+    """The summary in a ``compaction`` item this gateway made; None for anything else (another
+    provider's encrypted compaction cannot be read)."""
+    if not encrypted_content.startswith(COMPACTION_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(encrypted_content[len(COMPACTION_PREFIX):]).decode()
+    except (ValueError, binascii.Error):
+        return None
