@@ -72,8 +72,10 @@ def test_compact_returns_the_user_messages_and_one_compaction_item(client, gw, e
         *[item.model_dump(exclude_none=True) for item in compacted.output],
         {"role": "user", "content": "what number?"}])
     assert after.output_text == "42"
-    contents = sent(emulator, gw)["contents"]
-    assert "The user greeted; nothing is pending." in contents[0]["parts"][-1]["text"]
+    [turn] = sent(emulator, gw)["contents"]  # the user messages, the summary and the question: one turn
+    texts = [part["text"] for part in turn["parts"]]
+    assert texts[:2] == ["hello", "remember the number 42"] and texts[-1] == "what number?"
+    assert "The user greeted; nothing is pending." in texts[2]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
