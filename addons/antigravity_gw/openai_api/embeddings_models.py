@@ -51,6 +51,7 @@ def parse_embedding_request(body: bytes) -> EmbeddingRequest:
         if not isinstance(text, str) or not text:
             raise InvalidRequest(f"Invalid 'input[{i}]': expected a non-empty string.", param=f"input[{i}]")
     if len(value) > MAX_INPUTS:
-        raise InvalidRequest(f"Invalid 'input': at most {MAX_INPUTS} texts per request (Gemini's batch limit), "
+        raise InvalidRequest(f"Invalid 'input': at most {MAX_INPUTS} texts per request (Gemini's batch "
+                             "limit), "
                              f"got {len(value)}.", param="input")
     return req

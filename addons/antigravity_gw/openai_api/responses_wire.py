@@ -64,7 +64,8 @@ def response_object(
     error: dict[str, Any] | None = None,
     incomplete_details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """OpenAI's schema allows no null for ``usage``, ``user`` and ``prompt_cache_key``: left out instead."""
+    out = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -91,3 +92,10 @@ def response_object(
         "user": echo["user"],
         "metadata": echo["metadata"],
     }
+    for key in _NOT_NULL:
+        if out[key] is None:
+            del out[key]
+    return out
+
+
+_NOT_NULL = ("prompt_cache_key", "usage", "user")

@@ -197,7 +197,7 @@ class ResponseDB:
         return self.clock() - self.retention_days * 86400 if self.retention_days > 0 else float("-inf")
 
     def _conversation(self, conn: sqlite3.Connection, response_id: str) -> StoredResponse | None:
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         rid: str | None = response_id
         cutoff = self._cutoff()
         while rid is not None and len(rows) < MAX_CHAIN:
@@ -255,12 +255,13 @@ class ResponseDB:
         inputs = orjson.dumps(list(stored.input))
         output = orjson.dumps(list(stored.output))
         size = len(response) + len(inputs) + len(output)
-        conn.execute("INSERT OR REPLACE INTO responses (id, ts, model, previous_id, created_at, response, input, "
-                     "output, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT OR REPLACE INTO responses (id, ts, model, previous_id, created_at, response, "
+                     "input, output, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (stored.id, self.clock(), stored.model, stored.previous_response_id, stored.created_at,
                       response, inputs, output, size))
         conn.executemany("INSERT OR REPLACE INTO items (id, response_id, item) VALUES (?, ?, ?)",
-                         [(item_id, stored.id, orjson.dumps(item)) for item_id, item in stored.indexed_items()])
+                         [(item_id, stored.id, orjson.dumps(item))
+                          for item_id, item in stored.indexed_items()])
         conn.executemany("INSERT OR REPLACE INTO calls (call_id, response_id, gemini_id, signature) "
                          "VALUES (?, ?, ?, ?)",
                          [(cid, stored.id, ref.gemini_id, ref.signature) for cid, ref in stored.calls.items()

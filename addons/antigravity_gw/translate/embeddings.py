@@ -30,7 +30,8 @@ def embedding_request_to_gemini(req: EmbeddingRequest, *, model: str) -> dict[st
 def gemini_to_embeddings(response: Mapping[str, Any], *, req: EmbeddingRequest) -> dict[str, Any]:
     embeddings = response.get("embeddings")
     if not isinstance(embeddings, list) or len(embeddings) != len(req.texts):
-        raise UpstreamProtocolError("Google's batchEmbedContents answer does not hold one embedding per input.")
+        raise UpstreamProtocolError(
+            "Google's batchEmbedContents answer does not hold one embedding per input.")
     data = []
     for i, embedding in enumerate(embeddings):
         values = embedding.get("values") if isinstance(embedding, dict) else None
@@ -40,7 +41,8 @@ def gemini_to_embeddings(response: Mapping[str, Any], *, req: EmbeddingRequest) 
         if req.encoding_format == "base64":
             vector = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
         data.append({"object": "embedding", "index": i, "embedding": vector})
-    usage = response.get("usageMetadata") if isinstance(response.get("usageMetadata"), dict) else {}
-    tokens = usage.get("promptTokenCount", 0) if isinstance(usage.get("promptTokenCount", 0), int) else 0
+    usage = response.get("usageMetadata")
+    tokens = usage.get("promptTokenCount") if isinstance(usage, dict) else None
+    tokens = tokens if isinstance(tokens, int) else 0
     return {"object": "list", "data": data, "model": req.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

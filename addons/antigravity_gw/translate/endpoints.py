@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
-from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.embeddings_models import EmbeddingRequest, parse_embedding_request
+from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import (
     CompactionTrigger,
     CustomToolCallItem,
@@ -40,8 +40,8 @@ from ..openai_api.wire import ChatCompletion
 from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
-from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
+from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
 from .parts import InlineImage, image_url_params
 from .responses_request import (
     ResponsesCall,
@@ -51,8 +51,8 @@ from .responses_request import (
     tool_names,
 )
 from .responses_store import ResponseStore, StoredResponse, item_as_input, output_as_input
-from .signatures import lacks_signature
 from .responses_stream import GeminiToResponsesStream, gemini_to_response
+from .signatures import lacks_signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ class _SavingStream:
         return events
 
 
-class NeedsStoredState(Exception):  # noqa: N818 (a request for I/O, not an error)
+class NeedsStoredState(Exception):
     """``parse`` met ids the in-memory store does not know: the glue loads them from the database (off the
     event loop) into the store, then calls ``reparse``, which treats what is still missing as missing."""
 
@@ -251,8 +251,8 @@ def listed_input(items: Sequence[InputItem], new_id: Callable[[], str]) -> tuple
                 part = "output_text" if data["role"] == "assistant" else "input_text"
                 data["content"] = [{"type": part, "text": data["content"]}]
             if data["role"] == "assistant":
-                data["content"] = [{**p, "annotations": []} if p.get("type") == "output_text" else p
-                                   for p in data["content"]]
+                data["content"] = [{**p, "annotations": [], "logprobs": []} if p.get("type") == "output_text"
+                                   else p for p in data["content"]]
             data.setdefault("status", "completed")
         elif kind in ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"):
             data.setdefault("status", "completed")
@@ -352,7 +352,8 @@ class ResponsesEndpoint:
         resolved = [store.item(i) for i in references]
         known = [item_as_input(item) for item in resolved if item is not None]
         call_ids = [item.call_id for item in (*history, *own, *known)
-                    if isinstance(item, FunctionCallItem | CustomToolCallItem) and lacks_signature(item.call_id)]
+                    if isinstance(item, FunctionCallItem | CustomToolCallItem)
+                    and lacks_signature(item.call_id)]
         if lookups:
             first = lookups == 2  # the second time only calls: what referenced items newly named
             missing = ([prev] if first and prev is not None and stored is None else [],
@@ -395,8 +396,9 @@ def _wrapped(parse: Callable[[], Any], wrap: Callable[[Any], ParsedRequest]) -> 
     try:
         return wrap(parse())
     except NeedsStoredState as need:
+        reparse = need.reparse  # ``need`` itself is unbound once the except clause ends
         raise NeedsStoredState(need.responses, need.items, need.calls,
-                               reparse=lambda: _wrapped(need.reparse, wrap)) from None
+                               reparse=lambda: _wrapped(reparse, wrap)) from None
 
 
 def _never_streams(ids: Ids) -> Any:

@@ -88,7 +88,8 @@ class ResponseStore:
         self._entries: OrderedDict[str, tuple[float, StoredResponse]] = OrderedDict()
         self._items: dict[str, tuple[str, dict[str, Any]]] = {}  # item id -> (response id, item)
         self._calls: OrderedDict[str, ToolCallRef] = OrderedDict()
-        self._loose: OrderedDict[str, dict[str, Any]] = OrderedDict()  # items read back without their response
+        # items read back from the database without their response
+        self._loose: OrderedDict[str, dict[str, Any]] = OrderedDict()
         # Called with every response put here (not those loaded back): the database writer's append.
         self.sink: Callable[[StoredResponse], None] | None = None
 

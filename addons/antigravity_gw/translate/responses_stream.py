@@ -136,7 +136,8 @@ ITEM_EVENTS: dict[Kind, dict[Step, tuple[str, ...]]] = {
         Step.CLOSE_PART: ("response.custom_tool_call_input.done",),
         Step.DONE: _DONE,
     },
-    "compaction": {Step.ADD: _ADDED, Step.OPEN_PART: (), Step.DELTA: (), Step.CLOSE_PART: (), Step.DONE: _DONE},
+    "compaction": {Step.ADD: _ADDED, Step.OPEN_PART: (), Step.DELTA: (), Step.CLOSE_PART: (),
+                   Step.DONE: _DONE},
 }
 
 
@@ -220,7 +221,8 @@ class _Item:
                 out["encrypted_content"] = encode_reasoning_signature(self.signature)
             return out
         if self.kind == "compaction":
-            return {"id": self.id, "type": "compaction", "encrypted_content": encode_compaction("".join(texts))}
+            compacted = encode_compaction("".join(texts))
+            return {"id": self.id, "type": "compaction", "encrypted_content": compacted}
         if self.kind in ("text", "refusal"):
             content = [_content_part(self.kind, t) for t in texts]
             return {"id": self.id, "type": "message", "status": self.status, "content": content,

@@ -114,7 +114,8 @@ class CloudCode:
         """countTokens, as gemini-cli sends it: only ``contents`` (system text counted as a user turn)."""
         system = request.get("systemInstruction")
         contents = [{"role": "user", **system}] if system else []
-        body = {"request": {"model": f"models/{model}", "contents": [*contents, *request.get("contents", ())]}}
+        contents += request.get("contents", [])
+        body = {"request": {"model": f"models/{model}", "contents": contents}}
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(body))
 

@@ -150,7 +150,8 @@ def test_store_false_writes_nothing(tmp_path, clock):
     db = opened(tmp_path, clock)
     store = ResponseStore()
     store.sink = db.append_put
-    answer = answered(ResponsesEndpoint(store), body(input="secret", store=False, tools=[TOOL]), CALL, "resp_1")
+    request = body(input="secret", store=False, tools=[TOOL])
+    answer = answered(ResponsesEndpoint(store), request, CALL, "resp_1")
     assert db.flush()
     assert db.response("resp_1") is None
     assert len(store) == 0

@@ -116,7 +116,8 @@ def test_google_thought_signature_field_is_read_when_the_id_has_none() -> None:
         {"role": "user", "content": "hi"},
         {"role": "assistant", "tool_calls": [{"id": "foreign-1", "type": "function",
                                              "function": {"name": "f", "arguments": "{}"},
-                                             "extra_content": {"google": {"thought_signature": "R09PRw=="}}}]},
+                                             "extra_content": {"google": {
+                                                 "thought_signature": "R09PRw=="}}}]},
         {"role": "tool", "tool_call_id": "foreign-1", "content": "ok"},
     ])
     assert out["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}},

@@ -18,11 +18,10 @@ def request(**fields):
 
 
 def test_each_text_is_one_request_of_the_batch():
-    assert embedding_request_to_gemini(request(input=["a", "b"], dimensions=3), model="text-embedding-004") == {
-        "requests": [
-            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 3},
-            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 3},
-        ]}
+    out = embedding_request_to_gemini(request(input=["a", "b"], dimensions=3), model="text-embedding-004")
+    assert out == {"requests": [
+        {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}]}, "outputDimensionality": 3}
+        for t in ("a", "b")]}
 
 
 def test_floats_and_base64_little_endian_float32():
@@ -30,7 +29,8 @@ def test_floats_and_base64_little_endian_float32():
     assert gemini_to_embeddings(answer, req=request(input="a")) == {
         "object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
         "model": "emb", "usage": {"prompt_tokens": 0, "total_tokens": 0}}
-    packed = gemini_to_embeddings(answer, req=request(input="a", encoding_format="base64"))["data"][0]["embedding"]
+    packed = gemini_to_embeddings(answer, req=request(input="a", encoding_format="base64"))
+    packed = packed["data"][0]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -0.25)
 
 

@@ -19,8 +19,8 @@ from antigravity_gw.translate.endpoints import (
     CompletionsEndpoint,
     Endpoints,
     Ids,
-    ParsedRequest,
     NeedsStoredState,
+    ParsedRequest,
     ResponsesEndpoint,
 )
 from antigravity_gw.translate.responses_store import ResponseStore

@@ -36,6 +36,7 @@ from antigravity_gw.translate.responses_stream import (
 from antigravity_gw.translate.responses_tools import DeclaredTool, ToolNames
 from antigravity_gw.translate.signatures import ToolCallRef
 from support.feeding import feed_sse, feedings
+from support.openai_schema import check_event
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 RESPONSE_ID = "resp_test"
@@ -217,6 +218,8 @@ def test_every_transcript_keeps_the_rules_for_every_feeding(name: str) -> None:
     whole = results.pop("whole")
     for feeding, events in results.items():
         assert events == whole, feeding
+    for event in whole:  # OpenAI's published schema for each event (tests/schemas/)
+        check_event(event)
     if whole[-1]["type"] == "response.failed":
         check_failed_rules(whole)
         # the SDK accepts every event, and has no final response: get_final_response() raises
