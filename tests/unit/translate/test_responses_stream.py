@@ -140,14 +140,16 @@ def ev(seq: int, type_: str, **fields: Any) -> dict[str, Any]:
 
 
 def response(status: str, output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """No ``prompt_cache_key``, ``user`` or (without one) ``usage``: OpenAI's schema allows no null there."""
+    usage = {"usage": fields["usage"]} if fields.get("usage") is not None else {}
     return {"id": RESPONSE_ID, "object": "response", "created_at": CREATED, "status": status,
             "background": False,
             "error": fields.get("error"), "incomplete_details": fields.get("incomplete_details"),
             "instructions": None, "max_output_tokens": None, "model": "gemini-2.5-flash", "output": output,
-            "parallel_tool_calls": True, "previous_response_id": None, "prompt_cache_key": None,
+            "parallel_tool_calls": True, "previous_response_id": None,
             "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": None,
             "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
-            "truncation": "disabled", "usage": fields.get("usage"), "user": None, "metadata": {}}
+            "truncation": "disabled", **usage, "metadata": {}}
 
 
 def usage(inp: int, out: int, *, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
