@@ -35,8 +35,8 @@ const messages = [{ role: "user", content: "hello" }, ...first.response.messages
                   { role: "user", content: "again" }];
 const second = await generateText({ model, maxRetries: 0, messages });
 out.second = second.text;
-const third = streamText({ model, maxRetries: 0,
-                           messages: [...messages, ...second.response.messages, { role: "user", content: "third" }] });
+const third = streamText({ model, maxRetries: 0, messages: [
+  ...messages, ...second.response.messages, { role: "user", content: "third" }] });
 out.third = await third.text;
 const withTool = await generateText({
   model, maxRetries: 0, stopWhen: stepCountIs(3), messages: [{ role: "user", content: "weather?" }],
