@@ -58,3 +58,22 @@ def test_a_path_with_no_known_route_lists_the_routes():
     with pytest.raises(errors.UnknownRoute) as e:
         match_route("GET", "/v1/engines")
     assert "/v1/chat/completions" in e.value.message and "base URL" in e.value.message
+
+
+@pytest.mark.parametrize(("method", "path", "kind", "param"), [
+    ("GET", "/v1/responses/resp_1", RouteKind.RESPONSE, "resp_1"),
+    ("DELETE", "/responses/resp_1", RouteKind.RESPONSE, "resp_1"),
+    ("GET", "/v1/responses/resp_1/input_items?limit=2", RouteKind.RESPONSE_INPUT_ITEMS, "resp_1"),
+    ("POST", "/v1/v1/responses/resp_1/cancel", RouteKind.RESPONSE_CANCEL, "resp_1"),
+    ("POST", "/v1/responses/input_tokens", RouteKind.INPUT_TOKENS, ""),
+    ("POST", "/v1/responses/compact", RouteKind.COMPACT, ""),
+    ("POST", "/v1/embeddings", RouteKind.EMBEDDINGS, ""),
+])
+def test_the_responses_sub_routes_and_embeddings(method, path, kind, param):
+    assert match_route(method, path) == Route(kind, param)
+
+
+def test_a_stored_response_route_with_the_wrong_method_is_405():
+    with pytest.raises(errors.MethodNotAllowed) as e:
+        match_route("POST", "/v1/responses/resp_1")
+    assert e.value.headers == {"allow": "GET, DELETE"}
