@@ -286,10 +286,10 @@ class ParsedResponses:
         return responses_request_to_gemini(self.call, model=model, images=images)
 
     def stream_translator(self, ids: Ids) -> _SavingStream:
-        return _SavingStream(self._translator(ids), lambda t: self._save(ids, t))
+        return _SavingStream(self.translator(ids), lambda t: self._save(ids, t))
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        translator = self._translator(ids)
+        translator = self.translator(ids)
         answer = gemini_to_response(response, translator)
         self._save(ids, translator)
         return answer
@@ -297,7 +297,7 @@ class ParsedResponses:
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
         return OPENAI_ERRORS.body(err)
 
-    def _translator(self, ids: Ids) -> GeminiToResponsesStream:
+    def translator(self, ids: Ids) -> GeminiToResponsesStream:
         call = self.call
         return GeminiToResponsesStream(
             response_id=ids.id,
@@ -481,7 +481,7 @@ class ParsedCompact:
     stream_translator = staticmethod(_never_streams)
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        answer = gemini_to_response(response, self.responses._translator(ids))
+        answer = gemini_to_response(response, self.responses.translator(ids))
         call = self.responses.call
         users = [item for item in listed_input(call.items[call.history:-1], ids.new_call_id)
                  if item.get("type") == "message" and item.get("role") == "user"]

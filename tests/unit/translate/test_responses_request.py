@@ -11,12 +11,19 @@ from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.responses_models import parse_responses_request
 from antigravity_gw.translate.parts import InlineImage
 from antigravity_gw.translate.responses_request import (
+    COMPACTION_PROMPT,
+    SUMMARY_HEADING,
     ResponsesCall,
     input_items,
     responses_image_url_params,
     responses_request_to_gemini,
 )
-from antigravity_gw.translate.signatures import ToolCallRef, encode_reasoning_signature, encode_tool_call_id
+from antigravity_gw.translate.signatures import (
+    ToolCallRef,
+    encode_compaction,
+    encode_reasoning_signature,
+    encode_tool_call_id,
+)
 
 PNG_URL = "data:image/png;base64,iVBORw0KGgo="
 SIG = "Q2FsbFNpZw=="
@@ -250,3 +257,21 @@ def test_a_short_call_id_takes_its_signature_from_the_store_or_a_reasoning_item(
                                                 "encrypted_content": "gemini-thought-signature:UkVBUw=="},
                                    *history[1:]]})
     assert carried["contents"][1]["parts"][0]["thoughtSignature"] == "UkVBUw=="  # no server state
+
+
+def test_compaction_items_become_the_summary_and_a_trigger_asks_for_one() -> None:
+    summary = encode_compaction("We fixed the bug.")
+    out = translate({"input": [{"type": "compaction", "encrypted_content": summary},
+                               {"type": "compaction", "encrypted_content": "someone-elses-blob"},
+                               {"role": "user", "content": "next?"}]})
+    assert out["contents"] == [{"role": "user", "parts": [
+        {"text": SUMMARY_HEADING + "We fixed the bug."}, {"text": "next?"}]}]
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    trigger = call({"input": [{"role": "user", "content": "hi"}, {"type": "compaction_trigger"}],
+                    "tools": [tool], "tool_choice": "required"})
+    assert trigger.compacts
+    out = responses_request_to_gemini(trigger, model="gemini-2.5-flash")
+    assert out["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}}
+    assert out["contents"][-1]["parts"][-1] == {"text": COMPACTION_PROMPT}
+    assert rejected({"input": [{"type": "compaction_trigger"}, {"role": "user", "content": "x"}]}).param == (
+        "input[0].type")

@@ -34,7 +34,7 @@ from antigravity_gw.translate.responses_stream import (
     gemini_to_response,
 )
 from antigravity_gw.translate.responses_tools import DeclaredTool, ToolNames
-from antigravity_gw.translate.signatures import ToolCallRef
+from antigravity_gw.translate.signatures import ToolCallRef, encode_compaction
 from support.feeding import feed_sse, feedings
 from support.openai_schema import check_event
 
@@ -80,6 +80,7 @@ ITEM_ORDER = {  # per item kind: the event types of its lifecycle after output_i
                   "reasoning_summary_text.done", "reasoning_summary_part.done"],
     "function_call": ["function_call_arguments.delta*", "function_call_arguments.done"],
     "custom_tool_call": ["custom_tool_call_input.delta*", "custom_tool_call_input.done"],
+    "compaction": [],  # added and done, nothing between
 }
 
 
@@ -104,8 +105,8 @@ def check_rules(events: list[dict[str, Any]]) -> None:
         assert seq[0] == "response.output_item.added" and seq[-1] == "response.output_item.done", seq
         inner = [t.removeprefix("response.") for t in seq[1:-1]]
         expected = ITEM_ORDER[kinds[index]]
-        if kinds[index] == "reasoning" and not inner:
-            continue  # a signature's carrier before a call: no summary (OpenAI's own can be empty too)
+        if kinds[index] in ("reasoning", "compaction") and not inner:
+            continue  # a signature's carrier before a call (no summary, as OpenAI's can be), or compaction
         assert [t for t in inner if not t.endswith(".delta")] == [t for t in expected if not t.endswith("*")]
         first_delta = expected.index(next(t for t in expected if t.endswith("*")))
         assert all(not t.endswith(".delta") or i >= first_delta for i, t in enumerate(inner))
@@ -414,3 +415,20 @@ def test_non_stream_raises_what_the_stream_ends_with() -> None:
     with pytest.raises(GatewayError, match="429 RESOURCE_EXHAUSTED"):
         gemini_to_response({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota"}},
                            translator())
+
+
+def test_compaction_gathers_the_text_into_exactly_one_compaction_item() -> None:
+    events = run([
+        {"candidates": [{"content": {"parts": [{"text": "Thinking.", "thought": True},
+                                               {"text": "The user "}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "said hi."}]}, "finishReason": "STOP"}]},
+    ], compact=True)
+    check_rules(events)
+    assert [e["type"] for e in events] == ["response.created", "response.in_progress",
+                                           "response.output_item.added", "response.output_item.done",
+                                           "response.completed"]
+    [item] = events[-1]["response"]["output"]
+    assert item == {"id": "cmp_t1", "type": "compaction",
+                    "encrypted_content": encode_compaction("The user said hi.")}
+    for event in events:
+        check_event(event)
