@@ -47,9 +47,10 @@ def _echoed_tool(tool: Any) -> dict[str, Any]:
     """A tool as sent; a function tool always has ``strict`` (OpenAI's schema requires it: the client's
     value, else null)."""
     out: dict[str, Any] = tool.model_dump(by_alias=True, exclude_unset=True)
-    if out.get("type") == "function":
-        out.setdefault("strict", None)
-        out.setdefault("parameters", None)
+    for function in (out, *out.get("tools", ())) if out.get("type") == "namespace" else (out,):
+        if function.get("type") == "function":
+            function.setdefault("strict", None)
+            function.setdefault("parameters", None)
     return out
 
 

@@ -6,10 +6,14 @@ session key for sticky scheduling, the image URLs to fetch, the Gemini request, 
 translator or a whole body) and the API's own error body. Adding an API is adding an ``Endpoint`` and
 its parsed request, not another branch in the hooks.
 
-The Responses endpoint owns the one piece of state translation needs, the ``previous_response_id``
-store (``responses_store.py``, made by whoever builds the registry: the Gateway): ``parse`` resolves
-the chain (an unknown id is a 404 before anything goes upstream), and a finished response is saved
-when the request did not say ``store: false``.
+The Responses endpoint owns the one piece of state translation needs, the store of responses
+(``responses_store.py``, made by whoever builds the registry: the Gateway): ``parse`` resolves
+``previous_response_id``, ``item_reference`` items and the Gemini data of this gateway's short call ids
+from it (an unknown id is a 404 before anything goes upstream). What memory lacks, ``parse`` asks for
+with ``NeedsStoredState``: the glue reads it from the database off the event loop and calls
+``reparse``. A finished response is saved unless the request said ``store: false`` (its calls' data
+is remembered either way). ``input_tokens``, ``compact`` and ``embeddings`` are endpoints too; their
+parsed requests name the Gemini call they make instead of generateContent (``rpc``).
 """
 
 from __future__ import annotations
