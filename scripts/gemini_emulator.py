@@ -82,8 +82,8 @@ match (all optional, all must equal the call's field):
   model        upstream model id
   base         path prefix before /v1internal ("", "/sandbox", "/daily"); "/v1beta" for the Gemini API
   rpc          generateContent | streamGenerateContent | countTokens | loadCodeAssist | onboardUser |
-               fetchAvailableModels | retrieveUserQuotaSummary | listModels | token | authorize |
-               userinfo
+               fetchAvailableModels | retrieveUserQuotaSummary | listModels | embedContent |
+               batchEmbedContents (API keys only) | token | authorize | userinfo
   endpoint     cloudcode | gemini | oauth | unknown
 reply (combine freely):
   text            str (split into 3 frames) or [str, ...] (one frame each)
@@ -185,7 +185,7 @@ CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events",
 GENERATE_RPCS: Final = frozenset({"generateContent", "streamGenerateContent"})
 CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser",
                                          "fetchAvailableModels", "retrieveUserQuotaSummary"}
-GEMINI_RPCS: Final = GENERATE_RPCS | {"countTokens", "listModels"}
+GEMINI_RPCS: Final = GENERATE_RPCS | {"countTokens", "listModels", "embedContent", "batchEmbedContents"}
 KNOWN_RPCS: Final = {"cloudcode": CLOUDCODE_RPCS, "gemini": GEMINI_RPCS}
 
 JSON_TYPE: Final = "application/json; charset=UTF-8"
@@ -1286,7 +1286,33 @@ def answer_count_tokens(state: EmulatorState, call: Call) -> Json:
     return {"totalTokens": prompt_tokens(inner)}
 
 
+EMBEDDING_SIZE: Final = 768  # text-embedding-004's default output dimensionality
+
+
+def embedding_of(request: Json) -> Json:
+    """A deterministic unit-length vector for the request's text (the same text, the same vector), cut to
+    ``outputDimensionality`` like Gemini's Matryoshka embeddings."""
+    parts = (request.get("content") or {}).get("parts") or []
+    text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    size = request.get("outputDimensionality") or EMBEDDING_SIZE
+    seed = hashlib.sha256(text.encode()).digest()
+    raw = [((seed[i % 32] + i * 7) % 251) / 125.0 - 1.0 for i in range(size)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return {"values": [round(v / norm, 6) for v in raw]}
+
+
+def answer_embed(state: EmulatorState, call: Call) -> Json:
+    return {"embedding": embedding_of(call.body if isinstance(call.body, dict) else {})}
+
+
+def answer_batch_embed(state: EmulatorState, call: Call) -> Json:
+    requests = call.body.get("requests") if isinstance(call.body, dict) else None
+    return {"embeddings": [embedding_of(r) for r in requests or [] if isinstance(r, dict)]}
+
+
 ANSWERS: Final = {
+    "embedContent": answer_embed,
+    "batchEmbedContents": answer_batch_embed,
     "loadCodeAssist": answer_load_code_assist,
     "onboardUser": answer_onboard,
     "retrieveUserQuotaSummary": answer_quota_summary,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import openai
 import pytest
 
 from support.emulator import Emulator
 from support.gateway import Gateway, write_account
+from support.openai_schema import check_exchange
+from support.recording import RecordingTransport
 
 
 @pytest.fixture(scope="module", params=["cloudcode", "gemini"])
@@ -30,3 +33,17 @@ def dialect_gateway(
 def gw(dialect_gateway: Gateway, emulator: Emulator) -> Gateway:
     """The module's dialect gateway, with the emulator reset for this test."""
     return dialect_gateway
+
+
+@pytest.fixture
+def conforming_client(gw: Gateway) -> Iterator[openai.OpenAI]:
+    """The openai client, whose every Responses API (and embeddings) answer, each stream event included,
+    is checked against OpenAI's published OpenAPI schema once the test is done
+    (tests/support/openai_schema.py)."""
+    transport = RecordingTransport()
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30,
+                           http_client=openai.DefaultHttpxClient(transport=transport))
+    yield client
+    client.close()
+    for x in transport.exchanges:
+        check_exchange(x.method, x.path, x.status, x.content_type, x.body)

@@ -95,6 +95,29 @@ def test_n_2_returns_two_choices(client, gw, emulator):
     assert sent(emulator, gw)["generationConfig"]["candidateCount"] == 2
 
 
+def test_a_conversation_of_only_a_system_message_is_answered(client, gw, emulator):
+    c = client.chat.completions.create(model="gemini-2.5-flash",
+                                       messages=[{"role": "system", "content": "Say hi."}])
+    assert c.choices[0].message.content == "echo: Say hi."
+    assert sent(emulator, gw)["contents"] == [{"role": "user", "parts": [{"text": "Say hi."}]}]
+
+
+def test_googles_extra_content_signature_is_written_and_read(client, gw, emulator):
+    """Google's OpenAI-compatible field: clients written for it keep the signature even with their own ids."""
+    emulator.add_rule(times=1, reply={"function_calls": [
+        {"name": "get_weather", "args": {"city": "Rome"}, "thought_signature": SIGNATURE}]})
+    kwargs = {"model": "gemini-3-pro-preview", "tools": [WEATHER_TOOL]}
+    c = client.chat.completions.create(messages=user("Weather in Rome?"), **kwargs)
+    tc = c.choices[0].message.tool_calls[0].model_dump()
+    assert tc["extra_content"] == {"google": {"thought_signature": SIGNATURE}}
+    client.chat.completions.create(messages=[*user("Weather in Rome?"), {
+        "role": "assistant", "tool_calls": [{"id": "my-own-id", "type": "function",
+                                             "function": tc["function"],
+                                             "extra_content": tc["extra_content"]}]},
+        {"role": "tool", "tool_call_id": "my-own-id", "content": "warm"}], **kwargs)
+    assert sent(emulator, gw)["contents"][1]["parts"][0]["thoughtSignature"] == SIGNATURE
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_two_turn_tool_loop_carries_the_thought_signature(client, gw, emulator, stream):
     emulator.add_rule(times=1, reply={"function_calls": [

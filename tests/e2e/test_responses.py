@@ -13,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from support.gateway import Gateway, sent
+from support.gateway import sent
 
 WEATHER_TOOL = {
     "type": "function",
@@ -27,8 +27,9 @@ THOUGHT_SIGNATURE = "Eh0KG3RoZS1zaWduYXR1cmUtb2YtdGhlLXRob3VnaHRz"
 
 
 @pytest.fixture
-def client(gw: Gateway) -> openai.OpenAI:  # gw: tests/e2e/conftest.py, once per upstream dialect
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+def client(conforming_client: openai.OpenAI) -> openai.OpenAI:
+    """gw (tests/e2e/conftest.py) once per upstream dialect; every answer checked against OpenAI's schema."""
+    return conforming_client
 
 
 def check_event_rules(events: list[Any]) -> None:
@@ -204,9 +205,11 @@ def test_two_turn_tool_loop_carries_the_thought_signatures(client, gw, emulator,
             first = s.get_final_response()
     else:
         first = client.responses.create(input=first_input, **kwargs)
-    reasoning, call = first.output
+    # the thoughts, then a reasoning item carrying the call's own signature (call_ids stay short)
+    reasoning, carrier, call = first.output
     assert reasoning.type == "reasoning" and reasoning.encrypted_content
-    assert call.type == "function_call"
+    assert carrier.type == "reasoning" and carrier.summary == [] and SIGNATURE in carrier.encrypted_content
+    assert call.type == "function_call" and len(call.call_id) <= 64
 
     emulator.add_rule(times=1, reply={"text": ["It is 21 C."]})
     replay = [item.model_dump(exclude_none=True) for item in first.output]

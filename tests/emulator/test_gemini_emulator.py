@@ -270,6 +270,24 @@ async def test_count_tokens(emu: Emu) -> None:
     assert emu.state.requests[0]["model"] == MODEL
 
 
+async def test_count_tokens_in_the_gemini_dialect_counts_the_whole_request(emu: Emu) -> None:
+    body = {"generateContentRequest": {"model": f"models/{MODEL}", **gen_request("12345678"),
+                                       "systemInstruction": {"parts": [{"text": "abcd"}]}}}
+    resp = await emu.gemini("countTokens", body)
+    assert await resp.json() == {"totalTokens": 3}
+
+
+async def test_embeddings_are_deterministic_unit_vectors_of_the_asked_size(emu: Emu) -> None:
+    one = {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}}
+    resp = await emu.gemini("batchEmbedContents", {"requests": [one, {**one, "outputDimensionality": 4}]},
+                            model="text-embedding-004")
+    first, short = (await resp.json())["embeddings"]
+    assert len(first["values"]) == 768 and len(short["values"]) == 4
+    assert abs(sum(v * v for v in first["values"]) - 1) < 1e-3
+    single = await (await emu.gemini("embedContent", one, model="text-embedding-004")).json()
+    assert single["embedding"]["values"] == first["values"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
 from ..settings import Settings
-from ..translate.endpoints import Endpoint, Endpoints, Ids, ParsedRequest
+from ..translate.endpoints import Endpoint, Endpoints, Ids, NeedsStoredState, ParsedRequest
 from ..upstream.account_watch import AccountWatcher
 from ..upstream.accounts import Account, AccountFiles
 from ..upstream.attempts import AttemptRecord, AttemptRunner, Winner, aiohttp_sender
@@ -64,6 +64,7 @@ from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
+from .stored_responses import StoredResponses
 from .stream import StreamAdapter
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ER
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 STARTING_RETRY = {"retry-after": "1"}
+STORED_ROUTES = frozenset({RouteKind.RESPONSE, RouteKind.RESPONSE_INPUT_ITEMS, RouteKind.RESPONSE_CANCEL})
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -124,11 +126,12 @@ class Gateway:
         self.settings = Settings()
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
+        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
+        self.stored = StoredResponses(self.endpoints.response_store)  # ... on disk, and their routes
         # mitmproxy loads children: ag.accounts*
         self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
-                                       refresh_quota=self.refresh_quota)]
+                                       refresh_quota=self.refresh_quota), self.stored]
         self.plans: dict[str, Plan] = {}
-        self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
         self.relay = Relay(self._job_for, self._make_runner, keepalive_interval=15.0)
@@ -401,6 +404,9 @@ class Gateway:
         if route.kind == RouteKind.ACCOUNTS:
             flow.response = await self._accounts_answer(flow)
             return
+        if route.kind in STORED_ROUTES:
+            flow.response = await self.stored.answer(flow, route)
+            return
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
@@ -437,7 +443,10 @@ class Gateway:
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        request = endpoint.parse(raw)
+        try:
+            request = endpoint.parse(raw)
+        except NeedsStoredState as need:  # stored state memory no longer holds: read it in a thread
+            request = await self._parse_with_stored_state(need)
         client_model = request.model
         if self.admit_client is not None:
             self.admit_client(flow, client_model)
@@ -448,16 +457,24 @@ class Gateway:
         stream = request.stream
         ids = Ids.new(endpoint.id_prefix)
         session = conversation_key(gemini_request, request.session_key)
-        job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
-                       report=functools.partial(record_failed_attempt, flow))
+        job = RelayJob(flow.id, CallContext(new_request_id(), session, request.rpc),
+                       error_body=request.error_body, report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
                                                "model": client_model,
                                                "body": raw[:65536].decode("utf-8", "replace")}
-        if not stream and self._inline:
+        if not stream and (self._inline or request.rpc):  # other calls than generate: never through the relay
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
         else:
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
+
+    async def _parse_with_stored_state(self, need: NeedsStoredState) -> ParsedRequest:
+        while True:  # at most twice: ``ResponsesEndpoint._parse`` bounds its lookups
+            await self.stored.load_needed(need)
+            try:
+                return need.reparse()
+            except NeedsStoredState as again:
+                need = again
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,

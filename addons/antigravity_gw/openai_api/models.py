@@ -192,6 +192,13 @@ class ToolCall(_Model):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    extra_content: dict[str, Any] | None = None  # Google's: {"google": {"thought_signature": "..."}}
+
+    @property
+    def thought_signature(self) -> str | None:
+        google = (self.extra_content or {}).get("google")
+        signature = google.get("thought_signature") if isinstance(google, dict) else None
+        return signature if isinstance(signature, str) and signature else None
 
 
 class SystemMessage(_Model):

@@ -89,12 +89,14 @@ Content = Annotated[
 
 class MessageItem(_Model):
     type: Literal["message"] = "message"
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     role: Literal["user", "assistant", "system", "developer"]
     content: Content
 
 
 class FunctionCallItem(_Model):
     type: Literal["function_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     arguments: str
@@ -103,12 +105,14 @@ class FunctionCallItem(_Model):
 
 class FunctionCallOutputItem(_Model):
     type: Literal["function_call_output"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     output: Content
 
 
 class CustomToolCallItem(_Model):
     type: Literal["custom_tool_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     input: str
@@ -117,6 +121,7 @@ class CustomToolCallItem(_Model):
 
 class CustomToolCallOutputItem(_Model):
     type: Literal["custom_tool_call_output"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
     call_id: str = Field(min_length=1)
     output: Content
 
@@ -135,11 +140,27 @@ class ReasoningItem(_Model):
 
 class WebSearchCallItem(_Model):
     type: Literal["web_search_call"]
+    id: str | None = None  # echoed back from an earlier response, or the client's own
 
 
 class ItemReference(_Model):
     type: Literal["item_reference"]
     id: str
+
+
+class CompactionItem(_Model):
+    """What compaction made of the conversation before it (``/v1/responses/compact``, or a
+    ``compaction_trigger``); this gateway's ``encrypted_content`` holds the summary."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: str
+
+
+class CompactionTrigger(_Model):
+    """Compact the conversation so far: the answer is one ``compaction`` item. Must be the last item."""
+
+    type: Literal["compaction_trigger"]
 
 
 def _item_tag(value: Any) -> str | None:
@@ -163,7 +184,9 @@ InputItem = Annotated[
     | Annotated[CustomToolCallOutputItem, Tag("<custom_tool_call_output>")]
     | Annotated[ReasoningItem, Tag("<reasoning>")]
     | Annotated[WebSearchCallItem, Tag("<web_search_call>")]
-    | Annotated[ItemReference, Tag("<item_reference>")],
+    | Annotated[ItemReference, Tag("<item_reference>")]
+    | Annotated[CompactionItem, Tag("<compaction>")]
+    | Annotated[CompactionTrigger, Tag("<compaction_trigger>")],
     Discriminator(_item_tag),
 ]
 Input = Annotated[

@@ -16,7 +16,7 @@ def response_echo(req: ResponsesRequest, model: str) -> dict[str, Any]:
     """The request settings a response object repeats, in OpenAI's key order (around ``output``)."""
     reasoning = req.reasoning
     text = req.text.model_dump(by_alias=True, exclude_none=True) if req.text else {}
-    tools = [t.model_dump(by_alias=True, exclude_unset=True) for t in req.tools or ()]  # as sent
+    tools = [_echoed_tool(t) for t in req.tools or ()]
     tool_choice = req.tool_choice
     if tool_choice is not None and not isinstance(tool_choice, str):
         tool_choice = tool_choice.model_dump(exclude_none=True)  # type: ignore[assignment]
@@ -43,6 +43,17 @@ def response_echo(req: ResponsesRequest, model: str) -> dict[str, Any]:
     }
 
 
+def _echoed_tool(tool: Any) -> dict[str, Any]:
+    """A tool as sent; a function tool always has ``strict`` (OpenAI's schema requires it: the client's
+    value, else null)."""
+    out: dict[str, Any] = tool.model_dump(by_alias=True, exclude_unset=True)
+    for function in (out, *out.get("tools", ())) if out.get("type") == "namespace" else (out,):
+        if function.get("type") == "function":
+            function.setdefault("strict", None)
+            function.setdefault("parameters", None)
+    return out
+
+
 def response_object(
     *,
     response_id: str,
@@ -54,7 +65,8 @@ def response_object(
     error: dict[str, Any] | None = None,
     incomplete_details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """OpenAI's schema allows no null for ``usage``, ``user`` and ``prompt_cache_key``: left out instead."""
+    out = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -81,3 +93,10 @@ def response_object(
         "user": echo["user"],
         "metadata": echo["metadata"],
     }
+    for key in _NOT_NULL:
+        if out[key] is None:
+            del out[key]
+    return out
+
+
+_NOT_NULL = ("prompt_cache_key", "usage", "user")

@@ -18,6 +18,12 @@ from .. import errors
 class RouteKind(StrEnum):
     CHAT = "chat.completions"
     RESPONSES = "responses"
+    RESPONSE = "responses.retrieve"  # GET (retrieve) and DELETE /v1/responses/{id}
+    RESPONSE_INPUT_ITEMS = "responses.input_items"
+    RESPONSE_CANCEL = "responses.cancel"
+    INPUT_TOKENS = "responses.input_tokens"
+    COMPACT = "responses.compact"
+    EMBEDDINGS = "embeddings"
     COMPLETIONS = "completions"
     MODELS = "models"
     MODEL = "model"
@@ -28,13 +34,16 @@ class RouteKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Route:
     kind: RouteKind
-    param: str = ""  # the model id of /v1/models/{id}
+    param: str = ""  # the model id of /v1/models/{id}, the response id of /v1/responses/{id}[/...]
 
 
 _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/chat/completions": (RouteKind.CHAT, ("POST",)),
     "/responses": (RouteKind.RESPONSES, ("POST",)),
+    "/responses/input_tokens": (RouteKind.INPUT_TOKENS, ("POST",)),
+    "/responses/compact": (RouteKind.COMPACT, ("POST",)),
     "/completions": (RouteKind.COMPLETIONS, ("POST",)),
+    "/embeddings": (RouteKind.EMBEDDINGS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),
@@ -42,6 +51,12 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
 }
 DEFAULT_BASE_URL = "http://<gateway>/v1"
 _MODEL = re.compile(r"^/models/(?P<id>[^/]+)$")
+_RESPONSE = re.compile(r"^/responses/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?$")
+_RESPONSE_ROUTES: dict[str | None, tuple[RouteKind, tuple[str, ...]]] = {
+    None: (RouteKind.RESPONSE, ("GET", "DELETE")),
+    "/input_items": (RouteKind.RESPONSE_INPUT_ITEMS, ("GET",)),
+    "/cancel": (RouteKind.RESPONSE_CANCEL, ("POST",)),
+}
 _V1 = re.compile(r"^(?:/v1)+(?=/|$)")
 _SLASHES = re.compile(r"/{2,}")
 
@@ -85,6 +100,12 @@ def match_route(method: str, path: str, base_url: str | Callable[[], str] = DEFA
             raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use GET.",
                                           headers={"allow": "GET"})
         return Route(RouteKind.MODEL, m["id"])
+    if m := _RESPONSE.match(rest):
+        kind, methods = _RESPONSE_ROUTES[m["sub"]]
+        if method.upper() not in methods and method.upper() != "OPTIONS":
+            raise errors.MethodNotAllowed(f"{method} is not allowed on {path}; use {' or '.join(methods)}.",
+                                          headers={"allow": ", ".join(methods)})
+        return Route(kind, m["id"])
     raise unknown_route(path, base_url() if callable(base_url) else base_url)
 
 
@@ -114,7 +135,7 @@ def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.Unknown
             f"{'/v1' + route!r}. {fix}")
     return errors.UnknownRoute(
         f"Unknown path {path!r}. This gateway serves /v1/chat/completions, /v1/responses, /v1/completions, "
-        f"/v1/models and /healthz. {fix}")
+        f"/v1/embeddings, /v1/models and /healthz. {fix}")
 
 
 def _trailing_route(rest: str) -> str:

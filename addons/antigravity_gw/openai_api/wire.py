@@ -38,6 +38,7 @@ class ToolCallDelta(TypedDict):
     id: str
     type: Literal["function"]
     function: FunctionCallOut
+    extra_content: NotRequired[dict[str, Any]]  # Google's own field: {"google": {"thought_signature"}}
 
 
 class ChoiceDelta(TypedDict, total=False):
@@ -68,6 +69,7 @@ class ToolCallOut(TypedDict):
     id: str
     type: Literal["function"]
     function: FunctionCallOut
+    extra_content: NotRequired[dict[str, Any]]
 
 
 class ChatMessageOut(TypedDict):
@@ -120,13 +122,17 @@ def chunk_choice(index: int, delta: ChoiceDelta, finish_reason: FinishReason | N
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
-def tool_call_delta(index: int, call_id: str, name: str, arguments: str) -> ToolCallDelta:
-    return {
+def tool_call_delta(index: int, call_id: str, name: str, arguments: str,
+                    signature: str | None = None) -> ToolCallDelta:
+    delta: ToolCallDelta = {
         "index": index,
         "id": call_id,
         "type": "function",
         "function": {"name": name, "arguments": arguments},
     }
+    if signature:  # where Google's OpenAI-compatible API puts it (the id carries it too)
+        delta["extra_content"] = {"google": {"thought_signature": signature}}
+    return delta
 
 
 def chat_completion(

@@ -137,6 +137,8 @@ def messages_to_gemini(
         else:
             turns.append(("user", _function_result_parts(msg)))
     contents = merge_turns(turns)
+    if not contents and system:
+        return None, [{"role": "user", "parts": system}]  # OpenAI answers a system prompt alone
     if not contents:
         raise InvalidRequest(
             "Invalid 'messages': Gemini needs at least one user or assistant message with content; "
@@ -169,7 +171,8 @@ def _assistant_parts(
         ref = decode_tool_call_id(call.id)
         args = call_arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
         name = call.function.name
-        parts.append(function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature))
+        signature = ref.signature or call.thought_signature
+        parts.append(function_call_part(name, args, gemini_id=ref.gemini_id, signature=signature))
         calls[call.id] = (name, ref.gemini_id)
     if msg.function_call is not None:
         args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")

@@ -151,7 +151,8 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
         name, args, gemini_id = function_call(value)
         call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
         arguments = orjson.dumps(args).decode()
-        delta: ChoiceDelta = {"tool_calls": [tool_call_delta(choice.tool_calls, call_id, name, arguments)]}
+        delta: ChoiceDelta = {"tool_calls": [tool_call_delta(choice.tool_calls, call_id, name, arguments,
+                                                             signature)]}
         choice.tool_calls += 1
         return self._chunk(index, delta)
 
@@ -281,7 +282,10 @@ def _fold_delta(message: _Message, delta: ChoiceDelta) -> None:
             "name": call["function"]["name"],
             "arguments": call["function"]["arguments"],
         }
-        message.tool_calls.append({"id": call["id"], "type": "function", "function": function})
+        out: ToolCallOut = {"id": call["id"], "type": "function", "function": function}
+        if "extra_content" in call:
+            out["extra_content"] = call["extra_content"]
+        message.tool_calls.append(out)
 
 
 def _choice_out(index: int, message: _Message) -> ChatChoice:

@@ -6,10 +6,14 @@ session key for sticky scheduling, the image URLs to fetch, the Gemini request, 
 translator or a whole body) and the API's own error body. Adding an API is adding an ``Endpoint`` and
 its parsed request, not another branch in the hooks.
 
-The Responses endpoint owns the one piece of state translation needs, the ``previous_response_id``
-store (``responses_store.py``, made by whoever builds the registry: the Gateway): ``parse`` resolves
-the chain (an unknown id is a 404 before anything goes upstream), and a finished response is saved
-when the request did not say ``store: false``.
+The Responses endpoint owns the one piece of state translation needs, the store of responses
+(``responses_store.py``, made by whoever builds the registry: the Gateway): ``parse`` resolves
+``previous_response_id``, ``item_reference`` items and the Gemini data of this gateway's short call ids
+from it (an unknown id is a 404 before anything goes upstream). What memory lacks, ``parse`` asks for
+with ``NeedsStoredState``: the glue reads it from the database off the event loop and calls
+``reparse``. A finished response is saved unless the request said ``store: false`` (its calls' data
+is remembered either way). ``input_tokens``, ``compact`` and ``embeddings`` are endpoints too; their
+parsed requests name the Gemini call they make instead of generateContent (``rpc``).
 """
 
 from __future__ import annotations
@@ -17,15 +21,23 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
+from ..openai_api.embeddings_models import EmbeddingRequest, parse_embedding_request
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
-from ..openai_api.responses_models import parse_responses_request
+from ..openai_api.responses_models import (
+    CompactionTrigger,
+    CustomToolCallItem,
+    FunctionCallItem,
+    InputItem,
+    ItemReference,
+    parse_responses_request,
+)
 from ..openai_api.responses_wire import response_echo
 from ..openai_api.routes import RouteKind
 from ..openai_api.wire import ChatCompletion
@@ -33,6 +45,7 @@ from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
+from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
 from .parts import InlineImage, image_url_params
 from .responses_request import (
     ResponsesCall,
@@ -41,8 +54,9 @@ from .responses_request import (
     responses_request_to_gemini,
     tool_names,
 )
-from .responses_store import ResponseStore, StoredResponse, output_as_input
+from .responses_store import ResponseStore, StoredResponse, item_as_input, output_as_input
 from .responses_stream import GeminiToResponsesStream, gemini_to_response
+from .signatures import lacks_signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +98,9 @@ class ParsedRequest(Protocol):
     def stream(self) -> bool: ...
     @property
     def session_key(self) -> str: ...  # the client's own conversation key, "" when it sends none
+
+    @property
+    def rpc(self) -> str: ...  # "" (generateContent), or the Gemini call it makes instead (countTokens...)
 
     def image_urls(self) -> dict[str, str]: ...  # http(s) URL -> the param naming it
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]: ...
@@ -128,6 +145,7 @@ class ResponsesStreamFormat:
 class ParsedChat:
     request: ChatCompletionRequest
     session_key: str = ""  # chat has no conversation key: the pool hashes the conversation's opening
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -205,10 +223,52 @@ class _SavingStream:
         return events
 
 
+class NeedsStoredState(Exception):
+    """``parse`` met ids the in-memory store does not know: the glue loads them from the database (off the
+    event loop) into the store, then calls ``reparse``, which treats what is still missing as missing."""
+
+    def __init__(self, responses: list[str], items: list[str], calls: list[str],
+                 reparse: Callable[[], ParsedRequest]) -> None:
+        super().__init__(f"stored state needed: {len(responses)} response(s), {len(items)} item(s), "
+                         f"{len(calls)} call(s)")
+        self.responses, self.items, self.calls = responses, items, calls
+        self.reparse = reparse
+
+
+_ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_",
+                "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "reasoning": "rs_",
+                "web_search_call": "ws_"}
+
+
+def listed_input(items: Sequence[InputItem], new_id: Callable[[], str]) -> tuple[dict[str, Any], ...]:
+    """A request's own input items as ``input_items`` lists them: each with an id, a message's content
+    as parts (``input_text`` for user/system/developer, ``output_text`` for assistant) and a status."""
+    out = []
+    for item in items:
+        data = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        kind = data.get("type", "message")
+        data["type"] = kind
+        if not data.get("id"):
+            data["id"] = _ITEM_PREFIX.get(kind, "item_") + new_id()
+        if kind == "message":
+            if isinstance(data["content"], str):
+                part = "output_text" if data["role"] == "assistant" else "input_text"
+                data["content"] = [{"type": part, "text": data["content"]}]
+            if data["role"] == "assistant":
+                data["content"] = [{**p, "annotations": [], "logprobs": []} if p.get("type") == "output_text"
+                                   else p for p in data["content"]]
+            data.setdefault("status", "completed")
+        elif kind in ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"):
+            data.setdefault("status", "completed")
+        out.append(data)
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedResponses:
     call: ResponsesCall  # the request with its resolved conversation
     store: ResponseStore
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -229,23 +289,19 @@ class ParsedResponses:
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
         return responses_request_to_gemini(self.call, model=model, images=images)
 
-    def stream_translator(self, ids: Ids) -> GeminiToResponsesStream | _SavingStream:
-        translator = self._translator(ids)
-        if not self.call.stores:
-            return translator
-        return _SavingStream(translator, lambda t: self._save(ids.id, t))
+    def stream_translator(self, ids: Ids) -> _SavingStream:
+        return _SavingStream(self.translator(ids), lambda t: self._save(ids, t))
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        translator = self._translator(ids)
+        translator = self.translator(ids)
         answer = gemini_to_response(response, translator)
-        if self.call.stores:
-            self._save(ids.id, translator)
+        self._save(ids, translator)
         return answer
 
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
         return OPENAI_ERRORS.body(err)
 
-    def _translator(self, ids: Ids) -> GeminiToResponsesStream:
+    def translator(self, ids: Ids) -> GeminiToResponsesStream:
         call = self.call
         return GeminiToResponsesStream(
             response_id=ids.id,
@@ -254,11 +310,24 @@ class ParsedResponses:
             id_factory=ids.new_call_id,
             names=tool_names(call),
             include_encrypted=call.request.wants_encrypted_reasoning,
+            compact=call.compacts,
         )
 
-    def _save(self, response_id: str, translator: GeminiToResponsesStream) -> None:
-        items = (*self.call.items, *output_as_input(translator.stored_output()))
-        self.store.put(response_id, StoredResponse(self.call.model, items))
+    def _save(self, ids: Ids, translator: GeminiToResponsesStream) -> None:
+        """Every answered call is remembered (the signature fallback); the response itself unless
+        ``store: false``."""
+        if not self.call.stores or translator.response is None:
+            self.store.remember_calls(translator.call_refs)
+            return
+        call = self.call
+        output = tuple(translator.stored_output())
+        items = (*call.items, *output_as_input(output))
+        stored = StoredResponse(
+            model=call.model, items=items, id=ids.id, created_at=ids.created,
+            previous_response_id=call.request.previous_response_id, response=translator.response,
+            input=listed_input(call.items[call.history:], ids.new_call_id), output=output,
+            calls=dict(translator.call_refs))
+        self.store.put(ids.id, stored)
 
 
 class ResponsesEndpoint:
@@ -271,22 +340,217 @@ class ResponsesEndpoint:
         self.store = store
 
     def parse(self, body: bytes) -> ParsedResponses:
+        return self._parse(body, lookups=2)
+
+    def _parse(self, body: bytes, *, lookups: int) -> ParsedResponses:
+        """``lookups``: how often the database may still be asked (twice: referenced items can name calls
+        only known once they are loaded, so the second time asks for those calls only); what the store
+        lacks after that does not exist."""
         req = parse_responses_request(body)
-        if req.previous_response_id is None:
-            assert req.model is not None  # parse_responses_request demands one without a chain
-            return ParsedResponses(ResponsesCall(req, req.model, input_items(req)), self.store)
-        stored = self.store.get(req.previous_response_id)
-        if stored is None:
+        store = self.store
+        own = input_items(req)
+        prev = req.previous_response_id
+        stored = store.get(prev) if prev is not None else None
+        references = [item.id for item in own if isinstance(item, ItemReference)]
+        history = stored.items if stored is not None else ()
+        resolved = [store.item(i) for i in references]
+        known = [item_as_input(item) for item in resolved if item is not None]
+        call_ids = [item.call_id for item in (*history, *own, *known)
+                    if isinstance(item, FunctionCallItem | CustomToolCallItem)
+                    and lacks_signature(item.call_id)]
+        if lookups:
+            first = lookups == 2  # the second time only calls: what referenced items newly named
+            missing = ([prev] if first and prev is not None and stored is None else [],
+                       [i for i, item in zip(references, resolved, strict=True) if first and item is None],
+                       [c for c in call_ids if store.call(c) is None])
+            if any(missing):
+                raise NeedsStoredState(*missing, reparse=lambda: self._parse(body, lookups=lookups - 1))
+        if prev is not None and stored is None:
             raise errors.NotFound(
-                f"Previous response with id '{req.previous_response_id}' not found. This gateway keeps "
-                f"responses in memory for {self.store.ttl:.0f} seconds, and only those created with "
-                "'store' left true; send the whole conversation in 'input' instead.",
+                f"Previous response with id '{prev}' not found. It was never stored (the request said "
+                "'store': false), was deleted, or is older than ag_response_store_days; send the whole "
+                "conversation in 'input' instead.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        items = (*stored.items, *input_items(req))
-        call = ResponsesCall(req, req.model or stored.model, items, history=len(stored.items))
-        return ParsedResponses(call, self.store)
+        if references:
+            own = tuple(self._referenced(item, i) for i, item in enumerate(own))
+        if req.model is None and stored is None:  # parse_responses_request demands one without a chain
+            raise errors.InvalidRequest("Missing required parameter: 'model'.", param="model")
+        model = req.model or (stored.model if stored is not None else "")
+        refs = {c: ref for c in call_ids if (ref := store.call(c)) is not None}
+        call = ResponsesCall(req, model, (*history, *own), history=len(history), call_refs=refs)
+        return ParsedResponses(call, store)
+
+    def _referenced(self, item: InputItem, index: int) -> InputItem:
+        if not isinstance(item, ItemReference):
+            return item
+        found = self.store.item(item.id)
+        if found is None:
+            raise errors.NotFound(
+                f"Item with id '{item.id}' not found: 'input[{index}]' references an item of a stored "
+                "response, and none has it (never stored, deleted, or expired). Send the item itself.",
+                param=f"input[{index}].id", code="item_not_found")
+        return item_as_input(found)
+
+
+# ---- responses: input_tokens and compact -------------------------------------------------------------
+def _wrapped(parse: Callable[[], Any], wrap: Callable[[Any], ParsedRequest]) -> ParsedRequest:
+    """``wrap(parse())``, also after the glue loaded stored state (``NeedsStoredState.reparse``)."""
+    try:
+        return wrap(parse())
+    except NeedsStoredState as need:
+        reparse = need.reparse  # ``need`` itself is unbound once the except clause ends
+        raise NeedsStoredState(need.responses, need.items, need.calls,
+                               reparse=lambda: _wrapped(reparse, wrap)) from None
+
+
+def _never_streams(ids: Ids) -> Any:
+    raise errors.InvalidRequest("This route does not stream.", param="stream")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInputTokens:
+    """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
+
+    call: ResponsesCall
+    rpc = "countTokens"
+    stream = False
+
+    @property
+    def model(self) -> str:
+        return self.call.model
+
+    @property
+    def session_key(self) -> str:
+        return self.call.request.prompt_cache_key or ""
+
+    def image_urls(self) -> dict[str, str]:
+        return responses_image_url_params(self.call)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        request = responses_request_to_gemini(self.call, model=model, images=images)
+        request.pop("generationConfig", None)  # not counted, and thinking settings are refused there
+        request.pop("toolConfig", None)
+        return request
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        total = response.get("totalTokens")
+        if not isinstance(total, int):
+            raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
+        return {"object": "response.input_tokens", "input_tokens": total}
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class InputTokensEndpoint:
+    name = "responses.input_tokens"
+    id_prefix = "resp_"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def __init__(self, responses: ResponsesEndpoint) -> None:
+        self.responses = responses
+
+    def parse(self, body: bytes) -> ParsedRequest:
+        return _wrapped(lambda: self.responses.parse(body), lambda p: ParsedInputTokens(p.call))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCompact:
+    """``POST /v1/responses/compact``: the conversation, compacted into one ``compaction`` item. The
+    answer lists the input's user messages, then that item (OpenAI's ``response.compaction`` object)."""
+
+    responses: ParsedResponses  # the request with a compaction_trigger appended
+    rpc = ""
+    stream = False
+
+    @property
+    def model(self) -> str:
+        return self.responses.model
+
+    @property
+    def session_key(self) -> str:
+        return self.responses.session_key
+
+    def image_urls(self) -> dict[str, str]:
+        return self.responses.image_urls()
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return self.responses.to_gemini(model, images)
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        answer = gemini_to_response(response, self.responses.translator(ids))
+        call = self.responses.call
+        users = [item for item in listed_input(call.items[call.history:-1], ids.new_call_id)
+                 if item.get("type") == "message" and item.get("role") == "user"]
+        return {"id": answer["id"], "object": "response.compaction", "created_at": answer["created_at"],
+                "output": [*users, *answer["output"]], "usage": answer["usage"]}
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class CompactEndpoint:
+    name = "responses.compact"
+    id_prefix = "resp_"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def __init__(self, responses: ResponsesEndpoint) -> None:
+        self.responses = responses
+
+    def parse(self, body: bytes) -> ParsedRequest:
+        return _wrapped(lambda: self.responses.parse(body), self._compacting)
+
+    @staticmethod
+    def _compacting(parsed: ParsedResponses) -> ParsedCompact:
+        call = parsed.call
+        compacting = replace(call, items=(*call.items, CompactionTrigger(type="compaction_trigger")),
+                             request=call.request.model_copy(update={"store": False, "stream": False}))
+        return ParsedCompact(replace(parsed, call=compacting))
+
+
+# ---- embeddings -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedEmbeddings:
+    request: EmbeddingRequest
+    rpc = "batchEmbedContents"
+    stream = False
+    session_key = ""
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    def image_urls(self) -> dict[str, str]:
+        return {}
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return embedding_request_to_gemini(self.request, model=model)
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        return gemini_to_embeddings(response, req=self.request)
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class EmbeddingsEndpoint:
+    name = "embeddings"
+    id_prefix = "emb-"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def parse(self, body: bytes) -> ParsedEmbeddings:
+        return ParsedEmbeddings(parse_embedding_request(body))
 
 
 # ---- legacy completions -----------------------------------------------------------------------------
@@ -294,6 +558,7 @@ class ResponsesEndpoint:
 class ParsedCompletion:
     request: CompletionRequest
     session_key: str = ""
+    rpc = ""
 
     @property
     def model(self) -> str:
@@ -352,11 +617,15 @@ class Endpoints:
     """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
 
     def __init__(self, store: ResponseStore | None = None) -> None:
-        self.response_store = store if store is not None else ResponseStore()  # an empty store is falsy
+        self.response_store = store if store is not None else ResponseStore()
+        responses = ResponsesEndpoint(self.response_store)
         self._by_route: dict[RouteKind, Endpoint] = {
             RouteKind.CHAT: ChatEndpoint(),
-            RouteKind.RESPONSES: ResponsesEndpoint(self.response_store),
+            RouteKind.RESPONSES: responses,
             RouteKind.COMPLETIONS: CompletionsEndpoint(),
+            RouteKind.INPUT_TOKENS: InputTokensEndpoint(responses),
+            RouteKind.COMPACT: CompactEndpoint(responses),
+            RouteKind.EMBEDDINGS: EmbeddingsEndpoint(),
         }
 
     def for_route(self, kind: RouteKind) -> Endpoint:

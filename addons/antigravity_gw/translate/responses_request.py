@@ -14,7 +14,14 @@ Items, in order (the history of ``previous_response_id`` first, then ``input``):
 * ``reasoning`` → nothing of its own (Gemini takes thoughts only as signatures). A signature in its
   ``encrypted_content`` goes onto the next model part (text or call) that has none of its own, which is
   where Gemini sent it; a user turn in between drops it.
-* ``web_search_call`` → nothing; ``item_reference`` → 400 (nothing is stored per item).
+* ``web_search_call`` → nothing. ``item_reference`` items are resolved from the store before translation
+  (``endpoints.py``); one that reaches this module is a 400.
+* A ``call_id`` of this gateway's that carries no signature (Responses ``call_id``s stay within 64
+  characters) finds its Gemini id and signature in ``ResponsesCall.call_refs`` (the store's fallback).
+* Only instructions and system/developer messages: they become the user turn, as OpenAI answers them.
+* ``compaction`` (this gateway's) → a user turn with the summary it holds (another provider's is
+  dropped: it cannot be read); ``compaction_trigger`` (last only) → a user turn asking for the summary,
+  with function calling off (``ResponsesCall.compacts``; the answer is one ``compaction`` item).
 Consecutive turns of one role are merged and empty turns dropped (``chat_request.merge_turns``).
 
 Generation config: ``temperature``, ``top_p``, ``max_output_tokens``, ``text.format`` (JSON schema or
@@ -31,6 +38,8 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..openai_api.models import JsonObjectFormat
 from ..openai_api.responses_models import (
+    CompactionItem,
+    CompactionTrigger,
     ContentPart,
     CustomToolCallItem,
     CustomToolCallOutputItem,
@@ -63,7 +72,7 @@ from .parts import (
 )
 from .responses_tools import ToolNames, gemini_name, responses_tools_to_gemini
 from .schema import clean_schema_for_gemini
-from .signatures import decode_reasoning_signature, decode_tool_call_id
+from .signatures import ToolCallRef, decode_compaction, decode_reasoning_signature, decode_tool_call_id
 
 Images = Mapping[str, InlineImage] | None
 SUMMARY_MODES = frozenset({"auto", "concise", "detailed"})
@@ -77,10 +86,24 @@ class ResponsesCall:
     model: str
     items: tuple[InputItem, ...]
     history: int = 0  # how many of ``items`` came from ``previous_response_id``
+    call_refs: Mapping[str, ToolCallRef] = field(default_factory=dict)  # call_id -> what the store knows
 
     @property
     def stores(self) -> bool:
         return self.request.store is not False
+
+    @property
+    def compacts(self) -> bool:
+        """The input ends with a ``compaction_trigger``: the answer is the conversation's summary."""
+        return bool(self.items) and isinstance(self.items[-1], CompactionTrigger)
+
+
+COMPACTION_PROMPT = (
+    "Compact the conversation above for your own later use: write a complete, self-contained summary of "
+    "everything needed to continue it — the user's goals and requests, decisions made, facts and results "
+    "learnt (tool calls and their outcomes, file names, commands, errors), and what remains to be done. "
+    "Write only the summary.")
+SUMMARY_HEADING = "Summary of the conversation before this point (compacted):\n\n"
 
 
 def input_items(req: ResponsesRequest) -> tuple[InputItem, ...]:
@@ -102,7 +125,9 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
         out["systemInstruction"] = system
     if plan.tools is not None:
         out["tools"] = plan.tools
-    if plan.tool_config is not None:
+    if call.compacts and plan.tools is not None:
+        out["toolConfig"] = {"functionCallingConfig": {"mode": "NONE"}}  # the answer is text: the summary
+    elif plan.tool_config is not None:
         out["toolConfig"] = plan.tool_config
     if config := generation_config(req, model=model):
         out["generationConfig"] = config
@@ -120,13 +145,15 @@ def tool_names(call: ResponsesCall) -> ToolNames:
 def items_to_gemini(
     instructions: str | None, call: ResponsesCall, *, names: ToolNames, images: Images = None
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    conversation = _Conversation(images)
+    conversation = _Conversation(images, call_refs=call.call_refs)
     if instructions:
         conversation.system.append(text_part(instructions))
     for i, item in enumerate(call.items):
         param = f"input[{i - call.history}]" if i >= call.history else "previous_response_id"
-        conversation.add(item, param=param)
+        conversation.add(item, param=param, last=i == len(call.items) - 1)
     contents = merge_turns(conversation.turns)
+    if not contents and conversation.system:
+        return None, [{"role": "user", "parts": conversation.system}]  # OpenAI answers a system prompt alone
     if not contents:
         raise InvalidRequest(
             "Invalid 'input': Gemini needs at least one user or assistant message with content; this "
@@ -140,12 +167,13 @@ def items_to_gemini(
 @dataclass(slots=True)
 class _Conversation:
     images: Images
+    call_refs: Mapping[str, ToolCallRef] = field(default_factory=dict)
     system: list[Part] = field(default_factory=list)
     turns: list[tuple[str, list[Part]]] = field(default_factory=list)
     calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # call_id → (name, Gemini id)
     signature: str | None = None  # from a reasoning item, for the next model part
 
-    def add(self, item: InputItem, *, param: str) -> None:
+    def add(self, item: InputItem, *, param: str, last: bool = False) -> None:
         if isinstance(item, MessageItem):
             self._message(item, param)
         elif isinstance(item, FunctionCallItem | CustomToolCallItem):
@@ -154,6 +182,16 @@ class _Conversation:
             self._output(item, param)
         elif isinstance(item, ReasoningItem):
             self.signature = decode_reasoning_signature(item.encrypted_content)
+        elif isinstance(item, CompactionItem):
+            if (summary := decode_compaction(item.encrypted_content)) is not None:
+                self.signature = None
+                self.turns.append(("user", [text_part(SUMMARY_HEADING + summary)]))
+        elif isinstance(item, CompactionTrigger):
+            if not last:
+                raise InvalidRequest(f"Invalid '{param}': a compaction_trigger must be the last input item.",
+                                     param=f"{param}.type")
+            self.signature = None
+            self.turns.append(("user", [text_part(COMPACTION_PROMPT)]))
         elif isinstance(item, ItemReference):
             raise InvalidRequest(
                 f"Invalid '{param}': item references are not supported by this gateway; send the item "
@@ -179,6 +217,8 @@ class _Conversation:
 
     def _call(self, item: FunctionCallItem | CustomToolCallItem, param: str) -> None:
         ref = decode_tool_call_id(item.call_id)
+        if (known := self.call_refs.get(item.call_id)) is not None:
+            ref = ToolCallRef(ref.gemini_id or known.gemini_id, ref.signature or known.signature)
         name = gemini_name(item.name, item.namespace)
         if isinstance(item, CustomToolCallItem):
             args: dict[str, Any] = {"input": item.input}

@@ -22,11 +22,13 @@ style). The rules:
    ``output_text`` part; ``functionCall`` → a ``function_call`` item, or a ``custom_tool_call`` item
    when it names a custom tool (``responses_tools.ToolNames``), with the arguments in one delta (Gemini
    sends them whole). Only candidate 0 is read (the gateway never asks for more).
-5. Thought signatures: a call's ``call_id`` carries its own signature, else the last unclaimed one
-   (``signatures.encode_tool_call_id``, as in chat). A signature on a thought part, or on the part that
-   ends a run of thoughts, also goes into that reasoning item's ``encrypted_content``, which is shown to
-   the client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always
-   has it).
+5. Thought signatures: a ``call_id`` stays within OpenAI's 64 characters (``short_tool_call_id``: Gemini's
+   call id only when it fits), and ``call_refs`` keeps every call's Gemini id and signature (its own,
+   else the last unclaimed one) for the store, the fallback. A signature on a thought part, or on the
+   part that ends a run of thoughts, goes into that reasoning item's ``encrypted_content``, shown to the
+   client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always has
+   it); with that ``include``, a signed call that no reasoning item precedes gets one (empty summary)
+   carrying its signature, so the client's next turn brings it back without any server state.
 6. The end (``finish()``, at the end of the upstream stream): ``finishReason`` STOP and the like →
    ``completed``; MAX_TOKENS → ``incomplete`` (``max_output_tokens``); a filter reason, or a prompt
    blocked by ``promptFeedback`` (a ``refusal`` message item) → ``incomplete`` (``content_filter``);
@@ -59,12 +61,12 @@ from .gemini_events import (
     part_text,
 )
 from .responses_tools import ToolNames
-from .signatures import encode_reasoning_signature, encode_tool_call_id
+from .signatures import ToolCallRef, encode_compaction, encode_reasoning_signature, short_tool_call_id
 from .usage import gemini_usage_to_responses
 
 Event = dict[str, Any]
 IdFactory = Callable[[], str]
-Kind = Literal["reasoning", "text", "refusal", "function_call", "custom_tool_call"]
+Kind = Literal["reasoning", "text", "refusal", "function_call", "custom_tool_call", "compaction"]
 
 
 class StreamStateError(GatewayError):
@@ -134,6 +136,8 @@ ITEM_EVENTS: dict[Kind, dict[Step, tuple[str, ...]]] = {
         Step.CLOSE_PART: ("response.custom_tool_call_input.done",),
         Step.DONE: _DONE,
     },
+    "compaction": {Step.ADD: _ADDED, Step.OPEN_PART: (), Step.DELTA: (), Step.CLOSE_PART: (),
+                   Step.DONE: _DONE},
 }
 
 
@@ -181,6 +185,7 @@ _ID_PREFIX: dict[Kind, str] = {
     "refusal": "msg_",
     "function_call": "fc_",
     "custom_tool_call": "ctc_",
+    "compaction": "cmp_",
 }
 
 
@@ -215,6 +220,9 @@ class _Item:
             if encrypted and self.signature:
                 out["encrypted_content"] = encode_reasoning_signature(self.signature)
             return out
+        if self.kind == "compaction":
+            compacted = encode_compaction("".join(texts))
+            return {"id": self.id, "type": "compaction", "encrypted_content": compacted}
         if self.kind in ("text", "refusal"):
             content = [_content_part(self.kind, t) for t in texts]
             return {"id": self.id, "type": "message", "status": self.status, "content": content,
@@ -229,6 +237,9 @@ class _Item:
         if self.namespace:
             out["namespace"] = self.namespace
         return out
+
+
+_NO_SIGNATURE = _Item("reasoning", -1, "")
 
 
 def _summary(text: str) -> dict[str, Any]:
@@ -271,7 +282,7 @@ def _part_fields(item: _Item, event_type: str, delta: str) -> dict[str, Any]:
 def _done_value(item: _Item) -> dict[str, Any]:
     """The whole value of a ``*.done`` event that closes a part."""
     if item.kind == "function_call":
-        return {"arguments": item.text}
+        return {"arguments": item.text, "name": item.name}
     if item.kind == "custom_tool_call":
         return {"input": item.text}
     if item.kind == "refusal":
@@ -294,6 +305,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         id_factory: IdFactory,
         names: ToolNames | None = None,
         include_encrypted: bool = False,
+        compact: bool = False,
     ) -> None:
         self._id = response_id
         self._created_at = created_at
@@ -301,6 +313,8 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         self._new_token = id_factory
         self._names = names or ToolNames()
         self._encrypted = include_encrypted
+        self._compact = compact  # a compaction_trigger: the text is gathered into one compaction item
+        self._summary: list[str] = []
         self._state = ResponseState.NEW
         self._seq = 0
         self._delivered: tuple[ResponseState, int] = (ResponseState.NEW, 0)  # state and seq the client saw
@@ -309,6 +323,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         self._pending_signature: str | None = None
         self._finish_reason: str | None = None
         self._usage: Mapping[str, Any] | None = None
+        self.call_refs: dict[str, ToolCallRef] = {}  # call_id -> Gemini's call id and signature
         self.response: dict[str, Any] | None = None  # the terminal response object, once there is one
         self.error: GatewayError | None = None
 
@@ -365,6 +380,11 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
             self._fail(UpstreamError(message, code=finish.lower()), out)
             return
         self._close_open(out, "incomplete" if outcome is Outcome.INCOMPLETE else "completed")
+        if self._compact:
+            item = self._item("compaction", out, new=True)
+            item.parts = ["".join(self._summary)]
+            self._step(item, Step.ADD, out)
+            self._finish_item(item, "completed", out)
         details = {"reason": reason} if reason else None
         self._terminal(outcome, out, usage=gemini_usage_to_responses(self._usage), incomplete_details=details)
 
@@ -379,6 +399,10 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
             self._finish_reason = str(reason)
 
     def _part(self, part: Mapping[str, Any], out: list[Event]) -> None:
+        if self._compact:
+            if part.get("thought") is not True and (text := part_text(part)):
+                self._summary.append(text)
+            return
         signature = part_signature(part)
         if part.get("thought") is True:
             self._thought(part, signature, out)
@@ -412,8 +436,12 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         name, args, gemini_id = function_call(value)
         tool = self._names.lookup(name)
         kind: Kind = "custom_tool_call" if tool.kind == "custom" else "function_call"
+        if signature and self._encrypted and (self._open_reasoning() or _NO_SIGNATURE).signature != signature:
+            self._item("reasoning", out, new=True).signature = signature  # its carrier back to us
+            self._step(self._items[-1], Step.ADD, out)
         item = self._item(kind, out, new=True)
-        item.call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
+        item.call_id = short_tool_call_id(self._new_token(), gemini_id=gemini_id)
+        self.call_refs[item.call_id] = ToolCallRef(gemini_id=gemini_id, signature=signature)
         item.name, item.namespace = tool.name, tool.namespace
         self._step(item, Step.ADD, out)
         payload = _custom_input(args) if kind == "custom_tool_call" else orjson.dumps(args).decode()

@@ -95,3 +95,43 @@ def decode_reasoning_signature(encrypted_content: str | None) -> str | None:
     if not encrypted_content or not encrypted_content.startswith(REASONING_PREFIX):
         return None
     return encrypted_content[len(REASONING_PREFIX):] or None
+
+
+OPENAI_CALL_ID_MAX = 64  # OpenAI's limit on a Responses call_id; clients that validate reject longer ones
+
+
+def short_tool_call_id(token: str, *, gemini_id: str | None = None) -> str:
+    """A Responses ``call_id`` within OpenAI's 64 characters: Gemini's call id only when it fits, and never
+    the signature (those travel in a reasoning item's ``encrypted_content``, and in the store)."""
+    plain = encode_tool_call_id(token)
+    if gemini_id:
+        with_id = encode_tool_call_id(token, gemini_id=gemini_id)
+        if len(with_id) <= OPENAI_CALL_ID_MAX:
+            return with_id
+    return plain
+
+
+def lacks_signature(call_id: str) -> bool:
+    """A call id of this gateway's grammar without a signature: the store may know the call's data."""
+    m = _ID.fullmatch(call_id)
+    return m is not None and not m["sig"]
+
+
+COMPACTION_PREFIX = "gemini-compaction:"
+
+
+def encode_compaction(summary: str) -> str:
+    """A compaction summary as a ``compaction`` item's ``encrypted_content`` (opaque to clients, as at
+    OpenAI, but only encoded: the gateway keeps no key)."""
+    return COMPACTION_PREFIX + base64.urlsafe_b64encode(summary.encode()).decode()
+
+
+def decode_compaction(encrypted_content: str) -> str | None:
+    """The summary in a ``compaction`` item this gateway made; None for anything else (another
+    provider's encrypted compaction cannot be read)."""
+    if not encrypted_content.startswith(COMPACTION_PREFIX):
+        return None
+    try:
+        return base64.urlsafe_b64decode(encrypted_content[len(COMPACTION_PREFIX):]).decode()
+    except (ValueError, binascii.Error):
+        return None

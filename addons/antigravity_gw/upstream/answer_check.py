@@ -68,6 +68,20 @@ def check_whole(data: bytes) -> dict[str, Any]:
         raise BadAnswer(str(e), data) from None
 
 
+def check_other(data: bytes) -> dict[str, Any]:
+    """The 200 body of another call (countTokens, batchEmbedContents): a JSON object without an error."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise BadAnswer("the 200 answer is not valid JSON", data) from None
+    if not isinstance(parsed, dict):
+        raise BadAnswer("the 200 answer is JSON but not an object", data)
+    body = unwrap_any(parsed)
+    if body.get("error") is not None:
+        raise BadAnswer("the 200 answer is an error object", data)
+    return body
+
+
 @dataclass(slots=True)
 class FirstEventProbe:
     """Sans-IO: ``feed`` each chunk until it returns True (a usable event arrived), ``end`` at EOF.

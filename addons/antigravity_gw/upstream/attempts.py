@@ -50,9 +50,9 @@ import yarl
 
 from .. import errors
 from .accounts import Account
-from .answer_check import BadAnswer, FirstEventProbe, check_whole
+from .answer_check import BadAnswer, FirstEventProbe, check_other, check_whole
 from .catalog import fallback_for
-from .dialects import CallContext, Dialect, UpstreamCall
+from .dialects import API_KEY_ONLY_RPCS, CallContext, Dialect, UpstreamCall
 from .google_errors import GoogleError, parse_google_error
 from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
 from .policy import (
@@ -335,6 +335,12 @@ class AttemptRunner:
                          report: Report | None) -> Winner | Action | None:
         dialect = self.dialects[account.kind]
         failure: GoogleError | None = None
+        if ctx.rpc in API_KEY_ONLY_RPCS and account.kind != "api_key":
+            budget.tried.add(account.id)  # not a failure of the account: it cannot make this call
+            budget.failures[account.id] = f"{ctx.rpc} needs a Gemini API key account"
+            budget.last = budget.last or errors.UpstreamUnavailable(
+                f"{ctx.rpc} needs a Gemini API key account (Cloud Code accounts cannot make it); add one.")
+            return None
         for i, base in enumerate(dialect.bases):
             if budget.used >= budget.max_attempts or self._remaining(budget) <= 0:
                 break
@@ -352,7 +358,7 @@ class AttemptRunner:
                 continue
             if resp.status < 300:
                 try:
-                    return await self._winner(resp, stream, budget, account, dialect, call)
+                    return await self._winner(resp, stream, budget, account, dialect, call, ctx.rpc)
                 except BadAnswer as e:  # shown in its failed-attempt flow as Google sent it
                     body, headers = e.body, {k.lower(): v for k, v in resp.headers.items()}
                     failure = GoogleError(502, INVALID_ANSWER, str(e))
@@ -377,7 +383,7 @@ class AttemptRunner:
                                  credential, model, budget)
 
     async def _winner(self, resp: UpstreamResponse, stream: bool, budget: AttemptBudget, account: Account,
-                      dialect: Dialect, call: UpstreamCall) -> Winner:
+                      dialect: Dialect, call: UpstreamCall, rpc: str = "") -> Winner:
         """The 2xx answer once it proved usable; ``BadAnswer`` (response closed) when it did not."""
         winner = Winner(resp, account, dialect, call.url, budget.used, call.body, budget.deadline)
         try:
@@ -386,7 +392,7 @@ class AttemptRunner:
                     winner.head = await self._first_event(resp)
                 else:
                     winner.body = await resp.read()
-                    winner.parsed = check_whole(winner.body)
+                    winner.parsed = check_other(winner.body) if rpc else check_whole(winner.body)
                     resp.release()
         except (aiohttp.ClientError, TimeoutError) as e:
             resp.close()

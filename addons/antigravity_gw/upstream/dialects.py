@@ -20,6 +20,9 @@ from .accounts import Account
 
 STREAM_RPC = "streamGenerateContent"
 UNARY_RPC = "generateContent"
+COUNT_TOKENS_RPC = "countTokens"
+EMBED_RPC = "batchEmbedContents"
+API_KEY_ONLY_RPCS = frozenset({EMBED_RPC})  # Cloud Code has no embeddings call
 
 _CANONICAL = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<rpc>[A-Za-z]+)(?:\?.*)?$")
 
@@ -50,6 +53,7 @@ class CallContext:
 
     request_id: str
     session_key: str = ""
+    rpc: str = ""  # another call than generateContent (countTokens, batchEmbedContents); "" = generate
 
 
 class Dialect(Protocol):
@@ -91,6 +95,8 @@ class CloudCode:
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:
+        if ctx.rpc:
+            return self._other(base, model, request, account, credential, ctx.rpc)
         rpc = f"{STREAM_RPC}?alt=sse" if stream else UNARY_RPC
         envelope = {
             "project": account.project_id,
@@ -103,6 +109,16 @@ class CloudCode:
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(envelope))
 
+    def _other(self, base: str, model: str, request: dict[str, Any], account: Account, credential: str,
+               rpc: str) -> UpstreamCall:
+        """countTokens, as gemini-cli sends it: only ``contents`` (system text counted as a user turn)."""
+        system = request.get("systemInstruction")
+        contents = [{"role": "user", **system}] if system else []
+        contents += request.get("contents", [])
+        body = {"request": {"model": f"models/{model}", "contents": contents}}
+        headers = cloudcode_headers(credential, self.user_agent, account.project_id)
+        return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(body))
+
 
 class PublicGemini:
     name = "gemini"
@@ -112,9 +128,16 @@ class PublicGemini:
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:
-        url = base + canonical_path(model, stream)
         headers = {"x-goog-api-key": credential, "content-type": "application/json",
                    "accept-encoding": "identity"}
+        if ctx.rpc == COUNT_TOKENS_RPC:  # the whole request counts: system instruction and tools too
+            body = {"generateContentRequest": {"model": f"models/{model}", **request}}
+            return UpstreamCall(f"{base}/v1beta/models/{quote(model, safe='')}:{ctx.rpc}", headers,
+                                orjson.dumps(body))
+        if ctx.rpc:
+            return UpstreamCall(f"{base}/v1beta/models/{quote(model, safe='')}:{ctx.rpc}", headers,
+                                orjson.dumps(request))
+        url = base + canonical_path(model, stream)
         return UpstreamCall(url, headers, orjson.dumps(request))
 
 

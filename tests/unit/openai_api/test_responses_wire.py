@@ -42,3 +42,23 @@ def test_a_response_object_validates_against_the_sdk() -> None:
                            echo=response_echo(req, "m"), output=[], usage=None)
     assert Response.model_validate(body).tools[2].type == "file_search"
     assert list(body)[:6] == ["id", "object", "created_at", "status", "background", "error"]
+
+
+def test_function_tools_are_echoed_with_strict_and_parameters_even_when_the_client_left_them_out() -> None:
+    req = parse_responses_request(orjson.dumps({"model": "m", "input": "x", "tools": [
+        {"type": "function", "name": "f"},
+        {"type": "function", "name": "g", "strict": True, "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "h"}]}]}))
+    assert response_echo(req, "m")["tools"] == [
+        {"type": "function", "name": "f", "strict": None, "parameters": None},
+        {"type": "function", "name": "g", "strict": True, "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "h", "strict": None,
+                                                       "parameters": None}]},
+    ]
+
+
+def test_null_fields_openais_schema_forbids_are_left_out() -> None:
+    req = parse_responses_request(orjson.dumps({"model": "m", "input": "x"}))
+    body = response_object(response_id="resp_1", created_at=1, status="in_progress",
+                           echo=response_echo(req, "m"), output=[], usage=None)
+    assert not {"usage", "user", "prompt_cache_key"} & set(body)

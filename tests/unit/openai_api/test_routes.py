@@ -72,3 +72,22 @@ def test_the_base_url_is_worked_out_only_for_a_404():
     with pytest.raises(errors.UnknownRoute) as e:
         match_route("POST", "/v1/chat/completions/responses", base_url)
     assert "'http://127.0.0.1:8045/v1'" in e.value.message and asked == [1]
+
+
+@pytest.mark.parametrize(("method", "path", "kind", "param"), [
+    ("GET", "/v1/responses/resp_1", RouteKind.RESPONSE, "resp_1"),
+    ("DELETE", "/responses/resp_1", RouteKind.RESPONSE, "resp_1"),
+    ("GET", "/v1/responses/resp_1/input_items?limit=2", RouteKind.RESPONSE_INPUT_ITEMS, "resp_1"),
+    ("POST", "/v1/v1/responses/resp_1/cancel", RouteKind.RESPONSE_CANCEL, "resp_1"),
+    ("POST", "/v1/responses/input_tokens", RouteKind.INPUT_TOKENS, ""),
+    ("POST", "/v1/responses/compact", RouteKind.COMPACT, ""),
+    ("POST", "/v1/embeddings", RouteKind.EMBEDDINGS, ""),
+])
+def test_the_responses_sub_routes_and_embeddings(method, path, kind, param):
+    assert match_route(method, path) == Route(kind, param)
+
+
+def test_a_stored_response_route_with_the_wrong_method_is_405():
+    with pytest.raises(errors.MethodNotAllowed) as e:
+        match_route("POST", "/v1/responses/resp_1")
+    assert e.value.headers == {"allow": "GET, DELETE"}

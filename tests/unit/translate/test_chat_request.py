@@ -97,10 +97,31 @@ def test_roles_map_and_consecutive_turns_merge() -> None:
     ]
 
 
-def test_only_system_messages_are_rejected() -> None:
-    err = rejected([{"role": "system", "content": "You are helpful."}, {"role": "user", "content": ""}])
+def test_only_system_messages_are_answered_as_the_user_turn() -> None:
+    """OpenAI answers a conversation that is only a system (or developer) prompt; Gemini needs a turn."""
+    out = translate([{"role": "system", "content": "You are helpful."},
+                     {"role": "developer", "content": "Say hi."}, {"role": "user", "content": ""}])
+    assert "systemInstruction" not in out
+    assert out["contents"] == [{"role": "user", "parts": [{"text": "You are helpful."}, {"text": "Say hi."}]}]
+
+
+def test_only_empty_messages_are_rejected() -> None:
+    err = rejected([{"role": "user", "content": ""}])
     assert err.param == "messages"
     assert err.message.startswith("Invalid 'messages': Gemini needs at least one user or assistant message")
+
+
+def test_google_thought_signature_field_is_read_when_the_id_has_none() -> None:
+    out = translate([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "foreign-1", "type": "function",
+                                             "function": {"name": "f", "arguments": "{}"},
+                                             "extra_content": {"google": {
+                                                 "thought_signature": "R09PRw=="}}}]},
+        {"role": "tool", "tool_call_id": "foreign-1", "content": "ok"},
+    ])
+    assert out["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}},
+                                            "thoughtSignature": "R09PRw=="}]
 
 
 def test_images_audio_and_files_become_inline_data() -> None:

@@ -75,17 +75,17 @@ def usage_ck(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 
     }
 
 
-def call(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {
-        "tool_calls": [
-            {
-                "index": index,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            }
-        ]
+def call(index: int, call_id: str, name: str, arguments: str, signature: str | None = None) -> dict[str, Any]:
+    """A tool call delta; a signed call also names its signature where Google's OpenAI API does."""
+    tool_call: dict[str, Any] = {
+        "index": index,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
     }
+    if signature:
+        tool_call["extra_content"] = {"google": {"thought_signature": signature}}
+    return {"tool_calls": [tool_call]}
 
 
 def upstream_error(message: str, code: str) -> dict[str, Any]:
@@ -120,7 +120,8 @@ EXPECTED: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
         [
             role(),
             ck({"reasoning_content": "I should look at the file first."}),
-            ck(call(0, encode_tool_call_id("t1", signature=TOOL_SIG), "read_file", '{"path":"a.txt"}')),
+            ck(call(0, encode_tool_call_id("t1", signature=TOOL_SIG), "read_file", '{"path":"a.txt"}',
+                    TOOL_SIG)),
             ck(call(1, "call_t2", "list_dir", "{}")),
             ck({}, "tool_calls"),
             usage_ck(120, 42, reasoning=12),
@@ -136,6 +137,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {
                     "call_t1_id" + b"toolu_01A".hex() + "_sigbRW1wdHlQYXJ0U2ln",
                     "get_weather",
                     '{"city":"Zürich"}',
+                    "RW1wdHlQYXJ0U2ln",
                 )
             ),
             ck({}, "tool_calls"),
@@ -492,6 +494,7 @@ def test_unary_tool_calls_have_null_content() -> None:
                             "id": "call_t1_sigbc2ln",
                             "type": "function",
                             "function": {"name": "a", "arguments": '{"x":[1,2]}'},
+                            "extra_content": {"google": {"thought_signature": "c2ln"}},
                         },
                         {"id": "call_t2", "type": "function", "function": {"name": "b", "arguments": "{}"}},
                     ],

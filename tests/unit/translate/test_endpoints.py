@@ -19,6 +19,7 @@ from antigravity_gw.translate.endpoints import (
     CompletionsEndpoint,
     Endpoints,
     Ids,
+    NeedsStoredState,
     ParsedRequest,
     ResponsesEndpoint,
 )
@@ -116,7 +117,7 @@ def test_a_non_stream_response_is_saved_and_chained() -> None:
     assert chained.call.history == 2
     assert chained.call.items == (
         MessageItem(role="user", content="hello"),
-        MessageItem(role="assistant", content=[OutputText(type="output_text", text="Hi!")]),
+        MessageItem(role="assistant", id="msg_t1", content=[OutputText(type="output_text", text="Hi!")]),
         MessageItem(role="user", content="more"),
     )
 
@@ -149,8 +150,11 @@ def test_a_failed_stream_is_not_saved() -> None:
 
 def test_an_unknown_previous_response_id_is_a_404() -> None:
     endpoint = ResponsesEndpoint(ResponseStore())
-    with pytest.raises(NotFound) as info:
+    with pytest.raises(NeedsStoredState) as need:  # not in memory: the glue asks the database first
         endpoint.parse(body(input="x", previous_response_id="resp_gone"))
+    assert (need.value.responses, need.value.items, need.value.calls) == (["resp_gone"], [], [])
+    with pytest.raises(NotFound) as info:
+        need.value.reparse()  # the database did not have it either
     assert (info.value.status, info.value.code, info.value.param) == (
         404, "previous_response_not_found", "previous_response_id")
     assert "resp_gone" in info.value.message
@@ -172,7 +176,7 @@ def test_the_gateway_failing_mid_stream_still_ends_with_response_failed() -> Non
     parsed = endpoint.parse(body(input="x", stream=True, store=False))
     translator = parsed.stream_translator(ids())
     adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
-    explode(translator)
+    explode(translator._translator)  # inside the saving wrapper
     events = frames(adapter(sse({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]})))
     # the events of the call that raised never left: the stream starts over with response.created
     assert [(e["type"], e["sequence_number"]) for e in events] == [
@@ -189,7 +193,7 @@ def test_a_failure_after_events_went_out_continues_their_numbering() -> None:
     adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
     text = {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}
     first = frames(adapter(sse(text)))
-    explode(translator)
+    explode(translator._translator)  # inside the saving wrapper
     rest = frames(adapter(sse(text, text)))
     assert [e["sequence_number"] for e in first + rest] == list(range(len(first) + len(rest)))
     assert [e["type"] for e in rest] == ["response.failed"]
@@ -218,14 +222,14 @@ def test_events_translated_before_a_failure_in_the_same_chunk_still_go_out() -> 
     translator = parsed.stream_translator(ids())
     adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
     calls = itertools.count()
-    original = translator._event
+    original = translator._translator._event
 
     def second_call_breaks(event: Any, out: list[Any]) -> None:
         original(event, out)
         if next(calls) == 1:
             raise KeyError("boom")
 
-    translator._event = second_call_breaks
+    translator._translator._event = second_call_breaks
     events = frames(adapter(sse({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]},
                                 {"candidates": [{"content": {"parts": [{"text": " there"}]}}]})))
     assert [(e["type"], e["sequence_number"]) for e in events] == [

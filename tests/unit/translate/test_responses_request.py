@@ -11,12 +11,19 @@ from antigravity_gw.errors import InvalidRequest
 from antigravity_gw.openai_api.responses_models import parse_responses_request
 from antigravity_gw.translate.parts import InlineImage
 from antigravity_gw.translate.responses_request import (
+    COMPACTION_PROMPT,
+    SUMMARY_HEADING,
     ResponsesCall,
     input_items,
     responses_image_url_params,
     responses_request_to_gemini,
 )
-from antigravity_gw.translate.signatures import encode_reasoning_signature, encode_tool_call_id
+from antigravity_gw.translate.signatures import (
+    ToolCallRef,
+    encode_compaction,
+    encode_reasoning_signature,
+    encode_tool_call_id,
+)
 
 PNG_URL = "data:image/png;base64,iVBORw0KGgo="
 SIG = "Q2FsbFNpZw=="
@@ -198,7 +205,7 @@ def test_http_images_come_from_the_fetched_map_and_are_listed_with_their_param()
      "input[0].content[0].type", "only text parts"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0].file_data", "file_data"),
-    ({"instructions": "only this"}, "input", "at least one"),
+    ({"input": [{"role": "user", "content": ""}]}, "input", "at least one"),
     ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "wizard"}}}},
      "text.format.schema", "Invalid schema"),
 ])
@@ -226,3 +233,45 @@ def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str)
     with pytest.raises(InvalidRequest) as e:
         responses_image_url_params(call(body))
     assert e.value.param == "input[0].content[0].image_url"
+
+
+def test_instructions_alone_are_answered_as_the_user_turn() -> None:
+    out = translate({"instructions": "Say hi.", "input": [{"role": "developer", "content": "Briefly."}]})
+    assert "systemInstruction" not in out
+    assert out["contents"] == [{"role": "user", "parts": [{"text": "Say hi."}, {"text": "Briefly."}]}]
+
+
+def test_a_short_call_id_takes_its_signature_from_the_store_or_a_reasoning_item() -> None:
+    history = [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "call_abc", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_abc", "output": "ok"},
+    ]
+    req = parse_responses_request(orjson.dumps({"model": "m", "input": history}))
+    stored = ResponsesCall(req, "m", input_items(req),
+                           call_refs={"call_abc": ToolCallRef(gemini_id="g1", signature="U1RPUkU=")})
+    out = responses_request_to_gemini(stored, model="gemini-3-pro-preview")
+    assert out["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}, "id": "g1"},
+                                            "thoughtSignature": "U1RPUkU="}]
+    carried = translate({"input": [history[0], {"type": "reasoning", "summary": [],
+                                                "encrypted_content": "gemini-thought-signature:UkVBUw=="},
+                                   *history[1:]]})
+    assert carried["contents"][1]["parts"][0]["thoughtSignature"] == "UkVBUw=="  # no server state
+
+
+def test_compaction_items_become_the_summary_and_a_trigger_asks_for_one() -> None:
+    summary = encode_compaction("We fixed the bug.")
+    out = translate({"input": [{"type": "compaction", "encrypted_content": summary},
+                               {"type": "compaction", "encrypted_content": "someone-elses-blob"},
+                               {"role": "user", "content": "next?"}]})
+    assert out["contents"] == [{"role": "user", "parts": [
+        {"text": SUMMARY_HEADING + "We fixed the bug."}, {"text": "next?"}]}]
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    trigger = call({"input": [{"role": "user", "content": "hi"}, {"type": "compaction_trigger"}],
+                    "tools": [tool], "tool_choice": "required"})
+    assert trigger.compacts
+    out = responses_request_to_gemini(trigger, model="gemini-2.5-flash")
+    assert out["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}}
+    assert out["contents"][-1]["parts"][-1] == {"text": COMPACTION_PROMPT}
+    assert rejected({"input": [{"type": "compaction_trigger"}, {"role": "user", "content": "x"}]}).param == (
+        "input[0].type")

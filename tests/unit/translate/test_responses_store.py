@@ -11,7 +11,8 @@ from antigravity_gw.openai_api.responses_models import (
     Refusal,
     SummaryText,
 )
-from antigravity_gw.translate.responses_store import ResponseStore, StoredResponse, output_as_input
+from antigravity_gw.translate.responses_store import NO_REF, ResponseStore, StoredResponse, output_as_input
+from antigravity_gw.translate.signatures import ToolCallRef
 
 
 class Clock:
@@ -70,8 +71,36 @@ def test_output_items_become_input_items() -> None:
     assert output_as_input(output) == (
         ReasoningItem(type="reasoning", id="rs_1", summary=[SummaryText(type="summary_text", text="t")],
                       encrypted_content="gemini-thought-signature:S"),
-        MessageItem(role="assistant", content=[OutputText(type="output_text", text="hi"),
-                                               Refusal(type="refusal", refusal="no")]),
-        FunctionCallItem(type="function_call", call_id="call_1", name="f", arguments="{}", namespace="ns"),
-        CustomToolCallItem(type="custom_tool_call", call_id="call_2", name="p", input="raw"),
+        MessageItem(role="assistant", id="msg_1", content=[OutputText(type="output_text", text="hi"),
+                                                           Refusal(type="refusal", refusal="no")]),
+        FunctionCallItem(type="function_call", id="fc_1", call_id="call_1", name="f", arguments="{}",
+                         namespace="ns"),
+        CustomToolCallItem(type="custom_tool_call", id="ctc_1", call_id="call_2", name="p", input="raw"),
     )
+
+
+def test_items_are_found_by_id_while_their_response_lives_and_puts_reach_the_sink() -> None:
+    clock = Clock()
+    store = ResponseStore(ttl=60, clock=clock)
+    sunk: list[StoredResponse] = []
+    store.sink = sunk.append
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "content": "hi"}
+    response = StoredResponse("m", (), id="resp_1", output=(item,))
+    store.put("resp_1", response)
+    assert store.item("msg_1") == item and sunk == [response]
+    store.load("resp_2", StoredResponse("m", (), id="resp_2"))  # read back from the database: not sunk again
+    assert sunk == [response]
+    clock.now += 61
+    assert store.item("msg_1") is None  # expired with its response
+    store.load_item("msg_9", {"id": "msg_9"})  # an item read back alone
+    assert store.item("msg_9") == {"id": "msg_9"}
+    store.forget("resp_2")
+    assert store.item("msg_9") is None
+
+
+def test_calls_are_remembered_within_their_bound() -> None:
+    store = ResponseStore(max_calls=2)
+    store.remember_calls({"call_a": ToolCallRef("g1", "S1"), "call_b": NO_REF})
+    store.remember_calls({"call_c": ToolCallRef(None, "S3")})
+    assert store.call("call_a") is None  # the oldest went first
+    assert store.call("call_b") is NO_REF and store.call("call_c") == ToolCallRef(None, "S3")

@@ -34,8 +34,9 @@ from antigravity_gw.translate.responses_stream import (
     gemini_to_response,
 )
 from antigravity_gw.translate.responses_tools import DeclaredTool, ToolNames
-from antigravity_gw.translate.signatures import encode_tool_call_id
+from antigravity_gw.translate.signatures import ToolCallRef, encode_compaction
 from support.feeding import feed_sse, feedings
+from support.openai_schema import check_event
 
 TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 RESPONSE_ID = "resp_test"
@@ -79,6 +80,7 @@ ITEM_ORDER = {  # per item kind: the event types of its lifecycle after output_i
                   "reasoning_summary_text.done", "reasoning_summary_part.done"],
     "function_call": ["function_call_arguments.delta*", "function_call_arguments.done"],
     "custom_tool_call": ["custom_tool_call_input.delta*", "custom_tool_call_input.done"],
+    "compaction": [],  # added and done, nothing between
 }
 
 
@@ -103,6 +105,8 @@ def check_rules(events: list[dict[str, Any]]) -> None:
         assert seq[0] == "response.output_item.added" and seq[-1] == "response.output_item.done", seq
         inner = [t.removeprefix("response.") for t in seq[1:-1]]
         expected = ITEM_ORDER[kinds[index]]
+        if kinds[index] in ("reasoning", "compaction") and not inner:
+            continue  # a signature's carrier before a call (no summary, as OpenAI's can be), or compaction
         assert [t for t in inner if not t.endswith(".delta")] == [t for t in expected if not t.endswith("*")]
         first_delta = expected.index(next(t for t in expected if t.endswith("*")))
         assert all(not t.endswith(".delta") or i >= first_delta for i, t in enumerate(inner))
@@ -137,14 +141,16 @@ def ev(seq: int, type_: str, **fields: Any) -> dict[str, Any]:
 
 
 def response(status: str, output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """No ``prompt_cache_key``, ``user`` or (without one) ``usage``: OpenAI's schema allows no null there."""
+    usage = {"usage": fields["usage"]} if fields.get("usage") is not None else {}
     return {"id": RESPONSE_ID, "object": "response", "created_at": CREATED, "status": status,
             "background": False,
             "error": fields.get("error"), "incomplete_details": fields.get("incomplete_details"),
             "instructions": None, "max_output_tokens": None, "model": "gemini-2.5-flash", "output": output,
-            "parallel_tool_calls": True, "previous_response_id": None, "prompt_cache_key": None,
+            "parallel_tool_calls": True, "previous_response_id": None,
             "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": None,
             "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
-            "truncation": "disabled", "usage": fields.get("usage"), "user": None, "metadata": {}}
+            "truncation": "disabled", **usage, "metadata": {}}
 
 
 def usage(inp: int, out: int, *, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
@@ -215,6 +221,8 @@ def test_every_transcript_keeps_the_rules_for_every_feeding(name: str) -> None:
     whole = results.pop("whole")
     for feeding, events in results.items():
         assert events == whole, feeding
+    for event in whole:  # OpenAI's published schema for each event (tests/schemas/)
+        check_event(event)
     if whole[-1]["type"] == "response.failed":
         check_failed_rules(whole)
         # the SDK accepts every event, and has no final response: get_final_response() raises
@@ -229,21 +237,22 @@ def test_codex_turn_maps_custom_and_namespaced_calls_and_signs_the_reasoning() -
     raw = (TRANSCRIPTS / "responses_codex_turn.gemini.sse").read_bytes()
     events = run_bytes(raw, [], include_encrypted=True)
     patch = "*** Begin Patch\n*** Add File: a.txt\n+é\n*** End Patch\n"
-    patch_call = encode_tool_call_id("t4", signature="U2lnRm9yUGF0Y2g=")
     assert events[-1] == ev(len(events) - 1, "completed", response=response("completed", [
         reasoning("rs_t1", ["**Planning**\n\nI will patch the file — ✓."],
                   encrypted_content="gemini-thought-signature:VGV4dFNpZw=="),
         message("msg_t2", "completed", ["Patching now."]),
-        {"id": "ctc_t3", "type": "custom_tool_call", "status": "completed", "call_id": patch_call,
+        # the call's own signature: a reasoning item carries it (the call_id stays short)
+        reasoning("rs_t3", [], encrypted_content="gemini-thought-signature:U2lnRm9yUGF0Y2g="),
+        {"id": "ctc_t4", "type": "custom_tool_call", "status": "completed", "call_id": "call_t5",
          "name": "apply_patch", "input": patch},
-        {"id": "fc_t5", "type": "function_call", "status": "completed", "arguments": '{"targets":["a1"]}',
-         "call_id": "call_t6", "name": "wait_agent", "namespace": "multi_agent_v1"},
+        {"id": "fc_t6", "type": "function_call", "status": "completed", "arguments": '{"targets":["a1"]}',
+         "call_id": "call_t7", "name": "wait_agent", "namespace": "multi_agent_v1"},
     ], usage=usage(900, 65, cached=512, reasoning=25)))
     custom = [e for e in events if e["type"].startswith("response.custom_tool_call_input")]
     assert custom == [
-        ev(custom[0]["sequence_number"], "custom_tool_call_input.delta", item_id="ctc_t3", output_index=2,
+        ev(custom[0]["sequence_number"], "custom_tool_call_input.delta", item_id="ctc_t4", output_index=3,
            delta=patch),
-        ev(custom[1]["sequence_number"], "custom_tool_call_input.done", item_id="ctc_t3", output_index=2,
+        ev(custom[1]["sequence_number"], "custom_tool_call_input.done", item_id="ctc_t4", output_index=3,
            input=patch),
     ]
 
@@ -266,11 +275,26 @@ def test_a_signature_on_the_last_thought_signs_the_reasoning_and_the_next_call()
                          "finishReason": "STOP"}]},
     ], include_encrypted=True)
     output = events[-1]["response"]["output"]
-    assert output == [
+    assert output == [  # the reasoning item carries the signature; the call_id stays short
         reasoning("rs_t1", ["Plan."], encrypted_content="gemini-thought-signature:U0lH"),
         {"id": "fc_t2", "type": "function_call", "status": "completed", "arguments": '{"a":1}',
-         "call_id": encode_tool_call_id("t3", signature="U0lH"), "name": "f"},
+         "call_id": "call_t3", "name": "f"},
     ]
+
+
+def test_call_ids_fit_openais_64_characters_and_the_refs_keep_the_rest() -> None:
+    tr = translator(include_encrypted=False)
+    long_id = "toolu_" + "x" * 40
+    tr.feed({"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "f", "args": {}, "id": long_id}, "thoughtSignature": "U0lH"},
+        {"functionCall": {"name": "f", "args": {}, "id": "ab"}}]}, "finishReason": "STOP"}]})
+    events = tr.finish()
+    calls = [i for i in events[-1]["response"]["output"] if i["type"] == "function_call"]
+    assert [c["call_id"] for c in calls] == ["call_t2", "call_t4_id" + b"ab".hex()]
+    assert all(len(c["call_id"]) <= 64 for c in calls)
+    assert [i["type"] for i in events[-1]["response"]["output"]] == ["function_call"] * 2  # not asked for
+    assert tr.call_refs == {"call_t2": ToolCallRef(gemini_id=long_id, signature="U0lH"),
+                            "call_t4_id6162": ToolCallRef(gemini_id="ab", signature=None)}
 
 
 def test_max_tokens_is_incomplete_and_marks_the_cut_item() -> None:
@@ -391,3 +415,20 @@ def test_non_stream_raises_what_the_stream_ends_with() -> None:
     with pytest.raises(GatewayError, match="429 RESOURCE_EXHAUSTED"):
         gemini_to_response({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota"}},
                            translator())
+
+
+def test_compaction_gathers_the_text_into_exactly_one_compaction_item() -> None:
+    events = run([
+        {"candidates": [{"content": {"parts": [{"text": "Thinking.", "thought": True},
+                                               {"text": "The user "}]}}]},
+        {"candidates": [{"content": {"parts": [{"text": "said hi."}]}, "finishReason": "STOP"}]},
+    ], compact=True)
+    check_rules(events)
+    assert [e["type"] for e in events] == ["response.created", "response.in_progress",
+                                           "response.output_item.added", "response.output_item.done",
+                                           "response.completed"]
+    [item] = events[-1]["response"]["output"]
+    assert item == {"id": "cmp_t1", "type": "compaction",
+                    "encrypted_content": encode_compaction("The user said hi.")}
+    for event in events:
+        check_event(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from antigravity_gw.upstream.answer_check import BadAnswer, FirstEventProbe, check_whole
+from antigravity_gw.upstream.answer_check import BadAnswer, FirstEventProbe, check_other, check_whole
 
 GOOD = b'data: {"response": {"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}}\r\n\r\n'
 
@@ -94,3 +94,10 @@ def test_a_bad_answer_keeps_the_start_of_what_was_sent_for_the_failed_attempts_f
     with pytest.raises(BadAnswer) as caught:
         FirstEventProbe().feed(b'data: {"error": {"message": "boom"}}\n\n')
     assert caught.value.body == b'{"error": {"message": "boom"}}'
+
+
+def test_other_calls_need_a_json_object_without_an_error():
+    assert check_other(b'{"totalTokens": 3}') == {"totalTokens": 3}
+    for bad in (b"<html>", b"[1]", b'{"error": {"message": "no"}}'):
+        with pytest.raises(BadAnswer):
+            check_other(bad)

@@ -627,3 +627,29 @@ async def test_a_cancelled_request_reports_nothing_and_cools_nobody():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert failures == [] and all(s.state == "ready" for s in await runner.pool.status("m"))
+
+
+def api_key(name: str) -> Account:
+    return Account(name, name, "api_key", Path(f"/d/{name}.json"), api_key=f"key-{name}")
+
+
+async def test_embeddings_skip_cloud_code_accounts_and_take_a_plain_json_answer():
+    runner, up, *_ = setup(oauth("a"), api_key("k"))
+    up.on("key-k", Resp(200, {"embeddings": [{"values": [0.1]}]}))
+    winner = await runner.run("emb", False, {"requests": []}, CallContext("req-1", rpc="batchEmbedContents"))
+    assert winner.account.id == "k" and winner.parsed == {"embeddings": [{"values": [0.1]}]}
+    assert up.calls == [("key-k", "https://g/v1beta/models/emb")]  # the OAuth account was never asked
+
+
+async def test_embeddings_without_an_api_key_account_say_so():
+    runner, up, *_ = setup(oauth("a"))
+    with pytest.raises(errors.GatewayError) as e:
+        await runner.run("emb", False, {"requests": []}, CallContext("req-1", rpc="batchEmbedContents"))
+    assert "API key" in e.value.message and up.calls == []
+
+
+async def test_count_tokens_goes_to_cloud_code_as_gemini_cli_sends_it():
+    runner, up, *_ = setup(oauth("a"))
+    up.on("at-a", Resp(200, {"totalTokens": 7}))
+    winner = await runner.run("m", False, {"contents": []}, CallContext("req-1", rpc="countTokens"))
+    assert winner.parsed == {"totalTokens": 7} and up.calls == [("at-a", BASES[0])]

@@ -78,3 +78,22 @@ def test_unwrap_any_takes_cloud_codes_response_and_leaves_errors_and_public_even
     assert unwrap_any(event) is event
     error = {"response": {"x": 1}, "error": {"code": 429}}
     assert unwrap_any(error) is error
+
+
+def test_count_tokens_is_wrapped_as_each_api_wants_it():
+    oauth = Account("acc-1", "a@example.com", "oauth", None, project_id="proj-1")
+    request = {"systemInstruction": {"parts": [{"text": "sys"}]}, **REQUEST}
+    ctx = CallContext("r1", rpc="countTokens")
+    call = CloudCode(("https://cc/v1internal",), "ua").build("https://cc/v1internal", "m", False, request,
+                                                               oauth, "tok", ctx)
+    assert call.url == "https://cc/v1internal:countTokens"
+    assert orjson.loads(call.body) == {"request": {"model": "models/m", "contents": [
+        {"role": "user", "parts": [{"text": "sys"}]}, *REQUEST["contents"]]}}
+    key = Account("k", "k", "api_key", None, api_key="AIza")
+    call = PublicGemini("https://g").build("https://g", "m", False, request, key, "AIza", ctx)
+    assert call.url == "https://g/v1beta/models/m:countTokens"
+    assert orjson.loads(call.body) == {"generateContentRequest": {"model": "models/m", **request}}
+    embed = PublicGemini("https://g").build("https://g", "e", False, {"requests": []}, key, "AIza",
+                                            CallContext("r1", rpc="batchEmbedContents"))
+    assert (embed.url, orjson.loads(embed.body)) == ("https://g/v1beta/models/e:batchEmbedContents",
+                                                     {"requests": []})
