@@ -139,7 +139,8 @@ async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_th
     assert "authorization" not in req.headers  # the client's key never travels on
     assert req.headers["accept-encoding"] == "identity"
     assert orjson.loads(req.content)["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
-    assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+    assert f.metadata["ag.client_request"]["model"] == "gpt-4o"
+    assert orjson.loads(gw.plans[f.id].client[-1])["model"] == "gpt-4o"  # restored when the answer comes
     assert req.headers.get_all("content-length") == [str(len(req.raw_content))]
     assert gw.plans[f.id].job.planned[0] == req.raw_content  # the relay need not parse it again
 
@@ -209,7 +210,11 @@ async def test_stream_response_headers_install_the_translator(gw):
     assert "content-length" not in f.response.headers
     assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-flash"
     assert f.response.headers["X-Account-Email"] == "a@example.com"
-    assert f.request.host == "cloudcode.example"  # the display URL is the real upstream, not the relay
+    # The flow shows the client's request again (mitmweb's list, replay); the upstream call is metadata.
+    assert (f.request.method, f.request.path, f.request.host) == ("POST", "/v1/chat/completions", "address")
+    assert FLOW_HEADER not in f.request.headers
+    assert orjson.loads(f.request.content)["model"] == "gemini-2.5-flash"
+    assert f.metadata["ag.upstream"]["request"]["url"] == gw.plans[f.id].job.url
 
 
 async def test_non_stream_body_is_translated_in_response(gw):
@@ -329,13 +334,15 @@ async def test_inline_answer_has_final_headers_and_shows_the_upstream_request(in
     assert resp.headers["X-Account-Email"] == "k1@example.com"
     assert resp.headers["x-ag-attempts"] == "1"
     assert len(resp.headers.get_all("x-mapped-model")) == 1
-    # The flow shows the call that really went out: its URL, Host and body, not the client's.
+    # The flow is the client's request; the call that really went out is in its metadata, no secret in it.
     sent = inline_gw.upstream.calls[0]
-    assert f.request.url == sent.url
-    assert f.request.headers["host"] == "generativelanguage.googleapis.com"
-    assert f.request.raw_content == sent.body
-    assert f.request.headers["content-length"] == str(len(sent.body))
-    assert "content-encoding" not in f.request.headers
+    assert f.request.path == "/v1/chat/completions"
+    upstream = f.metadata["ag.upstream"]["request"]
+    assert (upstream["url"], upstream["body"]) == (sent.url, sent.body)
+    shown = dict(upstream["headers"])
+    assert shown.keys() == sent.headers.keys()
+    assert all(v == "[redacted]" for k, v in shown.items() if k.lower() in ("authorization", "x-goog-api-key"))
+    assert set(shown.values()).isdisjoint({sent.headers.get("authorization"), sent.headers.get("x-goog-api-key")})
     assert f.id not in inline_gw.plans
 
 

@@ -37,6 +37,11 @@ class StreamAdapter:
         self.first_chunk_at = 0.0  # when the client got its first translated bytes (for the access log)
         self.usage: dict[str, Any] | None = None  # Google's last usageMetadata
 
+    @property
+    def error(self) -> errors.GatewayError | None:
+        """The error the stream ended with (an in-band Google error, a cut upstream, our own failure)."""
+        return getattr(self._translator, "error", None)
+
     def __call__(self, data: bytes) -> bytes | list[bytes]:
         end = data == b""
         if self._closed:
