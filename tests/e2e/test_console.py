@@ -1,0 +1,203 @@
+"""mitmweb as the gateway's console, through mitmweb's own HTTP API (the JSON its web UI renders).
+
+A real ``mitmweb`` with the addon on 127.0.0.1, the real openai client, the emulator upstream. mitmweb 12
+wants a password or token for its API: the tests set ``web_password`` and send it as ``Authorization:
+Bearer``; POSTs (clear, replay, commands) also need tornado's XSRF pair, a cookie and a header that match.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import orjson
+import pytest
+
+from support.gateway import Gateway, free_port, write_account
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "console-test-password"
+XSRF = "console-test-xsrf"
+FLASH = "gemini-2.5-flash"
+
+
+class Web:
+    """mitmweb's HTTP API, logged in with the password."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"authorization": f"Bearer {PASSWORD}", "cookie": f"_mitmproxy_xsrf={XSRF}",
+                   "x-xsrftoken": XSRF}
+        data = None
+        if body is not None:
+            data, headers["content-type"] = orjson.dumps(body), "application/json"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        with self._opener.open(req, timeout=15) as r:
+            raw = r.read()
+        return orjson.loads(raw) if raw else None
+
+    def flows(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/flows")
+
+    def view(self, flow_id: str, message: str, view: str) -> dict[str, Any]:
+        return self.call("GET", f"/flows/{flow_id}/{message}/content/{urllib.parse.quote(view)}.json")
+
+    def clear(self) -> None:
+        self.call("POST", "/clear")
+
+    def command(self, name: str, *arguments: str) -> Any:
+        return self.call("POST", f"/commands/{name}", {"arguments": list(arguments)})
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := predicate():
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def console(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[tuple[Gateway, Web]]:
+    accounts = tmp_path_factory.mktemp("console-accounts")
+    write_account(accounts, "a")
+    write_account(accounts, "b")
+    web_port = free_port()
+    gw = Gateway(emulator_process, accounts, confdir=mitm_confdir, tool="mitmweb",
+                 options={"web_password": PASSWORD, "web_port": web_port, "web_open_browser": False,
+                          "ag_scheduling": "round_robin"})
+    with gw:
+        yield gw, Web(web_port)
+
+
+@pytest.fixture
+def web(console, emulator) -> Web:
+    gw, web = console
+    web.clear()
+    return web
+
+
+@pytest.fixture
+def client(console) -> openai.OpenAI:
+    gw, _ = console
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+
+
+def finished(web: Web, path: str, count: int = 1):
+    """The flows for ``path`` once ``count`` of them have a response and a comment."""
+    def ready():
+        found = [f for f in web.flows() if f["request"]["path"] == path and f.get("response") and f["comment"]]
+        return found if len(found) >= count else None
+    return wait_for(ready)
+
+
+def test_a_chat_flow_is_the_clients_request_with_a_readable_comment(console, web, client):
+    gw, _ = console
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello console"}])
+    (f,) = finished(web, "/v1/chat/completions")
+    req = f["request"]
+    assert (req["method"], req["scheme"], req["pretty_host"], req["port"]) == ("POST", "http", "127.0.0.1", gw.port)
+    assert f["comment"].startswith(f"gpt-4o → {FLASH} · ")
+    assert "@example.com · " in f["comment"] and f["comment"].endswith(" ms") and not f["marked"]
+    assert not [x for x in web.flows() if "googleapis" in x["request"]["pretty_host"] or "v1internal" in
+                x["request"]["path"]], "no flow reads as Google's host or RPC"
+    upstream = web.view(f["id"], "request", "Gemini request")["text"]
+    assert upstream.startswith("POST " + gw.emulator.url) and ":generateContent" in upstream.splitlines()[0]
+    assert "authorization: [redacted]" in upstream and "at-a" not in upstream and "at-b" not in upstream
+    assert "hello console" in upstream
+    command = web.command("ag.flow.upstream", "~u /v1/chat/completions")
+    assert command["value"].splitlines()[0] == upstream.splitlines()[0]
+
+
+def test_the_comment_column_is_shown_by_default(web):
+    options = web.call("GET", "/options")
+    assert "comment" in options["web_columns"]["value"]
+    assert options["store_streamed_bodies"]["value"] is True
+
+
+def test_a_stream_reads_assembled_with_tokens_in_its_comment(web, client, emulator):
+    emulator.add_rule(times=1, reply={"thoughts": ["pondering"], "text": ["Hello ", "stream"]})
+    chunks = client.chat.completions.create(model="gpt-4o", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "s"}])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello stream"
+    (f,) = finished(web, "/v1/chat/completions")
+    assert " tok · " in f["comment"] and not f["marked"]
+    auto = web.view(f["id"], "response", "auto")
+    assert auto["view_name"] == "OpenAI stream"
+    assert "── reasoning ──\npondering" in auto["text"] and "── text ──\nHello stream" in auto["text"]
+    assert "finish: stop" in auto["text"]
+
+
+def test_a_responses_stream_reads_assembled(web, client):
+    events = list(client.responses.create(model="gpt-4o", input="resp console", stream=True))
+    assert events[-1].type == "response.completed"
+    (f,) = finished(web, "/v1/responses")
+    assert f["comment"].startswith(f"gpt-4o → {FLASH} · ") and not f["marked"]
+    shown = web.view(f["id"], "response", "OpenAI stream")["text"]
+    assert shown.startswith("responses: ") and "── text ──\necho: resp console" in shown
+    assert "finish: completed" in shown
+
+
+def test_a_retried_request_shows_its_failed_attempt_numbered_with_reason_and_cooldown(web, client, emulator):
+    emulator.add_rule(times=1, reply={"error": {"kind": "quota_exhausted", "retry_delay": "3s"}})
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "retry me"}])
+    (f,) = finished(web, "/v1/chat/completions")
+    assert " · 2 attempts · " in f["comment"] and not f["marked"]
+    failed = wait_for(lambda: [x for x in web.flows() if x["comment"].startswith("⚠ attempt 1/2: ")])
+    assert len(failed) == 1
+    comment = failed[0]["comment"]
+    assert comment.startswith("⚠ attempt 1/2: 429 QUOTA_EXHAUSTED · ") and comment.endswith(" · cooling 3 s")
+    assert failed[0]["marked"] and failed[0]["response"]["status_code"] == 429
+    assert "v1internal" in failed[0]["request"]["path"]  # a failed attempt is the upstream call it was
+
+
+def test_a_cut_stream_is_marked_with_the_reason(web, client, emulator):
+    emulator.add_rule(times=1, reply={"text": ["one ", "two ", "three"], "cut_after": 1})
+    with pytest.raises(openai.APIError):
+        list(client.chat.completions.create(model="gpt-4o", stream=True,
+                                            messages=[{"role": "user", "content": "cut"}]))
+    (f,) = finished(web, "/v1/chat/completions")
+    assert f["marked"] and f["comment"].startswith("⚠ stream ended with an error: ")
+    assert "gpt-4o → " in f["comment"]
+    shown = web.view(f["id"], "response", "auto")["text"]
+    assert "⚠ ended with an error" in shown
+
+
+def test_a_stacked_path_is_a_marked_404_on_the_clients_route(console, web, client):
+    gw, _ = console
+    with pytest.raises(openai.NotFoundError):
+        client.post("/chat/completions/responses", cast_to=object,
+                    body={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    (f,) = finished(web, "/v1/chat/completions/responses")
+    assert f["request"]["pretty_host"] == "127.0.0.1" and f["request"]["port"] == gw.port
+    assert f["marked"] and f["comment"].startswith("⚠ 404 unknown_url · Unknown path")
+
+
+def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gateway_again(web, client, emulator):
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "replay me"}])
+    (f,) = finished(web, "/v1/chat/completions")
+    sent = len(emulator.requests(rpc="generateContent"))
+    web.call("POST", f"/flows/{f['id']}/replay")
+
+    def replayed():
+        found = [x for x in web.flows() if x["id"] == f["id"] and x["is_replay"] == "request"
+                 and x.get("response") and x["comment"] and x["comment"] != f["comment"]]
+        return found[0] if found else None
+
+    again = wait_for(replayed)
+    assert again["response"]["status_code"] == 200, again["comment"]
+    assert again["request"]["path"] == "/v1/chat/completions" and not again["marked"]
+    assert again["comment"].startswith(f"gpt-4o → {FLASH} · ")
+    assert len(emulator.requests(rpc="generateContent")) == sent + 1  # a new translation, a new attempt
+    answer = web.view(f["id"], "response", "auto")["text"]
+    assert "echo: replay me" in answer
