@@ -43,7 +43,8 @@ class Assembled:
     unreadable: int = 0  # events that were not JSON objects
 
     def render(self) -> str:
-        lines = [f"{self.kind or 'stream'}: {self.events} events" + (f", model {self.model}" if self.model else "")]
+        head = f"{self.kind or 'stream'}: {self.events} events"
+        lines = [f"{head}, model {self.model}" if self.model else head]
         if self.error:
             lines.append(f"⚠ ended with an error: {self.error}")
         if self.reasoning:
@@ -51,8 +52,8 @@ class Assembled:
         if self.text:
             lines += ["", "── text ──", self.text]
         for call in self.tool_calls:
-            lines += ["", f"── tool call {call.name}" + (f" ({call.call_id})" if call.call_id else "") + " ──",
-                      _pretty_arguments(call.arguments)]
+            named = f"{call.name} ({call.call_id})" if call.call_id else call.name
+            lines += ["", f"── tool call {named} ──", _pretty_arguments(call.arguments)]
         tail = []
         if self.finish:
             tail.append(f"finish: {self.finish}")
@@ -225,7 +226,8 @@ def _parts_text(parts: Any) -> str:
             shown.append(f"→ call {fc.get('name', '?')}({orjson.dumps(fc.get('args') or {}).decode()})")
         elif "functionResponse" in part:
             fr = part["functionResponse"] or {}
-            shown.append(f"← result of {fr.get('name', '?')}: {orjson.dumps(fr.get('response')).decode()[:500]}")
+            result = orjson.dumps(fr.get("response")).decode()[:500]
+            shown.append(f"← result of {fr.get('name', '?')}: {result}")
         elif "inlineData" in part or "inline_data" in part:
             data = part.get("inlineData") or part.get("inline_data") or {}
             shown.append(f"[{data.get('mimeType') or data.get('mime_type') or 'inline data'}, "

@@ -23,7 +23,8 @@ def served_stream_flow() -> tflow.HTTPFlow:
                         b'"delta":{"content":"Hello"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')))
     f.metadata[flows.ROUTE] = "chat.completions"
     f.metadata[flows.UPSTREAM] = {"url": UPSTREAM_URL, "request": flows.upstream_request(
-        UPSTREAM_URL, {"authorization": "Bearer ya29.secret", "user-agent": "antigravity"}, orjson.dumps(SENT))}
+        UPSTREAM_URL, {"authorization": "Bearer ya29.secret", "user-agent": "antigravity"},
+        orjson.dumps(SENT))}
     return f
 
 

@@ -88,8 +88,9 @@ def test_regular_mode_flows_keep_their_host():
 
 
 def test_the_upstream_request_in_metadata_has_no_credentials():
-    shown = flows.upstream_request(UPSTREAM, {"Authorization": "Bearer ya29.secret", "x-goog-api-key": "AIza-x",
-                                              "user-agent": "antigravity/1.0"}, b"{}")
+    sent = {"Authorization": "Bearer ya29.secret", "x-goog-api-key": "AIza-x",
+            "user-agent": "antigravity/1.0"}
+    shown = flows.upstream_request(UPSTREAM, sent, b"{}")
     assert shown == {"url": UPSTREAM, "body": b"{}",
                      "headers": [["Authorization", "[redacted]"], ["x-goog-api-key", "[redacted]"],
                                  ["user-agent", "antigravity/1.0"]]}

@@ -82,7 +82,7 @@ def console(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[tuple[
 
 @pytest.fixture
 def web(console, emulator) -> Web:
-    gw, web = console
+    web = console[1]
     web.clear()
     return web
 
@@ -96,7 +96,8 @@ def client(console) -> openai.OpenAI:
 def finished(web: Web, path: str, count: int = 1):
     """The flows for ``path`` once ``count`` of them have a response and a comment."""
     def ready():
-        found = [f for f in web.flows() if f["request"]["path"] == path and f.get("response") and f["comment"]]
+        found = [f for f in web.flows()
+                 if f["request"]["path"] == path and f.get("response") and f["comment"]]
         return found if len(found) >= count else None
     return wait_for(ready)
 
@@ -106,7 +107,8 @@ def test_a_chat_flow_is_the_clients_request_with_a_readable_comment(console, web
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello console"}])
     (f,) = finished(web, "/v1/chat/completions")
     req = f["request"]
-    assert (req["method"], req["scheme"], req["pretty_host"], req["port"]) == ("POST", "http", "127.0.0.1", gw.port)
+    shown = (req["method"], req["scheme"], req["pretty_host"], req["port"])
+    assert shown == ("POST", "http", "127.0.0.1", gw.port)
     assert f["comment"].startswith(f"gpt-4o → {FLASH} · ")
     assert "@example.com · " in f["comment"] and f["comment"].endswith(" ms") and not f["marked"]
     assert not [x for x in web.flows() if "googleapis" in x["request"]["pretty_host"] or "v1internal" in
@@ -127,7 +129,8 @@ def test_the_comment_column_is_shown_by_default(web):
 
 def test_a_stream_reads_assembled_with_tokens_in_its_comment(web, client, emulator):
     emulator.add_rule(times=1, reply={"thoughts": ["pondering"], "text": ["Hello ", "stream"]})
-    chunks = client.chat.completions.create(model="gpt-4o", stream=True, stream_options={"include_usage": True},
+    chunks = client.chat.completions.create(model="gpt-4o", stream=True,
+                                            stream_options={"include_usage": True},
                                             messages=[{"role": "user", "content": "s"}])
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello stream"
     (f,) = finished(web, "/v1/chat/completions")
@@ -183,7 +186,8 @@ def test_a_stacked_path_is_a_marked_404_on_the_clients_route(console, web, clien
     assert f["marked"] and f["comment"].startswith("⚠ 404 unknown_url · Unknown path")
 
 
-def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gateway_again(web, client, emulator):
+def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gateway_again(
+        web, client, emulator):
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "replay me"}])
     (f,) = finished(web, "/v1/chat/completions")
     sent = len(emulator.requests(rpc="generateContent"))

@@ -295,7 +295,8 @@ def test_a_flow_file_holds_the_flows_but_no_secret(start_gateway, emulator, tmp_
         assert f.request.path == "/v1/chat/completions"
         assert orjson.loads(f.request.content)["model"] == "gemini-2.5-flash"
         upstream = f.metadata["ag.upstream"]
-        assert upstream["request"]["url"].startswith(emulator.url) and upstream["request"]["url"] == upstream["url"]
+        sent_to = upstream["request"]["url"]
+        assert sent_to.startswith(emulator.url) and sent_to == upstream["url"]
         assert upstream["account"] in f.comment
         assert upstream["attempts"] == 1 or f"{upstream['attempts']} attempts" in f.comment
     denied = [f for f in saved if f.response and f.response.status_code == 401]

@@ -22,7 +22,8 @@ def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
 
 
 def test_a_chat_stream_becomes_its_text_reasoning_tool_calls_and_usage():
-    data = sse(chunk({"role": "assistant", "reasoning_content": "Let me "}), chunk({"reasoning_content": "think."}),
+    data = sse(chunk({"role": "assistant", "reasoning_content": "Let me "}),
+               chunk({"reasoning_content": "think."}),
                chunk({"content": "Hello, "}), chunk({"content": "world"}),
                chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                       "function": {"name": "get_weather", "arguments": '{"city":'}}]}),
@@ -46,7 +47,8 @@ def test_a_chat_stream_that_ended_with_an_error_says_so():
                done=False)
     got = assembled.openai_stream(data)
     assert got.text == "Hel" and got.error == "upstream_error: The upstream stream broke off."
-    assert got.render().splitlines()[1] == "⚠ ended with an error: upstream_error: The upstream stream broke off."
+    expected = "⚠ ended with an error: upstream_error: The upstream stream broke off."
+    assert got.render().splitlines()[1] == expected
 
 
 def test_a_responses_stream_becomes_its_text_reasoning_calls_and_usage():
@@ -105,7 +107,8 @@ def test_a_gemini_request_reads_as_turns_tools_and_config():
     body = {"model": "gemini-2.5-flash", "project": "p1", "request": {
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
         "contents": [{"role": "user", "parts": [{"text": "Weather?"}]},
-                     {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+                     {"role": "model", "parts": [{"functionCall": {"name": "get_weather",
+                                                                   "args": {"city": "Paris"}}}]},
                      {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                                        "response": {"temp": 21}}}]}],
         "tools": [{"functionDeclarations": [{"name": "get_weather"}]}],

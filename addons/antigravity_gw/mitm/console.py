@@ -108,7 +108,8 @@ def upstream_request_text(f: http.HTTPFlow) -> str:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return "\n".join([*lines, "", body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)])
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        return "\n".join([*lines, "", text])
     summary = assembled.gemini_request(parsed) if isinstance(parsed, dict) else ""
     pretty = orjson.dumps(parsed, option=orjson.OPT_INDENT_2).decode()
     return "\n".join([*lines, "", summary, "", "── body ──", pretty]) if summary else "\n".join(
@@ -142,8 +143,8 @@ class Console:
             raise exceptions.CommandError("Not an HTTP flow.")
         if f.metadata.get(flows.SYNTHETIC):
             req = f.request
-            return "\n".join([f"{req.method} {req.pretty_url}", *(f"{k}: {v}" for k, v in req.headers.items()),
-                              "", (req.content or b"").decode("utf-8", "replace")])
+            head = [f"{req.method} {req.pretty_url}", *(f"{k}: {v}" for k, v in req.headers.items())]
+            return "\n".join([*head, "", (req.content or b"").decode("utf-8", "replace")])
         shown = upstream_request_text(f)
         if not shown:
             raise exceptions.CommandError("This flow made no upstream call (the gateway answered it itself).")

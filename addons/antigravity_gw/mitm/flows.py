@@ -14,7 +14,6 @@ from mitmproxy.proxy import mode_specs
 
 from .. import errors, readable
 from ..error_shapes import OPENAI_ERRORS, ErrorBody
-from ..upstream.relay import FLOW_HEADER
 
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
 INTERCEPT_HOSTS = frozenset({"api.openai.com"})
@@ -162,7 +161,8 @@ def mark_error(flow: http.HTTPFlow, comment: str) -> None:
 
 
 # The request as the client sent it (decoded body), kept while the flow is pointed at the relay.
-type ClientSnapshot = tuple[bytes, bytes, str, int, bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes | None]
+type HeaderFields = tuple[tuple[bytes, bytes], ...]
+type ClientSnapshot = tuple[bytes, bytes, str, int, bytes, bytes, HeaderFields, bytes | None]
 
 
 def client_snapshot(request: http.Request) -> ClientSnapshot:

@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 import orjson
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.hooks import UpdateHook
 from mitmproxy.addonmanager import Loader
+from mitmproxy.hooks import UpdateHook
 from mitmproxy.proxy import server_hooks
 
 from .. import errors, readable
@@ -587,7 +587,6 @@ class Gateway:
     def _handle_response(self, flow: http.HTTPFlow, plan: Plan) -> None:
         resp = flow.response
         assert resp is not None
-        job = plan.job
         if plan.stream or resp.status_code != 200:
             if resp.status_code >= 400:
                 self._mark_error_answer(flow, plan)
@@ -719,7 +718,7 @@ class Gateway:
         context = ""
         if plan is not None:
             context = readable.models(plan.client_model, plan.served_model, plan.job.fallback_from)
-        flows.mark_error(flow, readable.error_comment(err.status, err.code, err.message, context))
+        flows.mark_error(flow, readable.error_comment(err.status, err.code or "", err.message, context))
         if plan is not None:
             self._number_failed_attempts(plan)
 
@@ -730,9 +729,9 @@ class ClientLeft(Exception):
 
 def attempt_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """A failed attempt's ``ag.attempt`` metadata as ``readable.attempt_comment``'s arguments."""
-    return {"number": meta.get("number") or 0, "status": meta.get("status"), "reason": meta.get("reason") or "",
-            "account": meta.get("account") or "", "cooldown": meta.get("cooldown") or 0.0,
-            "error": meta.get("error") or ""}
+    return {"number": meta.get("number") or 0, "status": meta.get("status"),
+            "reason": meta.get("reason") or "", "account": meta.get("account") or "",
+            "cooldown": meta.get("cooldown") or 0.0, "error": meta.get("error") or ""}
 
 
 def stream_tokens(stream: StreamAdapter) -> tuple[int, int, int, int] | None:
