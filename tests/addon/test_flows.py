@@ -88,12 +88,12 @@ def test_regular_mode_flows_keep_their_host():
 
 
 def test_the_upstream_request_in_metadata_has_no_credentials():
-    sent = {"Authorization": "Bearer ya29.secret", "x-goog-api-key": "AIza-x",
+    sent = {"authorization": "Bearer ya29.secret", "x-goog-api-key": "AIza-x",
             "user-agent": "antigravity/1.0"}
     shown = flows.upstream_request(UPSTREAM, sent, b"{}")
     assert shown == {"url": UPSTREAM, "body": b"{}",
-                     "headers": [["Authorization", "[redacted]"], ["x-goog-api-key", "[redacted]"],
-                                 ["user-agent", "antigravity/1.0"]]}
+                     "headers": {"authorization": "[redacted]", "x-goog-api-key": "[redacted]",
+                                 "user-agent": "antigravity/1.0"}}
 
 
 def test_cors_adds_its_headers_once_and_again_after_a_replacement():

@@ -205,3 +205,18 @@ def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gatew
     assert len(emulator.requests(rpc="generateContent")) == sent + 1  # a new translation, a new attempt
     answer = web.view(f["id"], "response", "auto")["text"]
     assert "echo: replay me" in answer
+
+
+def test_a_client_that_leaves_mid_stream_is_marked_with_the_reason(web, client, emulator):
+    emulator.add_rule(times=1, reply={"text": ["first ", "second ", "third ", "fourth"], "chunk_delay_ms": 700})
+    stream = client.chat.completions.create(model="gpt-4o", stream=True,
+                                            messages=[{"role": "user", "content": "leave"}])
+    next(iter(stream))
+    stream.close()  # the client leaves while the answer is still coming
+
+    def marked():
+        found = [f for f in web.flows() if f["request"]["path"] == "/v1/chat/completions" and f["comment"]]
+        return found[0] if found else None
+
+    f = wait_for(marked)
+    assert f["marked"] and f["comment"].startswith("⚠ client left before the answer ended · gpt-4o → ")

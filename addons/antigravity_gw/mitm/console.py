@@ -104,7 +104,7 @@ def upstream_request_text(f: http.HTTPFlow) -> str:
         return ""
     body = shown.get("body") or b""
     lines = [f"POST {shown.get('url', '')}"]
-    lines += [f"{k}: {v}" for k, v in shown.get("headers") or ()]
+    lines += [f"{k}: {v}" for k, v in (shown.get("headers") or {}).items()]
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -193,9 +193,16 @@ def show_gateway_address(flow: http.HTTPFlow) -> None:
 
 
 def upstream_request(url_: str, headers: Mapping[str, str] | None, body: bytes) -> dict[str, Any]:
-    """The winning upstream call for ``ag.upstream``: its credentials redacted (metadata is saved)."""
-    shown = [[k, REDACTED if k.lower() in SECRET_HEADER_NAMES else v] for k, v in (headers or {}).items()]
+    """The winning upstream call for ``ag.upstream``: its credentials redacted (metadata is saved).
+
+    This runs once per request, so it relies on the dialects naming their headers in lower case
+    (upstream/dialects.py; tests/addon/test_gateway.py and tests/e2e/test_foundation.py check the result):
+    a copy and one lookup per credential header instead of a pass that lower-cases every name."""
+    shown = dict(headers or ())
+    for name in UPSTREAM_SECRET_HEADERS:
+        if name in shown:
+            shown[name] = REDACTED
     return {"url": url_, "headers": shown, "body": body}
 
 
-SECRET_HEADER_NAMES = frozenset(CLIENT_SECRET_HEADERS)
+UPSTREAM_SECRET_HEADERS = ("authorization", "x-goog-api-key")
