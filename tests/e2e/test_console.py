@@ -208,7 +208,8 @@ def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gatew
 
 
 def test_a_client_that_leaves_mid_stream_is_marked_with_the_reason(web, client, emulator):
-    emulator.add_rule(times=1, reply={"text": ["first ", "second ", "third ", "fourth"], "chunk_delay_ms": 700})
+    emulator.add_rule(times=1, reply={"text": ["first ", "second ", "third ", "fourth"],
+                                      "chunk_delay_ms": 700})
     stream = client.chat.completions.create(model="gpt-4o", stream=True,
                                             messages=[{"role": "user", "content": "leave"}])
     next(iter(stream))
