@@ -7,6 +7,11 @@ Bearer``; POSTs (clear, replay, commands) also need tornado's XSRF pair, a cooki
 
 from __future__ import annotations
 
+import html
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -221,3 +226,55 @@ def test_a_client_that_leaves_mid_stream_is_marked_with_the_reason(web, client, 
 
     f = wait_for(marked)
     assert f["marked"] and f["comment"].startswith("⚠ client left before the answer ended · gpt-4o → ")
+
+
+# ---- the web UI itself, in a headless browser -------------------------------------------------------
+def chromium() -> str:
+    """Debian's chromium; installed here (apt, as root) when missing, else the test is skipped saying why."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get): "
+                    "apt-get install chromium")
+    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    found = shutil.which("chromium")
+    if result.returncode != 0 or not found:
+        pytest.skip(f"chromium could not be installed with apt-get: {result.stderr.strip()[-300:]}")
+    return found
+
+
+def headless(browser: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The page after its scripts ran (virtual time lets the flow list load over the API and websocket)."""
+    profile = tempfile.mkdtemp(prefix="ag-chromium-")
+    try:
+        return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                               "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
+                               "--window-size=1600,900", *args, url],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_web_ui_shows_routes_and_comments_in_its_flow_list(console, web, client, emulator, tmp_path):
+    browser = chromium()
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "in the browser"}])
+    with pytest.raises(openai.NotFoundError):
+        client.post("/chat/completions/responses", cast_to=object,
+                    body={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    finished(web, "/v1/chat/completions")
+    finished(web, "/v1/chat/completions/responses")
+    page = f"{web.base}/?token={PASSWORD}"
+    dom = headless(browser, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = html.unescape(dom.stdout)
+    assert "/v1/chat/completions" in text and "/v1/chat/completions/responses" in text
+    assert f"gpt-4o → {FLASH} · " in text  # the comment column, shown by default
+    assert "⚠ 404 unknown_url · Unknown path" in text
+    assert "v1internal" not in text and "googleapis" not in text
+    shot = tmp_path / "flow-list.png"
+    taken = headless(browser, page, f"--screenshot={shot}")
+    assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
