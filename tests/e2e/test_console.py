@@ -250,10 +250,9 @@ def headless(browser: str, url: str, *args: str) -> subprocess.CompletedProcess[
     """The page after its scripts ran (virtual time lets the flow list load over the API and websocket)."""
     profile = tempfile.mkdtemp(prefix="ag-chromium-")
     try:
-        return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                               "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
-                               "--window-size=1600,900", *args, url],
-                              capture_output=True, text=True, timeout=120)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 f"--user-data-dir={profile}", "--virtual-time-budget=8000", "--window-size=1600,900"]
+        return subprocess.run([browser, *flags, *args, url], capture_output=True, text=True, timeout=120)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
