@@ -132,6 +132,18 @@ def test_the_comment_column_is_shown_by_default(web):
     assert options["store_streamed_bodies"]["value"] is True
 
 
+def test_ag_accounts_in_the_command_bar_is_a_readable_table(console, web):
+    lines = web.command("ag.accounts")["value"]
+    assert any("a@example.com" in line and "ready" in line for line in lines)
+    assert any("b@example.com" in line and "ready" in line for line in lines)
+    table = "\n".join(web.command("ag.accounts")["value"])
+    assert "ACCOUNT" in table and "at-a" not in table and "rt-a" not in table  # no secret
+    # the command bar shows a result as JSON on one line: the event log (a <pre>) shows the table aligned
+    logged = wait_for(lambda: [e["message"].split("] ", 1)[-1] for e in web.call("GET", "/events")
+                               if "] ag.accounts:\n" in e["message"]])
+    assert logged[-1] == "ag.accounts:\n" + table
+
+
 def test_a_stream_reads_assembled_with_tokens_in_its_comment(web, client, emulator):
     emulator.add_rule(times=1, reply={"thoughts": ["pondering"], "text": ["Hello ", "stream"]})
     chunks = client.chat.completions.create(model="gpt-4o", stream=True,
