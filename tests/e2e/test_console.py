@@ -179,6 +179,11 @@ def test_a_retried_request_shows_its_failed_attempt_numbered_with_reason_and_coo
     assert comment.startswith("⚠ attempt 1/2: 429 QUOTA_EXHAUSTED · ") and comment.endswith(" · cooling 3 s")
     assert failed[0]["marked"] and failed[0]["response"]["status_code"] == 429
     assert "v1internal" in failed[0]["request"]["path"]  # a failed attempt is the upstream call it was
+    headers = dict(failed[0]["request"]["headers"])
+    assert headers["authorization"] == "[redacted]" and headers["content-type"] == "application/json"
+    assert "at-a" not in str(headers) and "at-b" not in str(headers)
+    shown = web.view(failed[0]["id"], "request", "auto")
+    assert shown["view_name"] == "Gemini request" and "── user ──\nretry me" in shown["text"]
 
 
 def test_a_cut_stream_is_marked_with_the_reason(web, client, emulator):

@@ -748,9 +748,13 @@ async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> 
              "of": flow.id}
     f.metadata = {flows.SYNTHETIC: True, flows.ROUTE: "failed-attempt", flows.ATTEMPT: shown}
     f.request.url = attempt.url
-    for name in CLIENT_SECRET_HEADERS:
-        f.request.headers.pop(name, None)
-    f.request.headers.pop(FLOW_HEADER, None)
+    if attempt.request_headers is not None:  # the call as it went to Google, its credentials redacted
+        sent = flows.upstream_request(attempt.url, attempt.request_headers, b"")["headers"]
+        f.request.headers = http.Headers(flows.header_fields(sent))
+    else:
+        for name in CLIENT_SECRET_HEADERS:
+            f.request.headers.pop(name, None)
+        f.request.headers.pop(FLOW_HEADER, None)
     f.request.content = attempt.request_body
     headers = {k: v for k, v in attempt.headers.items() if k not in ("content-length", "transfer-encoding")}
     f.response = http.Response.make(attempt.status or 502, attempt.body or attempt.error.encode(), headers)

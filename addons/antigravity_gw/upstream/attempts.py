@@ -125,6 +125,7 @@ class AttemptRecord:
     number: int = 0  # this request's attempt number, from 1
     reason: str = ""  # Google's status or reason (QUOTA_EXHAUSTED, RESOURCE_EXHAUSTED, ...)
     cooldown: float = 0.0  # seconds the account (or its model) now cools down for
+    request_headers: Mapping[str, str] | None = None  # as sent: credentials in here, shown only redacted
 
 
 @dataclass(slots=True)
@@ -482,7 +483,8 @@ class AttemptRunner:
                     error[:200], decision)
         if report is not None:
             await report(AttemptRecord(account.label, call.url, status, body, headers, call.body, error,
-                                       decision, self._clock() - started, number, reason, cooldown))
+                                       decision, self._clock() - started, number, reason, cooldown,
+                                       call.headers))
 
     # ---- giving up ------------------------------------------------------------------------------
     def _deadline_error(self, budget: AttemptBudget) -> errors.GatewayError:
