@@ -114,7 +114,9 @@ def record_of(flow: http.HTTPFlow) -> RequestRecord:
         attempts=upstream.get("attempts") or 0, fallback_from=upstream.get("fallback_from") or "")
     stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
     record.stream = stream is not None
-    tokens = usage_tokens(stream.usage) if stream is not None else upstream.get("tokens")
+    tokens = upstream.get("tokens")  # a stream's, once the Gateway counted them for its comment
+    if tokens is None and stream is not None:
+        tokens = usage_tokens(stream.usage)
     if tokens:
         record.has_tokens = True
         record.prompt_tokens, record.completion_tokens = tokens[0], tokens[1]

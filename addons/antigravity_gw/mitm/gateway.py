@@ -646,6 +646,9 @@ class Gateway:
         stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
         if stream is not None:
             tokens = stream_tokens(stream)
+            upstream = flow.metadata.get(flows.UPSTREAM)
+            if upstream is not None:
+                upstream["tokens"] = tokens  # counted once: the access log and the ledger read them here
             if not problem and stream.error is not None:
                 problem = f"stream ended with an error: {stream.error.message}"
         else:
