@@ -461,3 +461,18 @@ async def test_failed_attempts_are_numbered_once_the_total_is_known(gw):
     gw.response(f)
     assert failed.comment == "⚠ attempt 1/2: 429 QUOTA_EXHAUSTED · a@example.com · cooling 3 s"
     assert f.comment.startswith("gpt-4o → gemini-2.5-flash · b@example.com · 2 attempts · ")
+
+
+async def test_an_error_answer_from_the_relay_says_status_code_models_attempts_and_message(gw):
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    gw.plans[f.id].job.attempts = 2
+    body = {"error": {"message": "Every account is cooling down.", "type": "rate_limit_error",
+                      "param": None, "code": "rate_limit_exceeded"}}
+    f.response = tutils.tresp(status_code=429, content=orjson.dumps(body),
+                              headers=((b"content-type", b"application/json"), (b"x-ag-error", b"1")))
+    gw.responseheaders(f)
+    gw.response(f)
+    assert f.marked == ":warning:"
+    assert f.comment == ("⚠ 429 rate_limit_exceeded · gpt-4o → gemini-2.5-flash · 2 attempts · "
+                         "Every account is cooling down.")

@@ -184,6 +184,12 @@ def tokens_of(gemini_answer: dict[str, Any]) -> tuple[int, int, int, int] | None
 
 def error_code(resp: http.Response) -> str | None:
     """The OpenAI error's code (or type) of an error answer the gateway made or relayed."""
+    err = error_object(resp)
+    return str(err.get("code") or err.get("type")) if err is not None else None
+
+
+def error_object(resp: http.Response) -> dict[str, Any] | None:
+    """The ``error`` object of an error answer the gateway made or relayed (None: not one, or too big)."""
     raw = resp.raw_content or b""
     if not raw or len(raw) > ERROR_BODY_LIMIT or resp.headers.get("content-encoding"):
         return None
@@ -191,4 +197,4 @@ def error_code(resp: http.Response) -> str | None:
         err = orjson.loads(raw).get("error")
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    return str(err.get("code") or err.get("type")) if isinstance(err, dict) else None
+    return err if isinstance(err, dict) else None

@@ -61,7 +61,7 @@ from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.quota import QuotaMonitor
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
-from .access_log import error_code, tokens_of, usage_tokens
+from .access_log import error_object, tokens_of, usage_tokens
 from .commands import AccountCommands, refresh_note, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
@@ -616,7 +616,8 @@ class Gateway:
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
                          tokens: tuple[int, int, int, int] | None = None) -> None:
-        """The request has left: show where it really went instead of the relay's address."""
+        """The request has left: the flow shows the client's request again (mitmweb's list, replay), and
+        what went upstream is kept in ``ag.upstream`` (its ``request``: URL, redacted headers, body)."""
         job = plan.job
         if plan.client is not None:
             flows.restore_client_request(flow.request, plan.client)
@@ -665,9 +666,9 @@ class Gateway:
     def _mark_error_answer(self, flow: http.HTTPFlow, plan: Plan) -> None:
         resp = flow.response
         assert resp is not None
-        code = error_code(resp) or ""
-        err = plan.job.error
-        message = err.message if err is not None else ""
+        err = error_object(resp) or {}  # what the client was told (the relay's error, or Google's relayed)
+        code = str(err.get("code") or err.get("type") or "")
+        message = str(err.get("message") or (plan.job.error.message if plan.job.error else ""))
         attempts = plan.job.attempts or len(plan.job.shown_failures or ())
         context = readable.models(plan.client_model, plan.served_model, plan.job.fallback_from)
         if attempts:
@@ -747,7 +748,8 @@ async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> 
 
     f = flow.copy()
     shown = {"number": attempt.number, "status": attempt.status, "reason": attempt.reason,
-             "account": attempt.account, "cooldown": attempt.cooldown, "error": attempt.error[:200],
+             "account": attempt.account, "cooldown": attempt.cooldown,
+             "error": readable.shorten(attempt.error, 200),
              "of": flow.id}
     f.metadata = {flows.SYNTHETIC: True, flows.ROUTE: "failed-attempt", flows.ATTEMPT: shown}
     f.request.url = attempt.url
