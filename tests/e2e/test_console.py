@@ -156,6 +156,9 @@ def test_a_stream_reads_assembled_with_tokens_in_its_comment(web, client, emulat
     assert auto["view_name"] == "OpenAI stream"
     assert "── reasoning ──\npondering" in auto["text"] and "── text ──\nHello stream" in auto["text"]
     assert "finish: stop" in auto["text"]
+    upstream = web.view(f["id"], "response", "Gemini stream")["text"]  # Google's side, kept under mitmweb
+    assert upstream.startswith("gemini: ") and "── text ──\nHello stream" in upstream
+    assert "finish: STOP" in upstream and "candidatesTokenCount=" in upstream
 
 
 def test_a_responses_stream_reads_assembled(web, client):

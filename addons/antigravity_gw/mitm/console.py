@@ -5,7 +5,8 @@
   views below have something to show;
 - content views: "OpenAI stream" (a chat, completions or Responses SSE answer put together: text,
   reasoning, tool calls, usage, the error it ended with), "Gemini request" (the upstream call a flow made,
-  from ``ag.upstream``, or a failed attempt's own request) and "Gemini stream" (Google's SSE);
+  from ``ag.upstream``, or a failed attempt's own request) and "Gemini stream" (Google's SSE: a stream's
+  upstream side, which the Gateway keeps under mitmweb, or a failed attempt's answer);
 - ``ag.flow.upstream <flow>``: the upstream request a flow sent (URL, redacted headers, body).
 
 Nothing here runs per request: the views run when someone opens a flow, the options once.
@@ -77,13 +78,19 @@ class GeminiRequestView(contentviews.Contentview):
 
 
 class GeminiStreamView(contentviews.Contentview):
-    """Google's own SSE (a failed attempt's stream, or a body saved some other way), put together."""
+    """Google's own SSE, put together: a translated stream's upstream side (kept under mitmweb, in
+    ``ag.upstream``'s ``stream``), or a failed attempt's answer."""
 
     @property
     def name(self) -> str:
         return "Gemini stream"
 
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        f = _http_flow(metadata)
+        if f is not None and metadata.http_message is f.response:
+            kept = (f.metadata.get(flows.UPSTREAM) or {}).get("stream")
+            if isinstance(kept, bytes):
+                return assembled.gemini_stream(kept).render()
         return assembled.gemini_stream(data).render()
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:

@@ -143,6 +143,7 @@ class Gateway:
         self.tasks = BackgroundTasks("ag-gateway")
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self._keep_upstream_stream = False  # under mitmweb: keep Google's raw stream for its content view
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
@@ -189,6 +190,11 @@ class Gateway:
                 self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
+        # mitmweb keeps every flow (and streamed bodies, see mitm/console.py): the raw Gemini stream is kept
+        # too, for its "Gemini stream" view. mitmdump keeps no flow, so nothing.
+        opts = ctx.options
+        self._keep_upstream_stream = "web_columns" in opts and bool(getattr(opts, "store_streamed_bodies",
+                                                                           False))
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -578,7 +584,8 @@ class Gateway:
                 resp.stream = False  # P7: a non-stream body is always translated whole
             return
         translator = plan.request.stream_translator(plan.ids)
-        resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
+        resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id,
+                                    keep_upstream=self._keep_upstream_stream)
         # One pass, and no header the client does not need: mitmproxy scans them all for every chunk (P3).
         framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS
         resp.headers.fields = (tuple(f for f in fields if f[0].lower() not in SSE_REPLACED) + framing
@@ -650,6 +657,8 @@ class Gateway:
             upstream = flow.metadata.get(flows.UPSTREAM)
             if upstream is not None:
                 upstream["tokens"] = tokens  # counted once: the access log and the ledger read them here
+                if stream.upstream is not None:  # mitmweb: Google's stream as it came, for "Gemini stream"
+                    upstream["stream"] = b"".join(stream.upstream)
             if not problem and stream.error is not None:
                 problem = f"stream ended with an error: {stream.error.message}"
         else:
