@@ -49,10 +49,14 @@ def test_the_gemini_request_view_shows_the_upstream_call_without_credentials():
 def test_ag_flow_upstream_returns_the_upstream_call():
     console = Console()
     with taddons.context(console) as tctx:
-        text = tctx.master.commands.call("ag.flow.upstream", served_stream_flow())
+        text = tctx.master.commands.call("ag.flow.upstream", [served_stream_flow()])
         assert text.startswith(f"POST {UPSTREAM_URL}") and '"project": "p1"' in text
-        with pytest.raises(exceptions.CommandError, match="made no upstream call"):
-            tctx.master.commands.call("ag.flow.upstream", tflow.tflow(resp=True))
+        assert "ya29" not in text
+        two = tctx.master.commands.call("ag.flow.upstream", [served_stream_flow(), tflow.tflow(resp=True)])
+        assert two.startswith("── flow ") and two.endswith("no upstream call (the gateway answered this flow "
+                                                           "itself)")
+        with pytest.raises(exceptions.CommandError, match="No flow matched"):
+            tctx.master.commands.call("ag.flow.upstream", [])
 
 
 def test_under_mitmweb_the_comment_column_is_shown_unless_the_user_chose_columns():

@@ -124,6 +124,8 @@ def test_a_chat_flow_is_the_clients_request_with_a_readable_comment(console, web
     assert "hello console" in upstream
     command = web.command("ag.flow.upstream", "~u /v1/chat/completions")
     assert command["value"].splitlines()[0] == upstream.splitlines()[0]
+    web.call("PUT", f"/flows/{f['id']}", {"marked": ":star:"})
+    assert web.command("ag.flow.upstream", "@marked")["value"] == command["value"]
 
 
 def test_the_comment_column_is_shown_by_default(web):

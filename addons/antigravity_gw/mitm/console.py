@@ -7,7 +7,8 @@
   reasoning, tool calls, usage, the error it ended with), "Gemini request" (the upstream call a flow made,
   from ``ag.upstream``, or a failed attempt's own request) and "Gemini stream" (Google's SSE: a stream's
   upstream side, which the Gateway keeps under mitmweb, or a failed attempt's answer);
-- ``ag.flow.upstream <flow>``: the upstream request a flow sent (URL, redacted headers, body).
+- ``ag.flow.upstream <flows>``: the upstream request each flow sent (URL, redacted headers, body), e.g.
+  ``ag.flow.upstream @marked``.
 
 Nothing here runs per request: the views run when someone opens a flow, the options once.
 """
@@ -15,6 +16,7 @@ Nothing here runs per request: the views run when someone opens a flow, the opti
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -123,6 +125,16 @@ def upstream_request_text(f: http.HTTPFlow) -> str:
         [*lines, "", pretty])
 
 
+def flow_upstream_text(f: flow.Flow) -> str:
+    if not isinstance(f, http.HTTPFlow):
+        return "not an HTTP flow"
+    if f.metadata.get(flows.SYNTHETIC):  # a failed attempt: its request is the upstream call
+        req = f.request
+        head = [f"{req.method} {req.pretty_url}", *(f"{k}: {v}" for k, v in req.headers.items())]
+        return "\n".join([*head, "", (req.content or b"").decode("utf-8", "replace")])
+    return upstream_request_text(f) or "no upstream call (the gateway answered this flow itself)"
+
+
 class Console:
     def __init__(self) -> None:
         self._registered = False
@@ -144,15 +156,12 @@ class Console:
             opts.update(store_streamed_bodies=True)  # the stream views need the answer that was sent
 
     @command.command("ag.flow.upstream")
-    def flow_upstream(self, f: flow.Flow) -> str:
-        """The upstream request a gateway flow sent: URL, headers (credentials redacted) and body."""
-        if not isinstance(f, http.HTTPFlow):
-            raise exceptions.CommandError("Not an HTTP flow.")
-        if f.metadata.get(flows.SYNTHETIC):
-            req = f.request
-            head = [f"{req.method} {req.pretty_url}", *(f"{k}: {v}" for k, v in req.headers.items())]
-            return "\n".join([*head, "", (req.content or b"").decode("utf-8", "replace")])
-        shown = upstream_request_text(f)
-        if not shown:
-            raise exceptions.CommandError("This flow made no upstream call (the gateway answered it itself).")
-        return shown
+    def flow_upstream(self, flows_: Sequence[flow.Flow]) -> str:
+        """The upstream request each given flow sent (e.g. @marked): URL, headers (credentials redacted),
+        body. Also written to the event log, where mitmweb shows it with its line breaks."""
+        if not flows_:
+            raise exceptions.CommandError("No flow matched (mark one and use @marked, or give a filter).")
+        text = "\n\n".join(f"── flow {f.id} ──\n{flow_upstream_text(f)}" if len(flows_) > 1
+                            else flow_upstream_text(f) for f in flows_)
+        logger.info("ag.flow.upstream:\n%s", text)
+        return text
