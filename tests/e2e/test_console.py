@@ -299,3 +299,30 @@ def test_the_web_ui_shows_routes_and_comments_in_its_flow_list(console, web, cli
     taken = headless(browser, page, f"--screenshot={shot}")
     assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_an_intercepted_request_is_held_edited_and_resumed_through_the_api(web, client, emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    web.call("PUT", "/options", {"intercept": "~q"})
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(client.chat.completions.create, model="gpt-4o",
+                                 messages=[{"role": "user", "content": "hold me"}])
+            (held,) = wait_for(lambda: [f for f in web.flows() if f["intercepted"]])
+            assert held["comment"] == f"gpt-4o → {FLASH} · upstream request, not sent yet: edit it, then resume"
+            assert emulator.requests(rpc="generateContent") == []  # nothing sent while held
+            body = web.call("GET", f"/flows/{held['id']}/request/content.data")
+            body.setdefault("generationConfig", {})["temperature"] = 0.123
+            web.call("PUT", f"/flows/{held['id']}", {"request": {"content": orjson.dumps(body).decode()}})
+            web.call("POST", f"/flows/{held['id']}/resume")
+            completion = answer.result(timeout=30)
+    finally:
+        web.call("PUT", "/options", {"intercept": ""})
+    assert completion.choices[0].message.content == "echo: hold me"
+    (sent,) = emulator.requests(rpc="generateContent")
+    assert sent["body"]["request"]["generationConfig"]["temperature"] == 0.123  # the edit went upstream
+    (done,) = finished(web, "/v1/chat/completions")
+    assert done["comment"].startswith(f"gpt-4o → {FLASH} · ") and not done["marked"]
+    upstream = web.view(done["id"], "request", "Gemini request")["text"]
+    assert '"temperature": 0.123' in upstream  # the edited call, one click away

@@ -144,6 +144,7 @@ class Gateway:
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self._keep_upstream_stream = False  # under mitmweb: keep Google's raw stream for its content view
+        self._intercepting = False  # an intercept filter is on: a held flow says what it is
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
@@ -190,6 +191,9 @@ class Gateway:
                 self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
+            opts = ctx.options
+            self._intercepting = bool(getattr(opts, "intercept_active", False)
+                                      and getattr(opts, "intercept", None))
         # mitmweb keeps every flow (and streamed bodies, see mitm/console.py): the raw Gemini stream is kept
         # too, for its "Gemini stream" view. mitmdump keeps no flow, so nothing.
         opts = ctx.options
@@ -477,6 +481,9 @@ class Gateway:
         else:
             plan.client = flows.client_snapshot(flow.request)
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
+            if self._intercepting:  # a held flow shows the upstream request: say so in its comment
+                flow.comment = (f"{readable.models(client_model, mapped)} · upstream request, not sent yet: "
+                                "edit it, then resume")
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,
