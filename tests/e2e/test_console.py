@@ -221,8 +221,9 @@ def test_replaying_a_translated_flow_sends_the_clients_request_through_the_gatew
     web.call("POST", f"/flows/{f['id']}/replay")
 
     def replayed():
+        ended = f["response"]["timestamp_end"]
         found = [x for x in web.flows() if x["id"] == f["id"] and x["is_replay"] == "request"
-                 and x.get("response") and x["comment"] and x["comment"] != f["comment"]]
+                 and x.get("response") and (x["response"]["timestamp_end"] or 0) > ended and x["comment"]]
         return found[0] if found else None
 
     again = wait_for(replayed)
@@ -310,7 +311,8 @@ def test_an_intercepted_request_is_held_edited_and_resumed_through_the_api(web, 
             answer = pool.submit(client.chat.completions.create, model="gpt-4o",
                                  messages=[{"role": "user", "content": "hold me"}])
             (held,) = wait_for(lambda: [f for f in web.flows() if f["intercepted"]])
-            assert held["comment"] == f"gpt-4o → {FLASH} · upstream request, not sent yet: edit it, then resume"
+            assert held["comment"] == (f"gpt-4o → {FLASH} · upstream request, not sent yet: "
+                                       "edit it, then resume")
             assert emulator.requests(rpc="generateContent") == []  # nothing sent while held
             body = web.call("GET", f"/flows/{held['id']}/request/content.data")
             body.setdefault("generationConfig", {})["temperature"] = 0.123
