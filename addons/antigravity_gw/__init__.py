@@ -16,12 +16,14 @@ def make_addons() -> list[object]:
     ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
     response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``; the Gateway asks
     it about the named keys' limits once it knows the model); ``Cors`` after them, so it also covers
-    answers made by the others; ``AccessLog`` last, to log each request as it finally went and hand its
+    answers made by the others; ``Console`` (mitmweb's columns, content views, ``ag.flow.upstream``;
+    no per-request hook); ``AccessLog`` last, to log each request as it finally went and hand its
     record to ``Usage`` (the ledger and the metrics).
     """
     from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
     from .mitm.client_keys import ClientKeys
+    from .mitm.console import Console
     from .mitm.cors import Cors
     from .mitm.gateway import Gateway
     from .mitm.usage import Usage
@@ -31,4 +33,4 @@ def make_addons() -> list[object]:
     usage = Usage(gateway.pool, keys)
     gateway.admit_client = usage.admit
     usage.quota_of = gateway.pool.quota.remaining  # ag_quota_remaining_ratio reads the quota snapshots
-    return [Auth(keys), usage, gateway, Cors(), AccessLog(sinks=[usage.record])]
+    return [Auth(keys), usage, gateway, Cors(), Console(), AccessLog(sinks=[usage.record])]

@@ -76,7 +76,7 @@ def test_missing_or_wrong_key_is_a_401_openai_error_with_a_body(auth, headers, w
     assert "sk-wrong" not in err["message"]
     assert f.response.headers["www-authenticate"].startswith("Bearer")
     assert f.marked == ":warning:"
-    assert f.comment.startswith("401 invalid_api_key")
+    assert f.comment.startswith("⚠ 401 invalid_api_key · ")
     assert f.metadata[flows.AUTH] == "denied"
 
 

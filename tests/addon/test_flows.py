@@ -53,30 +53,47 @@ def test_json_response_lets_extra_headers_override_the_content_type():
 
 
 @pytest.mark.parametrize("http2", [False, True])
-def test_show_upstream_request_rewrites_url_host_and_body_in_one_pass(http2):
-    req = tutils.treq(headers=((b"host", b"127.0.0.1:8045"), (b"content-type", b"application/json"),
-                               (b"content-length", b"999"), (b"content-encoding", b"gzip"),
-                               (FLOW_HEADER.encode(), b"abc")))
+def test_the_client_request_comes_back_whole_after_the_relay_rewrite(http2):
+    req = tutils.treq(method=b"POST", path=b"/v1/chat/completions",
+                      headers=((b"host", b"127.0.0.1:8045"), (b"content-type", b"application/json"),
+                               (b"authorization", b"[redacted]")), content=b'{"model":"gpt-4o"}')
     if http2:
         req.http_version = "HTTP/2.0"
         req.authority = "127.0.0.1:8045"
-    flows.show_upstream_request(req, UPSTREAM, b'{"contents":[]}')
-    assert req.url == UPSTREAM
-    assert req.headers["host"] == "generativelanguage.googleapis.com"
-    assert req.headers.get_all("content-length") == ["15"]
-    assert "content-encoding" not in req.headers and FLOW_HEADER not in req.headers
-    assert req.content == b'{"contents":[]}'
-    assert req.headers["content-type"] == "application/json"
-    if http2:
-        assert req.authority == "generativelanguage.googleapis.com"
+    before = (req.url, req.headers.fields, req.content, req.authority)
+    snapshot = flows.client_snapshot(req)
+    req.url = UPSTREAM  # what _point_at_relay does, roughly
+    req.headers.fields = ((b"host", b"generativelanguage.googleapis.com"), (FLOW_HEADER.encode(), b"abc"))
+    req.content = b'{"contents":[]}'
+    req.authority = "generativelanguage.googleapis.com" if http2 else ""
+    flows.restore_client_request(req, snapshot)
+    assert (req.url, req.headers.fields, req.content, req.authority) == before
+    assert req.path == "/v1/chat/completions" and req.method == "POST"
 
 
-def test_show_upstream_request_adds_a_length_when_the_client_sent_none():
-    req = tutils.treq(headers=((b"host", b"x"), (b"transfer-encoding", b"chunked")))
-    flows.show_upstream_request(req, "http://127.0.0.1:9000/v1beta/models/m:generateContent", b"{}")
-    assert (req.host, req.port, req.scheme) == ("127.0.0.1", 9000, "http")
-    assert req.headers.get_all("content-length") == ["2"]
-    assert "transfer-encoding" not in req.headers
+def test_reverse_mode_flows_show_the_address_the_client_used():
+    f = tflow.tflow()
+    f.client_conn.proxy_mode = flows.mode_specs.ProxyMode.parse("reverse:https://generativelanguage.googleapis.com@8045")
+    f.client_conn.sockname = ("127.0.0.1", 8045)
+    f.request.scheme, f.request.host, f.request.port = "https", "generativelanguage.googleapis.com", 443
+    flows.show_gateway_address(f)
+    assert (f.request.scheme, f.request.host, f.request.port) == ("http", "127.0.0.1", 8045)
+
+
+def test_regular_mode_flows_keep_their_host():
+    f = tflow.tflow()
+    f.request.host = "api.openai.com"
+    flows.show_gateway_address(f)
+    assert f.request.host == "api.openai.com"
+
+
+def test_the_upstream_request_in_metadata_has_no_credentials():
+    sent = {"authorization": "Bearer ya29.secret", "x-goog-api-key": "AIza-x",
+            "user-agent": "antigravity/1.0"}
+    shown = flows.upstream_request(UPSTREAM, sent, b"{}")
+    assert shown == {"url": UPSTREAM, "body": b"{}",
+                     "headers": {"authorization": "[redacted]", "x-goog-api-key": "[redacted]",
+                                 "user-agent": "antigravity/1.0"}}
 
 
 def test_cors_adds_its_headers_once_and_again_after_a_replacement():

@@ -51,6 +51,7 @@ def test_safe_defaults_listen_on_loopback_and_connect_lazily(gw):
     from mitmproxy import ctx
     assert ctx.options.listen_host == "127.0.0.1"
     assert ctx.options.connection_strategy == "lazy"
+    assert ctx.options.keep_host_header  # reverse mode: flows show the gateway's address, not Google's
 
 
 async def test_healthz_says_starting_until_the_first_account_load_then_counts(gw, tmp_path):
@@ -139,7 +140,8 @@ async def test_chat_request_is_rewritten_to_the_canonical_upstream_request_at_th
     assert "authorization" not in req.headers  # the client's key never travels on
     assert req.headers["accept-encoding"] == "identity"
     assert orjson.loads(req.content)["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
-    assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+    assert f.metadata["ag.client_request"]["model"] == "gpt-4o"
+    assert orjson.loads(gw.plans[f.id].client[-1])["model"] == "gpt-4o"  # restored when the answer comes
     assert req.headers.get_all("content-length") == [str(len(req.raw_content))]
     assert gw.plans[f.id].job.planned[0] == req.raw_content  # the relay need not parse it again
 
@@ -209,7 +211,11 @@ async def test_stream_response_headers_install_the_translator(gw):
     assert "content-length" not in f.response.headers
     assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-flash"
     assert f.response.headers["X-Account-Email"] == "a@example.com"
-    assert f.request.host == "cloudcode.example"  # the display URL is the real upstream, not the relay
+    # The flow shows the client's request again (mitmweb's list, replay); the upstream call is metadata.
+    assert (f.request.method, f.request.path, f.request.host) == ("POST", "/v1/chat/completions", "address")
+    assert FLOW_HEADER not in f.request.headers
+    assert orjson.loads(f.request.content)["model"] == "gemini-2.5-flash"
+    assert f.metadata["ag.upstream"]["request"]["url"] == gw.plans[f.id].job.url
 
 
 async def test_non_stream_body_is_translated_in_response(gw):
@@ -329,13 +335,16 @@ async def test_inline_answer_has_final_headers_and_shows_the_upstream_request(in
     assert resp.headers["X-Account-Email"] == "k1@example.com"
     assert resp.headers["x-ag-attempts"] == "1"
     assert len(resp.headers.get_all("x-mapped-model")) == 1
-    # The flow shows the call that really went out: its URL, Host and body, not the client's.
+    # The flow is the client's request; the call that really went out is in its metadata, no secret in it.
     sent = inline_gw.upstream.calls[0]
-    assert f.request.url == sent.url
-    assert f.request.headers["host"] == "generativelanguage.googleapis.com"
-    assert f.request.raw_content == sent.body
-    assert f.request.headers["content-length"] == str(len(sent.body))
-    assert "content-encoding" not in f.request.headers
+    assert f.request.path == "/v1/chat/completions"
+    upstream = f.metadata["ag.upstream"]["request"]
+    assert (upstream["url"], upstream["body"]) == (sent.url, sent.body)
+    shown = dict(upstream["headers"])
+    assert shown.keys() == sent.headers.keys()
+    secret = ("authorization", "x-goog-api-key")
+    assert all(v == "[redacted]" for k, v in shown.items() if k.lower() in secret)
+    assert set(shown.values()).isdisjoint({sent.headers.get(name) for name in secret})
     assert f.id not in inline_gw.plans
 
 
@@ -380,3 +389,90 @@ async def test_done_cancels_the_gateways_background_tasks(gw):
     pending = gw.tasks.spawn(asyncio.sleep(3600), "test-sleeper")
     await gw.done()
     assert pending.cancelled() and len(gw.tasks) == 0
+
+
+# ---- how a flow reads when it ends (mitmweb's list) ---------------------------------------------------
+SSE_HEADERS = ((b"content-type", b"text/event-stream"),)
+
+
+async def streamed(gw, chunks: list[bytes]) -> tflow.HTTPFlow:
+    f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    gw.plans[f.id].job.account, gw.plans[f.id].job.attempts = "a@example.com", 1
+    f.response = tutils.tresp(status_code=200, content=None, headers=SSE_HEADERS)
+    gw.responseheaders(f)
+    for chunk in [*chunks, b""]:
+        f.response.stream(chunk)
+    f.response.content = b""
+    gw.response(f)
+    return f
+
+
+GOOD = (b'data: {"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}],'
+        b'"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":5,"totalTokenCount":12}}\n\n')
+
+
+async def test_a_stream_that_ended_well_has_a_plain_comment_with_its_tokens(gw):
+    f = await streamed(gw, [GOOD])
+    assert f.comment.startswith("gpt-4o → gemini-2.5-flash · a@example.com · 7+5 tok · ")
+    assert not f.marked
+
+
+async def test_a_stream_that_ended_with_an_error_event_is_marked_with_the_reason(gw):
+    cut = (b'data: {"error":{"code":502,"message":"The upstream stream broke off.",'
+           b'"status":"UNAVAILABLE"}}\n\n')
+    f = await streamed(gw, [GOOD.replace(b',"finishReason":"STOP"', b""), cut])
+    assert f.marked == ":warning:"
+    assert f.comment.startswith("⚠ stream ended with an error: Google returned an error mid-stream (502 ")
+    assert "The upstream stream broke off. · gpt-4o → gemini-2.5-flash · a@example.com" in f.comment
+    assert f.response.status_code == 200  # the status was sent before the error: the mark tells the truth
+
+
+async def test_a_client_that_left_is_marked_and_the_flow_shows_its_request(gw):
+    from mitmproxy import flow as mflow
+
+    f = chat_flow({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    assert f.request.path != "/v1/chat/completions"  # on its way to the relay
+    f.error = mflow.Error("Client disconnected.")
+    gw.error(f)
+    assert f.marked == ":warning:" and f.comment.startswith("⚠ client left before the answer ended · gpt-4o")
+    assert f.request.path == "/v1/chat/completions" and f.id not in gw.plans
+
+
+async def test_failed_attempts_are_numbered_once_the_total_is_known(gw):
+    from antigravity_gw.mitm.gateway import attempt_fields
+    from antigravity_gw.readable import attempt_comment
+
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    job = gw.plans[f.id].job
+    failed = tflow.tflow(resp=True)
+    meta = {"number": 1, "status": 429, "reason": "QUOTA_EXHAUSTED", "account": "a@example.com",
+            "cooldown": 3.0, "error": "", "of": f.id}
+    failed.metadata = {"ag.synthetic": True, "ag.attempt": meta}
+    failed.comment = attempt_comment(total=0, **attempt_fields(meta))
+    assert failed.comment == "⚠ attempt 1: 429 QUOTA_EXHAUSTED · a@example.com · cooling 3 s"
+    job.shown_failures = [failed]
+    job.account, job.attempts = "b@example.com", 2
+    f.response = tutils.tresp(status_code=200, headers=((b"content-type", b"application/json"),), content=(
+        b'{"candidates":[{"content":{"parts":[{"text":"ok"}]},"finishReason":"STOP"}]}'))
+    gw.responseheaders(f)
+    gw.response(f)
+    assert failed.comment == "⚠ attempt 1/2: 429 QUOTA_EXHAUSTED · a@example.com · cooling 3 s"
+    assert f.comment.startswith("gpt-4o → gemini-2.5-flash · b@example.com · 2 attempts · ")
+
+
+async def test_an_error_answer_from_the_relay_says_status_code_models_attempts_and_message(gw):
+    f = chat_flow({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    await gw.request(f)
+    gw.plans[f.id].job.attempts = 2
+    body = {"error": {"message": "Every account is cooling down.", "type": "rate_limit_error",
+                      "param": None, "code": "rate_limit_exceeded"}}
+    f.response = tutils.tresp(status_code=429, content=orjson.dumps(body),
+                              headers=((b"content-type", b"application/json"), (b"x-ag-error", b"1")))
+    gw.responseheaders(f)
+    gw.response(f)
+    assert f.marked == ":warning:"
+    assert f.comment == ("⚠ 429 rate_limit_exceeded · gpt-4o → gemini-2.5-flash · 2 attempts · "
+                         "Every account is cooling down.")

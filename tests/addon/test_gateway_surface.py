@@ -62,7 +62,7 @@ async def test_stacked_paths_get_a_404_naming_path_route_and_the_base_url_fix(gw
     assert f"It most likely meant {meant!r}" in err["message"]
     assert "'http://127.0.0.1:8045/v1'" in err["message"]  # the address this client used, not a placeholder
     assert f.marked == ":warning:"
-    assert f.comment.startswith("404 unknown_url: Unknown path")
+    assert f.comment.startswith("⚠ 404 unknown_url · Unknown path")
     assert path in f.comment
 
 

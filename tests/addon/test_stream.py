@@ -49,6 +49,23 @@ def test_events_split_across_chunks_come_out_whole_and_nothing_yet_is_not_the_en
     assert stream(b"") == data({"end": True}) + DONE
 
 
+def test_the_raw_upstream_stream_is_kept_only_when_asked():
+    raw = data({"response": {"text": "hi"}})
+    assert adapter().upstream is None  # mitmdump: nothing kept
+    kept = StreamAdapter(Echo(), DataStreamFormat(), unwrap_any, "flow-1", keep_upstream=True)
+    kept(raw[:5])
+    kept(raw[5:])
+    kept(b"")
+    assert b"".join(kept.upstream) == raw
+
+
+def test_the_error_a_stream_ended_with_is_the_translators():
+    stream = adapter()
+    assert stream.error is None
+    stream._translator.error = GatewayError("cut")
+    assert stream.error.message == "cut"
+
+
 def test_a_keepalive_comment_alone_is_passed_on():
     assert adapter()(b": ping\n\n") == KEEPALIVE
 

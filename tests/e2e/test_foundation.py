@@ -83,9 +83,14 @@ def test_saved_flow_shows_client_request_real_upstream_request_account_and_attem
     assert len(flows) == 1
     f = flows[0]
     rpc = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    assert f.request.url == f"{emulator.cloudcode_bases[0]}:{rpc}"
-    sent = orjson.loads(f.request.content)
+    # The flow is the client's request (what a replay sends again); the upstream call is in ag.upstream.
+    assert (f.request.method, f.request.path) == ("POST", "/v1/chat/completions")
+    assert orjson.loads(f.request.content)["model"] == "gpt-4o"
+    upstream = f.metadata["ag.upstream"]["request"]
+    assert upstream["url"] == f"{emulator.cloudcode_bases[0]}:{rpc}"
+    sent = orjson.loads(upstream["body"])
     assert (sent["project"], sent["model"]) == ("proj-acc1", "gemini-2.5-flash")  # the envelope really sent
-    assert orjson.loads(f.metadata["ag.client_request"]["body"])["model"] == "gpt-4o"
+    assert dict(upstream["headers"])["authorization"] == "[redacted]"
     assert f.metadata["ag.upstream"]["account"] == "acc1@example.com"
-    assert "acc1@example.com" in f.comment and "1 attempt" in f.comment
+    assert f.comment.startswith("gpt-4o → gemini-2.5-flash · acc1@example.com · ")
+    assert f.comment.endswith(" ms") and not f.marked

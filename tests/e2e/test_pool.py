@@ -274,13 +274,15 @@ def test_failed_attempts_are_their_own_flows_in_a_saved_flow_file(start_gateway,
     f = failed[0]
     assert f.response.status_code == 429
     assert f.marked == ":warning:"
-    assert f.comment.startswith("failed attempt of ") and f.comment.endswith("via a@example.com: rotate")
+    # written to the file as it happened, before the request knew its total ("1/2" in mitmweb, later)
+    assert f.comment == "⚠ attempt 1: 429 QUOTA_EXHAUSTED · a@example.com · cooling 20 s"
     assert f.request.url == f"{emulator.url}/sandbox/v1internal:generateContent"
     assert orjson.loads(f.response.content)["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert b"at-a" not in f.request.headers.get("authorization", "").encode()
     assert orjson.loads(f.request.content)["project"] == "proj-a"
     main = [x for x in saved if not x.metadata.get("ag.synthetic") and x.request.path != "/healthz"]
-    assert len(main) == 1 and main[0].response.status_code == 200 and "(2 attempt(s))" in main[0].comment
+    assert len(main) == 1 and main[0].response.status_code == 200 and " · 2 attempts · " in main[0].comment
+    assert f.metadata["ag.attempt"]["of"] == main[0].id
     assert "attempt failed: a@example.com" in Path(gw.log_path).read_text()
 
 

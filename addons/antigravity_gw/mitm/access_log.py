@@ -159,7 +159,9 @@ def record_of(flow: http.HTTPFlow) -> RequestRecord:
         attempts=upstream.get("attempts") or 0, fallback_from=upstream.get("fallback_from") or "")
     stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
     record.stream = stream is not None
-    tokens = _tokens(stream.usage) if stream is not None else upstream.get("tokens")
+    tokens = upstream.get("tokens")  # a stream's, once the Gateway counted them for its comment
+    if tokens is None and stream is not None:
+        tokens = usage_tokens(stream.usage)
     if tokens:
         record.has_tokens = True
         record.prompt_tokens, record.completion_tokens = tokens[0], tokens[1]
@@ -174,7 +176,7 @@ def record_of(flow: http.HTTPFlow) -> RequestRecord:
     end = (resp.timestamp_end if resp is not None else None) or (flow.error.timestamp if flow.error else None)
     if end:
         record.duration_ms = (end - start) * 1000
-    code = _error_code(resp) if resp is not None and resp.status_code >= 400 else None
+    code = error_code(resp) if resp is not None and resp.status_code >= 400 else None
     record.error_code = code or (flow.error.msg if flow.error else "")
     return record
 
@@ -207,7 +209,8 @@ def line_of(r: RequestRecord, connection_error: str | None = None) -> str:
     return " ".join(parts)
 
 
-def _tokens(usage: dict[str, Any] | None) -> tuple[int, int, int, int] | None:
+def usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int, int] | None:
+    """Prompt, completion, cached and reasoning tokens of Google's ``usageMetadata``."""
     if not usage:
         return None
     try:
@@ -221,11 +224,17 @@ def tokens_of(gemini_answer: dict[str, Any]) -> tuple[int, int, int, int] | None
     """Prompt, completion, cached and reasoning tokens of a whole Gemini answer (``ag.upstream``'s
     ``tokens``; cached is part of prompt, reasoning of completion)."""
     usage = gemini_answer.get("usageMetadata")
-    return _tokens(usage) if isinstance(usage, dict) else None
+    return usage_tokens(usage) if isinstance(usage, dict) else None
 
 
-def _error_code(resp: http.Response) -> str | None:
+def error_code(resp: http.Response) -> str | None:
     """The OpenAI error's code (or type) of an error answer the gateway made or relayed."""
+    err = error_object(resp)
+    return str(err.get("code") or err.get("type")) if err is not None else None
+
+
+def error_object(resp: http.Response) -> dict[str, Any] | None:
+    """The ``error`` object of an error answer the gateway made or relayed (None: not one, or too big)."""
     raw = resp.raw_content or b""
     if not raw or len(raw) > ERROR_BODY_LIMIT or resp.headers.get("content-encoding"):
         return None
@@ -233,4 +242,4 @@ def _error_code(resp: http.Response) -> str | None:
         err = orjson.loads(raw).get("error")
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    return str(err.get("code") or err.get("type")) if isinstance(err, dict) else None
+    return err if isinstance(err, dict) else None

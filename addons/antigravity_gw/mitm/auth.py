@@ -34,7 +34,7 @@ from mitmproxy import connection, ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
-from .. import errors
+from .. import errors, readable
 from ..error_shapes import shape_for_path
 from ..openai_api.routes import is_health_path, is_metrics_path
 from ..settings import InboundAuth, is_loopback_host, resolve_inbound_auth
@@ -272,7 +272,7 @@ class Auth:
             flow.metadata[flows.AUTH] = "denied"
             flow.response = flows.error_response(e, {"www-authenticate": CHALLENGE},
                                                  shape_for_path(flow.request.path).body)
-            flows.mark_error(flow, f"401 {e.code}: {e.message}")
+            flows.mark_error(flow, readable.error_comment(401, e.code or "", e.message))
             logger.info("refused %s %s from %s: %s", flow.request.method, flow.request.path.split("?")[0],
                         _peer(flow), e.message.split(":")[0])  # no query string: it may carry a key
         finally:

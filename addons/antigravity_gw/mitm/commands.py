@@ -142,8 +142,13 @@ class AccountCommands:
             return ["no accounts loaded"]
         now, can_refresh = time.time(), self.can_refresh()
         if self._views is not None:
-            return table(self.views, now)
-        return [describe(s, now, can_refresh) for s in self.snapshot]
+            rows = table(self.views, now)
+        else:
+            rows = [describe(s, now, can_refresh) for s in self.snapshot]
+        # mitmweb's command bar shows a result as one line of JSON; its event log is a <pre>, where the
+        # table keeps its columns (mitmproxy's console shows the returned lines as they are).
+        logger.info("ag.accounts:\n%s", "\n".join(rows))
+        return rows
 
     @command.command("ag.quota.refresh")
     def quota_refresh(self) -> None:

@@ -3,9 +3,8 @@ itself, marks and comments, and what is scrubbed before mitmproxy stores a flow.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -13,9 +12,8 @@ from mitmproxy import http
 from mitmproxy.net.http import status_codes, url
 from mitmproxy.proxy import mode_specs
 
-from .. import errors
+from .. import errors, readable
 from ..error_shapes import OPENAI_ERRORS, ErrorBody
-from ..upstream.relay import FLOW_HEADER
 
 # Hosts whose API the gateway answers itself in regular (intercepting) proxy mode.
 INTERCEPT_HOSTS = frozenset({"api.openai.com"})
@@ -28,7 +26,8 @@ REDACTED_BYTES = REDACTED.encode()
 
 # flow.metadata keys (saved with -w and shown in mitmweb: never a secret in here)
 CLIENT_REQUEST = "ag.client_request"
-UPSTREAM = "ag.upstream"
+UPSTREAM = "ag.upstream"  # url, account, attempts, model, tokens, request (the upstream call, redacted)
+ATTEMPT = "ag.attempt"  # a failed attempt's flow: number, status, reason, account, cooldown, of (flow id)
 ROUTE = "ag.route"
 TOO_LARGE = "refused: body too large"  # an ag.route value: answered 413 before the body was read
 SYNTHETIC = "ag.synthetic"
@@ -143,45 +142,6 @@ def header_fields(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     return tuple((k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers.items())
 
 
-DISPLAY_DROPPED = frozenset({FLOW_HEADER.encode(), b"content-encoding", b"transfer-encoding"})
-
-
-def show_upstream_request(request: http.Request, upstream_url: str, body: bytes) -> None:
-    """Make a flow's request show the upstream call it became: its URL, Host and body.
-
-    What the ``url`` and ``content`` setters would do, in one pass over the header fields: they rescan
-    the headers for Host on every part they set, and this runs on every request. The body is shown as
-    sent, unencoded, so a ``content-encoding`` of the client's request no longer applies.
-    """
-    scheme, host, port, path, host_field = _split_url(upstream_url)
-    data = request.data
-    data.scheme, data.host, data.port, data.path = scheme, host, port, path
-    if data.authority:
-        data.authority = host_field
-    length = b"%d" % len(body)
-    fields = []
-    for name, value in request.headers.fields:
-        lowered = name.lower()
-        if lowered == b"host":
-            value = host_field
-        elif lowered == b"content-length":
-            value, length = length, b""
-        elif lowered in DISPLAY_DROPPED:
-            continue
-        fields.append((name, value))
-    if length:
-        fields.append((b"content-length", length))
-    request.headers.fields = tuple(fields)
-    data.content = body
-
-
-@functools.lru_cache(maxsize=256)
-def _split_url(value: str) -> tuple[bytes, str, int, bytes, bytes]:
-    """mitmproxy's URL parse, cached: a gateway sends to few distinct URLs (bases x models x RPCs)."""
-    scheme, host, port, path = url.parse(value)
-    return scheme, host.decode("idna"), port, path, host
-
-
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
     fields = header_fields({"content-type": "application/json", **(headers or {})})
     return answer(status, orjson.dumps(body), fields)
@@ -194,6 +154,55 @@ def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | Non
     return json_response(err.status, error_body(err), {**err.headers, **(extra_headers or {})})
 
 
-def mark_error(flow: http.HTTPFlow, message: str) -> None:
+def mark_error(flow: http.HTTPFlow, comment: str) -> None:
+    """⚠ and a comment made by ``readable`` (short, front-loaded, cut at a word boundary)."""
     flow.marked = ":warning:"
-    flow.comment = message[:300]
+    flow.comment = readable.shorten(comment)
+
+
+# The request as the client sent it (decoded body), kept while the flow is pointed at the relay.
+type HeaderFields = tuple[tuple[bytes, bytes], ...]
+type ClientSnapshot = tuple[bytes, bytes, str, int, bytes, bytes, HeaderFields, bytes | None]
+
+
+def client_snapshot(request: http.Request) -> ClientSnapshot:
+    data = request.data
+    return (data.method, data.scheme, data.host, data.port, data.path, data.authority, request.headers.fields,
+            data.content)
+
+
+def restore_client_request(request: http.Request, snapshot: ClientSnapshot) -> None:
+    """The flow shows the client's request again once it has left for the relay: its route in mitmweb's
+    list, and what a replay sends back through the gateway (a new translation, new attempts)."""
+    data = request.data
+    (data.method, data.scheme, data.host, data.port, data.path, data.authority, fields,
+     data.content) = snapshot
+    request.headers.fields = fields
+
+
+def show_gateway_address(flow: http.HTTPFlow) -> None:
+    """Reverse mode fills in the reverse target (Google's host): show the address the client used instead,
+    so mitmweb's list reads ``http://127.0.0.1:8045/v1/chat/completions`` and a replay comes back here."""
+    client = flow.client_conn
+    sock = client.sockname
+    if not sock or not isinstance(client.proxy_mode, mode_specs.ReverseMode):
+        return
+    data = flow.request.data
+    data.scheme = b"https" if client.tls else b"http"
+    data.host, data.port = sock[0], sock[1]
+
+
+def upstream_request(url_: str, headers: Mapping[str, str] | None, body: bytes) -> dict[str, Any]:
+    """The winning upstream call for ``ag.upstream``: its credentials redacted (metadata is saved).
+
+    This runs once per request, so it relies on the dialects naming their headers in lower case
+    (upstream/dialects.py; tests/addon/test_gateway.py and tests/e2e/test_foundation.py check the result):
+    a copy and one lookup per credential header instead of a pass that lower-cases every name."""
+    shown = dict(headers or ())
+    for name in UPSTREAM_SECRET_HEADERS:
+        if name in shown:
+            shown[name] = REDACTED
+    return {"url": url_, "headers": shown, "body": body}
+
+
+UPSTREAM_SECRET_HEADERS = ("authorization", "x-goog-api-key")

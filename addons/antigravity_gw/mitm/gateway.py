@@ -29,9 +29,10 @@ import aiohttp
 import orjson
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.hooks import UpdateHook
 from mitmproxy.proxy import server_hooks
 
-from .. import errors
+from .. import errors, readable
 from ..account_view import account_view, utc
 from ..error_shapes import shape_for_path
 from ..openai_api import inbound
@@ -60,7 +61,7 @@ from ..upstream.pool import Pool, conversation_key, scheduler_for
 from ..upstream.quota import QuotaMonitor
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from . import flows, options
-from .access_log import tokens_of
+from .access_log import error_object, tokens_of, usage_tokens
 from .commands import AccountCommands, refresh_note, summary
 from .model_map import ModelMap
 from .models import ModelsEndpoint
@@ -106,6 +107,7 @@ class Plan:
     mapped_model: str
     ids: Ids
     job: RelayJob
+    client: flows.ClientSnapshot | None = None  # the client's request, while the flow shows the relay's
 
     @property
     def served_model(self) -> str:
@@ -144,6 +146,8 @@ class Gateway:
         self.tasks = BackgroundTasks("ag-gateway")
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
+        self._keep_upstream_stream = False  # under mitmweb: keep Google's raw stream for its content view
+        self._intercepting = False  # an intercept filter is on: a held flow says what it is
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
@@ -190,6 +194,14 @@ class Gateway:
                 self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
+            opts = ctx.options
+            self._intercepting = bool(getattr(opts, "intercept_active", False)
+                                      and getattr(opts, "intercept", None))
+        # mitmweb keeps every flow (and streamed bodies, see mitm/console.py): the raw Gemini stream is kept
+        # too, for its "Gemini stream" view. mitmdump keeps no flow, so nothing.
+        opts = ctx.options
+        self._keep_upstream_stream = "web_columns" in opts and bool(getattr(opts, "store_streamed_bodies",
+                                                                           False))
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -197,6 +209,10 @@ class Gateway:
         options.apply_loopback_default(opts)
         if not opts._options["connection_strategy"].has_changed():
             opts.update(connection_strategy="lazy")
+        # Reverse mode would show Google's host on every flow; the gateway never lets mitmproxy itself
+        # connect there (the relay does, with its own Host), so keep the one the client used.
+        if not opts._options["keep_host_header"].has_changed():
+            opts.update(keep_host_header=True)
 
     async def running(self) -> None:
         # No cookie jar: one session serves every account (images have their own), so a cookie set for one
@@ -335,7 +351,10 @@ class Gateway:
 
     # ---- hooks -----------------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flows.is_ours(flow):
+        if flow.error or not flows.is_ours(flow):
+            return
+        flows.show_gateway_address(flow)
+        if flow.response:
             return
         with self._error_boundary(flow):
             self._refuse_large_body(flow)
@@ -364,7 +383,9 @@ class Gateway:
             self._handle_response(flow, plan)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.plans.pop(flow.id, None)
+        plan = self.plans.pop(flow.id, None)
+        if plan is not None:
+            self._client_left(flow, plan)
 
     def client_disconnected(self, client: Any) -> None:
         for task in self._inline_runs.pop(client.id, ()):
@@ -460,13 +481,18 @@ class Gateway:
         job = RelayJob(flow.id, CallContext(new_request_id(), session, request.rpc),
                        error_body=request.error_body, report=functools.partial(record_failed_attempt, flow))
         self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
+        # The flow itself shows the client's request (restored once it has left for the relay).
         flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
-                                               "model": client_model,
-                                               "body": raw[:65536].decode("utf-8", "replace")}
+                                               "model": client_model}
+        plan = self.plans[flow.id]
         if not stream and (self._inline or request.rpc):  # other calls than generate: never through the relay
-            await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
+            await self._answer_inline(flow, plan, mapped, gemini_request)
         else:
+            plan.client = flows.client_snapshot(flow.request)
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
+            if self._intercepting:  # a held flow shows the upstream request: say so in its comment
+                flow.comment = (f"{readable.models(client_model, mapped)} · upstream request, not sent yet: "
+                                "edit it, then resume")
 
     async def _parse_with_stored_state(self, need: NeedsStoredState) -> ParsedRequest:
         while True:  # at most twice: ``ResponsesEndpoint._parse`` bounds its lookups
@@ -493,6 +519,7 @@ class Gateway:
             winner = await self._run_for_client(flow, attempts)
         except ClientLeft:
             self.plans.pop(flow.id, None)
+            self._client_left(flow, plan)
             if flow.killable:
                 flow.kill()
             return
@@ -581,7 +608,8 @@ class Gateway:
                 resp.stream = False  # P7: a non-stream body is always translated whole
             return
         translator = plan.request.stream_translator(plan.ids)
-        resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id)
+        resp.stream = StreamAdapter(translator, plan.endpoint.stream_format, unwrap_any, flow.id,
+                                    keep_upstream=self._keep_upstream_stream)
         # One pass, and no header the client does not need: mitmproxy scans them all for every chunk (P3).
         framing = (*SSE_FIELDS, CHUNKED_FIELD) if flow.request.http_version == "HTTP/1.1" else SSE_FIELDS
         resp.headers.fields = (tuple(f for f in fields if f[0].lower() not in SSE_REPLACED) + framing
@@ -590,11 +618,9 @@ class Gateway:
     def _handle_response(self, flow: http.HTTPFlow, plan: Plan) -> None:
         resp = flow.response
         assert resp is not None
-        job = plan.job
         if plan.stream or resp.status_code != 200:
             if resp.status_code >= 400:
-                flows.mark_error(flow, f"{plan.endpoint.name} → {plan.mapped_model}: {resp.status_code} "
-                                       f"after {job.attempts} attempt(s)")
+                self._mark_error_answer(flow, plan)
             else:
                 self._comment(flow, plan)
             return
@@ -621,16 +647,19 @@ class Gateway:
 
     def _restore_display(self, flow: http.HTTPFlow, plan: Plan,
                          tokens: tuple[int, int, int, int] | None = None) -> None:
-        """The request has left: show where it really went instead of the relay's address."""
+        """The request has left: the flow shows the client's request again (mitmweb's list, replay), and
+        what went upstream is kept in ``ag.upstream`` (its ``request``: URL, redacted headers, body)."""
         job = plan.job
-        if job.url:
-            flows.show_upstream_request(flow.request, job.url, job.sent_body)  # its secrets were headers
-        else:
-            flow.request.headers.pop(FLOW_HEADER, None)
-        flow.metadata[flows.UPSTREAM] = {"url": job.url, "account": job.account, "attempts": job.attempts,
-                                         "model": plan.served_model, "tokens": tokens}
+        if plan.client is not None:
+            flows.restore_client_request(flow.request, plan.client)
+            plan.client = None
+        upstream = {"url": job.url, "account": job.account, "attempts": job.attempts,
+                    "model": plan.served_model, "tokens": tokens}
+        if job.url:  # what went upstream, one click away (ag.flow.upstream, the "Gemini request" view)
+            upstream["request"] = flows.upstream_request(job.url, job.sent_headers, job.sent_body)
         if job.fallback_from:
-            flow.metadata[flows.UPSTREAM]["fallback_from"] = job.fallback_from
+            upstream["fallback_from"] = job.fallback_from
+        flow.metadata[flows.UPSTREAM] = upstream
 
     @staticmethod
     def _answer_fields(plan: Plan) -> tuple[tuple[bytes, bytes], ...]:
@@ -641,11 +670,67 @@ class Gateway:
             fields += ((ACCOUNT_FIELD, job.shown_account.encode()),)
         return (*fields, (ATTEMPTS_FIELD, b"%d" % job.attempts)) if job.attempts else fields
 
-    def _comment(self, flow: http.HTTPFlow, plan: Plan) -> None:
-        fallback = (f" (ag_model_fallback: every account was exhausted or cooling for "
-                    f"{plan.job.fallback_from})" if plan.job.fallback_from else "")
-        flow.comment = (f"{plan.endpoint.name}: {plan.client_model} → {plan.served_model}{fallback} via "
-                        f"{plan.job.account or '-'} ({plan.job.attempts} attempt(s))")
+    def _comment(self, flow: http.HTTPFlow, plan: Plan, problem: str = "") -> None:
+        """The flow's comment, once, as it ends (plain string joins: nothing per chunk). A stream whose last
+        event was an error is no success: marked ⚠ with the reason."""
+        job = plan.job
+        resp = flow.response
+        stream = resp.stream if resp is not None and isinstance(resp.stream, StreamAdapter) else None
+        if stream is not None:
+            tokens = stream_tokens(stream)
+            upstream = flow.metadata.get(flows.UPSTREAM)
+            if upstream is not None:
+                upstream["tokens"] = tokens  # counted once: the access log and the ledger read them here
+                if stream.upstream is not None:  # mitmweb: Google's stream as it came, for "Gemini stream"
+                    upstream["stream"] = b"".join(stream.upstream)
+            if not problem and stream.error is not None:
+                problem = f"stream ended with an error: {stream.error.message}"
+        else:
+            tokens = flow.metadata.get(flows.UPSTREAM, {}).get("tokens")
+        end = (resp.timestamp_end if resp is not None else None) or time.time()
+        flow.comment = readable.request_comment(
+            plan.client_model, plan.served_model, account=job.account or job.last_failed,
+            attempts=job.attempts or len(job.shown_failures or ()), tokens=tokens,
+            ms=(end - flow.request.timestamp_start) * 1000, fallback_from=job.fallback_from, problem=problem)
+        if problem:
+            flow.marked = ":warning:"
+        self._number_failed_attempts(plan)
+
+    def _mark_error_answer(self, flow: http.HTTPFlow, plan: Plan) -> None:
+        resp = flow.response
+        assert resp is not None
+        err = error_object(resp) or {}  # what the client was told (the relay's error, or Google's relayed)
+        code = str(err.get("code") or err.get("type") or "")
+        message = str(err.get("message") or (plan.job.error.message if plan.job.error else ""))
+        attempts = plan.job.attempts or len(plan.job.shown_failures or ())
+        context = readable.models(plan.client_model, plan.served_model, plan.job.fallback_from)
+        if attempts:
+            context += f" · {attempts} attempt{'s' if attempts > 1 else ''}"
+        flows.mark_error(flow, readable.error_comment(resp.status_code, code, message, context))
+        self._number_failed_attempts(plan)
+
+    def _client_left(self, flow: http.HTTPFlow, plan: Plan) -> None:
+        """The client went away (or the flow was killed): say so on the flow instead of nothing."""
+        try:
+            self._restore_display(flow, plan)
+            reason = flow.error.msg if flow.error else "the client left"
+            if "disconnect" in reason.lower():
+                reason = "client left before the answer ended"
+            self._comment(flow, plan, problem=reason)
+        except Exception:  # a hook's last words: never let display work break mitmproxy's cleanup
+            logger.exception("could not describe flow %s", flow.id)
+
+    @staticmethod
+    def _number_failed_attempts(plan: Plan) -> None:
+        """Failed attempts were shown as they happened ("attempt 1"); now the total is known: "1/2"."""
+        shown = plan.job.shown_failures
+        if not shown:
+            return
+        total = plan.job.attempts or len(shown)
+        for f in shown:
+            attempt = f.metadata.get(flows.ATTEMPT) or {}
+            f.comment = readable.attempt_comment(total=total, **attempt_fields(attempt))
+        ctx.master.addons.trigger(UpdateHook(shown))  # mitmweb redraws them
 
     @contextlib.contextmanager
     def _error_boundary(self, flow: http.HTTPFlow, plan: Plan | None = None) -> Iterator[None]:
@@ -667,27 +752,52 @@ class Gateway:
             extra[flows.ACCOUNT_HEADER] = plan.job.shown_account
         error_body = plan.request.error_body if plan else shape_for_path(flow.request.path).body
         flow.response = flows.error_response(err, extra, error_body)
-        flows.mark_error(flow, f"{err.status} {err.code}: {err.message}")
+        context = ""
+        if plan is not None:
+            context = readable.models(plan.client_model, plan.served_model, plan.job.fallback_from)
+        flows.mark_error(flow, readable.error_comment(err.status, err.code or "", err.message, context))
+        if plan is not None:
+            self._number_failed_attempts(plan)
 
 
 class ClientLeft(Exception):
     """The client disconnected while its answer was being made: nothing to answer, nobody to blame."""
 
 
-async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> None:
+def attempt_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """A failed attempt's ``ag.attempt`` metadata as ``readable.attempt_comment``'s arguments."""
+    return {"number": meta.get("number") or 0, "status": meta.get("status"),
+            "reason": meta.get("reason") or "", "account": meta.get("account") or "",
+            "cooldown": meta.get("cooldown") or 0.0, "error": meta.get("error") or ""}
+
+
+def stream_tokens(stream: StreamAdapter) -> tuple[int, int, int, int] | None:
+    return usage_tokens(stream.usage)
+
+
+async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> http.HTTPFlow:
     """A failed upstream attempt as its own flow in mitmweb, mitmdump's output and ``-w`` files."""
     from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook, HttpResponseHook
 
     f = flow.copy()
-    f.metadata = {flows.SYNTHETIC: True, flows.ROUTE: "failed-attempt"}
+    shown = {"number": attempt.number, "status": attempt.status, "reason": attempt.reason,
+             "account": attempt.account, "cooldown": attempt.cooldown,
+             "error": readable.shorten(attempt.error, 200),
+             "of": flow.id}
+    f.metadata = {flows.SYNTHETIC: True, flows.ROUTE: "failed-attempt", flows.ATTEMPT: shown}
     f.request.url = attempt.url
-    for name in CLIENT_SECRET_HEADERS:
-        f.request.headers.pop(name, None)
-    f.request.headers.pop(FLOW_HEADER, None)
+    if attempt.request_headers is not None:  # the call as it went to Google, its credentials redacted
+        sent = flows.upstream_request(attempt.url, attempt.request_headers, b"")["headers"]
+        f.request.headers = http.Headers(flows.header_fields(sent))
+    else:
+        for name in CLIENT_SECRET_HEADERS:
+            f.request.headers.pop(name, None)
+        f.request.headers.pop(FLOW_HEADER, None)
     f.request.content = attempt.request_body
     headers = {k: v for k, v in attempt.headers.items() if k not in ("content-length", "transfer-encoding")}
     f.response = http.Response.make(attempt.status or 502, attempt.body or attempt.error.encode(), headers)
-    f.comment = f"failed attempt of {flow.id[:8]} via {attempt.account}: {attempt.decision}"
+    f.comment = readable.attempt_comment(total=0, **attempt_fields(shown))
     f.marked = ":warning:"
     for hook in (HttpRequestHeadersHook(f), HttpRequestHook(f), HttpResponseHook(f)):
         await ctx.master.addons.handle_lifecycle(hook)
+    return f

@@ -24,10 +24,11 @@ logger = logging.getLogger(__name__)
 
 class StreamAdapter:
     __slots__ = ("_closed", "_decoder", "_format", "_translator", "_unwrap", "first_chunk_at", "flow_id",
-                 "usage")
+                 "upstream", "usage")
 
     def __init__(self, translator: StreamTranslator, fmt: StreamFormat,
-                 unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "") -> None:
+                 unwrap: Callable[[dict[str, Any]], dict[str, Any]], flow_id: str = "",
+                 keep_upstream: bool = False) -> None:
         self._decoder = SSEDecoder()
         self._translator = translator
         self._format = fmt
@@ -36,9 +37,18 @@ class StreamAdapter:
         self.flow_id = flow_id
         self.first_chunk_at = 0.0  # when the client got its first translated bytes (for the access log)
         self.usage: dict[str, Any] | None = None  # Google's last usageMetadata
+        # Google's raw stream, for mitmweb's "Gemini stream" view: kept only when asked (under mitmweb)
+        self.upstream: list[bytes] | None = [] if keep_upstream else None
+
+    @property
+    def error(self) -> errors.GatewayError | None:
+        """The error the stream ended with (an in-band Google error, a cut upstream, our own failure)."""
+        return getattr(self._translator, "error", None)
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
         end = data == b""
+        if self.upstream is not None:
+            self.upstream.append(data)
         if self._closed:
             return b"" if end else []
         items: list[Any] = []  # what the translator returned before any failure: it is sent either way

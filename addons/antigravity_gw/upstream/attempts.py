@@ -122,6 +122,10 @@ class AttemptRecord:
     error: str
     decision: str
     duration: float
+    number: int = 0  # this request's attempt number, from 1
+    reason: str = ""  # Google's status or reason (QUOTA_EXHAUSTED, RESOURCE_EXHAUSTED, ...)
+    cooldown: float = 0.0  # seconds the account (or its model) now cools down for
+    request_headers: Mapping[str, str] | None = None  # as sent: credentials in here, shown only redacted
 
 
 @dataclass(slots=True)
@@ -138,6 +142,7 @@ class Winner:
     head: tuple[bytes, ...] = ()  # a stream's first chunks, up to its first usable event, to send first
     model: str = ""  # the upstream model that answered
     fallback_from: str = ""  # the model asked for, when ag_model_fallback served another one
+    request_headers: Mapping[str, str] | None = None  # what went upstream: secrets in here, never stored
 
 
 @dataclass(slots=True)
@@ -354,7 +359,7 @@ class AttemptRunner:
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 failure = connection_failure(e)
                 await self._report(report, account, call, None, b"", {}, failure.message,
-                                   "retry" if last_base else "next base", started)
+                                   "retry" if last_base else "next base", started, budget.used)
                 continue
             if resp.status < 300:
                 try:
@@ -368,11 +373,12 @@ class AttemptRunner:
                                              now=time.time())
             if (failure.http_status in FALLBACK_STATUSES or failure.http_status >= 500) and not last_base:
                 await self._report(report, account, call, resp.status, body, headers, failure.message,
-                                   "next base", started)
+                                   "next base", started, budget.used, failure.reason_name)
                 continue
             decision = decide(failure, refreshed=account.id in budget.refreshed, retries=budget.retries)
             await self._report(report, account, call, resp.status, body, headers, failure.message,
-                               decision.action.value, started)
+                               decision.action.value, started, budget.used, failure.reason_name,
+                               decision.cooldown)
             return await self._apply(decision, failure, account, credential, model, budget)
         if failure is None:
             return None
@@ -385,7 +391,8 @@ class AttemptRunner:
     async def _winner(self, resp: UpstreamResponse, stream: bool, budget: AttemptBudget, account: Account,
                       dialect: Dialect, call: UpstreamCall, rpc: str = "") -> Winner:
         """The 2xx answer once it proved usable; ``BadAnswer`` (response closed) when it did not."""
-        winner = Winner(resp, account, dialect, call.url, budget.used, call.body, budget.deadline)
+        winner = Winner(resp, account, dialect, call.url, budget.used, call.body, budget.deadline,
+                        request_headers=call.headers)
         try:
             async with asyncio.timeout(max(self._remaining(budget), 0.0)):
                 if stream:
@@ -477,12 +484,13 @@ class AttemptRunner:
 
     async def _report(self, report: Report | None, account: Account, call: UpstreamCall,
                       status: int | None, body: bytes, headers: dict[str, str], error: str, decision: str,
-                      started: float) -> None:
+                      started: float, number: int = 0, reason: str = "", cooldown: float = 0.0) -> None:
         logger.info("attempt failed: %s %s -> %s %s (%s)", account.label, call.url, status or "-",
                     error[:200], decision)
         if report is not None:
             await report(AttemptRecord(account.label, call.url, status, body, headers, call.body, error,
-                                       decision, self._clock() - started))
+                                       decision, self._clock() - started, number, reason, cooldown,
+                                       call.headers))
 
     # ---- giving up ------------------------------------------------------------------------------
     def _deadline_error(self, budget: AttemptBudget) -> errors.GatewayError:

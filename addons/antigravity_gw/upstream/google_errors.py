@@ -44,6 +44,14 @@ class GoogleError:
     quota_per_model: bool = False  # a QuotaFailure says the exhausted quota is counted per model
 
     @property
+    def reason_name(self) -> str:
+        """The most telling name of what happened: the ErrorInfo reason (QUOTA_EXHAUSTED) when Google gave
+        one, else the status (RESOURCE_EXHAUSTED, UNAVAILABLE)."""
+        if self.reason and self.reason != ErrorReason.UNKNOWN:
+            return str(self.reason)
+        return self.status
+
+    @property
     def is_per_model(self) -> bool:
         """Does the exhausted quota belong to one model (other models of the account still work)?"""
         return bool(self.model) and (self.reason == ErrorReason.QUOTA_EXHAUSTED or self.quota_per_model)

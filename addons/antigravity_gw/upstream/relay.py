@@ -54,7 +54,8 @@ class RelayJob:
 
     flow_id: str
     ctx: CallContext
-    report: Callable[[AttemptRecord], Awaitable[None]] | None = None  # shows a failed attempt (mitmweb, log)
+    # shows a failed attempt (mitmweb, log); what it returns (its flow) is kept in ``shown_failures``
+    report: Callable[[AttemptRecord], Awaitable[Any]] | None = None
     error_body: ErrorBody = OPENAI_ERRORS.body  # the error body of the API the client speaks
     created: float = field(default_factory=time.monotonic)
     account: str = ""
@@ -66,6 +67,8 @@ class RelayJob:
     planned: tuple[bytes, dict[str, Any]] | None = None  # the request body as the hook sent it, and parsed
     model: str = ""  # the upstream model that answered (another one than planned after a fallback)
     fallback_from: str = ""  # the planned model, when ag_model_fallback served ``model`` instead
+    sent_headers: Mapping[str, str] | None = None  # the winning call's headers (secrets: never stored as is)
+    shown_failures: list[Any] | None = None  # what ``report`` made of each failed attempt, in order
 
     def request_body(self, raw: bytes) -> dict[str, Any]:
         """The upstream request the relay received: the hook's own dict when the bytes are unchanged (a
@@ -91,11 +94,15 @@ class RelayJob:
         job would make a reference cycle that keeps every finished flow alive until the GC runs."""
         self.last_failed = attempt.account
         if self.report is not None:
-            await self.report(attempt)
+            shown = await self.report(attempt)
+            if shown is not None:
+                if self.shown_failures is None:
+                    self.shown_failures = []
+                self.shown_failures.append(shown)
 
     def won(self, winner: Winner) -> None:
         self.account, self.url, self.attempts = winner.account.label, winner.url, winner.attempts
-        self.sent_body = winner.request_body
+        self.sent_body, self.sent_headers = winner.request_body, winner.request_headers
         self.model, self.fallback_from = winner.model, winner.fallback_from
 
 
