@@ -123,6 +123,8 @@ config (POST /_emulator/config merges; POST /_emulator/reset restores):
   quota_groups          {credential: [{"displayName", "buckets": [{"bucketId", "window",
                         "remainingFraction", "resetTime"}]}]} for retrieveUserQuotaSummary; others get
                         the built-in Gemini and "Claude and GPT" groups (5h and weekly buckets)
+  strict_models         [model ids] checked by the Gemini 3 signature rules besides every gemini-3.1-* id
+                        (claude-* ids always get the Claude rules); see MODEL_RULES_DOC
   min_client_version    null | "X.Y.Z": Cloud Code calls whose User-Agent names an older Antigravity/
                         version get Google's 400 "This version of Antigravity is no longer supported"
   models entries may carry "remainingFraction" and "resetTime" (quotaInfo; null leaves the field out)
@@ -135,6 +137,22 @@ config (POST /_emulator/config merges; POST /_emulator/reset restores):
           "login_email": str (who signs in at /o/oauth2/v2/auth), "login_error": str|null (e.g.
           "access_denied": the redirect carries error= instead of code=)}"""
 
+MODEL_RULES_DOC: Final = """\
+model rules (built in, before the scripted rules; both dialects; a 400 INVALID_ARGUMENT like Google's):
+  claude-*      Claude behind Cloud Code: the Anthropic error comes JSON-encoded inside Google's message.
+                Rejected: a conversation ending with a model turn (prefill); a function declaration
+                without parameters, or (mode VALIDATED) without properties; a tool name outside
+                [A-Za-z0-9_-]{1,64}; a thought part without thoughtSignature, or whose signature was not
+                minted by this emulator for exactly that thought text; the skip sentinels or a Gemini
+                signature anywhere; with thinking on, a last model turn of the running tool loop that
+                does not start with a signed thought part; thinkingBudget < 1024 or >= maxOutputTokens;
+                maxOutputTokens > 64000. Thoughts it answers are signed over their whole text.
+  gemini-3.1-*  and config strict_models: thinkingLevel together with thinkingBudget; in the current
+                turn (after the last user text) a model turn whose first functionCall has no
+                thoughtSignature; a signature this emulator did not mint for a Gemini 3 model; a skip
+                sentinel anywhere but on the first functionCall of a model turn. Its function calls and
+                thoughts are signed (the first call of an answer, else the last thought)."""
+
 DEFAULT_MODELS: Final = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash", "gemini-3-pro-preview")
 
 DEFAULT_CONFIG: Final[Json] = {
@@ -146,6 +164,7 @@ DEFAULT_CONFIG: Final[Json] = {
     "onboarding": False,
     "quota_groups": {},
     "min_client_version": None,
+    "strict_models": [],
     "expired_tokens": [],
     "valid_access_tokens": None,
     "valid_api_keys": None,
@@ -653,6 +672,7 @@ class Call:
     body: Any
     seq: int = 0
     time: float = 0.0
+    family: str | None = None  # which model rules apply (MODEL_RULES_DOC), set by the checks
 
     def record(self) -> Json:
         return {"seq": self.seq, "time": self.time, "method": self.method, "path": self.path,
@@ -1061,8 +1081,210 @@ def precheck(state: EmulatorState, call: Call) -> ErrorReply | None:
         return shape_error
     if call.model and call.rpc in GENERATE_RPCS and state.model_missing(call.credential, call.model):
         return model_not_found(call)
+    if call.model and call.rpc in GENERATE_RPCS:
+        return model_rules_error(state, call)
     return None
 
+
+
+# --------------------------------------------------------------------------------------------
+# Model rules (pure): what Claude and Gemini 3 behind Cloud Code reject (MODEL_RULES_DOC)
+# --------------------------------------------------------------------------------------------
+
+SKIP_SIGNATURES: Final = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
+CLAUDE_MAX_OUTPUT: Final = 64000
+CLAUDE_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+GEMINI3_SIGNATURE_TAG: Final = "emu-gemini-3#"
+CLAUDE_SIGNATURE_TAG: Final = "emu-claude#"
+MISSING_CALL_SIGNATURE: Final = (
+    "Function call is missing a thought_signature in functionCall parts. This is required for tools to work "
+    "correctly, and missing thought_signature may lead to degraded model performance. Additional data, "
+    "function call `default_api:{name}` , position {position}. Please refer to "
+    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+)
+THINKING_FIRST: Final = (
+    "messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When "
+    "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+    "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
+    "previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+
+
+def rules_family(model: str, config: Json) -> str | None:
+    if model.startswith("claude-"):
+        return "claude"
+    if model.startswith("gemini-3.1-") or model in config["strict_models"]:
+        return "gemini-3"
+    return None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def claude_signature(thought_text: str) -> str:
+    """Two layers of base64 (Antigravity's Claude form), bound to the exact thought text it signs."""
+    digest = hashlib.sha256(thought_text.encode()).hexdigest()[:40]
+    return _b64(_b64(CLAUDE_SIGNATURE_TAG + digest))
+
+
+def gemini3_signature() -> str:
+    return _b64(GEMINI3_SIGNATURE_TAG + secrets.token_hex(12))
+
+
+def _unwrap(signature: str, layers: int) -> str:
+    try:
+        for _ in range(layers):
+            signature = base64.b64decode(signature, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return signature
+
+
+def is_gemini3_signature(signature: str) -> bool:
+    return _unwrap(signature, 1).startswith(GEMINI3_SIGNATURE_TAG)
+
+
+def is_claude_signature(signature: str) -> bool:
+    return _unwrap(signature, 2).startswith(CLAUDE_SIGNATURE_TAG)
+
+
+def sign_reply(family: str, content: Json) -> Json:
+    """The model's own answer carries signatures it will accept back (unless the rule set its own)."""
+    thoughts = content.get("thoughts") or []
+    if family == "claude" and thoughts and not content.get("thought_signature"):
+        return {**content, "thought_signature": claude_signature("".join(thoughts))}
+    if family != "gemini-3":
+        return content
+    calls = content.get("function_calls") or []
+    if calls and not any(call.get("thought_signature") for call in calls):
+        return {**content, "function_calls": [{**calls[0], "thought_signature": gemini3_signature()},
+                                              *calls[1:]]}
+    if thoughts and not calls and not content.get("thought_signature"):
+        return {**content, "thought_signature": gemini3_signature()}
+    return content
+
+
+def anthropic_error(message: str) -> ErrorReply:
+    """Claude's own 400, the way Cloud Code passes it on: JSON text inside Google's message."""
+    inner = {"type": "error", "error": {"type": "invalid_request_error", "message": message},
+             "request_id": f"req_vrtx_emu{secrets.token_hex(8)}"}
+    return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", orjson.dumps(inner).decode()))
+
+
+def model_rules_error(state: EmulatorState, call: Call) -> ErrorReply | None:
+    family = call.family = rules_family(call.model or "", state.config)
+    if family is None:
+        return None
+    request = call.body["request"] if call.endpoint == "cloudcode" else call.body
+    contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
+    if family == "claude":
+        message = claude_request_error(request, contents, call.model or "")
+        return anthropic_error(message) if message else None
+    message = gemini3_request_error(request, contents)
+    return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", message)) if message else None
+
+
+def parts_of(turn: Json) -> list[Json]:
+    return [p for p in turn.get("parts") or [] if isinstance(p, dict)]
+
+
+def tool_loop_start(contents: list[Json]) -> int:
+    """Index of the first turn after the last user turn that is not only function responses."""
+    for index in range(len(contents) - 1, -1, -1):
+        turn = contents[index]
+        if turn.get("role") != "model" and any("functionResponse" not in p for p in parts_of(turn)):
+            return index + 1
+    return 0
+
+
+def thinking_on(config: Json) -> bool:
+    thinking = config.get("thinkingConfig")
+    if not isinstance(thinking, dict):
+        return False
+    return bool(thinking.get("includeThoughts") or thinking.get("thinkingBudget") or thinking.get("thinkingLevel"))
+
+
+def claude_request_error(request: Json, contents: list[Json], model: str) -> str | None:
+    if contents and contents[-1].get("role") == "model":
+        return ("This model does not support assistant message prefill. The conversation must end with a "
+                "user message.")
+    validated = ((request.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode") == "VALIDATED"
+    declarations = [d for tool in request.get("tools") or [] for d in tool.get("functionDeclarations") or []]
+    for index, declaration in enumerate(declarations):
+        name = str(declaration.get("name", ""))
+        if not CLAUDE_TOOL_NAME.fullmatch(name):
+            return f"tools.{index}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+        schema = declaration.get("parameters") or declaration.get("parametersJsonSchema")
+        if not isinstance(schema, dict):
+            return f"tools.{index}.custom.input_schema: Field required"
+        if validated and not schema.get("properties"):
+            return (f"tools.{index}.custom.input_schema: VALIDATED function calling needs at least one "
+                    "property in every tool's input schema")
+    config = request.get("generationConfig") or {}
+    if (error := claude_budget_error(config, model)) is not None:
+        return error
+    for index, turn in enumerate(contents):
+        for position, part in enumerate(parts_of(turn)):
+            signature = part.get("thoughtSignature")
+            if part.get("thought") is True:
+                if not signature:
+                    return f"messages.{index}.content.{position}.thinking.signature: Field required"
+                if signature != claude_signature(str(part.get("text", ""))):
+                    return f"messages.{index}.content.{position}: Invalid `signature` in `thinking` block"
+            elif signature and not is_claude_signature(signature):
+                return f"messages.{index}.content.{position}: Invalid `signature` in `thinking` block"
+    if thinking_on(config):
+        loop = tool_loop_start(contents)
+        model_turns = [i for i in range(loop, len(contents)) if contents[i].get("role") == "model"]
+        if model_turns and any("functionCall" in p for p in parts_of(contents[model_turns[-1]])):
+            first = parts_of(contents[model_turns[-1]])[0]
+            if first.get("thought") is not True:
+                found = "tool_use" if "functionCall" in first else "text"
+                return THINKING_FIRST.format(index=model_turns[-1], found=found)
+    return None
+
+
+def claude_budget_error(config: Json, model: str) -> str | None:
+    limit = config.get("maxOutputTokens")
+    if isinstance(limit, int) and limit > CLAUDE_MAX_OUTPUT:
+        return (f"max_tokens: {limit} > {CLAUDE_MAX_OUTPUT}, which is the maximum allowed number of output "
+                f"tokens for {model}")
+    budget = (config.get("thinkingConfig") or {}).get("thinkingBudget")
+    if not isinstance(budget, int) or budget == 0:
+        return None
+    if budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if isinstance(limit, int) and limit <= budget:
+        return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
+                "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
+                "window-size")
+    return None
+
+
+def gemini3_request_error(request: Json, contents: list[Json]) -> str | None:
+    thinking = (request.get("generationConfig") or {}).get("thinkingConfig") or {}
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        return "Unable to submit request because thinking_budget and thinking_level are both set."
+    loop = tool_loop_start(contents)
+    for index, turn in enumerate(contents):
+        if turn.get("role") != "model":
+            continue
+        calls = [p for p in parts_of(turn) if "functionCall" in p]
+        for position, part in enumerate(parts_of(turn)):
+            signature = part.get("thoughtSignature")
+            if not signature:
+                continue
+            if signature in SKIP_SIGNATURES:
+                if not calls or part is not calls[0]:
+                    return "Request contains an invalid argument."
+            elif not is_gemini3_signature(signature):
+                return "Invalid thought signature."
+        if index >= loop and calls and not calls[0].get("thoughtSignature"):
+            name = (calls[0].get("functionCall") or {}).get("name")
+            return MISSING_CALL_SIGNATURE.format(name=name, position=parts_of(turn).index(calls[0]) + 1)
+    return None
 
 VERSION_GATE_MESSAGE: Final = ("This version of Antigravity is no longer supported. Please update to receive "
                                 "the latest features.")
@@ -1126,6 +1348,8 @@ def generation_context(call: Call, reply: Json) -> tuple[GenContext, Json]:
     ctx = GenContext(model=call.model or "", candidates=max(1, count) if isinstance(count, int) else 1,
                      prompt_tokens=prompt_tokens(gen_request), response_id=f"emu-{call.seq}")
     content = reply if CONTENT_KEYS & set(reply) else {**default_reply(gen_request), **reply}
+    if call.family:
+        content = sign_reply(call.family, content)
     return ctx, content
 
 
@@ -1424,6 +1648,8 @@ script it (JSON control API under /_emulator/):
 {RULE_DOC}
 
 {CONFIG_DOC}
+
+{MODEL_RULES_DOC}
 """
 
 
