@@ -446,7 +446,7 @@ class Gateway:
         images = await self._fetch_images(request.image_urls())
         gemini_request = request.to_gemini(mapped, images)
         stream = request.stream
-        ids = Ids.new(endpoint.id_prefix)
+        ids = Ids.new(endpoint.id_prefix, upstream_model=mapped)
         session = conversation_key(gemini_request, request.session_key)
         job = RelayJob(flow.id, CallContext(new_request_id(), session), error_body=request.error_body,
                        report=functools.partial(record_failed_attempt, flow))

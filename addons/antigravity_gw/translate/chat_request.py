@@ -14,9 +14,11 @@ Messages:
   ``{"output": <value>}`` (the key Gemini documents for function output), where the value is the parsed
   JSON object when the content is a JSON object, else the text. ``id`` is sent only when the tool call id
   carried Gemini's own ``functionCall.id`` (see ``signatures.py``).
-* An assistant tool call gets back its ``thoughtSignature`` from its id (Gemini 3 requires it).
-  ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the gateway does
-  not invent any.
+* An assistant tool call gets back its ``thoughtSignature`` from its id (Gemini 3 requires it), but only
+  for the model family that minted it; Claude gets its thinking block (text and signature, from the id,
+  or ``reasoning_content`` beside a Claude signature) leading the turn instead (``model_rules.py``).
+  Otherwise ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the
+  gateway does not invent any.
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ from .parts import (
     function_response_part,
     text_part,
 )
+from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .schema import clean_schema_for_gemini
 from .signatures import decode_tool_call_id
 from .tools import tool_choice_to_gemini, tools_to_gemini
 
 Images = Mapping[str, InlineImage] | None
 
+# Claude's budget when the client asks for thinking without saying how much (a *-thinking model, or
+# thinking without budget_tokens): what Antigravity's own client sends for Opus (AM, R-C4).
+CLAUDE_DEFAULT_BUDGET = 24576
 # reasoning_effort → thinkingBudget for models that take a token budget (Gemini 2.5, Claude via Cloud Code).
 THINKING_BUDGETS: dict[str, int] = {
     "minimal": 1024,
@@ -98,8 +104,13 @@ _DISABLED: dict[str, dict[str, Any]] = {
 def chat_request_to_gemini(
     req: ChatCompletionRequest, *, model: str, images: Images = None
 ) -> dict[str, Any]:
-    """``model`` is the upstream model id (after mapping): it decides the thinking parameters."""
-    system, contents = messages_to_gemini(req.messages, images=images)
+    """``model`` is the upstream model id (after mapping): it decides the thinking parameters and what the
+    history must look like for its family (``model_rules.py``)."""
+    signed: list[SignedPart] = []
+    system, contents = messages_to_gemini(req.messages, images=images, signed=signed)
+    target = family_of(model)
+    if signed or target == "g3":
+        fit_history(contents, signed, target=target)
     out: dict[str, Any] = {}
     if system is not None:
         out["systemInstruction"] = system
@@ -110,6 +121,8 @@ def chat_request_to_gemini(
     if config := generation_config(req, model=model):
         out["generationConfig"] = config
     out["contents"] = contents
+    if target == "c":
+        fit_claude(out)
     return out
 
 
@@ -117,9 +130,9 @@ def chat_request_to_gemini(
 
 
 def messages_to_gemini(
-    messages: Sequence[Message], *, images: Images = None
+    messages: Sequence[Message], *, images: Images = None, signed: list[SignedPart] | None = None
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """``(systemInstruction or None, contents)``."""
+    """``(systemInstruction or None, contents)``; replayed signatures are listed in ``signed``."""
     system: list[Part] = []
     turns: list[tuple[str, list[Part]]] = []
     calls: dict[str, tuple[str, str | None]] = {}  # tool call id → (function name, Gemini's call id)
@@ -131,7 +144,8 @@ def messages_to_gemini(
         elif isinstance(msg, UserMessage):
             turns.append(("user", content_to_parts(msg.content, param=f"{param}.content", images=images)))
         elif isinstance(msg, AssistantMessage):
-            turns.append(("model", _assistant_parts(msg, param=param, images=images, calls=calls)))
+            parts = _assistant_parts(msg, param=param, images=images, calls=calls, signed=signed)
+            turns.append(("model", parts))
         elif isinstance(msg, ToolMessage):
             turns.append(("user", _tool_result_parts(msg, param=param, images=images, calls=calls)))
         else:
@@ -160,7 +174,12 @@ def merge_turns(turns: Sequence[tuple[str, list[Part]]]) -> list[dict[str, Any]]
 
 
 def _assistant_parts(
-    msg: AssistantMessage, *, param: str, images: Images, calls: dict[str, tuple[str, str | None]]
+    msg: AssistantMessage,
+    *,
+    param: str,
+    images: Images,
+    calls: dict[str, tuple[str, str | None]],
+    signed: list[SignedPart] | None,
 ) -> list[Part]:
     parts = content_to_parts(msg.content, param=f"{param}.content", images=images)
     if not parts and msg.refusal:
@@ -169,7 +188,11 @@ def _assistant_parts(
         ref = decode_tool_call_id(call.id)
         args = call_arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
         name = call.function.name
-        parts.append(function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature))
+        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature)
+        parts.append(part)
+        if ref.signature and signed is not None:
+            thought = ref.thought or (msg.reasoning_content if ref.family == "c" else None)
+            signed.append(SignedPart(part, ref.signature, ref.family, thought))
         calls[call.id] = (name, ref.gemini_id)
     if msg.function_call is not None:
         args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
@@ -249,6 +272,8 @@ def thinking_family(model: str) -> str | None:
     name = model.lower()
     if "-image" in name:
         return None  # image models: thinking support differs per model, so nothing is implied
+    if "claude" in name:
+        return "claude"
     if "gemini-3" in name:
         return "gemini-3-flash" if "flash" in name else "gemini-3"
     if "gemini-2.5" in name:
@@ -271,7 +296,13 @@ def thinking_config(
         config: dict[str, Any] = {"includeThoughts": True}
         if thinking.budget_tokens is not None:
             config["thinkingBudget"] = thinking.budget_tokens
+        elif family == "claude":
+            config["thinkingBudget"] = CLAUDE_DEFAULT_BUDGET  # Claude thinks only with a budget
         return config
+    if effort is None and family == "claude":
+        # Claude thinks only when asked, with a budget (includeThoughts alone gives <thinking> tags in text)
+        thinks = "-thinking" in model.lower()
+        return {"includeThoughts": True, "thinkingBudget": CLAUDE_DEFAULT_BUDGET} if thinks else None
     if effort is None:
         return {"includeThoughts": True} if family is not None else None
     if effort == "none":

@@ -33,6 +33,7 @@ from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
+from .model_rules import family_of
 from .parts import InlineImage, image_url_params
 from .responses_request import (
     ResponsesCall,
@@ -52,10 +53,12 @@ class Ids:
     id: str
     created: int
     new_call_id: Callable[[], str]
+    family: str | None = None  # the upstream model's signature family (``model_rules.family_of``)
 
     @classmethod
-    def new(cls, prefix: str) -> Ids:
-        return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12))
+    def new(cls, prefix: str, *, upstream_model: str = "") -> Ids:
+        return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12),
+                   family_of(upstream_model))
 
 
 class StreamTranslator(Protocol):
@@ -152,6 +155,7 @@ class ParsedChat:
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             n=req.n or 1,
             id_factory=ids.new_call_id,
+            family=ids.family,
         )
 
     def complete(self, response: dict[str, Any], ids: Ids) -> ChatCompletion:
@@ -161,6 +165,7 @@ class ParsedChat:
             created=ids.created,
             model=self.request.model,
             id_factory=ids.new_call_id,
+            family=ids.family,
         )
 
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
@@ -254,6 +259,7 @@ class ParsedResponses:
             id_factory=ids.new_call_id,
             names=tool_names(call),
             include_encrypted=call.request.wants_encrypted_reasoning,
+            family=ids.family,
         )
 
     def _save(self, response_id: str, translator: GeminiToResponsesStream) -> None:

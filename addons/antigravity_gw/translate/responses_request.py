@@ -13,13 +13,16 @@ Items, in order (the history of ``previous_response_id`` first, then ``input``):
   name found through ``call_id`` (an unknown ``call_id`` is a 400); images in the output follow it.
 * ``reasoning`` → nothing of its own (Gemini takes thoughts only as signatures). A signature in its
   ``encrypted_content`` goes onto the next model part (text or call) that has none of its own, which is
-  where Gemini sent it; a user turn in between drops it.
+  where Gemini sent it; a user turn in between drops it. Claude's ``encrypted_content`` carries its
+  thought text too and becomes the thinking block leading that model turn; each signature reaches only
+  the model family that minted it (``model_rules.py``).
 * ``web_search_call`` → nothing; ``item_reference`` → 400 (nothing is stored per item).
 Consecutive turns of one role are merged and empty turns dropped (``chat_request.merge_turns``).
 
 Generation config: ``temperature``, ``top_p``, ``max_output_tokens``, ``text.format`` (JSON schema or
 JSON object) and ``reasoning.effort`` (the chat translator's thinking table). Thoughts are included
-only when ``reasoning.summary`` asks for a summary, as OpenAI returns summaries only then.
+only when ``reasoning.summary`` asks for a summary, as OpenAI returns summaries only then; for Claude
+always, since its thinking block has to come back whole on the next turn.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ..openai_api.responses_models import (
     ResponsesRequest,
 )
 from .chat_request import merge_turns, thinking_config
+from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .parts import (
     InlineImage,
     Part,
@@ -63,7 +67,7 @@ from .parts import (
 )
 from .responses_tools import ToolNames, gemini_name, responses_tools_to_gemini
 from .schema import clean_schema_for_gemini
-from .signatures import decode_reasoning_signature, decode_tool_call_id
+from .signatures import ToolCallRef, decode_reasoning, decode_tool_call_id
 
 Images = Mapping[str, InlineImage] | None
 SUMMARY_MODES = frozenset({"auto", "concise", "detailed"})
@@ -96,7 +100,11 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
     """``model`` is the upstream model id (after mapping): it decides the thinking parameters."""
     req = call.request
     plan = responses_tools_to_gemini(req.tools, req.tool_choice)
-    system, contents = items_to_gemini(req.instructions, call, names=plan.names, images=images)
+    signed: list[SignedPart] = []
+    system, contents = items_to_gemini(req.instructions, call, names=plan.names, images=images, signed=signed)
+    target = family_of(model)
+    if signed or target == "g3":
+        fit_history(contents, signed, target=target)
     out: dict[str, Any] = {}
     if system is not None:
         out["systemInstruction"] = system
@@ -107,6 +115,8 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
     if config := generation_config(req, model=model):
         out["generationConfig"] = config
     out["contents"] = contents
+    if target == "c":
+        fit_claude(out)
     return out
 
 
@@ -118,9 +128,14 @@ def tool_names(call: ResponsesCall) -> ToolNames:
 
 
 def items_to_gemini(
-    instructions: str | None, call: ResponsesCall, *, names: ToolNames, images: Images = None
+    instructions: str | None,
+    call: ResponsesCall,
+    *,
+    names: ToolNames,
+    images: Images = None,
+    signed: list[SignedPart] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    conversation = _Conversation(images)
+    conversation = _Conversation(images, signed=[] if signed is None else signed)
     if instructions:
         conversation.system.append(text_part(instructions))
     for i, item in enumerate(call.items):
@@ -143,7 +158,8 @@ class _Conversation:
     system: list[Part] = field(default_factory=list)
     turns: list[tuple[str, list[Part]]] = field(default_factory=list)
     calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # call_id → (name, Gemini id)
-    signature: str | None = None  # from a reasoning item, for the next model part
+    reasoning: ToolCallRef | None = None  # from a reasoning item, for the next model part
+    signed: list[SignedPart] = field(default_factory=list)  # replayed signatures, for model_rules
 
     def add(self, item: InputItem, *, param: str) -> None:
         if isinstance(item, MessageItem):
@@ -153,7 +169,8 @@ class _Conversation:
         elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             self._output(item, param)
         elif isinstance(item, ReasoningItem):
-            self.signature = decode_reasoning_signature(item.encrypted_content)
+            ref = decode_reasoning(item.encrypted_content)
+            self.reasoning = ref if ref.signature else None
         elif isinstance(item, ItemReference):
             raise InvalidRequest(
                 f"Invalid '{param}': item references are not supported by this gateway; send the item "
@@ -169,13 +186,18 @@ class _Conversation:
             return
         parts = content_to_parts(item.content, param=f"{param}.content", images=self.images)
         if item.role == "user":
-            self.signature = None
+            self.reasoning = None
             self.turns.append(("user", parts))
             return
-        if parts and self.signature:
-            parts[0] = {**parts[0], "thoughtSignature": self.signature}
-            self.signature = None
+        if parts and self.reasoning is not None:
+            parts[0] = {**parts[0], "thoughtSignature": self.reasoning.signature}
+            self._sign(parts[0], self.reasoning)
+            self.reasoning = None
         self.turns.append(("model", parts))
+
+    def _sign(self, part: Part, ref: ToolCallRef) -> None:
+        if ref.signature:
+            self.signed.append(SignedPart(part, ref.signature, ref.family, ref.thought))
 
     def _call(self, item: FunctionCallItem | CustomToolCallItem, param: str) -> None:
         ref = decode_tool_call_id(item.call_id)
@@ -184,9 +206,12 @@ class _Conversation:
             args: dict[str, Any] = {"input": item.input}
         else:
             args = call_arguments(item.arguments, param=f"{param}.arguments")
-        signature = ref.signature or self.signature
-        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=signature)
-        self.signature = None
+        signing, reasoning = ref, self.reasoning
+        if reasoning is not None and (reasoning.thought or not ref.signature):
+            signing = reasoning  # Claude's whole thinking block, or the signature the call itself lacks
+        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=signing.signature)
+        self._sign(part, signing)
+        self.reasoning = None
         self.calls[item.call_id] = (name, ref.gemini_id)
         self.turns.append(("model", [part]))
 
@@ -199,7 +224,7 @@ class _Conversation:
                 "'previous_response_id').",
                 param=f"{param}.call_id",
             )
-        self.signature = None
+        self.reasoning = None
         name, gemini_id = call
         if isinstance(item.output, str):
             text, media = item.output, []
@@ -315,7 +340,7 @@ def _text_format(req: ResponsesRequest) -> dict[str, Any]:
 def _thinking(req: ResponsesRequest, *, model: str) -> dict[str, Any] | None:
     effort = req.reasoning.effort if req.reasoning else None
     config = thinking_config(model, effort=effort, thinking=None)
-    if config is None or req.summary_mode in SUMMARY_MODES:
+    if config is None or req.summary_mode in SUMMARY_MODES or family_of(model) == "c":
         return config
     config.pop("includeThoughts", None)
     return config or None

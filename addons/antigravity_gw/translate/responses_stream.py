@@ -26,7 +26,8 @@ style). The rules:
    (``signatures.encode_tool_call_id``, as in chat). A signature on a thought part, or on the part that
    ends a run of thoughts, also goes into that reasoning item's ``encrypted_content``, which is shown to
    the client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always
-   has it).
+   has it). Both name the family of the model that minted the signature; for Claude the
+   ``encrypted_content`` also carries the thought text, as Claude wants its thinking block back whole.
 6. The end (``finish()``, at the end of the upstream stream): ``finishReason`` STOP and the like →
    ``completed``; MAX_TOKENS → ``incomplete`` (``max_output_tokens``); a filter reason, or a prompt
    blocked by ``promptFeedback`` (a ``refusal`` message item) → ``incomplete`` (``content_filter``);
@@ -200,6 +201,7 @@ class _Item:
     name: str = ""
     namespace: str | None = None
     signature: str | None = None
+    family: str | None = None  # the signature's model family (``model_rules.family_of``)
 
     @property
     def text(self) -> str:
@@ -213,7 +215,10 @@ class _Item:
             summary = [_summary(t) for t in texts]
             out: dict[str, Any] = {"id": self.id, "type": "reasoning", "summary": summary}
             if encrypted and self.signature:
-                out["encrypted_content"] = encode_reasoning_signature(self.signature)
+                thought = "".join(texts) if self.family == "c" else ""
+                out["encrypted_content"] = encode_reasoning_signature(
+                    self.signature, family=self.family, thought=thought
+                )
             return out
         if self.kind in ("text", "refusal"):
             content = [_content_part(self.kind, t) for t in texts]
@@ -294,8 +299,10 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         id_factory: IdFactory,
         names: ToolNames | None = None,
         include_encrypted: bool = False,
+        family: str | None = None,
     ) -> None:
         self._id = response_id
+        self._family = family
         self._created_at = created_at
         self._echo = echo
         self._new_token = id_factory
@@ -413,7 +420,9 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         tool = self._names.lookup(name)
         kind: Kind = "custom_tool_call" if tool.kind == "custom" else "function_call"
         item = self._item(kind, out, new=True)
-        item.call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
+        item.call_id = encode_tool_call_id(
+            self._new_token(), gemini_id=gemini_id, signature=signature, family=self._family
+        )
         item.name, item.namespace = tool.name, tool.namespace
         self._step(item, Step.ADD, out)
         payload = _custom_input(args) if kind == "custom_tool_call" else orjson.dumps(args).decode()
@@ -434,7 +443,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         if not new and self._open is not None and self._open.kind == kind:
             return self._open
         self._close_open(out, "completed")
-        item = _Item(kind, len(self._items), _ID_PREFIX[kind] + self._new_token())
+        item = _Item(kind, len(self._items), _ID_PREFIX[kind] + self._new_token(), family=self._family)
         self._items.append(item)
         self._open = item
         if not new:

@@ -430,7 +430,12 @@ def test_bad_response_schema_is_400() -> None:
         # models that think by default: thoughts are requested so reasoning_content can be returned
         ("gemini-2.5-flash", {}, {"includeThoughts": True}),
         ("gemini-3-pro-preview", {}, {"includeThoughts": True}),
-        ("claude-sonnet-4-5-thinking", {}, {"includeThoughts": True}),
+        # Claude thinks only with a budget, and only when asked (a *-thinking model or the client)
+        ("claude-sonnet-4-5-thinking", {}, {"includeThoughts": True, "thinkingBudget": 24576}),
+        ("claude-sonnet-4-6", {}, None),
+        ("claude-sonnet-4-6", {"reasoning_effort": "low"}, {"includeThoughts": True, "thinkingBudget": 4096}),
+        ("claude-sonnet-4-6", {"thinking": {"type": "enabled"}}, {"includeThoughts": True, "thinkingBudget": 24576}),
+        ("claude-opus-4-6-thinking", {"reasoning_effort": "none"}, None),
         ("gemini-2.0-flash", {}, None),
         ("gemini-2.5-flash-image", {}, None),
         # reasoning_effort → budgets (2.5, capped per family) or levels (3)
