@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -45,6 +46,7 @@ _PLACEHOLDER_SCHEMA = {
 _CLAUDE_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+@lru_cache(maxsize=256)  # asked twice per request; model names are few
 def family_of(model: str) -> str | None:
     name = model.lower()
     if "claude" in name:
