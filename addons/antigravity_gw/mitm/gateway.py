@@ -308,7 +308,8 @@ class Gateway:
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
-            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
+            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent,
+                                                                  gemini3_thinking=st.cloudcode_gemini3_thinking),
                         "api_key": PublicGemini(st.gemini_url)}
             send = aiohttp_sender(self._session, st.timeouts)
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,

@@ -85,13 +85,16 @@ def session_id_for(account_id: str) -> str:
 class CloudCode:
     name = "cloudcode"
 
-    def __init__(self, bases: tuple[str, ...], user_agent: str) -> None:
+    def __init__(self, bases: tuple[str, ...], user_agent: str, *, gemini3_thinking: str = "level") -> None:
         self.bases = bases
         self.user_agent = user_agent
+        self.level_as_budget = gemini3_thinking == "budget"
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:
         rpc = f"{STREAM_RPC}?alt=sse" if stream else UNARY_RPC
+        if self.level_as_budget:
+            request = level_as_budget(request)
         envelope = {
             "project": account.project_id,
             "model": model,
@@ -102,6 +105,23 @@ class CloudCode:
         }
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(envelope))
+
+
+# ag_cloudcode_gemini3_thinking=budget: Gemini 3's thinkingLevel as the budget of the same depth (the
+# translation's reasoning_effort budgets: low 4096, medium 8192, high 24576; minimal is the least).
+LEVEL_BUDGETS = {"minimal": 1024, "low": 4096, "medium": 8192, "high": 24576}
+
+
+def level_as_budget(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with ``thinkingConfig.thinkingLevel`` replaced by ``thinkingBudget`` (never both);
+    unchanged (the same object) when it has no level."""
+    config = request.get("generationConfig")
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    if not isinstance(thinking, dict) or "thinkingLevel" not in thinking:
+        return request
+    budget = LEVEL_BUDGETS.get(str(thinking["thinkingLevel"]).lower(), LEVEL_BUDGETS["high"])
+    new_thinking = {k: v for k, v in thinking.items() if k != "thinkingLevel"} | {"thinkingBudget": budget}
+    return {**request, "generationConfig": {**config, "thinkingConfig": new_thinking}}
 
 
 class PublicGemini:

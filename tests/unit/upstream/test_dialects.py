@@ -78,3 +78,16 @@ def test_unwrap_any_takes_cloud_codes_response_and_leaves_errors_and_public_even
     assert unwrap_any(event) is event
     error = {"response": {"x": 1}, "error": {"code": 429}}
     assert unwrap_any(error) is error
+
+
+@pytest.mark.parametrize(("mode", "thinking"), [
+    ("level", {"includeThoughts": True, "thinkingLevel": "low"}),
+    ("budget", {"includeThoughts": True, "thinkingBudget": 4096}),
+])
+def test_gemini_3_thinking_level_goes_as_level_or_as_budget_never_both(mode, thinking):
+    account = Account("acc-1", "a@example.com", "oauth", None, project_id="proj-1")
+    request = {**REQUEST, "generationConfig": {"thinkingConfig": {"includeThoughts": True, "thinkingLevel": "low"}}}
+    call = CloudCode(("https://cc.example/v1internal",), "ua", gemini3_thinking=mode).build(
+        "https://cc.example/v1internal", "gemini-3.1-pro-high", False, request, account, "t", CallContext("r"))
+    assert orjson.loads(call.body)["request"]["generationConfig"]["thinkingConfig"] == thinking
+    assert request["generationConfig"]["thinkingConfig"]["thinkingLevel"] == "low"  # the flow's copy untouched
