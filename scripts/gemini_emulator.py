@@ -1091,7 +1091,8 @@ def precheck(state: EmulatorState, call: Call) -> ErrorReply | None:
 # Model rules (pure): what Claude and Gemini 3 behind Cloud Code reject (MODEL_RULES_DOC)
 # --------------------------------------------------------------------------------------------
 
-SKIP_SIGNATURES: Final = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
+SKIP_SIGNATURES: Final = frozenset({"skip_thought_signature_validator",
+                                   "context_engineering_is_the_way_to_go"})
 CLAUDE_MAX_OUTPUT: Final = 64000
 CLAUDE_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 GEMINI3_SIGNATURE_TAG: Final = "emu-gemini-3#"
@@ -1203,14 +1204,15 @@ def thinking_on(config: Json) -> bool:
     thinking = config.get("thinkingConfig")
     if not isinstance(thinking, dict):
         return False
-    return bool(thinking.get("includeThoughts") or thinking.get("thinkingBudget") or thinking.get("thinkingLevel"))
+    return any(thinking.get(key) for key in ("includeThoughts", "thinkingBudget", "thinkingLevel"))
 
 
 def claude_request_error(request: Json, contents: list[Json], model: str) -> str | None:
     if contents and contents[-1].get("role") == "model":
         return ("This model does not support assistant message prefill. The conversation must end with a "
                 "user message.")
-    validated = ((request.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode") == "VALIDATED"
+    calling = (request.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    validated = calling.get("mode") == "VALIDATED"
     declarations = [d for tool in request.get("tools") or [] for d in tool.get("functionDeclarations") or []]
     for index, declaration in enumerate(declarations):
         name = str(declaration.get("name", ""))
@@ -1257,8 +1259,8 @@ def claude_budget_error(config: Json, model: str) -> str | None:
     if budget < 1024:
         return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
     if isinstance(limit, int) and limit <= budget:
-        return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
-                "at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
+        return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+                "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
                 "window-size")
     return None
 
@@ -1272,7 +1274,7 @@ def gemini3_request_error(request: Json, contents: list[Json]) -> str | None:
         if turn.get("role") != "model":
             continue
         calls = [p for p in parts_of(turn) if "functionCall" in p]
-        for position, part in enumerate(parts_of(turn)):
+        for part in parts_of(turn):
             signature = part.get("thoughtSignature")
             if not signature:
                 continue

@@ -1063,7 +1063,8 @@ def fc(name: str = "get_weather", signature: str | None = None) -> dict[str, Any
     return part
 
 
-RESULT = {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "9C"}}}]}
+RESULT = {"role": "user",
+          "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "9C"}}}]}
 THINK_ON = {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": 4096}, "maxOutputTokens": 8192}
 
 
@@ -1097,10 +1098,12 @@ async def test_claude_accepts_its_own_signed_thinking_leading_the_tool_turn(emu:
 
 
 @pytest.mark.parametrize(("turn", "expected"), [
-    (call_turn(thought("I should look it up.", None), fc()), "messages.1.content.0.thinking.signature: Field required"),
+    (call_turn(thought("I should look it up.", None), fc()),
+     "messages.1.content.0.thinking.signature: Field required"),
     (call_turn(thought("I should look it up.", claude_signature("something else")), fc()),
      "messages.1.content.0: Invalid `signature` in `thinking` block"),
-    (call_turn(thought("x", "skip_thought_signature_validator"), fc()), "Invalid `signature` in `thinking` block"),
+    (call_turn(thought("x", "skip_thought_signature_validator"), fc()),
+     "Invalid `signature` in `thinking` block"),
     (call_turn(fc(signature=gemini3_signature())), "messages.1.content.0: Invalid `signature`"),
     (call_turn(fc()), "a final `assistant` message must start with a thinking block"),
 ])
@@ -1134,7 +1137,8 @@ async def test_claude_rejects_prefill_bad_tools_and_token_limits(emu: Emu, reque
 
 
 async def test_claude_signs_its_thoughts_over_their_whole_text(emu: Emu) -> None:
-    emu.state.add_rules([{"match": {"model": CLAUDE}, "reply": {"thoughts": ["Let me ", "think."], "text": "ok"}}])
+    emu.state.add_rules([{"match": {"model": CLAUDE},
+                          "reply": {"thoughts": ["Let me ", "think."], "text": "ok"}}])
     resp = await emu.cloudcode("generateContent", envelope(gen_request(), model=CLAUDE))
     parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
     assert parts[0] == {"text": "Let me think.", "thought": True,
@@ -1143,7 +1147,8 @@ async def test_claude_signs_its_thoughts_over_their_whole_text(emu: Emu) -> None
 
 async def test_gemini3_signs_the_first_call_and_accepts_it_back(emu: Emu) -> None:
     emu.state.add_rules([{"match": {"model": GEMINI3}, "reply": {"function_calls": [
-        {"name": "get_weather", "args": {"city": "Paris"}}, {"name": "get_weather", "args": {"city": "Rome"}}]}}])
+        {"name": "get_weather", "args": {"city": "Paris"}},
+        {"name": "get_weather", "args": {"city": "Rome"}}]}}])
     resp = await emu.cloudcode("generateContent", envelope(gen_request(), model=GEMINI3))
     parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
     assert "thoughtSignature" in parts[0] and "thoughtSignature" not in parts[1]
@@ -1155,7 +1160,8 @@ async def test_gemini3_signs_the_first_call_and_accepts_it_back(emu: Emu) -> Non
     (call_turn(fc()), "Function call is missing a thought_signature"),
     (call_turn(fc(signature="c2lnLWZyb20tMi41")), "Invalid thought signature."),
     (call_turn(fc(signature=claude_signature("x"))), "Invalid thought signature."),
-    (call_turn(fc(signature="skip_thought_signature_validator"), fc(signature="skip_thought_signature_validator")),
+    (call_turn(fc(signature="skip_thought_signature_validator"),
+               fc(signature="skip_thought_signature_validator")),
      "Request contains an invalid argument."),
 ])
 async def test_gemini3_rejects_missing_foreign_and_escape_on_every_call(emu: Emu, turn: dict[str, Any],
@@ -1178,7 +1184,8 @@ async def test_gemini3_rejects_level_and_budget_together_and_older_turns_need_no
 
 
 async def test_model_rules_only_behind_their_names(emu: Emu) -> None:
-    request = {"tools": [TOOL], "contents": [user("weather?"), call_turn(fc()), RESULT, call_turn({"text": "a"})]}
+    request = {"tools": [TOOL],
+               "contents": [user("weather?"), call_turn(fc()), RESULT, call_turn({"text": "a"})]}
     assert (await emu.cloudcode("generateContent", envelope(request, model="gemini-3-flash"))).status == 200
     emu.state.configure({"strict_models": ["gemini-3-flash"]})
     request["contents"] = request["contents"][:3]

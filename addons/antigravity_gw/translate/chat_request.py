@@ -43,6 +43,7 @@ from ..openai_api.models import (
     ToolMessage,
     UserMessage,
 )
+from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .parts import (
     InlineImage,
     Part,
@@ -51,9 +52,9 @@ from .parts import (
     content_to_text,
     function_call_part,
     function_response_part,
+    media_resolution,
     text_part,
 )
-from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .schema import clean_schema_for_gemini
 from .signatures import decode_tool_call_id
 from .tools import tool_choice_to_gemini, tools_to_gemini
@@ -107,7 +108,8 @@ def chat_request_to_gemini(
     """``model`` is the upstream model id (after mapping): it decides the thinking parameters and what the
     history must look like for its family (``model_rules.py``)."""
     signed: list[SignedPart] = []
-    system, contents = messages_to_gemini(req.messages, images=images, signed=signed)
+    details: set[str] = set()
+    system, contents = messages_to_gemini(req.messages, images=images, signed=signed, details=details)
     target = family_of(model)
     if signed or target == "g3":
         fit_history(contents, signed, target=target)
@@ -118,7 +120,10 @@ def chat_request_to_gemini(
         out["tools"] = tools
     if (tool_config := tool_choice_to_gemini(req)) is not None:
         out["toolConfig"] = tool_config
-    if config := generation_config(req, model=model):
+    config = generation_config(req, model=model)
+    if details and target != "c" and (resolution := media_resolution(details)):
+        config["mediaResolution"] = resolution
+    if config:
         out["generationConfig"] = config
     out["contents"] = contents
     if target == "c":
@@ -130,7 +135,11 @@ def chat_request_to_gemini(
 
 
 def messages_to_gemini(
-    messages: Sequence[Message], *, images: Images = None, signed: list[SignedPart] | None = None
+    messages: Sequence[Message],
+    *,
+    images: Images = None,
+    signed: list[SignedPart] | None = None,
+    details: set[str] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """``(systemInstruction or None, contents)``; replayed signatures are listed in ``signed``."""
     system: list[Part] = []
@@ -142,7 +151,8 @@ def messages_to_gemini(
             if text := content_to_text(msg.content, param=f"{param}.content"):
                 system.append(text_part(text))
         elif isinstance(msg, UserMessage):
-            turns.append(("user", content_to_parts(msg.content, param=f"{param}.content", images=images)))
+            parts = content_to_parts(msg.content, param=f"{param}.content", images=images, details=details)
+            turns.append(("user", parts))
         elif isinstance(msg, AssistantMessage):
             parts = _assistant_parts(msg, param=param, images=images, calls=calls, signed=signed)
             turns.append(("model", parts))

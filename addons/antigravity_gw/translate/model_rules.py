@@ -40,7 +40,9 @@ CLAUDE_MAX_OUTPUT_TOKENS = 64000
 CLAUDE_MIN_BUDGET = 1024
 _PLACEHOLDER_SCHEMA = {
     "type": "OBJECT",
-    "properties": {PLACEHOLDER: {"type": "BOOLEAN", "description": "Always true; this tool takes no arguments."}},
+    "properties": {
+        PLACEHOLDER: {"type": "BOOLEAN", "description": "Always true; this tool takes no arguments."}
+    },
     "required": [PLACEHOLDER],
 }
 _CLAUDE_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -103,7 +105,8 @@ def _fit_claude_history(contents: list[dict[str, Any]], signed: Sequence[SignedP
     for item in signed:
         item.part.pop("thoughtSignature", None)
         if item.family == "c" and item.thought:
-            thinking[id(item.part)] = {"thought": True, "text": item.thought, "thoughtSignature": item.signature}
+            block = {"thought": True, "text": item.thought, "thoughtSignature": item.signature}
+            thinking[id(item.part)] = block
     for turn in contents:
         if turn["role"] != "model":
             continue
@@ -146,8 +149,8 @@ def _fit_claude_tools(out: dict[str, Any]) -> None:
             name = declaration["name"]
             if not _CLAUDE_TOOL_NAME.fullmatch(name):
                 raise InvalidRequest(
-                    f"Invalid tool name {name!r}: Claude models accept tool names of 1 to 64 letters, digits, "
-                    "'_' and '-' only.",
+                    f"Invalid tool name {name!r}: Claude models accept tool names of 1 to 64 letters, "
+                    "digits, '_' and '-' only.",
                     param="tools",
                 )
             if not declaration.get("parameters", {}).get("properties"):

@@ -62,6 +62,7 @@ from .parts import (
     inline_part,
     is_http_url,
     join_text_parts,
+    media_resolution,
     parse_data_url,
     text_part,
 )
@@ -101,7 +102,10 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
     req = call.request
     plan = responses_tools_to_gemini(req.tools, req.tool_choice)
     signed: list[SignedPart] = []
-    system, contents = items_to_gemini(req.instructions, call, names=plan.names, images=images, signed=signed)
+    details: set[str] = set()
+    system, contents = items_to_gemini(
+        req.instructions, call, names=plan.names, images=images, signed=signed, details=details
+    )
     target = family_of(model)
     if signed or target == "g3":
         fit_history(contents, signed, target=target)
@@ -112,7 +116,10 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
         out["tools"] = plan.tools
     if plan.tool_config is not None:
         out["toolConfig"] = plan.tool_config
-    if config := generation_config(req, model=model):
+    config = generation_config(req, model=model)
+    if details and target != "c" and (resolution := media_resolution(details)):
+        config["mediaResolution"] = resolution
+    if config:
         out["generationConfig"] = config
     out["contents"] = contents
     if target == "c":
@@ -134,8 +141,9 @@ def items_to_gemini(
     names: ToolNames,
     images: Images = None,
     signed: list[SignedPart] | None = None,
+    details: set[str] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    conversation = _Conversation(images, signed=[] if signed is None else signed)
+    conversation = _Conversation(images, signed=[] if signed is None else signed, details=details)
     if instructions:
         conversation.system.append(text_part(instructions))
     for i, item in enumerate(call.items):
@@ -160,6 +168,7 @@ class _Conversation:
     calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # call_id → (name, Gemini id)
     reasoning: ToolCallRef | None = None  # from a reasoning item, for the next model part
     signed: list[SignedPart] = field(default_factory=list)  # replayed signatures, for model_rules
+    details: set[str] | None = None  # image detail values asked for (``parts.media_resolution``)
 
     def add(self, item: InputItem, *, param: str) -> None:
         if isinstance(item, MessageItem):
@@ -184,7 +193,9 @@ class _Conversation:
             if text := _text_only(item.content, param=f"{param}.content"):
                 self.system.append(text_part(text))
             return
-        parts = content_to_parts(item.content, param=f"{param}.content", images=self.images)
+        parts = content_to_parts(
+            item.content, param=f"{param}.content", images=self.images, details=self.details
+        )
         if item.role == "user":
             self.reasoning = None
             self.turns.append(("user", parts))
@@ -238,12 +249,16 @@ class _Conversation:
 # --- content -----------------------------------------------------------------------------------------
 
 
-def content_to_parts(content: str | Sequence[ContentPart], *, param: str, images: Images) -> list[Part]:
+def content_to_parts(
+    content: str | Sequence[ContentPart], *, param: str, images: Images, details: set[str] | None = None
+) -> list[Part]:
     """Message or tool-output content → Gemini parts; empty text is dropped (Gemini rejects it)."""
     if isinstance(content, str):
         return [text_part(content)] if content else []
     parts: list[Part] = []
     for j, part in enumerate(content):
+        if details is not None and isinstance(part, InputImage) and part.detail in ("low", "high"):
+            details.add(part.detail)
         if (converted := _part(part, param=f"{param}[{j}]", images=images)) is not None:
             parts.append(converted)
     return parts

@@ -94,13 +94,14 @@ def decode_tool_call_id(call_id: str) -> ToolCallRef:
     if m is None:
         return ToolCallRef()
     family = m["family"] if m["family"] in FAMILIES else None
-    thought = None
+    thought: str | None = None
+    signature: str | None = None
     try:
         gemini_id = bytes.fromhex(m["gid"]).decode() if m["gid"] else None
         if m["flavour"] == "z":
             signature, thought = unpack_thinking(m["sig"])
-        else:
-            signature = _decode_signature(m["flavour"], m["sig"]) if m["sig"] else None
+        elif m["sig"]:
+            signature = _decode_signature(m["flavour"], m["sig"])
     except (ValueError, binascii.Error, zlib.error):
         return ToolCallRef()
     return ToolCallRef(gemini_id=gemini_id, signature=signature, family=family, thought=thought)
@@ -121,9 +122,12 @@ def unpack_thinking(payload: str) -> tuple[str, str]:
     if inflater.unconsumed_tail or not inflater.eof:
         raise ValueError("not a whole thinking block")
     value = orjson.loads(raw)
-    if not isinstance(value, dict) or not isinstance(value.get("s"), str) or not isinstance(value.get("t"), str):
+    if not isinstance(value, dict):
         raise ValueError("not a thinking block")
-    return value["s"], value["t"]
+    signature, thought = value.get("s"), value.get("t")
+    if not isinstance(signature, str) or not isinstance(thought, str):
+        raise ValueError("not a thinking block")
+    return signature, thought
 
 
 def _encode_signature(signature: str) -> str:

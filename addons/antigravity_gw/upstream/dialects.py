@@ -116,7 +116,9 @@ def level_as_budget(request: dict[str, Any]) -> dict[str, Any]:
     """The request with ``thinkingConfig.thinkingLevel`` replaced by ``thinkingBudget`` (never both);
     unchanged (the same object) when it has no level."""
     config = request.get("generationConfig")
-    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return request
+    thinking = config.get("thinkingConfig")
     if not isinstance(thinking, dict) or "thinkingLevel" not in thinking:
         return request
     budget = LEVEL_BUDGETS.get(str(thinking["thinkingLevel"]).lower(), LEVEL_BUDGETS["high"])

@@ -151,10 +151,11 @@ def anthropic_error_message(message: str) -> str | None:
     except orjson.JSONDecodeError:
         return None
     inner = data.get("error") if isinstance(data, dict) else None
-    text = inner.get("message") if isinstance(inner, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    text, kind = inner.get("message"), inner.get("type")
     if not isinstance(text, str) or not text:
         return None
-    kind = inner.get("type")
     return f"{text} ({kind})" if isinstance(kind, str) and kind else text
 
 

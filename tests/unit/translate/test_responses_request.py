@@ -226,3 +226,19 @@ def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str)
     with pytest.raises(InvalidRequest) as e:
         responses_image_url_params(call(body))
     assert e.value.param == "input[0].content[0].image_url"
+
+
+def test_input_image_detail_becomes_the_media_resolution():
+    from antigravity_gw.openai_api.responses_models import parse_responses_request
+    from antigravity_gw.translate.responses_request import (
+        ResponsesCall,
+        input_items,
+        responses_request_to_gemini,
+    )
+
+    body = {"model": "gemini-3-flash", "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}]}]}
+    request = parse_responses_request(orjson.dumps(body))
+    out = responses_request_to_gemini(ResponsesCall(request, "gemini-3-flash", input_items(request)),
+                                      model="gemini-3-flash")
+    assert out["generationConfig"]["mediaResolution"] == "MEDIA_RESOLUTION_HIGH"

@@ -47,8 +47,10 @@ def test_fallback_for_matches_exact_then_the_most_specific_wildcard():
 
 @pytest.mark.parametrize(("client", "upstream"), [
     ("claude-opus-4-6", "claude-opus-4-6-thinking"), ("claude-opus-4.6-thinking", "claude-opus-4-6-thinking"),
-    ("claude-opus-4-6-20260201", "claude-opus-4-6-thinking"), ("claude-opus-4-5-thinking", "claude-opus-4-6-thinking"),
-    ("claude-opus-4-6-thinking", "claude-opus-4-6-thinking"), ("claude-sonnet-4-5-20250929", "claude-sonnet-4-6"),
+    ("claude-opus-4-6-20260201", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-5-thinking", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-6-thinking", "claude-opus-4-6-thinking"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-6"),
     ("claude-3-5-sonnet-latest", "claude-sonnet-4-6"), ("claude-haiku-4-5", "claude-sonnet-4-6"),
     ("claude-sonnet-4-6", "claude-sonnet-4-6"),
 ])

@@ -86,8 +86,10 @@ def test_unwrap_any_takes_cloud_codes_response_and_leaves_errors_and_public_even
 ])
 def test_gemini_3_thinking_level_goes_as_level_or_as_budget_never_both(mode, thinking):
     account = Account("acc-1", "a@example.com", "oauth", None, project_id="proj-1")
-    request = {**REQUEST, "generationConfig": {"thinkingConfig": {"includeThoughts": True, "thinkingLevel": "low"}}}
-    call = CloudCode(("https://cc.example/v1internal",), "ua", gemini3_thinking=mode).build(
-        "https://cc.example/v1internal", "gemini-3.1-pro-high", False, request, account, "t", CallContext("r"))
+    level = {"includeThoughts": True, "thinkingLevel": "low"}
+    request = {**REQUEST, "generationConfig": {"thinkingConfig": level}}
+    base = "https://cc.example/v1internal"
+    call = CloudCode((base,), "ua", gemini3_thinking=mode).build(
+        base, "gemini-3.1-pro-high", False, request, account, "t", CallContext("r"))
     assert orjson.loads(call.body)["request"]["generationConfig"]["thinkingConfig"] == thinking
-    assert request["generationConfig"]["thinkingConfig"]["thinkingLevel"] == "low"  # the flow's copy untouched
+    assert level["thinkingLevel"] == "low"  # the flow's copy is left untouched

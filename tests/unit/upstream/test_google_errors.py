@@ -185,6 +185,6 @@ def test_a_claude_400_becomes_a_clear_openai_error():
     err = upstream_error_for(parse_google_error(400, body, now=NOW), "acc")
     assert err.status == 400
     assert err.to_openai()["error"] == {
-        "message": "Claude (through Google) rejected the request: messages.1.content.0: Invalid `signature` in "
-                   "`thinking` block (invalid_request_error)",
+        "message": "Claude (through Google) rejected the request: messages.1.content.0: Invalid "
+                   "`signature` in `thinking` block (invalid_request_error)",
         "type": "invalid_request_error", "param": None, "code": "upstream_invalid_argument"}
