@@ -36,7 +36,9 @@ content keys keeps the default echo. ``fault`` makes a faulty 200 (HTML, invalid
 object, a cut, an invalid event, an empty body, a stall, a trickle) in either dialect; a recorded call
 whose client hung up before the answer was complete gets ``"client_closed": true``.
 Built-in checks run before the rules: auth (missing, expired or unknown token or key), the
-envelope's required fields, and the account's model list. ``RULE_DOC`` and ``CONFIG_DOC`` below
+envelope's required fields, the account's model list, and the model rules of Claude (``claude-*``)
+and Gemini 3 (``gemini-3.1-*``, config ``strict_models``): signed thinking, prefill, tool schemas and
+names, token limits, call signatures and the escape value (``MODEL_RULES_DOC``). ``RULE_DOC`` and ``CONFIG_DOC`` below
 give the details; ``--help`` prints them.
 
 Only aiohttp and orjson are needed, so the script runs outside the gateway's package.

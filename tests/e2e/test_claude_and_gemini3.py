@@ -294,3 +294,39 @@ def test_claudes_own_error_is_unwrapped(client, gw, emulator):
         "tokens > 200000 maximum (invalid_request_error)"
     )
     assert e.value.body["code"] == "upstream_invalid_argument"
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GEMINI3])
+def test_responses_tool_loop_through_previous_response_id(client, gw, emulator, model):
+    """The stored response keeps each thinking block / signature for its own model: no client state at all."""
+    emulator.add_rules(
+        [
+            {
+                "times": 1,
+                "reply": {
+                    "thoughts": ["Weather first."],
+                    "function_calls": [{"name": "get_weather", "args": {"city": "Oslo"}}],
+                },
+            },
+            {"times": 1, "reply": {"thoughts": ["Now the time."], "function_calls": [{"name": "get_time"}]}},
+            {"times": 1, "reply": {"text": "Cold, noon."}},
+        ]
+    )
+    tools = [{"type": "function", **WEATHER["function"]}, {"type": "function", **NOW["function"]}]
+    response = client.responses.create(model=model, tools=tools, input="Weather and time in Oslo?")
+    for result in ("-3C", "12:00"):
+        call = next(i for i in response.output if i.type == "function_call")
+        response = client.responses.create(
+            model=model,
+            tools=tools,
+            previous_response_id=response.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": result}],
+        )
+    assert response.output_text == "Cold, noon."
+    model_turns = [c for c in sent(emulator, gw)["contents"] if c["role"] == "model"]
+    if model == CLAUDE:
+        assert [t["parts"][0]["text"] for t in model_turns] == ["Weather first.", "Now the time."]
+    else:
+        assert all(
+            t["parts"][0]["thoughtSignature"] != "skip_thought_signature_validator" for t in model_turns
+        )

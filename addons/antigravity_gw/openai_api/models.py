@@ -192,6 +192,9 @@ class ToolCall(_Model):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    # Google's OpenAI-compatible API (and gateways copying it) carry the thought signature here:
+    # {"google": {"thought_signature": "..."}}; read when the id carries none.
+    extra_content: dict[str, Any] | None = None
 
 
 class SystemMessage(_Model):

@@ -56,7 +56,7 @@ from .parts import (
     text_part,
 )
 from .schema import clean_schema_for_gemini
-from .signatures import decode_tool_call_id
+from .signatures import ToolCallRef, decode_tool_call_id
 from .tools import tool_choice_to_gemini, tools_to_gemini
 
 Images = Mapping[str, InlineImage] | None
@@ -196,6 +196,8 @@ def _assistant_parts(
         parts.append(text_part(msg.refusal))
     for j, call in enumerate(msg.tool_calls or ()):
         ref = decode_tool_call_id(call.id)
+        if ref.signature is None and call.extra_content:
+            ref = ToolCallRef(ref.gemini_id, _google_signature(call.extra_content))
         args = call_arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
         name = call.function.name
         part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature)
@@ -208,6 +210,13 @@ def _assistant_parts(
         args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
         parts.append(function_call_part(msg.function_call.name, args))
     return parts
+
+
+def _google_signature(extra: Mapping[str, Any]) -> str | None:
+    """``extra_content.google.thought_signature``, when it is a non-empty string."""
+    google = extra.get("google")
+    signature = google.get("thought_signature") if isinstance(google, Mapping) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _tool_result_parts(

@@ -375,3 +375,22 @@ def test_ids_of_another_client_or_a_zip_bomb_carry_nothing() -> None:
     bomb = base64.urlsafe_b64encode(zlib.compress(b"{" + b" " * (1 << 22))).decode().rstrip("=")
     assert decode_tool_call_id(f"call_x_fc_sigz{bomb}") == decode_tool_call_id("call_Kx81")
     assert decode_tool_call_id(encode_tool_call_id("x", signature="s", family="zz")).family is None
+
+
+def test_a_signature_in_googles_extra_content_is_read_for_gemini_only() -> None:
+    message = {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "call_from_elsewhere",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                "extra_content": {"google": {"thought_signature": "Z29vZ2xl"}},
+            }
+        ],
+    }
+    assert (
+        next_chat_request(message, "gemini-3-flash")["contents"][1]["parts"][0]["thoughtSignature"]
+        == "Z29vZ2xl"
+    )
+    assert "thoughtSignature" not in next_chat_request(message, CLAUDE)["contents"][1]["parts"][0]
