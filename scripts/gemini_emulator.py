@@ -36,10 +36,10 @@ content keys keeps the default echo. ``fault`` makes a faulty 200 (HTML, invalid
 object, a cut, an invalid event, an empty body, a stall, a trickle) in either dialect; a recorded call
 whose client hung up before the answer was complete gets ``"client_closed": true``.
 Built-in checks run before the rules: auth (missing, expired or unknown token or key), the
-envelope's required fields, the account's model list, and the model rules of Claude (``claude-*``)
-and Gemini 3 (``gemini-3.1-*``, config ``strict_models``): signed thinking, prefill, tool schemas and
-names, token limits, call signatures and the escape value (``MODEL_RULES_DOC``). ``RULE_DOC`` and ``CONFIG_DOC`` below
-give the details; ``--help`` prints them.
+envelope's required fields, the account's model list, and the model rules of Claude (``claude-*``),
+Gemini 3 (``gemini-3.1-*``, config ``strict_models``) and image models: signed thinking, prefill, tool
+schemas and names, token limits, call signatures and the escape value, image requests
+(``MODEL_RULES_DOC``). ``RULE_DOC`` and ``CONFIG_DOC`` below give the details; ``--help`` prints them.
 
 Only aiohttp and orjson are needed, so the script runs outside the gateway's package.
 """
@@ -91,6 +91,8 @@ reply (combine freely):
   text            str (split into 3 frames) or [str, ...] (one frame each)
   thoughts        [str, ...] thought parts, first, one frame each; thought_signature goes on the last
   function_calls  [{"name", "args", "id"?, "thought_signature"?}], one frame each, after text
+  images          [{"mime_type", "data" (base64), "thought_signature"?}] inlineData parts, one frame each,
+                  after the function calls (an image model's default answer has one PNG)
   finish_reason   default "STOP"; null sends none.    candidates  int, overrides candidateCount
   usage           usageMetadata dict (null: none)     prompt_feedback  e.g. {"blockReason": "SAFETY"}
   events          raw GenerateContentResponse list, sent verbatim (wrapped for Cloud Code)
@@ -149,6 +151,9 @@ model rules (built in, before the scripted rules; both dialects; a 400 INVALID_A
                 signature anywhere; with thinking on, a last model turn of the running tool loop that
                 does not start with a signed thought part; thinkingBudget < 1024 or >= maxOutputTokens;
                 maxOutputTokens > 64000. Thoughts it answers are signed over their whole text.
+  *-image*      image models: Cloud Code's requestType must be image_gen; no tools; imageConfig's
+                aspectRatio / imageSize from Google's lists; responseModalities with imageConfig is the 500
+                CLIProxyAPI#4751 saw. Answers carry one signed PNG (inlineData) after any text.
   gemini-3.1-*  and config strict_models: thinkingLevel together with thinkingBudget; in the current
                 turn (after the last user text) a model turn whose first functionCall has no
                 thoughtSignature; a signature this emulator did not mint for a Gemini 3 model; a skip
@@ -189,7 +194,7 @@ MERGED_CONFIG_KEYS: Final = frozenset({"models_by_credential", "projects", "oaut
 
 MATCH_KEYS: Final = frozenset({"credential", "model", "rpc", "endpoint", "base"})
 REPLY_KEYS: Final = frozenset(
-    {"text", "thoughts", "thought_signature", "function_calls", "finish_reason", "usage",
+    {"images", "text", "thoughts", "thought_signature", "function_calls", "finish_reason", "usage",
      "prompt_feedback", "candidates", "events", "delay_ms", "chunk_delay_ms", "cut_after", "split",
      "error", "error_mid_stream", "status", "body", "headers", "fault", "fault_after", "stall_ms",
      "trickle_ms"}
@@ -201,7 +206,8 @@ HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>
                     b"temporary error and could not complete your request.<p>Please try again in 30 "
                     b"seconds.</html>\n")
 # A reply with none of these keeps the default echo content (so a rule can just add a delay).
-CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
+CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback",
+                                "images"})
 
 GENERATE_RPCS: Final = frozenset({"generateContent", "streamGenerateContent"})
 CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser",
@@ -539,7 +545,15 @@ def candidate_frames(reply: Json, index: int) -> list[list[Json]]:
         chunks[-1] += f" [{index}]"
     frames += [[{"text": chunk}] for chunk in chunks]
     frames += [[function_call_part(call)] for call in reply.get("function_calls") or []]
+    frames += [[image_part(image)] for image in reply.get("images") or []]
     return frames
+
+
+def image_part(image: Json) -> Json:
+    part: Json = {"inlineData": {"mimeType": image.get("mime_type", "image/png"), "data": image["data"]}}
+    if image.get("thought_signature"):
+        part["thoughtSignature"] = image["thought_signature"]
+    return part
 
 
 def estimate_usage(per_candidate: list[list[list[Json]]], ctx: GenContext) -> Json:
@@ -1117,6 +1131,8 @@ THINKING_FIRST: Final = (
 def rules_family(model: str, config: Json) -> str | None:
     if model.startswith("claude-"):
         return "claude"
+    if "-image" in model:
+        return "image"
     if model.startswith("gemini-3.1-") or model in config["strict_models"]:
         return "gemini-3"
     return None
@@ -1155,6 +1171,9 @@ def is_claude_signature(signature: str) -> bool:
 
 def sign_reply(family: str, content: Json) -> Json:
     """The model's own answer carries signatures it will accept back (unless the rule set its own)."""
+    if family == "image" and "images" not in content and not {"function_calls", "events"} & set(content):
+        return {**content, "images": [{"mime_type": "image/png", "data": TINY_PNG,
+                                       "thought_signature": gemini3_signature()}]}
     thoughts = content.get("thoughts") or []
     if family == "claude" and thoughts and not content.get("thought_signature"):
         return {**content, "thought_signature": claude_signature("".join(thoughts))}
@@ -1185,6 +1204,8 @@ def model_rules_error(state: EmulatorState, call: Call) -> ErrorReply | None:
     if family == "claude":
         message = claude_request_error(request, contents, call.model or "")
         return anthropic_error(message) if message else None
+    if family == "image":
+        return image_request_error(call, request)
     message = gemini3_request_error(request, contents)
     return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", message)) if message else None
 
@@ -1264,6 +1285,34 @@ def claude_budget_error(config: Json, model: str) -> str | None:
         return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
                 "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
                 "window-size")
+    return None
+
+
+ASPECT_RATIOS: Final = frozenset({"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                                 "21:9"})
+IMAGE_SIZES: Final = frozenset({"1K", "2K", "4K"})
+TINY_PNG: Final = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+                   "rkJggg==")
+
+
+def image_request_error(call: Call, request: Json) -> ErrorReply | None:
+    """An image model: Cloud Code's request type ``image_gen``; a valid ``imageConfig``; no tools; and the
+    500 seen for ``responseModalities`` with ``imageConfig`` (CLIProxyAPI#4751)."""
+    if call.endpoint == "cloudcode" and call.body.get("requestType") != "image_gen":
+        return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
+    if request.get("tools"):
+        return ErrorReply(400, status_body(400, "INVALID_ARGUMENT",
+                                           f"Function calling is not enabled for models/{call.model}"))
+    config = request.get("generationConfig") or {}
+    image = config.get("imageConfig") or {}
+    if "aspectRatio" in image and image["aspectRatio"] not in ASPECT_RATIOS:
+        return bad_argument(f"Invalid value at 'generation_config.image_config.aspect_ratio' "
+                            f"({image['aspectRatio']!r})")
+    if "imageSize" in image and image["imageSize"] not in IMAGE_SIZES:
+        return bad_argument(f"Invalid value at 'generation_config.image_config.image_size' "
+                            f"({image['imageSize']!r})")
+    if image and config.get("responseModalities"):
+        return ErrorReply(500, status_body(500, "INTERNAL", "Internal error encountered."))
     return None
 
 

@@ -1190,3 +1190,32 @@ async def test_model_rules_only_behind_their_names(emu: Emu) -> None:
     emu.state.configure({"strict_models": ["gemini-3-flash"]})
     request["contents"] = request["contents"][:3]
     assert "missing a thought_signature" in await rejected(emu, "gemini-3-flash", request)
+
+
+IMAGE = "gemini-3.1-flash-image"
+
+
+def image_envelope(request: dict[str, Any]) -> dict[str, Any]:
+    return {**envelope(request, model=IMAGE), "requestType": "image_gen"}
+
+
+async def test_image_model_answers_a_signed_png(emu: Emu) -> None:
+    request = gen_request("a cat", imageConfig={"aspectRatio": "16:9", "imageSize": "2K"})
+    resp = await emu.cloudcode("generateContent", image_envelope(request))
+    parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
+    assert parts[0] == {"text": "echo: a cat"}
+    assert parts[1]["inlineData"]["mimeType"] == "image/png" and parts[1]["thoughtSignature"]
+
+
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    (envelope(gen_request("a cat"), model=IMAGE), 400, "invalid argument"),  # requestType agent
+    (image_envelope(gen_request("a cat", imageConfig={"aspectRatio": "7:3"})), 400, "aspect_ratio"),
+    (image_envelope(gen_request("a cat", imageConfig={"imageSize": "8K"})), 400, "image_size"),
+    (image_envelope(gen_request("a cat", imageConfig={"imageSize": "1K"}, responseModalities=["IMAGE"])),
+     500, "Internal error"),
+])
+async def test_image_model_rejects_what_cloud_code_rejects(emu: Emu, body: dict[str, Any], status: int,
+                                                           expected: str) -> None:
+    resp = await emu.cloudcode("generateContent", body)
+    assert resp.status == status
+    assert expected in (await resp.json())["error"]["message"]

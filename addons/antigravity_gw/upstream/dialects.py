@@ -95,16 +95,23 @@ class CloudCode:
         rpc = f"{STREAM_RPC}?alt=sse" if stream else UNARY_RPC
         if self.level_as_budget:
             request = level_as_budget(request)
+        image = is_image_model(model)
         envelope = {
             "project": account.project_id,
             "model": model,
-            "request": {**request, "sessionId": session_id_for(account.id)},
+            # image generation is its own request type, without a session (R-I2)
+            "request": request if image else {**request, "sessionId": session_id_for(account.id)},
             "userAgent": "antigravity",
-            "requestType": "agent",
+            "requestType": "image_gen" if image else "agent",
             "requestId": f"agent/antigravity/{ctx.request_id}",
         }
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(envelope))
+
+
+def is_image_model(model: str) -> bool:
+    """Antigravity's image models (``gemini-3.1-flash-image``, ``gemini-3-pro-image``...)."""
+    return "-image" in model
 
 
 # ag_cloudcode_gemini3_thinking=budget: Gemini 3's thinkingLevel as the budget of the same depth (the
