@@ -153,7 +153,7 @@ model rules (built in, before the scripted rules; both dialects; a 400 INVALID_A
                 maxOutputTokens > 64000. Thoughts it answers are signed over their whole text.
   *-image*      image models: Cloud Code's requestType must be image_gen; no tools; imageConfig's
                 aspectRatio / imageSize from Google's lists; responseModalities with imageConfig is the 500
-                CLIProxyAPI#4751 saw. Answers carry one signed PNG (inlineData) after any text.
+                CLIProxyAPI#4751 saw. Its default answer is the echo text and one signed PNG (inlineData).
   gemini-3.1-*  and config strict_models: thinkingLevel together with thinkingBudget; in the current
                 turn (after the last user text) a model turn whose first functionCall has no
                 thoughtSignature; a signature this emulator did not mint for a Gemini 3 model; a skip
@@ -1169,9 +1169,10 @@ def is_claude_signature(signature: str) -> bool:
     return _unwrap(signature, 2).startswith(CLAUDE_SIGNATURE_TAG)
 
 
-def sign_reply(family: str, content: Json) -> Json:
-    """The model's own answer carries signatures it will accept back (unless the rule set its own)."""
-    if family == "image" and "images" not in content and not {"function_calls", "events"} & set(content):
+def sign_reply(family: str, content: Json, *, scripted: bool = True) -> Json:
+    """The model's own answer carries signatures it will accept back (unless the rule set its own); an
+    image model's default answer has an image."""
+    if family == "image" and not scripted:
         return {**content, "images": [{"mime_type": "image/png", "data": TINY_PNG,
                                        "thought_signature": gemini3_signature()}]}
     thoughts = content.get("thoughts") or []
@@ -1400,9 +1401,10 @@ def generation_context(call: Call, reply: Json) -> tuple[GenContext, Json]:
     count = config.get("candidateCount")
     ctx = GenContext(model=call.model or "", candidates=max(1, count) if isinstance(count, int) else 1,
                      prompt_tokens=prompt_tokens(gen_request), response_id=f"emu-{call.seq}")
-    content = reply if CONTENT_KEYS & set(reply) else {**default_reply(gen_request), **reply}
+    scripted = bool(CONTENT_KEYS & set(reply))
+    content = reply if scripted else {**default_reply(gen_request), **reply}
     if call.family:
-        content = sign_reply(call.family, content)
+        content = sign_reply(call.family, content, scripted=scripted)
     return ctx, content
 
 

@@ -405,7 +405,9 @@ class Gateway:
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
-            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
+            multipart = route.kind == RouteKind.IMAGE_EDITS  # the openai SDK uploads edits as a form
+            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"",
+                                    multipart_ok=multipart)
         await self._translate_request(flow, route)
 
     async def _health(self) -> http.Response:

@@ -18,6 +18,8 @@ class RouteKind(StrEnum):
     CHAT = "chat.completions"
     RESPONSES = "responses"
     COMPLETIONS = "completions"
+    IMAGES = "images.generations"
+    IMAGE_EDITS = "images.edits"
     MODELS = "models"
     MODEL = "model"
     HEALTH = "healthz"
@@ -34,6 +36,8 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/chat/completions": (RouteKind.CHAT, ("POST",)),
     "/responses": (RouteKind.RESPONSES, ("POST",)),
     "/completions": (RouteKind.COMPLETIONS, ("POST",)),
+    "/images/generations": (RouteKind.IMAGES, ("POST",)),
+    "/images/edits": (RouteKind.IMAGE_EDITS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),

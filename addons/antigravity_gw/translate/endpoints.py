@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
+from ..openai_api.images_models import ImageGenerationRequest, parse_image_edit, parse_image_generation
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import parse_responses_request
 from ..openai_api.responses_wire import response_echo
@@ -33,6 +34,8 @@ from ..sse import DONE, encode_data, encode_event
 from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
+from .images import gemini_to_images, images_request_to_gemini
+from .images import image_url_params as images_image_url_params
 from .model_rules import family_of
 from .parts import InlineImage, image_url_params
 from .responses_request import (
@@ -353,6 +356,55 @@ class CompletionsEndpoint:
         return ParsedCompletion(parse_completion_request(body))
 
 
+# ---- images -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedImages:
+    """An images/generations or images/edits request: one non-stream call to the image model."""
+
+    request: ImageGenerationRequest
+    session_key: str = ""
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return False
+
+    def image_urls(self) -> dict[str, str]:
+        return images_image_url_params(self.request)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return images_request_to_gemini(self.request, images=images)
+
+    def stream_translator(self, ids: Ids) -> StreamTranslator:
+        raise errors.GatewayError("the images API does not stream")  # stream is always False
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        return gemini_to_images(response, created=ids.created, response_format=self.request.response_format)
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class ImagesEndpoint:
+    name = "images.generations"
+    id_prefix = "img-"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: images do not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def parse(self, body: bytes) -> ParsedImages:
+        return ParsedImages(parse_image_generation(body))
+
+
+class ImageEditsEndpoint(ImagesEndpoint):
+    name = "images.edits"
+
+    def parse(self, body: bytes) -> ParsedImages:
+        return ParsedImages(parse_image_edit(body))
+
+
 # ---- the registry -----------------------------------------------------------------------------------
 class Endpoints:
     """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
@@ -363,6 +415,8 @@ class Endpoints:
             RouteKind.CHAT: ChatEndpoint(),
             RouteKind.RESPONSES: ResponsesEndpoint(self.response_store),
             RouteKind.COMPLETIONS: CompletionsEndpoint(),
+            RouteKind.IMAGES: ImagesEndpoint(),
+            RouteKind.IMAGE_EDITS: ImageEditsEndpoint(),
         }
 
     def for_route(self, kind: RouteKind) -> Endpoint:

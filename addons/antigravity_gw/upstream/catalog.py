@@ -42,6 +42,9 @@ BUILTIN_MAP: tuple[tuple[str, str], ...] = (
     ("claude-3-7-sonnet*", "claude-sonnet-4-6"),
     ("claude-haiku-4-5", "claude-sonnet-4-6"),
     ("claude-haiku-4*", "claude-sonnet-4-6"),
+    # OpenAI's image model names → Antigravity's image model (R-I1)
+    ("dall-e-*", "gemini-3.1-flash-image"),
+    ("gpt-image-*", "gemini-3.1-flash-image"),
 )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Routes whose requests are billed to someone: one ledger row and one metrics sample each.
-MODEL_ROUTES = frozenset({"chat.completions", "responses", "completions"})
+MODEL_ROUTES = frozenset(
+    {"chat.completions", "responses", "completions", "images.generations", "images.edits"}
+)
 
 
 @dataclass(slots=True)
