@@ -85,3 +85,23 @@ def test_an_answer_without_an_image_is_an_error_not_an_empty_list(client, gw, em
     with pytest.raises(openai.BadRequestError) as e:
         client.images.generate(model=IMAGE, prompt="x")
     assert e.value.body["code"] == "content_policy_violation"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_chat_image_output_as_markdown_and_a_structured_list(client, gw, emulator, stream):
+    kwargs = {"model": IMAGE, "messages": [{"role": "user", "content": "draw a dot"}],
+              "extra_body": {"modalities": ["image", "text"], "image_config": {"aspect_ratio": "4:3"}}}
+    if stream:
+        content, images = "", []
+        for chunk in client.chat.completions.create(stream=True, **kwargs):
+            for choice in chunk.choices:
+                content += choice.delta.content or ""
+                images += (choice.delta.model_extra or {}).get("images") or []
+    else:
+        message = client.chat.completions.create(**kwargs).choices[0].message
+        content, images = message.content, message.model_extra["images"]
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert content == f"echo: draw a dot![image]({url})"
+    assert images == [{"type": "image_url", "image_url": {"url": url}}]
+    request = sent(emulator, gw)
+    assert request["generationConfig"] == {"imageConfig": {"aspectRatio": "4:3"}}  # no responseModalities

@@ -250,6 +250,10 @@ def generation_config(req: ChatCompletionRequest, *, model: str) -> dict[str, An
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     config = sampling_config(req, max_output_tokens=max_tokens)
     config.update(_response_format(req))
+    if (image := req.image_config) is not None:
+        fields = (("aspectRatio", image.aspect_ratio), ("imageSize", image.image_size))
+        if imaging := {key: value for key, value in fields if value is not None}:
+            config["imageConfig"] = imaging
     if (thinking := thinking_config(model, effort=req.reasoning_effort, thinking=req.thinking)) is not None:
         config["thinkingConfig"] = thinking
     return config

@@ -8,8 +8,9 @@ Rules of the stream (one ``GeminiToChatStream`` per response):
 3. Parts, in order: ``text`` → ``content``; ``text`` with ``thought: true`` → ``reasoning_content``;
    ``functionCall`` → one ``tool_calls`` delta with the complete arguments (Gemini sends them whole), its id
    carrying the part's ``thoughtSignature`` (``signatures.py``); ``inlineData`` → a markdown data-URL image
-   in ``content``. A signature on a part that is not a call is kept for the candidate's next call (Gemini
-   validates signatures on calls only; one that no call claims is dropped). The id also names the
+   in ``content`` and the same image in ``images`` (OpenRouter's structured list). A signature on a part
+   that is not a call is kept for the candidate's next call (Gemini validates signatures on calls only;
+   one that no call claims is dropped). The id also names the
    model family that minted the signature (``family``) and, for Claude, carries the thought text it
    signs, so the thinking block can be replayed whole (``signatures.py``, ``model_rules.py``).
 4. ``finishReason`` → one final chunk for that choice, ``delta: {}`` (``finish.py`` maps the value).
@@ -42,6 +43,7 @@ from ..openai_api.wire import (
     ChoiceDelta,
     FinishReason,
     FunctionCallOut,
+    ImageOut,
     ToolCallOut,
     chat_completion,
     chunk,
@@ -206,6 +208,8 @@ def _part_delta(part: Mapping[str, Any]) -> ChoiceDelta | None:
         return None
     if "text" in part and part.get("thought") is True:
         return {"reasoning_content": text}
+    if "inlineData" in part:  # part_text checked it; the markdown is "![image](<data URL>)"
+        return {"content": text, "images": [{"type": "image_url", "image_url": {"url": text[9:-1]}}]}
     return {"content": text}
 
 
@@ -217,6 +221,7 @@ class _Message:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
+    images: list[ImageOut] = field(default_factory=list)
     tool_calls: list[ToolCallOut] = field(default_factory=list)
     finish: FinishReason = "stop"
 
@@ -292,6 +297,8 @@ def _fold_delta(message: _Message, delta: ChoiceDelta) -> None:
         message.reasoning.append(delta["reasoning_content"])
     if "refusal" in delta:
         message.refusal.append(delta["refusal"])
+    if "images" in delta:
+        message.images += delta["images"]
     for call in delta.get("tool_calls", ()):
         function: FunctionCallOut = {
             "name": call["function"]["name"],
@@ -312,4 +319,6 @@ def _choice_out(index: int, message: _Message) -> ChatChoice:
         out["reasoning_content"] = "".join(message.reasoning)
     if message.tool_calls:
         out["tool_calls"] = message.tool_calls
+    if message.images:
+        out["images"] = message.images
     return {"index": index, "message": out, "logprobs": None, "finish_reason": message.finish}
