@@ -46,6 +46,8 @@ _PLACEHOLDER_SCHEMA = {
     "required": [PLACEHOLDER],
 }
 _CLAUDE_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The translators' key order (prefix-cache stability, ``chat_request.py``).
+_KEY_ORDER = ("systemInstruction", "tools", "toolConfig", "generationConfig", "contents")
 
 
 @lru_cache(maxsize=256)  # asked twice per request; model names are few
@@ -124,14 +126,11 @@ def fit_claude(out: dict[str, Any]) -> None:
     if contents and contents[-1]["role"] == "model":
         raise InvalidRequest(
             "Claude models do not support assistant message prefill: the conversation must end with a user "
-            "or tool message, not an assistant message.",
-            param="messages",
+            "or tool message (tool output), not an assistant message.",
         )
     if "tools" in out:
         _fit_claude_tools(out)
-    config = out.get("generationConfig")
-    if config is None:
-        return
+    config = out.get("generationConfig", {})
     if "thinkingConfig" in config and _running_tool_turn_lacks_thinking(contents):
         del config["thinkingConfig"]  # Claude would answer 400 "must start with a thinking block"
     _fit_claude_tokens(config)
@@ -140,7 +139,11 @@ def fit_claude(out: dict[str, Any]) -> None:
             if turn["role"] == "model":
                 turn["parts"] = [p for p in turn["parts"] if p.get("thought") is not True]
     if not config:
-        del out["generationConfig"]
+        out.pop("generationConfig", None)
+    if "toolConfig" in out:  # added after contents: put the keys back in the translators' fixed order
+        ordered = {key: out[key] for key in _KEY_ORDER if key in out}
+        out.clear()
+        out.update(ordered)
 
 
 def _fit_claude_tools(out: dict[str, Any]) -> None:

@@ -394,3 +394,13 @@ def test_a_signature_in_googles_extra_content_is_read_for_gemini_only() -> None:
         == "Z29vZ2xl"
     )
     assert "thoughtSignature" not in next_chat_request(message, CLAUDE)["contents"][1]["parts"][0]
+
+
+def test_claude_request_keys_keep_the_translators_order() -> None:
+    body = {
+        "model": CLAUDE,
+        "tools": TOOLS,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    }
+    out = chat_request_to_gemini(parse_chat_request(orjson.dumps(body)), model="claude-sonnet-4-6")
+    assert list(out) == ["systemInstruction", "tools", "toolConfig", "contents"]
