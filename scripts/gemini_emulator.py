@@ -36,8 +36,10 @@ content keys keeps the default echo. ``fault`` makes a faulty 200 (HTML, invalid
 object, a cut, an invalid event, an empty body, a stall, a trickle) in either dialect; a recorded call
 whose client hung up before the answer was complete gets ``"client_closed": true``.
 Built-in checks run before the rules: auth (missing, expired or unknown token or key), the
-envelope's required fields, and the account's model list. ``RULE_DOC`` and ``CONFIG_DOC`` below
-give the details; ``--help`` prints them.
+envelope's required fields, the account's model list, and the model rules of Claude (``claude-*``),
+Gemini 3 (``gemini-3.1-*``, config ``strict_models``) and image models: signed thinking, prefill, tool
+schemas and names, token limits, call signatures and the escape value, image requests
+(``MODEL_RULES_DOC``). ``RULE_DOC`` and ``CONFIG_DOC`` below give the details; ``--help`` prints them.
 
 Only aiohttp and orjson are needed, so the script runs outside the gateway's package.
 """
@@ -89,6 +91,8 @@ reply (combine freely):
   text            str (split into 3 frames) or [str, ...] (one frame each)
   thoughts        [str, ...] thought parts, first, one frame each; thought_signature goes on the last
   function_calls  [{"name", "args", "id"?, "thought_signature"?}], one frame each, after text
+  images          [{"mime_type", "data" (base64), "thought_signature"?}] inlineData parts, one frame each,
+                  after the function calls (an image model's default answer has one PNG)
   finish_reason   default "STOP"; null sends none.    candidates  int, overrides candidateCount
   usage           usageMetadata dict (null: none)     prompt_feedback  e.g. {"blockReason": "SAFETY"}
   events          raw GenerateContentResponse list, sent verbatim (wrapped for Cloud Code)
@@ -123,6 +127,8 @@ config (POST /_emulator/config merges; POST /_emulator/reset restores):
   quota_groups          {credential: [{"displayName", "buckets": [{"bucketId", "window",
                         "remainingFraction", "resetTime"}]}]} for retrieveUserQuotaSummary; others get
                         the built-in Gemini and "Claude and GPT" groups (5h and weekly buckets)
+  strict_models         [model ids] checked by the Gemini 3 signature rules besides every gemini-3.1-* id
+                        (claude-* ids always get the Claude rules); see MODEL_RULES_DOC
   min_client_version    null | "X.Y.Z": Cloud Code calls whose User-Agent names an older Antigravity/
                         version get Google's 400 "This version of Antigravity is no longer supported"
   models entries may carry "remainingFraction" and "resetTime" (quotaInfo; null leaves the field out)
@@ -135,6 +141,25 @@ config (POST /_emulator/config merges; POST /_emulator/reset restores):
           "login_email": str (who signs in at /o/oauth2/v2/auth), "login_error": str|null (e.g.
           "access_denied": the redirect carries error= instead of code=)}"""
 
+MODEL_RULES_DOC: Final = """\
+model rules (built in, before the scripted rules; both dialects; a 400 INVALID_ARGUMENT like Google's):
+  claude-*      Claude behind Cloud Code: the Anthropic error comes JSON-encoded inside Google's message.
+                Rejected: a conversation ending with a model turn (prefill); a function declaration
+                without parameters, or (mode VALIDATED) without properties; a tool name outside
+                [A-Za-z0-9_-]{1,64}; a thought part without thoughtSignature, or whose signature was not
+                minted by this emulator for exactly that thought text; the skip sentinels or a Gemini
+                signature anywhere; with thinking on, a last model turn of the running tool loop that
+                does not start with a signed thought part; thinkingBudget < 1024 or >= maxOutputTokens;
+                maxOutputTokens > 64000. Thoughts it answers are signed over their whole text.
+  *-image*      image models: Cloud Code's requestType must be image_gen; no tools; imageConfig's
+                aspectRatio / imageSize from Google's lists; responseModalities with imageConfig is the 500
+                CLIProxyAPI#4751 saw. Its default answer is the echo text and one signed PNG (inlineData).
+  gemini-3.1-*  and config strict_models: thinkingLevel together with thinkingBudget; in the current
+                turn (after the last user text) a model turn whose first functionCall has no
+                thoughtSignature; a signature this emulator did not mint for a Gemini 3 model; a skip
+                sentinel anywhere but on the first functionCall of a model turn. Its function calls and
+                thoughts are signed (the first call of an answer, else the last thought)."""
+
 DEFAULT_MODELS: Final = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash", "gemini-3-pro-preview")
 
 DEFAULT_CONFIG: Final[Json] = {
@@ -146,6 +171,7 @@ DEFAULT_CONFIG: Final[Json] = {
     "onboarding": False,
     "quota_groups": {},
     "min_client_version": None,
+    "strict_models": [],
     "expired_tokens": [],
     "valid_access_tokens": None,
     "valid_api_keys": None,
@@ -168,7 +194,7 @@ MERGED_CONFIG_KEYS: Final = frozenset({"models_by_credential", "projects", "oaut
 
 MATCH_KEYS: Final = frozenset({"credential", "model", "rpc", "endpoint", "base"})
 REPLY_KEYS: Final = frozenset(
-    {"text", "thoughts", "thought_signature", "function_calls", "finish_reason", "usage",
+    {"images", "text", "thoughts", "thought_signature", "function_calls", "finish_reason", "usage",
      "prompt_feedback", "candidates", "events", "delay_ms", "chunk_delay_ms", "cut_after", "split",
      "error", "error_mid_stream", "status", "body", "headers", "fault", "fault_after", "stall_ms",
      "trickle_ms"}
@@ -180,7 +206,8 @@ HTML_PAGE: Final = (b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>
                     b"temporary error and could not complete your request.<p>Please try again in 30 "
                     b"seconds.</html>\n")
 # A reply with none of these keeps the default echo content (so a rule can just add a delay).
-CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback"})
+CONTENT_KEYS: Final = frozenset({"text", "thoughts", "function_calls", "events", "prompt_feedback",
+                                "images"})
 
 GENERATE_RPCS: Final = frozenset({"generateContent", "streamGenerateContent"})
 CLOUDCODE_RPCS: Final = GENERATE_RPCS | {"countTokens", "loadCodeAssist", "onboardUser",
@@ -518,7 +545,15 @@ def candidate_frames(reply: Json, index: int) -> list[list[Json]]:
         chunks[-1] += f" [{index}]"
     frames += [[{"text": chunk}] for chunk in chunks]
     frames += [[function_call_part(call)] for call in reply.get("function_calls") or []]
+    frames += [[image_part(image)] for image in reply.get("images") or []]
     return frames
+
+
+def image_part(image: Json) -> Json:
+    part: Json = {"inlineData": {"mimeType": image.get("mime_type", "image/png"), "data": image["data"]}}
+    if image.get("thought_signature"):
+        part["thoughtSignature"] = image["thought_signature"]
+    return part
 
 
 def estimate_usage(per_candidate: list[list[list[Json]]], ctx: GenContext) -> Json:
@@ -653,6 +688,7 @@ class Call:
     body: Any
     seq: int = 0
     time: float = 0.0
+    family: str | None = None  # which model rules apply (MODEL_RULES_DOC), set by the checks
 
     def record(self) -> Json:
         return {"seq": self.seq, "time": self.time, "method": self.method, "path": self.path,
@@ -1061,8 +1097,248 @@ def precheck(state: EmulatorState, call: Call) -> ErrorReply | None:
         return shape_error
     if call.model and call.rpc in GENERATE_RPCS and state.model_missing(call.credential, call.model):
         return model_not_found(call)
+    if call.model and call.rpc in GENERATE_RPCS:
+        return model_rules_error(state, call)
     return None
 
+
+
+# --------------------------------------------------------------------------------------------
+# Model rules (pure): what Claude and Gemini 3 behind Cloud Code reject (MODEL_RULES_DOC)
+# --------------------------------------------------------------------------------------------
+
+SKIP_SIGNATURES: Final = frozenset({"skip_thought_signature_validator",
+                                   "context_engineering_is_the_way_to_go"})
+CLAUDE_MAX_OUTPUT: Final = 64000
+CLAUDE_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+GEMINI3_SIGNATURE_TAG: Final = "emu-gemini-3#"
+CLAUDE_SIGNATURE_TAG: Final = "emu-claude#"
+MISSING_CALL_SIGNATURE: Final = (
+    "Function call is missing a thought_signature in functionCall parts. This is required for tools to work "
+    "correctly, and missing thought_signature may lead to degraded model performance. Additional data, "
+    "function call `default_api:{name}` , position {position}. Please refer to "
+    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+)
+THINKING_FIRST: Final = (
+    "messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When "
+    "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+    "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
+    "previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+
+
+def rules_family(model: str, config: Json) -> str | None:
+    if model.startswith("claude-"):
+        return "claude"
+    if "-image" in model:
+        return "image"
+    if model.startswith("gemini-3.1-") or model in config["strict_models"]:
+        return "gemini-3"
+    return None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def claude_signature(thought_text: str) -> str:
+    """Two layers of base64 (Antigravity's Claude form), bound to the exact thought text it signs."""
+    digest = hashlib.sha256(thought_text.encode()).hexdigest()[:40]
+    return _b64(_b64(CLAUDE_SIGNATURE_TAG + digest))
+
+
+def gemini3_signature() -> str:
+    return _b64(GEMINI3_SIGNATURE_TAG + secrets.token_hex(12))
+
+
+def _unwrap(signature: str, layers: int) -> str:
+    try:
+        for _ in range(layers):
+            signature = base64.b64decode(signature, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return signature
+
+
+def is_gemini3_signature(signature: str) -> bool:
+    return _unwrap(signature, 1).startswith(GEMINI3_SIGNATURE_TAG)
+
+
+def is_claude_signature(signature: str) -> bool:
+    return _unwrap(signature, 2).startswith(CLAUDE_SIGNATURE_TAG)
+
+
+def sign_reply(family: str, content: Json, *, scripted: bool = True) -> Json:
+    """The model's own answer carries signatures it will accept back (unless the rule set its own); an
+    image model's default answer has an image."""
+    if family == "image" and not scripted:
+        return {**content, "images": [{"mime_type": "image/png", "data": TINY_PNG,
+                                       "thought_signature": gemini3_signature()}]}
+    thoughts = content.get("thoughts") or []
+    if family == "claude" and thoughts and not content.get("thought_signature"):
+        return {**content, "thought_signature": claude_signature("".join(thoughts))}
+    if family != "gemini-3":
+        return content
+    calls = content.get("function_calls") or []
+    if calls and not any(call.get("thought_signature") for call in calls):
+        return {**content, "function_calls": [{**calls[0], "thought_signature": gemini3_signature()},
+                                              *calls[1:]]}
+    if thoughts and not calls and not content.get("thought_signature"):
+        return {**content, "thought_signature": gemini3_signature()}
+    return content
+
+
+def anthropic_error(message: str) -> ErrorReply:
+    """Claude's own 400, the way Cloud Code passes it on: JSON text inside Google's message."""
+    inner = {"type": "error", "error": {"type": "invalid_request_error", "message": message},
+             "request_id": f"req_vrtx_emu{secrets.token_hex(8)}"}
+    return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", orjson.dumps(inner).decode()))
+
+
+def model_rules_error(state: EmulatorState, call: Call) -> ErrorReply | None:
+    family = call.family = rules_family(call.model or "", state.config)
+    if family is None:
+        return None
+    request = call.body["request"] if call.endpoint == "cloudcode" else call.body
+    contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
+    if family == "claude":
+        message = claude_request_error(request, contents, call.model or "")
+        return anthropic_error(message) if message else None
+    if family == "image":
+        return image_request_error(call, request)
+    message = gemini3_request_error(request, contents)
+    return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", message)) if message else None
+
+
+def parts_of(turn: Json) -> list[Json]:
+    return [p for p in turn.get("parts") or [] if isinstance(p, dict)]
+
+
+def tool_loop_start(contents: list[Json]) -> int:
+    """Index of the first turn after the last user turn that is not only function responses."""
+    for index in range(len(contents) - 1, -1, -1):
+        turn = contents[index]
+        if turn.get("role") != "model" and any("functionResponse" not in p for p in parts_of(turn)):
+            return index + 1
+    return 0
+
+
+def thinking_on(config: Json) -> bool:
+    thinking = config.get("thinkingConfig")
+    if not isinstance(thinking, dict):
+        return False
+    return any(thinking.get(key) for key in ("includeThoughts", "thinkingBudget", "thinkingLevel"))
+
+
+def claude_request_error(request: Json, contents: list[Json], model: str) -> str | None:
+    if contents and contents[-1].get("role") == "model":
+        return ("This model does not support assistant message prefill. The conversation must end with a "
+                "user message.")
+    calling = (request.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    validated = calling.get("mode") == "VALIDATED"
+    declarations = [d for tool in request.get("tools") or [] for d in tool.get("functionDeclarations") or []]
+    for index, declaration in enumerate(declarations):
+        name = str(declaration.get("name", ""))
+        if not CLAUDE_TOOL_NAME.fullmatch(name):
+            return f"tools.{index}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+        schema = declaration.get("parameters") or declaration.get("parametersJsonSchema")
+        if not isinstance(schema, dict):
+            return f"tools.{index}.custom.input_schema: Field required"
+        if validated and not schema.get("properties"):
+            return (f"tools.{index}.custom.input_schema: VALIDATED function calling needs at least one "
+                    "property in every tool's input schema")
+    config = request.get("generationConfig") or {}
+    if (error := claude_budget_error(config, model)) is not None:
+        return error
+    for index, turn in enumerate(contents):
+        for position, part in enumerate(parts_of(turn)):
+            signature = part.get("thoughtSignature")
+            if part.get("thought") is True:
+                if not signature:
+                    return f"messages.{index}.content.{position}.thinking.signature: Field required"
+                if signature != claude_signature(str(part.get("text", ""))):
+                    return f"messages.{index}.content.{position}: Invalid `signature` in `thinking` block"
+            elif signature and not is_claude_signature(signature):
+                return f"messages.{index}.content.{position}: Invalid `signature` in `thinking` block"
+    if thinking_on(config):
+        loop = tool_loop_start(contents)
+        model_turns = [i for i in range(loop, len(contents)) if contents[i].get("role") == "model"]
+        if model_turns and any("functionCall" in p for p in parts_of(contents[model_turns[-1]])):
+            first = parts_of(contents[model_turns[-1]])[0]
+            if first.get("thought") is not True:
+                found = "tool_use" if "functionCall" in first else "text"
+                return THINKING_FIRST.format(index=model_turns[-1], found=found)
+    return None
+
+
+def claude_budget_error(config: Json, model: str) -> str | None:
+    limit = config.get("maxOutputTokens")
+    if isinstance(limit, int) and limit > CLAUDE_MAX_OUTPUT:
+        return (f"max_tokens: {limit} > {CLAUDE_MAX_OUTPUT}, which is the maximum allowed number of output "
+                f"tokens for {model}")
+    budget = (config.get("thinkingConfig") or {}).get("thinkingBudget")
+    if not isinstance(budget, int) or budget == 0:
+        return None
+    if budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if isinstance(limit, int) and limit <= budget:
+        return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+                "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-"
+                "window-size")
+    return None
+
+
+ASPECT_RATIOS: Final = frozenset({"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                                 "21:9"})
+IMAGE_SIZES: Final = frozenset({"1K", "2K", "4K"})
+TINY_PNG: Final = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+                   "rkJggg==")
+
+
+def image_request_error(call: Call, request: Json) -> ErrorReply | None:
+    """An image model: Cloud Code's request type ``image_gen``; a valid ``imageConfig``; no tools; and the
+    500 seen for ``responseModalities`` with ``imageConfig`` (CLIProxyAPI#4751)."""
+    if call.endpoint == "cloudcode" and call.body.get("requestType") != "image_gen":
+        return ErrorReply(400, status_body(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
+    if request.get("tools"):
+        return ErrorReply(400, status_body(400, "INVALID_ARGUMENT",
+                                           f"Function calling is not enabled for models/{call.model}"))
+    config = request.get("generationConfig") or {}
+    image = config.get("imageConfig") or {}
+    if "aspectRatio" in image and image["aspectRatio"] not in ASPECT_RATIOS:
+        return bad_argument(f"Invalid value at 'generation_config.image_config.aspect_ratio' "
+                            f"({image['aspectRatio']!r})")
+    if "imageSize" in image and image["imageSize"] not in IMAGE_SIZES:
+        return bad_argument(f"Invalid value at 'generation_config.image_config.image_size' "
+                            f"({image['imageSize']!r})")
+    if image and config.get("responseModalities"):
+        return ErrorReply(500, status_body(500, "INTERNAL", "Internal error encountered."))
+    return None
+
+
+def gemini3_request_error(request: Json, contents: list[Json]) -> str | None:
+    thinking = (request.get("generationConfig") or {}).get("thinkingConfig") or {}
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        return "Unable to submit request because thinking_budget and thinking_level are both set."
+    loop = tool_loop_start(contents)
+    for index, turn in enumerate(contents):
+        if turn.get("role") != "model":
+            continue
+        calls = [p for p in parts_of(turn) if "functionCall" in p]
+        for part in parts_of(turn):
+            signature = part.get("thoughtSignature")
+            if not signature:
+                continue
+            if signature in SKIP_SIGNATURES:
+                if not calls or part is not calls[0]:
+                    return "Request contains an invalid argument."
+            elif not is_gemini3_signature(signature):
+                return "Invalid thought signature."
+        if index >= loop and calls and not calls[0].get("thoughtSignature"):
+            name = (calls[0].get("functionCall") or {}).get("name")
+            return MISSING_CALL_SIGNATURE.format(name=name, position=parts_of(turn).index(calls[0]) + 1)
+    return None
 
 VERSION_GATE_MESSAGE: Final = ("This version of Antigravity is no longer supported. Please update to receive "
                                 "the latest features.")
@@ -1125,7 +1401,10 @@ def generation_context(call: Call, reply: Json) -> tuple[GenContext, Json]:
     count = config.get("candidateCount")
     ctx = GenContext(model=call.model or "", candidates=max(1, count) if isinstance(count, int) else 1,
                      prompt_tokens=prompt_tokens(gen_request), response_id=f"emu-{call.seq}")
-    content = reply if CONTENT_KEYS & set(reply) else {**default_reply(gen_request), **reply}
+    scripted = bool(CONTENT_KEYS & set(reply))
+    content = reply if scripted else {**default_reply(gen_request), **reply}
+    if call.family:
+        content = sign_reply(call.family, content, scripted=scripted)
     return ctx, content
 
 
@@ -1450,6 +1729,8 @@ script it (JSON control API under /_emulator/):
 {RULE_DOC}
 
 {CONFIG_DOC}
+
+{MODEL_RULES_DOC}
 """
 
 

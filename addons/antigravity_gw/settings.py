@@ -39,6 +39,9 @@ AUTH_MODES: tuple[str, ...] = ("off", "strict", "all_except_health", "auto")
 EffectiveAuthMode = Literal["off", "strict", "all_except_health"]
 
 ImageFetchMode = Literal["public", "off", "any"]
+# How Gemini 3's thinking depth goes to Cloud Code (R-G1): thinkingLevel (Google's docs, CLIProxyAPI) or
+# thinkingBudget (Antigravity Manager saw 400s for thinkingLevel on gemini-3.1-pro-*); never both.
+GEMINI3_THINKING_MODES = ("level", "budget")
 IMAGE_FETCH_MODES: tuple[str, ...] = ("public", "off", "any")
 
 
@@ -77,6 +80,7 @@ class Settings:
     model_fallback: tuple[tuple[str, str], ...] = ()  # ag_model_fallback: FROM pattern -> TO
     quota_refresh: float = DEFAULT_QUOTA_REFRESH  # seconds between quota snapshots; 0 = on demand only
     quota_floor: float = 0.0  # percent of a model's quota kept in reserve
+    cloudcode_gemini3_thinking: str = "level"  # ag_cloudcode_gemini3_thinking: GEMINI3_THINKING_MODES
 
 
 def parse_base_url(text: str, *, what: str) -> str:
@@ -202,6 +206,14 @@ def parse_image_fetch(text: str) -> ImageFetchMode:
     if text not in IMAGE_FETCH_MODES:
         raise ValueError(f"ag_image_fetch: {text!r} is not one of {', '.join(IMAGE_FETCH_MODES)}")
     return text  # type: ignore[return-value]
+
+
+def parse_gemini3_thinking(text: str) -> str:
+    if text not in GEMINI3_THINKING_MODES:
+        raise ValueError(
+            f"ag_cloudcode_gemini3_thinking: {text!r} is not one of {', '.join(GEMINI3_THINKING_MODES)}"
+        )
+    return text
 
 
 def parse_scheduling(text: str) -> str:

@@ -36,6 +36,8 @@ CATALOG = {"models": [{
     "context_window": 1000000, "max_context_window": 1000000, "effective_context_window_percent": 95,
     "experimental_supported_tools": [], "input_modalities": ["text", "image"], "supports_search_tool": False,
 }]}
+CLAUDE = "claude-opus-4-6-thinking"
+CATALOG["models"].append({**CATALOG["models"][0], "slug": CLAUDE, "display_name": CLAUDE, "priority": 2})
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -172,3 +174,21 @@ def test_codex_applies_a_freeform_apply_patch(run_codex, emulator, workdir):
     response = tool_turn["parts"][0]["functionResponse"]
     assert response["name"] == "apply_patch"
     assert "hello.txt" in response["response"]["output"]
+
+
+def test_codex_tool_loop_on_claude_replays_the_thinking_block(run_codex, emulator):
+    """Claude through Codex: the emulator's Claude rejects a tool turn without its signed thinking block
+    (or with a fabricated one), so the second request passing is the proof; then it is checked exactly."""
+    from gemini_emulator import claude_signature
+
+    emulator.add_rule(times=1, reply={"thoughts": ["I will run echo."], "function_calls": [
+        {"name": "exec_command", "args": {"cmd": "echo claude-ran"}}]})
+    emulator.add_rule(times=1, reply={"thoughts": ["It printed it."], "text": ["Claude saw claude-ran."]})
+    events = run_codex("run echo", "-m", CLAUDE)
+    assert [m["text"] for m in items(events, "agent_message")] == ["Claude saw claude-ran."]
+    first, second = gemini_requests(emulator)
+    assert first["toolConfig"] == {"functionCallingConfig": {"mode": "VALIDATED"}}
+    model_turn = second["contents"][len(first["contents"])]
+    assert model_turn["parts"][0] == {"thought": True, "text": "I will run echo.",
+                                      "thoughtSignature": claude_signature("I will run echo.")}
+    assert "thinkingConfig" in second["generationConfig"]

@@ -1054,3 +1054,186 @@ async def test_authorize_refuses_what_google_refuses(emu, bad):
     _, challenge = pkce_pair()
     resp = await authorize(emu, challenge, **bad)
     assert resp.status == 400 and (await resp.json())["error"] == "invalid_request"
+
+
+# --- model rules: Claude and Gemini 3 behind Cloud Code (MODEL_RULES_DOC) ---------------------------
+
+from gemini_emulator import claude_signature, gemini3_signature  # noqa: E402
+
+CLAUDE = "claude-opus-4-6-thinking"
+GEMINI3 = "gemini-3.1-pro-high"
+TOOL = {"functionDeclarations": [{"name": "get_weather", "parameters": {
+    "type": "OBJECT", "properties": {"city": {"type": "STRING"}}, "required": ["city"]}}]}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "parts": [{"text": text}]}
+
+
+def call_turn(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "model", "parts": list(parts)}
+
+
+def fc(name: str = "get_weather", signature: str | None = None) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": {"name": name, "args": {"city": "Paris"}}}
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+RESULT = {"role": "user",
+          "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "9C"}}}]}
+THINK_ON = {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": 4096}, "maxOutputTokens": 8192}
+
+
+async def rejected(emu: Emu, model: str, request: dict[str, Any]) -> str:
+    resp = await emu.cloudcode("generateContent", envelope(request, model=model))
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    return error["message"]
+
+
+async def anthropic_message(emu: Emu, request: dict[str, Any]) -> str:
+    inner = orjson.loads(await rejected(emu, CLAUDE, request))  # Claude's JSON inside Google's message
+    assert inner["type"] == "error" and inner["request_id"].startswith("req_vrtx_")
+    return inner["error"]["message"]
+
+
+def thought(text: str, signature: str | None) -> dict[str, Any]:
+    part: dict[str, Any] = {"text": text, "thought": True}
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+async def test_claude_accepts_its_own_signed_thinking_leading_the_tool_turn(emu: Emu) -> None:
+    signed = thought("I should look it up.", claude_signature("I should look it up."))
+    request = {"tools": [TOOL], "generationConfig": THINK_ON,
+               "contents": [user("weather?"), call_turn(signed, fc()), RESULT]}
+    resp = await emu.cloudcode("generateContent", envelope(request, model=CLAUDE))
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize(("turn", "expected"), [
+    (call_turn(thought("I should look it up.", None), fc()),
+     "messages.1.content.0.thinking.signature: Field required"),
+    (call_turn(thought("I should look it up.", claude_signature("something else")), fc()),
+     "messages.1.content.0: Invalid `signature` in `thinking` block"),
+    (call_turn(thought("x", "skip_thought_signature_validator"), fc()),
+     "Invalid `signature` in `thinking` block"),
+    (call_turn(fc(signature=gemini3_signature())), "messages.1.content.0: Invalid `signature`"),
+    (call_turn(fc()), "a final `assistant` message must start with a thinking block"),
+])
+async def test_claude_rejects_fabricated_missing_or_misplaced_thinking(emu: Emu, turn: dict[str, Any],
+                                                                       expected: str) -> None:
+    request = {"tools": [TOOL], "generationConfig": THINK_ON, "contents": [user("weather?"), turn, RESULT]}
+    assert expected in await anthropic_message(emu, request)
+
+
+async def test_claude_tool_turn_without_thinking_is_fine_when_thinking_is_off(emu: Emu) -> None:
+    request = {"tools": [TOOL], "contents": [user("weather?"), call_turn(fc()), RESULT]}
+    assert (await emu.cloudcode("generateContent", envelope(request, model=CLAUDE))).status == 200
+
+
+@pytest.mark.parametrize(("request_patch", "expected"), [
+    ({"contents": [user("hi"), call_turn({"text": "Sure,"})]}, "does not support assistant message prefill"),
+    ({"tools": [{"functionDeclarations": [{"name": "ns.tool", "parameters": TOOL["functionDeclarations"][0][
+        "parameters"]}]}]}, "tools.0.custom.name: String should match pattern"),
+    ({"tools": [{"functionDeclarations": [{"name": "now"}]}]}, "tools.0.custom.input_schema: Field required"),
+    ({"tools": [{"functionDeclarations": [{"name": "now", "parameters": {"type": "OBJECT"}}]}],
+      "toolConfig": {"functionCallingConfig": {"mode": "VALIDATED"}}}, "at least one property"),
+    ({"generationConfig": {"thinkingConfig": {"thinkingBudget": 8192}, "maxOutputTokens": 8192}},
+     "`max_tokens` must be greater than `thinking.budget_tokens`"),
+    ({"generationConfig": {"thinkingConfig": {"thinkingBudget": 512}}}, "greater than or equal to 1024"),
+    ({"generationConfig": {"maxOutputTokens": 65536}}, "maximum allowed number of output tokens"),
+])
+async def test_claude_rejects_prefill_bad_tools_and_token_limits(emu: Emu, request_patch: dict[str, Any],
+                                                                 expected: str) -> None:
+    request = {"contents": [user("hi")], **request_patch}
+    assert expected in await anthropic_message(emu, request)
+
+
+async def test_claude_signs_its_thoughts_over_their_whole_text(emu: Emu) -> None:
+    emu.state.add_rules([{"match": {"model": CLAUDE},
+                          "reply": {"thoughts": ["Let me ", "think."], "text": "ok"}}])
+    resp = await emu.cloudcode("generateContent", envelope(gen_request(), model=CLAUDE))
+    parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
+    assert parts[0] == {"text": "Let me think.", "thought": True,
+                        "thoughtSignature": claude_signature("Let me think.")}
+
+
+async def test_gemini3_signs_the_first_call_and_accepts_it_back(emu: Emu) -> None:
+    emu.state.add_rules([{"match": {"model": GEMINI3}, "reply": {"function_calls": [
+        {"name": "get_weather", "args": {"city": "Paris"}},
+        {"name": "get_weather", "args": {"city": "Rome"}}]}}])
+    resp = await emu.cloudcode("generateContent", envelope(gen_request(), model=GEMINI3))
+    parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
+    assert "thoughtSignature" in parts[0] and "thoughtSignature" not in parts[1]
+    request = {"tools": [TOOL], "contents": [user("weather?"), call_turn(*parts), RESULT]}
+    assert (await emu.cloudcode("generateContent", envelope(request, model=GEMINI3))).status == 200
+
+
+@pytest.mark.parametrize(("turn", "expected"), [
+    (call_turn(fc()), "Function call is missing a thought_signature"),
+    (call_turn(fc(signature="c2lnLWZyb20tMi41")), "Invalid thought signature."),
+    (call_turn(fc(signature=claude_signature("x"))), "Invalid thought signature."),
+    (call_turn(fc(signature="skip_thought_signature_validator"),
+               fc(signature="skip_thought_signature_validator")),
+     "Request contains an invalid argument."),
+])
+async def test_gemini3_rejects_missing_foreign_and_escape_on_every_call(emu: Emu, turn: dict[str, Any],
+                                                                       expected: str) -> None:
+    request = {"tools": [TOOL], "contents": [user("weather?"), turn, RESULT]}
+    assert expected in await rejected(emu, GEMINI3, request)
+
+
+async def test_gemini3_takes_the_escape_value_on_the_first_call_only(emu: Emu) -> None:
+    turn = call_turn(fc(signature="skip_thought_signature_validator"), fc())
+    request = {"tools": [TOOL], "contents": [user("weather?"), turn, RESULT]}
+    assert (await emu.cloudcode("generateContent", envelope(request, model=GEMINI3))).status == 200
+
+
+async def test_gemini3_rejects_level_and_budget_together_and_older_turns_need_nothing(emu: Emu) -> None:
+    both = {"thinkingConfig": {"thinkingLevel": "high", "thinkingBudget": 1024}}
+    assert "both set" in await rejected(emu, GEMINI3, gen_request(**both))
+    old = {"contents": [user("weather?"), call_turn(fc()), RESULT, call_turn({"text": "9C"}), user("thanks")]}
+    assert (await emu.cloudcode("generateContent", envelope(old, model=GEMINI3))).status == 200
+
+
+async def test_model_rules_only_behind_their_names(emu: Emu) -> None:
+    request = {"tools": [TOOL],
+               "contents": [user("weather?"), call_turn(fc()), RESULT, call_turn({"text": "a"})]}
+    assert (await emu.cloudcode("generateContent", envelope(request, model="gemini-3-flash"))).status == 200
+    emu.state.configure({"strict_models": ["gemini-3-flash"]})
+    request["contents"] = request["contents"][:3]
+    assert "missing a thought_signature" in await rejected(emu, "gemini-3-flash", request)
+
+
+IMAGE = "gemini-3.1-flash-image"
+
+
+def image_envelope(request: dict[str, Any]) -> dict[str, Any]:
+    return {**envelope(request, model=IMAGE), "requestType": "image_gen"}
+
+
+async def test_image_model_answers_a_signed_png(emu: Emu) -> None:
+    request = gen_request("a cat", imageConfig={"aspectRatio": "16:9", "imageSize": "2K"})
+    resp = await emu.cloudcode("generateContent", image_envelope(request))
+    parts = (await resp.json())["response"]["candidates"][0]["content"]["parts"]
+    assert parts[0] == {"text": "echo: a cat"}
+    assert parts[1]["inlineData"]["mimeType"] == "image/png" and parts[1]["thoughtSignature"]
+
+
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    (envelope(gen_request("a cat"), model=IMAGE), 400, "invalid argument"),  # requestType agent
+    (image_envelope(gen_request("a cat", imageConfig={"aspectRatio": "7:3"})), 400, "aspect_ratio"),
+    (image_envelope(gen_request("a cat", imageConfig={"imageSize": "8K"})), 400, "image_size"),
+    (image_envelope(gen_request("a cat", imageConfig={"imageSize": "1K"}, responseModalities=["IMAGE"])),
+     500, "Internal error"),
+])
+async def test_image_model_rejects_what_cloud_code_rejects(emu: Emu, body: dict[str, Any], status: int,
+                                                           expected: str) -> None:
+    resp = await emu.cloudcode("generateContent", body)
+    assert resp.status == status
+    assert expected in (await resp.json())["error"]["message"]

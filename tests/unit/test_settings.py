@@ -137,3 +137,11 @@ def test_a_keys_file_counts_as_a_key_and_turns_auto_on_even_on_loopback():
     assert resolve_inbound_auth("strict", "", ["0.0.0.0"], allow_public=False,
                                 client_keys=True).mode == "strict"
     assert resolve_inbound_auth("off", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == "off"
+
+
+def test_gemini3_thinking_mode_is_level_or_budget() -> None:
+    from antigravity_gw.settings import parse_gemini3_thinking
+
+    assert parse_gemini3_thinking("budget") == "budget"
+    with pytest.raises(ValueError, match="ag_cloudcode_gemini3_thinking: 'both' is not one of level, budget"):
+        parse_gemini3_thinking("both")

@@ -327,7 +327,8 @@ class Gateway:
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
-            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
+            dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent,
+                                                                  gemini3_thinking=st.cloudcode_gemini3_thinking),
                         "api_key": PublicGemini(st.gemini_url)}
             send = aiohttp_sender(self._session, st.timeouts)
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,
@@ -431,7 +432,9 @@ class Gateway:
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
-            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"")
+            multipart = route.kind == RouteKind.IMAGE_EDITS  # the openai SDK uploads edits as a form
+            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"",
+                                    multipart_ok=multipart)
         await self._translate_request(flow, route)
 
     async def _health(self) -> http.Response:
@@ -476,7 +479,7 @@ class Gateway:
         images = await self._fetch_images(request.image_urls())
         gemini_request = request.to_gemini(mapped, images)
         stream = request.stream
-        ids = Ids.new(endpoint.id_prefix)
+        ids = Ids.new(endpoint.id_prefix, upstream_model=mapped)
         session = conversation_key(gemini_request, request.session_key)
         job = RelayJob(flow.id, CallContext(new_request_id(), session, request.rpc),
                        error_body=request.error_body, report=functools.partial(record_failed_attempt, flow))

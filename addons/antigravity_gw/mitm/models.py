@@ -26,7 +26,9 @@ class ModelsEndpoint:
 
     async def answer(self, route: Route, fetch: Fetch | None) -> http.Response:
         """``fetch`` asks Google for one account's models; ``None`` (not running yet) lists the fallback."""
-        listed = catalog.model_list(self.model_map.aliases(), await self._upstream(fetch))
+        upstream = await self._upstream(fetch)
+        names = [*self.model_map.aliases(), *catalog.builtin_aliases(upstream)]
+        listed = catalog.model_list(names, upstream)
         if route.kind == RouteKind.MODELS:
             return flows.json_response(200, {"object": "list", "data": listed})
         found = catalog.find_model(route.param, listed, self.model_map.table)

@@ -52,6 +52,9 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
      "bigger ones get a 413."),
     ("ag_user_agent", str, s.DEFAULT_USER_AGENT,
      "User-Agent sent to Cloud Code, or just the Antigravity version (e.g. 4.5.0)."),
+    ("ag_cloudcode_gemini3_thinking", str, "level",
+     "How Gemini 3's thinking depth is sent to Cloud Code: level (thinkingLevel) or budget (thinkingBudget, "
+     "for accounts that answer 400 to thinkingLevel)."),
     ("ag_max_attempts", int, 4, "Upstream attempts per request, across accounts and base URLs."),
     ("ag_scheduling", str, s.DEFAULT_SCHEDULING,
      "How requests pick an account: sticky (a conversation stays on its account; new ones go to the "
@@ -231,6 +234,7 @@ def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.
             keepalive_interval=s.parse_positive(o.ag_keepalive, what="ag_keepalive"),
             inline_non_stream=o.ag_inline_non_stream,
             image_fetch=s.parse_image_fetch(o.ag_image_fetch),
+            cloudcode_gemini3_thinking=s.parse_gemini3_thinking(o.ag_cloudcode_gemini3_thinking),
         )
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e

@@ -27,12 +27,15 @@ def check_size(size: int, limit: int) -> None:
             "Send less (for example fewer or smaller inline images), or raise ag_body_limit.")
 
 
-def check_json_body(content_type: str | None, body: bytes) -> None:
-    """415 for a body declared as something other than JSON, 400 for an empty one.
+def check_json_body(content_type: str | None, body: bytes, *, multipart_ok: bool = False) -> None:
+    """415 for a body declared as something other than JSON (``multipart_ok``: or a form), 400 for an
+    empty one.
 
     A missing Content-Type is accepted: simple clients (``requests.post(data=...)``) omit it.
     """
     media = (content_type or "").split(";", 1)[0].strip().lower()
+    if multipart_ok and media == "multipart/form-data":
+        media = ""
     if media and media != "application/json" and not media.endswith("+json"):
         raise errors.UnsupportedMediaType(f"Content-Type {content_type!r} is not supported: {JSON_HINT}.")
     if not body.strip():

@@ -192,13 +192,9 @@ class ToolCall(_Model):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
-    extra_content: dict[str, Any] | None = None  # Google's: {"google": {"thought_signature": "..."}}
-
-    @property
-    def thought_signature(self) -> str | None:
-        google = (self.extra_content or {}).get("google")
-        signature = google.get("thought_signature") if isinstance(google, dict) else None
-        return signature if isinstance(signature, str) and signature else None
+    # Google's OpenAI-compatible API (and gateways copying it) carry the thought signature here:
+    # {"google": {"thought_signature": "..."}}; read when the id carries none.
+    extra_content: dict[str, Any] | None = None
 
 
 class SystemMessage(_Model):
@@ -331,6 +327,15 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class ImageConfig(_Model):
+    """OpenRouter's ``image_config`` for image output in chat (Gemini's ``imageConfig``)."""
+
+    aspect_ratio: (
+        Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"] | None
+    ) = None
+    image_size: Literal["1K", "2K", "4K"] | None = None
+
+
 class ChatCompletionRequest(_Model):
     model: ModelName
     messages: list[Message] = Field(min_length=1)
@@ -357,6 +362,10 @@ class ChatCompletionRequest(_Model):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # Image output: an image model answers images anyway, so ``modalities`` is accepted and not sent
+    # (Cloud Code answered 500 to responseModalities beside imageConfig, CLIProxyAPI#4751).
+    modalities: list[Literal["text", "image", "audio"]] | None = None
+    image_config: ImageConfig | None = None
 
 
 # --- parsing and error wording ---------------------------------------------------------------------

@@ -25,6 +25,8 @@ class RouteKind(StrEnum):
     COMPACT = "responses.compact"
     EMBEDDINGS = "embeddings"
     COMPLETIONS = "completions"
+    IMAGES = "images.generations"
+    IMAGE_EDITS = "images.edits"
     MODELS = "models"
     MODEL = "model"
     HEALTH = "healthz"
@@ -44,6 +46,8 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/responses/compact": (RouteKind.COMPACT, ("POST",)),
     "/completions": (RouteKind.COMPLETIONS, ("POST",)),
     "/embeddings": (RouteKind.EMBEDDINGS, ("POST",)),
+    "/images/generations": (RouteKind.IMAGES, ("POST",)),
+    "/images/edits": (RouteKind.IMAGE_EDITS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),

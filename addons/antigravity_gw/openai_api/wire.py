@@ -41,12 +41,20 @@ class ToolCallDelta(TypedDict):
     extra_content: NotRequired[dict[str, Any]]  # Google's own field: {"google": {"thought_signature"}}
 
 
+class ImageOut(TypedDict):
+    """An image the model made, OpenRouter's shape: ``{"type": "image_url", "image_url": {"url": ...}}``."""
+
+    type: Literal["image_url"]
+    image_url: dict[str, str]
+
+
 class ChoiceDelta(TypedDict, total=False):
     role: Literal["assistant"]
     content: str
     reasoning_content: str
     refusal: str
     tool_calls: list[ToolCallDelta]
+    images: list[ImageOut]
 
 
 class ChunkChoice(TypedDict):
@@ -78,6 +86,7 @@ class ChatMessageOut(TypedDict):
     refusal: str | None
     reasoning_content: NotRequired[str]
     tool_calls: NotRequired[list[ToolCallOut]]
+    images: NotRequired[list[ImageOut]]
 
 
 class ChatChoice(TypedDict):

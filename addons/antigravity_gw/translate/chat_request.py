@@ -14,9 +14,11 @@ Messages:
   ``{"output": <value>}`` (the key Gemini documents for function output), where the value is the parsed
   JSON object when the content is a JSON object, else the text. ``id`` is sent only when the tool call id
   carried Gemini's own ``functionCall.id`` (see ``signatures.py``).
-* An assistant tool call gets back its ``thoughtSignature`` from its id (Gemini 3 requires it).
-  ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the gateway does
-  not invent any.
+* An assistant tool call gets back its ``thoughtSignature`` from its id (Gemini 3 requires it), but only
+  for the model family that minted it; Claude gets its thinking block (text and signature, from the id,
+  or ``reasoning_content`` beside a Claude signature) leading the turn instead (``model_rules.py``).
+  Otherwise ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the
+  gateway does not invent any.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ..openai_api.models import (
     ToolMessage,
     UserMessage,
 )
+from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .parts import (
     InlineImage,
     Part,
@@ -49,14 +52,18 @@ from .parts import (
     content_to_text,
     function_call_part,
     function_response_part,
+    media_resolution,
     text_part,
 )
 from .schema import clean_schema_for_gemini
-from .signatures import decode_tool_call_id
+from .signatures import ToolCallRef, decode_tool_call_id
 from .tools import tool_choice_to_gemini, tools_to_gemini
 
 Images = Mapping[str, InlineImage] | None
 
+# Claude's budget when the client asks for thinking without saying how much (a *-thinking model, or
+# thinking without budget_tokens): what Antigravity's own client sends for Opus (AM, R-C4).
+CLAUDE_DEFAULT_BUDGET = 24576
 # reasoning_effort → thinkingBudget for models that take a token budget (Gemini 2.5, Claude via Cloud Code).
 THINKING_BUDGETS: dict[str, int] = {
     "minimal": 1024,
@@ -98,8 +105,14 @@ _DISABLED: dict[str, dict[str, Any]] = {
 def chat_request_to_gemini(
     req: ChatCompletionRequest, *, model: str, images: Images = None
 ) -> dict[str, Any]:
-    """``model`` is the upstream model id (after mapping): it decides the thinking parameters."""
-    system, contents = messages_to_gemini(req.messages, images=images)
+    """``model`` is the upstream model id (after mapping): it decides the thinking parameters and what the
+    history must look like for its family (``model_rules.py``)."""
+    signed: list[SignedPart] = []
+    details: set[str] = set()
+    system, contents = messages_to_gemini(req.messages, images=images, signed=signed, details=details)
+    target = family_of(model)
+    if signed or target == "g3":
+        fit_history(contents, signed, target=target)
     out: dict[str, Any] = {}
     if system is not None:
         out["systemInstruction"] = system
@@ -107,9 +120,14 @@ def chat_request_to_gemini(
         out["tools"] = tools
     if (tool_config := tool_choice_to_gemini(req)) is not None:
         out["toolConfig"] = tool_config
-    if config := generation_config(req, model=model):
+    config = generation_config(req, model=model)
+    if details and target != "c" and (resolution := media_resolution(details)):
+        config["mediaResolution"] = resolution
+    if config:
         out["generationConfig"] = config
     out["contents"] = contents
+    if target == "c":
+        fit_claude(out)
     return out
 
 
@@ -117,9 +135,13 @@ def chat_request_to_gemini(
 
 
 def messages_to_gemini(
-    messages: Sequence[Message], *, images: Images = None
+    messages: Sequence[Message],
+    *,
+    images: Images = None,
+    signed: list[SignedPart] | None = None,
+    details: set[str] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """``(systemInstruction or None, contents)``."""
+    """``(systemInstruction or None, contents)``; replayed signatures are listed in ``signed``."""
     system: list[Part] = []
     turns: list[tuple[str, list[Part]]] = []
     calls: dict[str, tuple[str, str | None]] = {}  # tool call id → (function name, Gemini's call id)
@@ -129,9 +151,11 @@ def messages_to_gemini(
             if text := content_to_text(msg.content, param=f"{param}.content"):
                 system.append(text_part(text))
         elif isinstance(msg, UserMessage):
-            turns.append(("user", content_to_parts(msg.content, param=f"{param}.content", images=images)))
+            parts = content_to_parts(msg.content, param=f"{param}.content", images=images, details=details)
+            turns.append(("user", parts))
         elif isinstance(msg, AssistantMessage):
-            turns.append(("model", _assistant_parts(msg, param=param, images=images, calls=calls)))
+            parts = _assistant_parts(msg, param=param, images=images, calls=calls, signed=signed)
+            turns.append(("model", parts))
         elif isinstance(msg, ToolMessage):
             turns.append(("user", _tool_result_parts(msg, param=param, images=images, calls=calls)))
         else:
@@ -162,22 +186,39 @@ def merge_turns(turns: Sequence[tuple[str, list[Part]]]) -> list[dict[str, Any]]
 
 
 def _assistant_parts(
-    msg: AssistantMessage, *, param: str, images: Images, calls: dict[str, tuple[str, str | None]]
+    msg: AssistantMessage,
+    *,
+    param: str,
+    images: Images,
+    calls: dict[str, tuple[str, str | None]],
+    signed: list[SignedPart] | None,
 ) -> list[Part]:
     parts = content_to_parts(msg.content, param=f"{param}.content", images=images)
     if not parts and msg.refusal:
         parts.append(text_part(msg.refusal))
     for j, call in enumerate(msg.tool_calls or ()):
         ref = decode_tool_call_id(call.id)
+        if ref.signature is None and call.extra_content:
+            ref = ToolCallRef(ref.gemini_id, _google_signature(call.extra_content))
         args = call_arguments(call.function.arguments, param=f"{param}.tool_calls[{j}].function.arguments")
         name = call.function.name
-        signature = ref.signature or call.thought_signature
-        parts.append(function_call_part(name, args, gemini_id=ref.gemini_id, signature=signature))
+        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=ref.signature)
+        parts.append(part)
+        if ref.signature and signed is not None:
+            thought = ref.thought or (msg.reasoning_content if ref.family == "c" else None)
+            signed.append(SignedPart(part, ref.signature, ref.family, thought))
         calls[call.id] = (name, ref.gemini_id)
     if msg.function_call is not None:
         args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
         parts.append(function_call_part(msg.function_call.name, args))
     return parts
+
+
+def _google_signature(extra: Mapping[str, Any]) -> str | None:
+    """``extra_content.google.thought_signature``, when it is a non-empty string."""
+    google = extra.get("google")
+    signature = google.get("thought_signature") if isinstance(google, Mapping) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _tool_result_parts(
@@ -211,6 +252,10 @@ def generation_config(req: ChatCompletionRequest, *, model: str) -> dict[str, An
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     config = sampling_config(req, max_output_tokens=max_tokens)
     config.update(_response_format(req))
+    if (image := req.image_config) is not None:
+        fields = (("aspectRatio", image.aspect_ratio), ("imageSize", image.image_size))
+        if imaging := {key: value for key, value in fields if value is not None}:
+            config["imageConfig"] = imaging
     if (thinking := thinking_config(model, effort=req.reasoning_effort, thinking=req.thinking)) is not None:
         config["thinkingConfig"] = thinking
     return config
@@ -252,6 +297,8 @@ def thinking_family(model: str) -> str | None:
     name = model.lower()
     if "-image" in name:
         return None  # image models: thinking support differs per model, so nothing is implied
+    if "claude" in name:
+        return "claude"
     if "gemini-3" in name:
         return "gemini-3-flash" if "flash" in name else "gemini-3"
     if "gemini-2.5" in name:
@@ -274,7 +321,13 @@ def thinking_config(
         config: dict[str, Any] = {"includeThoughts": True}
         if thinking.budget_tokens is not None:
             config["thinkingBudget"] = thinking.budget_tokens
+        elif family == "claude":
+            config["thinkingBudget"] = CLAUDE_DEFAULT_BUDGET  # Claude thinks only with a budget
         return config
+    if effort is None and family == "claude":
+        # Claude thinks only when asked, with a budget (includeThoughts alone gives <thinking> tags in text)
+        thinks = "-thinking" in model.lower()
+        return {"includeThoughts": True, "thinkingBudget": CLAUDE_DEFAULT_BUDGET} if thinks else None
     if effort is None:
         return {"includeThoughts": True} if family is not None else None
     if effort == "none":

@@ -8,8 +8,11 @@ Rules of the stream (one ``GeminiToChatStream`` per response):
 3. Parts, in order: ``text`` → ``content``; ``text`` with ``thought: true`` → ``reasoning_content``;
    ``functionCall`` → one ``tool_calls`` delta with the complete arguments (Gemini sends them whole), its id
    carrying the part's ``thoughtSignature`` (``signatures.py``); ``inlineData`` → a markdown data-URL image
-   in ``content``. A signature on a part that is not a call is kept for the candidate's next call (Gemini
-   validates signatures on calls only; one that no call claims is dropped).
+   in ``content`` and the same image in ``images`` (OpenRouter's structured list). A signature on a part
+   that is not a call is kept for the candidate's next call (Gemini validates signatures on calls only;
+   one that no call claims is dropped). The id also names the
+   model family that minted the signature (``family``) and, for Claude, carries the thought text it
+   signs, so the thinking block can be replayed whole (``signatures.py``, ``model_rules.py``).
 4. ``finishReason`` → one final chunk for that choice, ``delta: {}`` (``finish.py`` maps the value).
 5. ``promptFeedback.blockReason`` with no candidates → each of the ``n`` choices gets a ``refusal`` delta
    naming the reason and finishes with ``content_filter``. The same holds for non-stream: a 200 whose
@@ -40,6 +43,7 @@ from ..openai_api.wire import (
     ChoiceDelta,
     FinishReason,
     FunctionCallOut,
+    ImageOut,
     ToolCallOut,
     chat_completion,
     chunk,
@@ -69,6 +73,7 @@ class _Choice:
     tool_calls: int = 0
     finished: bool = False
     pending_signature: str | None = None
+    thoughts: list[str] = field(default_factory=list)  # Claude's thought text since the last call
 
 
 class GeminiToChatStream(GeminiEventReader[StreamItem]):
@@ -81,8 +86,11 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
         include_usage: bool,
         id_factory: IdFactory,
         n: int = 1,
+        family: str | None = None,
     ) -> None:
+        """``family``: the signature family of the upstream model (``model_rules.family_of``)."""
         self._header = chunk_header(completion_id, created, model)
+        self._family = family
         self._include_usage = include_usage
         self._new_token = id_factory
         self._n = n
@@ -143,13 +151,19 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
             return
         if signature:
             choice.pending_signature = signature
+        if self._family == "c" and part.get("thought") is True and isinstance(part.get("text"), str):
+            choice.thoughts.append(part["text"])
         delta = _part_delta(part)
         if delta:
             out.append(self._chunk(index, delta))
 
     def _tool_call(self, index: int, choice: _Choice, value: Any, signature: str | None) -> StreamItem:
         name, args, gemini_id = function_call(value)
-        call_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature)
+        thought = "".join(choice.thoughts) if choice.thoughts else None
+        choice.thoughts.clear()
+        call_id = encode_tool_call_id(
+            self._new_token(), gemini_id=gemini_id, signature=signature, family=self._family, thought=thought
+        )
         arguments = orjson.dumps(args).decode()
         delta: ChoiceDelta = {"tool_calls": [tool_call_delta(choice.tool_calls, call_id, name, arguments,
                                                              signature)]}
@@ -195,6 +209,8 @@ def _part_delta(part: Mapping[str, Any]) -> ChoiceDelta | None:
         return None
     if "text" in part and part.get("thought") is True:
         return {"reasoning_content": text}
+    if "inlineData" in part:  # part_text checked it; the markdown is "![image](<data URL>)"
+        return {"content": text, "images": [{"type": "image_url", "image_url": {"url": text[9:-1]}}]}
     return {"content": text}
 
 
@@ -206,6 +222,7 @@ class _Message:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
+    images: list[ImageOut] = field(default_factory=list)
     tool_calls: list[ToolCallOut] = field(default_factory=list)
     finish: FinishReason = "stop"
 
@@ -218,11 +235,13 @@ def gemini_to_chat_completion(
     model: str,
     id_factory: IdFactory,
     n: int = 1,
+    family: str | None = None,
 ) -> ChatCompletion:
     """One unary ``GenerateContentResponse`` → ``chat.completion``; raises the ``GatewayError`` a stream
     would have ended with (an in-band error, a truncated or malformed reply)."""
     return gemini_events_to_chat_completion(
-        [response], completion_id=completion_id, created=created, model=model, id_factory=id_factory, n=n
+        [response], completion_id=completion_id, created=created, model=model, id_factory=id_factory, n=n,
+        family=family,
     )
 
 
@@ -234,6 +253,7 @@ def gemini_events_to_chat_completion(
     model: str,
     id_factory: IdFactory,
     n: int = 1,
+    family: str | None = None,
 ) -> ChatCompletion:
     """The same for a streamed upstream reply collected into one response."""
     stream = GeminiToChatStream(
@@ -243,6 +263,7 @@ def gemini_events_to_chat_completion(
         include_usage=True,
         id_factory=id_factory,
         n=n,
+        family=family,
     )
     items = [item for event in events for item in stream.feed(event)]
     items += stream.finish()
@@ -277,6 +298,8 @@ def _fold_delta(message: _Message, delta: ChoiceDelta) -> None:
         message.reasoning.append(delta["reasoning_content"])
     if "refusal" in delta:
         message.refusal.append(delta["refusal"])
+    if "images" in delta:
+        message.images += delta["images"]
     for call in delta.get("tool_calls", ()):
         function: FunctionCallOut = {
             "name": call["function"]["name"],
@@ -300,4 +323,6 @@ def _choice_out(index: int, message: _Message) -> ChatChoice:
         out["reasoning_content"] = "".join(message.reasoning)
     if message.tool_calls:
         out["tool_calls"] = message.tool_calls
+    if message.images:
+        out["images"] = message.images
     return {"index": index, "message": out, "logprobs": None, "finish_reason": message.finish}

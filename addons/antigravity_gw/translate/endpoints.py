@@ -29,6 +29,7 @@ from .. import errors
 from ..error_shapes import OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
 from ..openai_api.embeddings_models import EmbeddingRequest, parse_embedding_request
+from ..openai_api.images_models import ImageGenerationRequest, parse_image_edit, parse_image_generation
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import (
     CompactionTrigger,
@@ -46,6 +47,9 @@ from .chat_request import chat_request_to_gemini
 from .chat_stream import GeminiToChatStream, gemini_to_chat_completion
 from .completions import GeminiToCompletionStream, completion_request_to_gemini, gemini_to_text_completion
 from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
+from .images import gemini_to_images, images_request_to_gemini
+from .images import image_url_params as images_image_url_params
+from .model_rules import family_of
 from .parts import InlineImage, image_url_params
 from .responses_request import (
     ResponsesCall,
@@ -66,10 +70,12 @@ class Ids:
     id: str
     created: int
     new_call_id: Callable[[], str]
+    family: str | None = None  # the upstream model's signature family (``model_rules.family_of``)
 
     @classmethod
-    def new(cls, prefix: str) -> Ids:
-        return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12))
+    def new(cls, prefix: str, *, upstream_model: str = "") -> Ids:
+        return cls(f"{prefix}{os.urandom(12).hex()}", int(time.time()), lambda: secrets.token_hex(12),
+                   family_of(upstream_model))
 
 
 class StreamTranslator(Protocol):
@@ -170,6 +176,7 @@ class ParsedChat:
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             n=req.n or 1,
             id_factory=ids.new_call_id,
+            family=ids.family,
         )
 
     def complete(self, response: dict[str, Any], ids: Ids) -> ChatCompletion:
@@ -179,6 +186,7 @@ class ParsedChat:
             created=ids.created,
             model=self.request.model,
             id_factory=ids.new_call_id,
+            family=ids.family,
         )
 
     def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
@@ -311,6 +319,7 @@ class ParsedResponses:
             names=tool_names(call),
             include_encrypted=call.request.wants_encrypted_reasoning,
             compact=call.compacts,
+            family=ids.family,
         )
 
     def _save(self, ids: Ids, translator: GeminiToResponsesStream) -> None:
@@ -612,6 +621,56 @@ class CompletionsEndpoint:
         return ParsedCompletion(parse_completion_request(body))
 
 
+# ---- images -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedImages:
+    """An images/generations or images/edits request: one non-stream call to the image model."""
+
+    request: ImageGenerationRequest
+    session_key: str = ""
+    rpc = ""  # generateContent, with the image model's requestType
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return False
+
+    def image_urls(self) -> dict[str, str]:
+        return images_image_url_params(self.request)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return images_request_to_gemini(self.request, images=images)
+
+    def stream_translator(self, ids: Ids) -> StreamTranslator:
+        raise errors.GatewayError("the images API does not stream")  # stream is always False
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        return gemini_to_images(response, created=ids.created, response_format=self.request.response_format)
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class ImagesEndpoint:
+    name = "images.generations"
+    id_prefix = "img-"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: images do not stream
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+    def parse(self, body: bytes) -> ParsedImages:
+        return ParsedImages(parse_image_generation(body))
+
+
+class ImageEditsEndpoint(ImagesEndpoint):
+    name = "images.edits"
+
+    def parse(self, body: bytes) -> ParsedImages:
+        return ParsedImages(parse_image_edit(body))
+
+
 # ---- the registry -----------------------------------------------------------------------------------
 class Endpoints:
     """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
@@ -626,6 +685,8 @@ class Endpoints:
             RouteKind.INPUT_TOKENS: InputTokensEndpoint(responses),
             RouteKind.COMPACT: CompactEndpoint(responses),
             RouteKind.EMBEDDINGS: EmbeddingsEndpoint(),
+            RouteKind.IMAGES: ImagesEndpoint(),
+            RouteKind.IMAGE_EDITS: ImageEditsEndpoint(),
         }
 
     def for_route(self, kind: RouteKind) -> Endpoint:

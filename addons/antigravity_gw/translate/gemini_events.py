@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from .usage import gemini_usage_counts
 
+PLACEHOLDER = "_placeholder"  # model_rules declares it; defined here so model_rules imports nothing back
+
 
 class GeminiEventReader[Out](ABC):
     """Walks Gemini events for a stream translator whose output items are ``Out``."""
@@ -118,6 +120,8 @@ def function_call(value: Any) -> FunctionCall:
         raise ValueError(f"functionCall {name!r} has args that are not an object")
     if gemini_id is not None and not isinstance(gemini_id, str):
         raise ValueError(f"functionCall {name!r} has an id that is not a string")
+    if PLACEHOLDER in args:  # the argument the gateway declared for Claude's argument-less tools
+        args = {k: v for k, v in args.items() if k != PLACEHOLDER}
     return FunctionCall(name, args, gemini_id)
 
 

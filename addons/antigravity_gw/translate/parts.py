@@ -107,19 +107,39 @@ def inline_part(mime_type: str, data_b64: str) -> Part:
 
 
 def content_to_parts(
-    content: str | Sequence[ContentPart] | None, *, param: str, images: Mapping[str, InlineImage] | None
+    content: str | Sequence[ContentPart] | None,
+    *,
+    param: str,
+    images: Mapping[str, InlineImage] | None,
+    details: set[str] | None = None,
 ) -> list[Part]:
-    """User/assistant/tool content → Gemini parts. Empty text is dropped: Gemini rejects empty text parts."""
+    """User/assistant/tool content → Gemini parts. Empty text is dropped: Gemini rejects empty text parts.
+    ``details`` collects the ``image_url.detail`` values other than ``auto`` (see ``media_resolution``)."""
     if content is None:
         return []
     if isinstance(content, str):
         return [text_part(content)] if content else []
     parts: list[Part] = []
     for j, part in enumerate(content):
+        if details is not None and isinstance(part, ImageUrlPart) and part.image_url.detail in _RESOLUTIONS:
+            details.add(part.image_url.detail)
         converted = _part(part, param=f"{param}[{j}]", images=images)
         if converted is not None:
             parts.append(converted)
     return parts
+
+
+# OpenAI's image detail → Gemini's request-wide ``generationConfig.mediaResolution`` (R-G4; the per-part
+# field is Gemini 3 on v1alpha only, and Cloud Code's support for either is undocumented).
+_RESOLUTIONS = {"low": "MEDIA_RESOLUTION_LOW", "high": "MEDIA_RESOLUTION_HIGH"}
+
+
+def media_resolution(details: set[str]) -> str | None:
+    """One resolution for the request: ``high`` if any image asked for it (detail is never thrown away),
+    else ``low``; None when every image left it to the model."""
+    if "high" in details:
+        return _RESOLUTIONS["high"]
+    return _RESOLUTIONS["low"] if "low" in details else None
 
 
 def content_to_text(content: str | list[ContentPart] | None, *, param: str) -> str:

@@ -13,11 +13,14 @@ Items, in order (the history of ``previous_response_id`` first, then ``input``):
   name found through ``call_id`` (an unknown ``call_id`` is a 400); images in the output follow it.
 * ``reasoning`` → nothing of its own (Gemini takes thoughts only as signatures). A signature in its
   ``encrypted_content`` goes onto the next model part (text or call) that has none of its own, which is
-  where Gemini sent it; a user turn in between drops it.
+  where Gemini sent it; a user turn in between drops it. Claude's ``encrypted_content`` carries its
+  thought text too and becomes the thinking block leading that model turn; each signature reaches only
+  the model family that minted it (``model_rules.py``).
 * ``web_search_call`` → nothing. ``item_reference`` items are resolved from the store before translation
   (``endpoints.py``); one that reaches this module is a 400.
 * A ``call_id`` of this gateway's that carries no signature (Responses ``call_id``s stay within 64
-  characters) finds its Gemini id and signature in ``ResponsesCall.call_refs`` (the store's fallback).
+  characters) finds its Gemini id, signature and the signature's family in ``ResponsesCall.call_refs``
+  (the store's fallback).
 * Only instructions and system/developer messages: they become the user turn, as OpenAI answers them.
 * ``compaction`` (this gateway's) → a user turn with the summary it holds (another provider's is
   dropped: it cannot be read); ``compaction_trigger`` (last only) → a user turn asking for the summary,
@@ -26,7 +29,8 @@ Consecutive turns of one role are merged and empty turns dropped (``chat_request
 
 Generation config: ``temperature``, ``top_p``, ``max_output_tokens``, ``text.format`` (JSON schema or
 JSON object) and ``reasoning.effort`` (the chat translator's thinking table). Thoughts are included
-only when ``reasoning.summary`` asks for a summary, as OpenAI returns summaries only then.
+only when ``reasoning.summary`` asks for a summary, as OpenAI returns summaries only then; for Claude
+always, since its thinking block has to come back whole on the next turn.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from ..openai_api.responses_models import (
     ResponsesRequest,
 )
 from .chat_request import merge_turns, thinking_config
+from .model_rules import SignedPart, family_of, fit_claude, fit_history
 from .parts import (
     InlineImage,
     Part,
@@ -67,12 +72,13 @@ from .parts import (
     inline_part,
     is_http_url,
     join_text_parts,
+    media_resolution,
     parse_data_url,
     text_part,
 )
 from .responses_tools import ToolNames, gemini_name, responses_tools_to_gemini
 from .schema import clean_schema_for_gemini
-from .signatures import ToolCallRef, decode_compaction, decode_reasoning_signature, decode_tool_call_id
+from .signatures import ToolCallRef, decode_compaction, decode_reasoning, decode_tool_call_id
 
 Images = Mapping[str, InlineImage] | None
 SUMMARY_MODES = frozenset({"auto", "concise", "detailed"})
@@ -119,7 +125,14 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
     """``model`` is the upstream model id (after mapping): it decides the thinking parameters."""
     req = call.request
     plan = responses_tools_to_gemini(req.tools, req.tool_choice)
-    system, contents = items_to_gemini(req.instructions, call, names=plan.names, images=images)
+    signed: list[SignedPart] = []
+    details: set[str] = set()
+    system, contents = items_to_gemini(
+        req.instructions, call, names=plan.names, images=images, signed=signed, details=details
+    )
+    target = family_of(model)
+    if signed or target == "g3":
+        fit_history(contents, signed, target=target)
     out: dict[str, Any] = {}
     if system is not None:
         out["systemInstruction"] = system
@@ -129,9 +142,14 @@ def responses_request_to_gemini(call: ResponsesCall, *, model: str, images: Imag
         out["toolConfig"] = {"functionCallingConfig": {"mode": "NONE"}}  # the answer is text: the summary
     elif plan.tool_config is not None:
         out["toolConfig"] = plan.tool_config
-    if config := generation_config(req, model=model):
+    config = generation_config(req, model=model)
+    if details and target != "c" and (resolution := media_resolution(details)):
+        config["mediaResolution"] = resolution
+    if config:
         out["generationConfig"] = config
     out["contents"] = contents
+    if target == "c":
+        fit_claude(out)
     return out
 
 
@@ -143,9 +161,16 @@ def tool_names(call: ResponsesCall) -> ToolNames:
 
 
 def items_to_gemini(
-    instructions: str | None, call: ResponsesCall, *, names: ToolNames, images: Images = None
+    instructions: str | None,
+    call: ResponsesCall,
+    *,
+    names: ToolNames,
+    images: Images = None,
+    signed: list[SignedPart] | None = None,
+    details: set[str] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    conversation = _Conversation(images, call_refs=call.call_refs)
+    conversation = _Conversation(images, call_refs=call.call_refs, signed=[] if signed is None else signed,
+                                 details=details)
     if instructions:
         conversation.system.append(text_part(instructions))
     for i, item in enumerate(call.items):
@@ -171,7 +196,9 @@ class _Conversation:
     system: list[Part] = field(default_factory=list)
     turns: list[tuple[str, list[Part]]] = field(default_factory=list)
     calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # call_id → (name, Gemini id)
-    signature: str | None = None  # from a reasoning item, for the next model part
+    reasoning: ToolCallRef | None = None  # from a reasoning item, for the next model part
+    signed: list[SignedPart] = field(default_factory=list)  # replayed signatures, for model_rules
+    details: set[str] | None = None  # image detail values asked for (``parts.media_resolution``)
 
     def add(self, item: InputItem, *, param: str, last: bool = False) -> None:
         if isinstance(item, MessageItem):
@@ -181,16 +208,17 @@ class _Conversation:
         elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
             self._output(item, param)
         elif isinstance(item, ReasoningItem):
-            self.signature = decode_reasoning_signature(item.encrypted_content)
+            ref = decode_reasoning(item.encrypted_content)
+            self.reasoning = ref if ref.signature else None
         elif isinstance(item, CompactionItem):
             if (summary := decode_compaction(item.encrypted_content)) is not None:
-                self.signature = None
+                self.reasoning = None
                 self.turns.append(("user", [text_part(SUMMARY_HEADING + summary)]))
         elif isinstance(item, CompactionTrigger):
             if not last:
                 raise InvalidRequest(f"Invalid '{param}': a compaction_trigger must be the last input item.",
                                      param=f"{param}.type")
-            self.signature = None
+            self.reasoning = None
             self.turns.append(("user", [text_part(COMPACTION_PROMPT)]))
         elif isinstance(item, ItemReference):
             raise InvalidRequest(
@@ -205,28 +233,40 @@ class _Conversation:
             if text := _text_only(item.content, param=f"{param}.content"):
                 self.system.append(text_part(text))
             return
-        parts = content_to_parts(item.content, param=f"{param}.content", images=self.images)
+        parts = content_to_parts(
+            item.content, param=f"{param}.content", images=self.images, details=self.details
+        )
         if item.role == "user":
-            self.signature = None
+            self.reasoning = None
             self.turns.append(("user", parts))
             return
-        if parts and self.signature:
-            parts[0] = {**parts[0], "thoughtSignature": self.signature}
-            self.signature = None
+        if parts and self.reasoning is not None:
+            parts[0] = {**parts[0], "thoughtSignature": self.reasoning.signature}
+            self._sign(parts[0], self.reasoning)
+            self.reasoning = None
         self.turns.append(("model", parts))
+
+    def _sign(self, part: Part, ref: ToolCallRef) -> None:
+        if ref.signature:
+            self.signed.append(SignedPart(part, ref.signature, ref.family, ref.thought))
 
     def _call(self, item: FunctionCallItem | CustomToolCallItem, param: str) -> None:
         ref = decode_tool_call_id(item.call_id)
         if (known := self.call_refs.get(item.call_id)) is not None:
-            ref = ToolCallRef(ref.gemini_id or known.gemini_id, ref.signature or known.signature)
+            signer = ref if ref.signature else known  # a signature keeps its family and thought
+            gemini_id = ref.gemini_id or known.gemini_id
+            ref = ToolCallRef(gemini_id, signer.signature, signer.family, signer.thought)
         name = gemini_name(item.name, item.namespace)
         if isinstance(item, CustomToolCallItem):
             args: dict[str, Any] = {"input": item.input}
         else:
             args = call_arguments(item.arguments, param=f"{param}.arguments")
-        signature = ref.signature or self.signature
-        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=signature)
-        self.signature = None
+        signing, reasoning = ref, self.reasoning
+        if reasoning is not None and (reasoning.thought or not ref.signature):
+            signing = reasoning  # Claude's whole thinking block, or the signature the call itself lacks
+        part = function_call_part(name, args, gemini_id=ref.gemini_id, signature=signing.signature)
+        self._sign(part, signing)
+        self.reasoning = None
         self.calls[item.call_id] = (name, ref.gemini_id)
         self.turns.append(("model", [part]))
 
@@ -239,7 +279,7 @@ class _Conversation:
                 "'previous_response_id').",
                 param=f"{param}.call_id",
             )
-        self.signature = None
+        self.reasoning = None
         name, gemini_id = call
         if isinstance(item.output, str):
             text, media = item.output, []
@@ -253,12 +293,16 @@ class _Conversation:
 # --- content -----------------------------------------------------------------------------------------
 
 
-def content_to_parts(content: str | Sequence[ContentPart], *, param: str, images: Images) -> list[Part]:
+def content_to_parts(
+    content: str | Sequence[ContentPart], *, param: str, images: Images, details: set[str] | None = None
+) -> list[Part]:
     """Message or tool-output content → Gemini parts; empty text is dropped (Gemini rejects it)."""
     if isinstance(content, str):
         return [text_part(content)] if content else []
     parts: list[Part] = []
     for j, part in enumerate(content):
+        if details is not None and isinstance(part, InputImage) and part.detail in ("low", "high"):
+            details.add(part.detail)
         if (converted := _part(part, param=f"{param}[{j}]", images=images)) is not None:
             parts.append(converted)
     return parts
@@ -355,7 +399,7 @@ def _text_format(req: ResponsesRequest) -> dict[str, Any]:
 def _thinking(req: ResponsesRequest, *, model: str) -> dict[str, Any] | None:
     effort = req.reasoning.effort if req.reasoning else None
     config = thinking_config(model, effort=effort, thinking=None)
-    if config is None or req.summary_mode in SUMMARY_MODES:
+    if config is None or req.summary_mode in SUMMARY_MODES or family_of(model) == "c":
         return config
     config.pop("includeThoughts", None)
     return config or None

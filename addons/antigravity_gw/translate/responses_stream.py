@@ -23,12 +23,14 @@ style). The rules:
    when it names a custom tool (``responses_tools.ToolNames``), with the arguments in one delta (Gemini
    sends them whole). Only candidate 0 is read (the gateway never asks for more).
 5. Thought signatures: a ``call_id`` stays within OpenAI's 64 characters (``short_tool_call_id``: Gemini's
-   call id only when it fits), and ``call_refs`` keeps every call's Gemini id and signature (its own,
-   else the last unclaimed one) for the store, the fallback. A signature on a thought part, or on the
-   part that ends a run of thoughts, goes into that reasoning item's ``encrypted_content``, shown to the
-   client only when ``include`` asks for ``reasoning.encrypted_content`` (``stored_output`` always has
-   it); with that ``include``, a signed call that no reasoning item precedes gets one (empty summary)
-   carrying its signature, so the client's next turn brings it back without any server state.
+   call id only when it fits), and ``call_refs`` keeps every call's Gemini id, signature (its own, else
+   the last unclaimed one) and the family of the model that minted it, for the store, the fallback. A
+   signature on a thought part, or on the part that ends a run of thoughts, goes into that reasoning
+   item's ``encrypted_content``, shown to the client only when ``include`` asks for
+   ``reasoning.encrypted_content`` (``stored_output`` always has it); with that ``include``, a signed call
+   that no reasoning item precedes gets one (empty summary) carrying its signature, so the client's next
+   turn brings it back without any server state. ``encrypted_content`` names the signature's family too,
+   and for Claude carries the thought text, as Claude wants its thinking block back whole.
 6. The end (``finish()``, at the end of the upstream stream): ``finishReason`` STOP and the like →
    ``completed``; MAX_TOKENS → ``incomplete`` (``max_output_tokens``); a filter reason, or a prompt
    blocked by ``promptFeedback`` (a ``refusal`` message item) → ``incomplete`` (``content_filter``);
@@ -205,6 +207,7 @@ class _Item:
     name: str = ""
     namespace: str | None = None
     signature: str | None = None
+    family: str | None = None  # the signature's model family (``model_rules.family_of``)
 
     @property
     def text(self) -> str:
@@ -218,7 +221,10 @@ class _Item:
             summary = [_summary(t) for t in texts]
             out: dict[str, Any] = {"id": self.id, "type": "reasoning", "summary": summary}
             if encrypted and self.signature:
-                out["encrypted_content"] = encode_reasoning_signature(self.signature)
+                thought = "".join(texts) if self.family == "c" else ""
+                out["encrypted_content"] = encode_reasoning_signature(
+                    self.signature, family=self.family, thought=thought
+                )
             return out
         if self.kind == "compaction":
             compacted = encode_compaction("".join(texts))
@@ -306,8 +312,10 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         names: ToolNames | None = None,
         include_encrypted: bool = False,
         compact: bool = False,
+        family: str | None = None,
     ) -> None:
         self._id = response_id
+        self._family = family
         self._created_at = created_at
         self._echo = echo
         self._new_token = id_factory
@@ -441,7 +449,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
             self._step(self._items[-1], Step.ADD, out)
         item = self._item(kind, out, new=True)
         item.call_id = short_tool_call_id(self._new_token(), gemini_id=gemini_id)
-        self.call_refs[item.call_id] = ToolCallRef(gemini_id=gemini_id, signature=signature)
+        self.call_refs[item.call_id] = ToolCallRef(gemini_id, signature, family=self._family)
         item.name, item.namespace = tool.name, tool.namespace
         self._step(item, Step.ADD, out)
         payload = _custom_input(args) if kind == "custom_tool_call" else orjson.dumps(args).decode()
@@ -462,7 +470,7 @@ class GeminiToResponsesStream(GeminiEventReader[Event]):
         if not new and self._open is not None and self._open.kind == kind:
             return self._open
         self._close_open(out, "completed")
-        item = _Item(kind, len(self._items), _ID_PREFIX[kind] + self._new_token())
+        item = _Item(kind, len(self._items), _ID_PREFIX[kind] + self._new_token(), family=self._family)
         self._items.append(item)
         self._open = item
         if not new:

@@ -8,7 +8,14 @@ travels: no server-side cache, nothing to expire, and a replayed history always 
 Id grammar (every character is in ``[A-Za-z0-9_-]``, so it also survives clients that re-validate ids
 as Anthropic ``tool_use`` ids)::
 
-    call_<token> [ "_id" <hex of Gemini's functionCall.id> ] [ "_sig" ("b"|"u") <signature payload> ]
+    call_<token> [ "_id" <hex of Gemini's functionCall.id> ] [ "_f" <family> ]
+                 [ "_sig" ("b"|"u"|"z") <signature payload> ]
+
+``<family>`` names the model family that minted the signature (``c`` Claude, ``g3`` Gemini 3, ``g2``
+other Gemini; absent in ids made before families were recorded): a signature is only ever replayed to
+its own family (``model_rules.py``). Claude needs its thinking block back, text and signature together,
+so a Claude signature whose thought text fits travels as flavour ``z``: the base64url of the zlib of
+``{"s": signature, "t": thought text}``.
 
 ``<token>`` is ASCII letters and digits, from an injected factory (tests pass a deterministic one).
 A signature that is canonical standard base64 (what Google sends) is stored as base64url without
@@ -27,12 +34,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import zlib
 from dataclasses import dataclass
+
+import orjson
 
 _STD_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _ID = re.compile(
-    r"call_[A-Za-z0-9]+(?:_id(?P<gid>(?:[0-9a-f]{2})+))?(?:_sig(?P<flavour>[bu])(?P<sig>[A-Za-z0-9_-]+))?"
+    r"call_[A-Za-z0-9]+(?:_id(?P<gid>(?:[0-9a-f]{2})+))?(?:_f(?P<family>[a-z0-9]+))?"
+    r"(?:_sig(?P<flavour>[buz])(?P<sig>[A-Za-z0-9_-]+))?"
 )
+FAMILIES = frozenset({"c", "g3", "g2"})
+# A Claude thought travels in the id up to this many characters of payload; a longer one is left out
+# (its signature alone is useless to Claude, so the turn is replayed without thinking).
+THOUGHT_IN_ID_MAX = 12288
+_INFLATE_MAX = 1 << 20  # a thought never inflates past this: a client's zip bomb is just a foreign id
 _TO_URL = str.maketrans("+/", "-_")
 REASONING_PREFIX = "gemini-thought-signature:"
 _FROM_URL = str.maketrans("-_", "+/")
@@ -44,16 +60,31 @@ class ToolCallRef:
 
     gemini_id: str | None = None
     signature: str | None = None
+    family: str | None = None  # who minted the signature (``FAMILIES``); None: not recorded
+    thought: str | None = None  # Claude's thought text that the signature signs
 
 
-def encode_tool_call_id(token: str, *, gemini_id: str | None = None, signature: str | None = None) -> str:
+def encode_tool_call_id(
+    token: str,
+    *,
+    gemini_id: str | None = None,
+    signature: str | None = None,
+    family: str | None = None,
+    thought: str | None = None,
+) -> str:
     if not token or not token.isascii() or not token.isalnum():
         raise ValueError(f"a tool call id token must be ASCII letters and digits, got {token!r}")
     out = f"call_{token}"
     if gemini_id:
         out += "_id" + gemini_id.encode().hex()
     if signature:
-        out += "_sig" + _encode_signature(signature)
+        if family:
+            out += "_f" + family
+        packed = pack_thinking(signature, thought) if family == "c" and thought else None
+        if packed is not None and len(packed) <= THOUGHT_IN_ID_MAX:
+            out += "_sigz" + packed
+        else:
+            out += "_sig" + _encode_signature(signature)
     return out
 
 
@@ -62,12 +93,41 @@ def decode_tool_call_id(call_id: str) -> ToolCallRef:
     m = _ID.fullmatch(call_id)
     if m is None:
         return ToolCallRef()
+    family = m["family"] if m["family"] in FAMILIES else None
+    thought: str | None = None
+    signature: str | None = None
     try:
         gemini_id = bytes.fromhex(m["gid"]).decode() if m["gid"] else None
-        signature = _decode_signature(m["flavour"], m["sig"]) if m["sig"] else None
-    except (ValueError, binascii.Error):
+        if m["flavour"] == "z":
+            signature, thought = unpack_thinking(m["sig"])
+        elif m["sig"]:
+            signature = _decode_signature(m["flavour"], m["sig"])
+    except (ValueError, binascii.Error, zlib.error):
         return ToolCallRef()
-    return ToolCallRef(gemini_id=gemini_id, signature=signature)
+    return ToolCallRef(gemini_id=gemini_id, signature=signature, family=family, thought=thought)
+
+
+def pack_thinking(signature: str, thought: str) -> str:
+    """A Claude thinking block (signature and text) as base64url of its compressed JSON, no padding."""
+    raw = zlib.compress(orjson.dumps({"s": signature, "t": thought}), 6)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unpack_thinking(payload: str) -> tuple[str, str]:
+    """``pack_thinking``'s inverse; ``ValueError`` (or ``zlib.error``) for anything it did not make."""
+    if len(payload) % 4 == 1:
+        raise ValueError("truncated thinking block")
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), _INFLATE_MAX)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("not a whole thinking block")
+    value = orjson.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a thinking block")
+    signature, thought = value.get("s"), value.get("t")
+    if not isinstance(signature, str) or not isinstance(thought, str):
+        raise ValueError("not a thinking block")
+    return signature, thought
 
 
 def _encode_signature(signature: str) -> str:
@@ -85,9 +145,33 @@ def _decode_signature(flavour: str, payload: str) -> str:
     return base64.urlsafe_b64decode(padded).decode()
 
 
-def encode_reasoning_signature(signature: str) -> str:
-    """A thought signature as a Responses ``reasoning.encrypted_content`` value."""
-    return REASONING_PREFIX + signature
+# encrypted_content prefixes of the signature families (``REASONING_PREFIX`` alone: family not recorded).
+_FAMILY_PREFIXES = {"g3": "gemini-3-thought-signature:", "g2": "gemini-2-thought-signature:"}
+CLAUDE_THINKING_PREFIX = "claude-thinking:"
+
+
+def encode_reasoning_signature(signature: str, *, family: str | None = None, thought: str = "") -> str:
+    """A thought signature as a Responses ``reasoning.encrypted_content`` value; Claude's carries its
+    thought text too (Claude wants the whole thinking block back)."""
+    if family == "c":
+        return CLAUDE_THINKING_PREFIX + pack_thinking(signature, thought)
+    return _FAMILY_PREFIXES.get(family or "", REASONING_PREFIX) + signature
+
+
+def decode_reasoning(encrypted_content: str | None) -> ToolCallRef:
+    """What an ``encrypted_content`` this gateway made carries (nothing for anything else)."""
+    if not encrypted_content:
+        return ToolCallRef()
+    if encrypted_content.startswith(CLAUDE_THINKING_PREFIX):
+        try:
+            signature, thought = unpack_thinking(encrypted_content[len(CLAUDE_THINKING_PREFIX):])
+        except (ValueError, binascii.Error, zlib.error):
+            return ToolCallRef()
+        return ToolCallRef(signature=signature, family="c", thought=thought)
+    for family, prefix in _FAMILY_PREFIXES.items():
+        if encrypted_content.startswith(prefix):
+            return ToolCallRef(signature=encrypted_content[len(prefix):] or None, family=family)
+    return ToolCallRef(signature=decode_reasoning_signature(encrypted_content))
 
 
 def decode_reasoning_signature(encrypted_content: str | None) -> str | None:

@@ -53,7 +53,7 @@ from .accounts import Account
 from .answer_check import BadAnswer, FirstEventProbe, check_other, check_whole
 from .catalog import fallback_for
 from .dialects import API_KEY_ONLY_RPCS, CallContext, Dialect, UpstreamCall
-from .google_errors import GoogleError, parse_google_error
+from .google_errors import GoogleError, anthropic_error_message, parse_google_error
 from .oauth import ProjectResolver, ProjectUnavailable, RefreshFailed, TokenService
 from .policy import (
     BARE_429_COOLDOWN,
@@ -587,6 +587,9 @@ def upstream_error_for(err: GoogleError, account_label: str) -> errors.GatewayEr
                                             f"{err.message}")
     text = f"Upstream ({account_label}) answered {err.http_status} {err.status}: {err.message}".strip()
     if err.http_status == 400:
+        if (claude := anthropic_error_message(err.message)) is not None:  # R-C7: Anthropic's error inside
+            return errors.InvalidRequest(f"Claude (through Google) rejected the request: {claude}",
+                                         code="upstream_invalid_argument")
         return errors.InvalidRequest(f"Google rejected the request: {err.message or err.status}",
                                      code="upstream_invalid_argument")
     if err.http_status == 429:

@@ -28,6 +28,23 @@ BUILTIN_MAP: tuple[tuple[str, str], ...] = (
     ("chatgpt-*", "gemini-2.5-flash"),
     ("text-davinci*", "gemini-2.5-flash"),
     ("gpt-3.5-turbo-instruct*", "gemini-2.5-flash"),
+    # Claude through Antigravity (R-C1): Opus 4.6 is served as its thinking id only, and Sonnet 4.6
+    # stands in for the older Sonnets and Haiku, as Antigravity Manager maps them. Exact names are
+    # listed by /v1/models when an account serves their target.
+    ("claude-opus-4-6", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-5", "claude-opus-4-6-thinking"),
+    ("claude-opus-4", "claude-opus-4-6-thinking"),
+    ("claude-opus-4*", "claude-opus-4-6-thinking"),  # also dated ids and claude-opus-4.6[-thinking]
+    ("claude-sonnet-4-5", "claude-sonnet-4-6"),
+    ("claude-sonnet-4", "claude-sonnet-4-6"),
+    ("claude-sonnet-4*", "claude-sonnet-4-6"),
+    ("claude-3-5-sonnet*", "claude-sonnet-4-6"),
+    ("claude-3-7-sonnet*", "claude-sonnet-4-6"),
+    ("claude-haiku-4-5", "claude-sonnet-4-6"),
+    ("claude-haiku-4*", "claude-sonnet-4-6"),
+    # OpenAI's image model names → Antigravity's image model (R-I1)
+    ("dall-e-*", "gemini-3.1-flash-image"),
+    ("gpt-image-*", "gemini-3.1-flash-image"),
 )
 
 
@@ -75,6 +92,13 @@ def model_object(model_id: str, owned_by: str) -> dict[str, Any]:
 def aliases(table: tuple[tuple[str, str], ...]) -> list[str]:
     """The client-side names a mapping table defines exactly (wildcards name no single model)."""
     return list(dict.fromkeys(src for src, _ in table if "*" not in src))
+
+
+def builtin_aliases(upstream: Iterable[str]) -> list[str]:
+    """The built-in exact names whose target one of the accounts serves (``claude-opus-4-6`` when
+    ``claude-opus-4-6-thinking`` is there): clients pick models from ``/v1/models``."""
+    served = set(upstream)
+    return [src for src, dst in BUILTIN_MAP if "*" not in src and dst in served]
 
 
 def fallback_models(table: tuple[tuple[str, str], ...]) -> list[str]:

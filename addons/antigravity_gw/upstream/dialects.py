@@ -89,21 +89,26 @@ def session_id_for(account_id: str) -> str:
 class CloudCode:
     name = "cloudcode"
 
-    def __init__(self, bases: tuple[str, ...], user_agent: str) -> None:
+    def __init__(self, bases: tuple[str, ...], user_agent: str, *, gemini3_thinking: str = "level") -> None:
         self.bases = bases
         self.user_agent = user_agent
+        self.level_as_budget = gemini3_thinking == "budget"
 
     def build(self, base: str, model: str, stream: bool, request: dict[str, Any], account: Account,
               credential: str, ctx: CallContext) -> UpstreamCall:
         if ctx.rpc:
             return self._other(base, model, request, account, credential, ctx.rpc)
         rpc = f"{STREAM_RPC}?alt=sse" if stream else UNARY_RPC
+        if self.level_as_budget:
+            request = level_as_budget(request)
+        image = is_image_model(model)
         envelope = {
             "project": account.project_id,
             "model": model,
-            "request": {**request, "sessionId": session_id_for(account.id)},
+            # image generation is its own request type, without a session (R-I2)
+            "request": request if image else {**request, "sessionId": session_id_for(account.id)},
             "userAgent": "antigravity",
-            "requestType": "agent",
+            "requestType": "image_gen" if image else "agent",
             "requestId": f"agent/antigravity/{ctx.request_id}",
         }
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
@@ -118,6 +123,30 @@ class CloudCode:
         body = {"request": {"model": f"models/{model}", "contents": contents}}
         headers = cloudcode_headers(credential, self.user_agent, account.project_id)
         return UpstreamCall(f"{base}:{rpc}", headers, orjson.dumps(body))
+
+
+def is_image_model(model: str) -> bool:
+    """Antigravity's image models (``gemini-3.1-flash-image``, ``gemini-3-pro-image``...)."""
+    return "-image" in model
+
+
+# ag_cloudcode_gemini3_thinking=budget: Gemini 3's thinkingLevel as the budget of the same depth (the
+# translation's reasoning_effort budgets: low 4096, medium 8192, high 24576; minimal is the least).
+LEVEL_BUDGETS = {"minimal": 1024, "low": 4096, "medium": 8192, "high": 24576}
+
+
+def level_as_budget(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with ``thinkingConfig.thinkingLevel`` replaced by ``thinkingBudget`` (never both);
+    unchanged (the same object) when it has no level."""
+    config = request.get("generationConfig")
+    if not isinstance(config, dict):
+        return request
+    thinking = config.get("thinkingConfig")
+    if not isinstance(thinking, dict) or "thinkingLevel" not in thinking:
+        return request
+    budget = LEVEL_BUDGETS.get(str(thinking["thinkingLevel"]).lower(), LEVEL_BUDGETS["high"])
+    new_thinking = {k: v for k, v in thinking.items() if k != "thinkingLevel"} | {"thinkingBudget": budget}
+    return {**request, "generationConfig": {**config, "thinkingConfig": new_thinking}}
 
 
 class PublicGemini:

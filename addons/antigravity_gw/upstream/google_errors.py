@@ -147,6 +147,26 @@ def parse_google_error(http_status: int, body: bytes, *, retry_after_header: str
     )
 
 
+def anthropic_error_message(message: str) -> str | None:
+    """Claude behind Cloud Code: Anthropic's own error JSON (``{"type": "error", "error": {"type",
+    "message"}, "request_id"}``) as the text of Google's message, maybe after a prefix; its message, or
+    None when the text is not that."""
+    start = message.find("{")
+    if start < 0 or '"error"' not in message:
+        return None
+    try:
+        data = orjson.loads(message[start:])
+    except orjson.JSONDecodeError:
+        return None
+    inner = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    text, kind = inner.get("message"), inner.get("type")
+    if not isinstance(text, str) or not text:
+        return None
+    return f"{text} ({kind})" if isinstance(kind, str) and kind else text
+
+
 def _detail(err: dict[str, Any], type_url: str) -> dict[str, Any]:
     """The first ``details`` entry of that ``@type`` ({} when there is none)."""
     for d in err.get("details") or ():

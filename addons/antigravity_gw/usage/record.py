@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Routes whose requests are billed to someone: one ledger row and one metrics sample each.
-MODEL_ROUTES = frozenset({"chat.completions", "responses", "completions", "responses.compact", "embeddings"})
+MODEL_ROUTES = frozenset({
+    "chat.completions", "responses", "completions", "responses.compact", "embeddings", "images.generations",
+    "images.edits",
+})
 
 
 @dataclass(slots=True)

@@ -451,7 +451,16 @@ def test_bad_response_schema_is_400() -> None:
         # models that think by default: thoughts are requested so reasoning_content can be returned
         ("gemini-2.5-flash", {}, {"includeThoughts": True}),
         ("gemini-3-pro-preview", {}, {"includeThoughts": True}),
-        ("claude-sonnet-4-5-thinking", {}, {"includeThoughts": True}),
+        # Claude thinks only with a budget, and only when asked (a *-thinking model or the client)
+        ("claude-sonnet-4-5-thinking", {}, {"includeThoughts": True, "thinkingBudget": 24576}),
+        ("claude-sonnet-4-6", {}, None),
+        ("claude-sonnet-4-6", {"reasoning_effort": "low"}, {"includeThoughts": True, "thinkingBudget": 4096}),
+        (
+            "claude-sonnet-4-6",
+            {"thinking": {"type": "enabled"}},
+            {"includeThoughts": True, "thinkingBudget": 24576},
+        ),
+        ("claude-opus-4-6-thinking", {"reasoning_effort": "none"}, None),
         ("gemini-2.0-flash", {}, None),
         ("gemini-2.5-flash-image", {}, None),
         # reasoning_effort → budgets (2.5, capped per family) or levels (3)
@@ -543,3 +552,16 @@ def test_a_malformed_image_url_is_400_naming_the_part_before_any_fetch(url: str)
         image_url_params(req)
     assert e.value.param == "messages[0].content[1].image_url"
     assert "Invalid image URL" in e.value.message
+
+
+@pytest.mark.parametrize(("details", "model", "expected"), [
+    (["low"], "gemini-3-flash", "MEDIA_RESOLUTION_LOW"),
+    (["low", "high", "auto"], "gemini-2.5-flash", "MEDIA_RESOLUTION_HIGH"),
+    (["auto"], "gemini-3-flash", None),
+    (["high"], "claude-sonnet-4-6", None),  # Claude has no such setting
+])
+def test_image_detail_becomes_the_media_resolution(details, model, expected):
+    png = "data:image/png;base64,iVBORw0KGgo="
+    content = [{"type": "image_url", "image_url": {"url": png, "detail": d}} for d in details]
+    config = translate([{"role": "user", "content": content}], model=model).get("generationConfig", {})
+    assert config.get("mediaResolution") == expected

@@ -317,7 +317,13 @@ def test_parts_without_a_client_shape_are_rendered_or_skipped() -> None:
     )
     assert got == [
         role(usage=False),
-        ck({"content": "![image](data:image/png;base64,AAAA)"}, usage=False),
+        ck(
+            {
+                "content": "![image](data:image/png;base64,AAAA)",
+                "images": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+            },
+            usage=False,
+        ),
         ck({"content": "\n```python\nprint(1)\n```\n"}, usage=False),
         ck({"content": "\n```\n1\n```\n"}, usage=False),
         ck({}, "stop", usage=False),

@@ -275,3 +275,19 @@ def test_compaction_items_become_the_summary_and_a_trigger_asks_for_one() -> Non
     assert out["contents"][-1]["parts"][-1] == {"text": COMPACTION_PROMPT}
     assert rejected({"input": [{"type": "compaction_trigger"}, {"role": "user", "content": "x"}]}).param == (
         "input[0].type")
+
+
+def test_input_image_detail_becomes_the_media_resolution():
+    from antigravity_gw.openai_api.responses_models import parse_responses_request
+    from antigravity_gw.translate.responses_request import (
+        ResponsesCall,
+        input_items,
+        responses_request_to_gemini,
+    )
+
+    body = {"model": "gemini-3-flash", "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}]}]}
+    request = parse_responses_request(orjson.dumps(body))
+    out = responses_request_to_gemini(ResponsesCall(request, "gemini-3-flash", input_items(request)),
+                                      model="gemini-3-flash")
+    assert out["generationConfig"]["mediaResolution"] == "MEDIA_RESOLUTION_HIGH"

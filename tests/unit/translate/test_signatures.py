@@ -218,7 +218,9 @@ def test_non_stream_reply_carries_the_signature_too() -> None:
     assert decode_tool_call_id(call_id).signature == "AAAA"
 
 
-def test_history_from_another_provider_sends_no_ids_and_no_signatures() -> None:
+def test_history_from_another_provider_sends_no_ids_and_only_gemini_3_gets_the_escape_value() -> None:
+    """A foreign call carries no signature: Gemini 2.5 needs none; Gemini 3 gets the documented escape
+    value on the turn's first call (R-G3), since it rejects an unsigned call of the running turn."""
     body = {
         "model": "m",
         "messages": [
@@ -236,14 +238,15 @@ def test_history_from_another_provider_sends_no_ids_and_no_signatures() -> None:
             {"role": "tool", "tool_call_id": "call_Kx81", "content": "done"},
         ],
     }
-    contents = chat_request_to_gemini(parse_chat_request(orjson.dumps(body)), model="gemini-3-pro-preview")[
-        "contents"
-    ]
+    request = parse_chat_request(orjson.dumps(body))
+    contents = chat_request_to_gemini(request, model="gemini-2.5-flash")["contents"]
+    assert contents[1] == {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]}
+    contents = chat_request_to_gemini(request, model="gemini-3-pro-preview")["contents"]
     assert contents[1:] == [
-        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}},
+                                     "thoughtSignature": "skip_thought_signature_validator"}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": "done"}}}]},
     ]
-    assert b"skip_thought_signature_validator" not in orjson.dumps(contents)
 
 
 def test_reasoning_encrypted_content_round_trips_only_our_own() -> None:

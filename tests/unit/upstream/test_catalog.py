@@ -1,5 +1,6 @@
 import pytest
 
+from antigravity_gw.upstream import catalog
 from antigravity_gw.upstream.catalog import resolve_model
 
 
@@ -42,3 +43,22 @@ def test_fallback_for_matches_exact_then_the_most_specific_wildcard():
     assert fallback_for("gemini-2.5-pro", table) == "a"
     assert fallback_for("claude-sonnet-4-6", table) is None
     assert fallback_for("gpt-4o", ()) is None  # no built-in defaults, unlike model mapping
+
+
+@pytest.mark.parametrize(("client", "upstream"), [
+    ("claude-opus-4-6", "claude-opus-4-6-thinking"), ("claude-opus-4.6-thinking", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-6-20260201", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-5-thinking", "claude-opus-4-6-thinking"),
+    ("claude-opus-4-6-thinking", "claude-opus-4-6-thinking"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-6"),
+    ("claude-3-5-sonnet-latest", "claude-sonnet-4-6"), ("claude-haiku-4-5", "claude-sonnet-4-6"),
+    ("claude-sonnet-4-6", "claude-sonnet-4-6"),
+])
+def test_claude_names_clients_send_reach_antigravitys_claude(client: str, upstream: str) -> None:
+    assert catalog.resolve_model(client, ()) == upstream
+
+
+def test_builtin_claude_aliases_are_listed_only_where_their_target_is_served() -> None:
+    assert catalog.builtin_aliases(["gemini-2.5-flash"]) == []
+    served = catalog.builtin_aliases(["claude-opus-4-6-thinking"])
+    assert served == ["claude-opus-4-6", "claude-opus-4-5", "claude-opus-4"]

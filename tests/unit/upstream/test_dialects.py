@@ -97,3 +97,27 @@ def test_count_tokens_is_wrapped_as_each_api_wants_it():
                                             CallContext("r1", rpc="batchEmbedContents"))
     assert (embed.url, orjson.loads(embed.body)) == ("https://g/v1beta/models/e:batchEmbedContents",
                                                      {"requests": []})
+
+
+@pytest.mark.parametrize(("mode", "thinking"), [
+    ("level", {"includeThoughts": True, "thinkingLevel": "low"}),
+    ("budget", {"includeThoughts": True, "thinkingBudget": 4096}),
+])
+def test_gemini_3_thinking_level_goes_as_level_or_as_budget_never_both(mode, thinking):
+    account = Account("acc-1", "a@example.com", "oauth", None, project_id="proj-1")
+    level = {"includeThoughts": True, "thinkingLevel": "low"}
+    request = {**REQUEST, "generationConfig": {"thinkingConfig": level}}
+    base = "https://cc.example/v1internal"
+    call = CloudCode((base,), "ua", gemini3_thinking=mode).build(
+        base, "gemini-3.1-pro-high", False, request, account, "t", CallContext("r"))
+    assert orjson.loads(call.body)["request"]["generationConfig"]["thinkingConfig"] == thinking
+    assert level["thinkingLevel"] == "low"  # the flow's copy is left untouched
+
+
+def test_image_models_go_as_image_gen_without_a_session():
+    account = Account("acc-1", "a@example.com", "oauth", None, project_id="proj-1")
+    base = "https://cc.example/v1internal"
+    call = CloudCode((base,), "ua").build(base, "gemini-3.1-flash-image", False, REQUEST, account, "t",
+                                          CallContext("r"))
+    envelope = orjson.loads(call.body)
+    assert (envelope["requestType"], envelope["request"]) == ("image_gen", REQUEST)

@@ -157,3 +157,34 @@ def test_retry_after_header_forms(header, seconds):
 def test_empty_body_keeps_the_status_and_the_header_hint():
     err = parse_google_error(503, b"", retry_after_header="2", now=NOW)
     assert (err.http_status, err.reason, err.retry_after, err.message) == (503, ErrorReason.UNKNOWN, 2.0, "")
+
+
+# --- R-C7: Claude's own error inside Google's 400 ---------------------------------------------------------
+
+from antigravity_gw.upstream.attempts import upstream_error_for  # noqa: E402
+from antigravity_gw.upstream.google_errors import anthropic_error_message  # noqa: E402
+
+ANTHROPIC = ('{"type":"error","error":{"type":"invalid_request_error","message":"messages.1.content.0: '
+             'Invalid `signature` in `thinking` block"},"request_id":"req_vrtx_011"}')
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (ANTHROPIC, "messages.1.content.0: Invalid `signature` in `thinking` block (invalid_request_error)"),
+    (f"Upstream said: {ANTHROPIC}", "messages.1.content.0: Invalid `signature` in `thinking` block "
+                                    "(invalid_request_error)"),
+    ("Request contains an invalid argument.", None),
+    ('{"error": "just a string"}', None),
+    ('{"error": {"message": ', None),
+])
+def test_anthropic_error_message(message, expected):
+    assert anthropic_error_message(message) == expected
+
+
+def test_a_claude_400_becomes_a_clear_openai_error():
+    body = orjson.dumps({"error": {"code": 400, "message": ANTHROPIC, "status": "INVALID_ARGUMENT"}})
+    err = upstream_error_for(parse_google_error(400, body, now=NOW), "acc")
+    assert err.status == 400
+    assert err.to_openai()["error"] == {
+        "message": "Claude (through Google) rejected the request: messages.1.content.0: Invalid "
+                   "`signature` in `thinking` block (invalid_request_error)",
+        "type": "invalid_request_error", "param": None, "code": "upstream_invalid_argument"}
