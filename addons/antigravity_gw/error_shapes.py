@@ -56,9 +56,13 @@ class AnthropicErrorShape:
 
 
 def anthropic_error_event(err: GatewayError) -> dict[str, Any]:
-    """The error as Anthropic writes it, also in-band as a stream's ``error`` event."""
+    """The error as Anthropic writes it, also in-band as a stream's ``error`` event. Anthropic's body has no
+    ``param``: the message starts with it, as Anthropic's own do (``messages.0.content: ...``)."""
     kind = _ANTHROPIC_TYPES.get(err.status) or ("api_error" if err.status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": err.message}}
+    message = err.message
+    if err.param and err.param not in message:
+        message = f"{err.param}: {message}"
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 ANTHROPIC_ERRORS: ErrorShape = AnthropicErrorShape()

@@ -188,9 +188,10 @@ def _thinking_parts(block: ThinkingBlock, *, signed: list[SignedPart], keep: boo
     if not keep or not block.thinking:
         return []
     ref = decode_thinking_signature(block.signature)
+    if not ref.signature:
+        return []  # unsigned, or another provider's signature: Claude would reject it
     part: Part = {"thought": True, "text": block.thinking}
-    if ref.signature:
-        signed.append(SignedPart(part, ref.signature, ref.family, block.thinking))
+    signed.append(SignedPart(part, ref.signature, ref.family, block.thinking))
     return [part]
 
 
