@@ -37,7 +37,7 @@ class OpenAIErrorShape:
 OPENAI_ERRORS: ErrorShape = OpenAIErrorShape()
 
 
-# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors); 5xx not listed: api_error.
+# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors); other 5xx: api_error.
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                     404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
                     415: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error",
@@ -46,7 +46,7 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 4
 
 class AnthropicErrorShape:
     """``{"type": "error", "error": {"type", "message"}, "request_id"}`` and a ``request-id`` header: what the
-    anthropic SDKs and Claude Code parse. The status stays the error's own (Anthropic's statuses are HTTP's)."""
+    anthropic SDKs and Claude Code parse. The status stays the error's own (Anthropic's are HTTP's)."""
 
     name = "anthropic"
 
@@ -58,7 +58,8 @@ class AnthropicErrorShape:
 def anthropic_error_event(err: GatewayError) -> dict[str, Any]:
     """The error as Anthropic writes it, also in-band as a stream's ``error`` event. Anthropic's body has no
     ``param``: the message starts with it, as Anthropic's own do (``messages.0.content: ...``)."""
-    kind = _ANTHROPIC_TYPES.get(err.status) or ("api_error" if err.status >= 500 else "invalid_request_error")
+    kind = _ANTHROPIC_TYPES.get(err.status)
+    kind = kind or ("api_error" if err.status >= 500 else "invalid_request_error")
     message = err.message
     if err.param and err.param not in message:
         message = f"{err.param}: {message}"

@@ -16,8 +16,11 @@ from support.gateway import Gateway, sent, write_account
 
 CLAUDE = "claude-opus-4-6-thinking"
 KEY = "sk-gw-messages"
-WEATHER = {"name": "get_weather", "description": "Weather of a city",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather of a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 NOW = {"name": "get_time", "description": "The time now", "input_schema": {"type": "object"}}
 
 
@@ -25,8 +28,12 @@ NOW = {"name": "get_time", "description": "The time now", "input_schema": {"type
 def messages_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
     accounts = tmp_path_factory.mktemp("accounts-messages")
     write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir,
-                 options={"ag_api_key": KEY, "ag_auth_mode": "strict"}) as gw:
+    with Gateway(
+        emulator_process,
+        accounts,
+        confdir=mitm_confdir,
+        options={"ag_api_key": KEY, "ag_auth_mode": "strict"},
+    ) as gw:
         gw.dialect = "cloudcode"
         yield gw
 
@@ -43,9 +50,15 @@ def client(gw: Gateway) -> Iterator[anthropic.Anthropic]:
 
 
 def test_create_answers_an_anthropic_message(client, gw, emulator):
-    message = client.messages.create(model="gemini-2.5-flash", max_tokens=200, system="Be brief.",
-                                     messages=[{"role": "user", "content": "hello there"}],
-                                     metadata={"user_id": "user-1"}, stop_sequences=["END"], top_k=5)
+    message = client.messages.create(
+        model="gemini-2.5-flash",
+        max_tokens=200,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "hello there"}],
+        metadata={"user_id": "user-1"},
+        stop_sequences=["END"],
+        top_k=5,
+    )
     assert message.type == "message" and message.role == "assistant"
     assert message.content[0].type == "text" and message.content[0].text == "echo: hello there"
     assert message.stop_reason == "end_turn" and message.id.startswith("msg_")
@@ -58,8 +71,9 @@ def test_create_answers_an_anthropic_message(client, gw, emulator):
 
 
 def test_stream_sends_the_whole_event_sequence(client, gw, emulator):
-    with client.messages.stream(model="gemini-2.5-flash", max_tokens=100,
-                                messages=[{"role": "user", "content": "stream me"}]) as stream:
+    with client.messages.stream(
+        model="gemini-2.5-flash", max_tokens=100, messages=[{"role": "user", "content": "stream me"}]
+    ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
@@ -69,43 +83,74 @@ def test_stream_sends_the_whole_event_sequence(client, gw, emulator):
 
 
 def test_raw_stream_starts_with_a_ping_and_has_event_names(gw, emulator):
-    body = {"model": "gemini-2.5-flash", "max_tokens": 50, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
-    with httpx.stream("POST", gw.url + "/v1/messages", json=body, timeout=30,
-                      headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"}) as r:
+    body = {
+        "model": "gemini-2.5-flash",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/messages",
+        json=body,
+        timeout=30,
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+    ) as r:
         text = r.read().decode()
     assert r.headers["content-type"].startswith("text/event-stream")
-    names = [line[len("event: "):] for line in text.splitlines() if line.startswith("event: ")]
+    names = [line[len("event: ") :] for line in text.splitlines() if line.startswith("event: ")]
     assert names[:2] == ["message_start", "ping"] and names[-2:] == ["message_delta", "message_stop"]
 
 
 def claude_turn(client: anthropic.Anthropic, messages: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"model": CLAUDE, "max_tokens": 4096, "messages": messages, "tools": [WEATHER, NOW],
-                              "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    kwargs: dict[str, Any] = {
+        "model": CLAUDE,
+        "max_tokens": 4096,
+        "messages": messages,
+        "tools": [WEATHER, NOW],
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
     if stream:
         with client.messages.stream(**kwargs) as s:
             message = s.get_final_message()
     else:
         message = client.messages.create(**kwargs)
-    return {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content],
-            "stop_reason": message.stop_reason}
+    return {
+        "role": "assistant",
+        "content": [block.model_dump(exclude_none=True) for block in message.content],
+        "stop_reason": message.stop_reason,
+    }
 
 
 def results(turn: dict[str, Any], output: str) -> dict[str, Any]:
     uses = [b for b in turn["content"] if b["type"] == "tool_use"]
-    return {"role": "user", "content": [{"type": "tool_result", "tool_use_id": b["id"], "content": output}
-                                        for b in uses]}
+    return {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": b["id"], "content": output} for b in uses],
+    }
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_three_turn_tool_loop_with_claude_thinking_and_signatures(client, gw, emulator, stream):
-    emulator.add_rules([
-        {"times": 1, "reply": {"thoughts": ["The user wants ", "the weather."],
-                               "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}},
-        {"times": 1, "reply": {"thoughts": ["Now the time."],
-                               "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}]}},
-        {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
-    ])
+    emulator.add_rules(
+        [
+            {
+                "times": 1,
+                "reply": {
+                    "thoughts": ["The user wants ", "the weather."],
+                    "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
+                },
+            },
+            {
+                "times": 1,
+                "reply": {
+                    "thoughts": ["Now the time."],
+                    "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
+                },
+            },
+            {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
+        ]
+    )
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather and time in Paris?"}]
     first = claude_turn(client, messages, stream)
     assert [b["type"] for b in first["content"]] == ["thinking", "tool_use"]
@@ -118,8 +163,12 @@ def test_three_turn_tool_loop_with_claude_thinking_and_signatures(client, gw, em
 
     messages += [{"role": "assistant", "content": first["content"]}, results(first, "9C")]
     second = claude_turn(client, messages, stream)
-    assert second["content"][1] == {"type": "tool_use", "id": second["content"][1]["id"], "name": "get_time",
-                                    "input": {}}  # the placeholder argument is gone
+    assert second["content"][1] == {
+        "type": "tool_use",
+        "id": second["content"][1]["id"],
+        "name": "get_time",
+        "input": {},
+    }  # the placeholder argument is gone
     replayed = sent(emulator, gw)["contents"][1]["parts"][0]
     assert replayed["thought"] is True and replayed["text"] == "The user wants the weather."
 
@@ -130,7 +179,9 @@ def test_three_turn_tool_loop_with_claude_thinking_and_signatures(client, gw, em
     last = sent(emulator, gw)
     assert "thinkingConfig" in last["generationConfig"]  # thinking stayed on: every block was accepted
     assert [c["parts"][0].get("text") for c in last["contents"] if c["role"] == "model"] == [
-        "The user wants the weather.", "Now the time."]
+        "The user wants the weather.",
+        "Now the time.",
+    ]
 
 
 def test_a_forged_signature_is_dropped_not_sent(client, gw, emulator):
@@ -139,66 +190,97 @@ def test_a_forged_signature_is_dropped_not_sent(client, gw, emulator):
     emulator.add_rule(times=1, reply={"text": "fine"})
     messages = [
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "hmm", "signature": "EqQBCkgIBhABGAIiQ-anthropic-made"},
-            {"type": "tool_use", "id": "toolu_01abc", "name": "get_weather", "input": {"city": "Oslo"}}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "EqQBCkgIBhABGAIiQ-anthropic-made"},
+                {"type": "tool_use", "id": "toolu_01abc", "name": "get_weather", "input": {"city": "Oslo"}},
+            ],
+        },
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01abc", "content": "3C"}]},
     ]
-    message = client.messages.create(model=CLAUDE, max_tokens=2048, messages=messages, tools=[WEATHER],
-                                     thinking={"type": "enabled", "budget_tokens": 1024})
+    message = client.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        messages=messages,
+        tools=[WEATHER],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
     assert message.content[-1].text == "fine"
     request = sent(emulator, gw)
     assert not any(p.get("thought") for c in request["contents"] for p in c["parts"])
 
 
 def test_count_tokens_asks_google(client, gw, emulator):
-    short = client.messages.count_tokens(model="gemini-2.5-flash",
-                                         messages=[{"role": "user", "content": "hi"}])
-    long = client.messages.count_tokens(model="gemini-2.5-flash", system="You are a careful assistant.",
-                                        messages=[{"role": "user", "content": "hi " * 200}])
+    short = client.messages.count_tokens(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
+    )
+    long = client.messages.count_tokens(
+        model="gemini-2.5-flash",
+        system="You are a careful assistant.",
+        messages=[{"role": "user", "content": "hi " * 200}],
+    )
     assert 0 < short.input_tokens < long.input_tokens
     assert [r["rpc"] for r in emulator.requests()][-2:] == ["countTokens", "countTokens"]
 
 
 def test_errors_are_anthropic_shaped(client, gw, emulator):
     with pytest.raises(anthropic.BadRequestError) as bad:
-        client.messages.create(model="gemini-2.5-flash", max_tokens=10,
-                               messages=[{"role": "user", "content": [{"type": "bogus"}]}])
+        client.messages.create(
+            model="gemini-2.5-flash",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [{"type": "bogus"}]}],
+        )
     assert bad.value.status_code == 400
     assert bad.value.body["type"] == "error" and bad.value.body["error"]["type"] == "invalid_request_error"
     assert "messages[0].content[0].type" in bad.value.body["error"]["message"]
     assert bad.value.response.headers["request-id"] == bad.value.body["request_id"]
     assert bad.value.request_id == bad.value.body["request_id"]
 
-    with anthropic.Anthropic(base_url=gw.url, api_key="wrong", max_retries=0, timeout=30) as stranger:
-        with pytest.raises(anthropic.AuthenticationError) as unauthorized:
-            stranger.messages.create(model="gemini-2.5-flash", max_tokens=10,
-                                     messages=[{"role": "user", "content": "hi"}])
+    stranger = anthropic.Anthropic(base_url=gw.url, api_key="wrong", max_retries=0, timeout=30)
+    with stranger, pytest.raises(anthropic.AuthenticationError) as unauthorized:
+        stranger.messages.create(
+            model="gemini-2.5-flash", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
     assert unauthorized.value.body["error"]["type"] == "authentication_error"
 
     with pytest.raises(anthropic.BadRequestError) as prefill:
-        client.messages.create(model=CLAUDE, max_tokens=10, messages=[
-            {"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi"}])
+        client.messages.create(
+            model=CLAUDE,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi"}],
+        )
     assert "prefill" in prefill.value.body["error"]["message"]
 
     inner = '{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}'
-    emulator.add_rule(times=1, reply={"status": 400, "body": {"error": {
-        "code": 400, "message": inner, "status": "INVALID_ARGUMENT"}}})
+    emulator.add_rule(
+        times=1,
+        reply={
+            "status": 400,
+            "body": {"error": {"code": 400, "message": inner, "status": "INVALID_ARGUMENT"}},
+        },
+    )
     with pytest.raises(anthropic.BadRequestError) as upstream:  # Google's 400, Claude's message unwrapped
         client.messages.create(model=CLAUDE, max_tokens=2048, messages=[{"role": "user", "content": "hi"}])
     assert upstream.value.body["error"] == {
         "type": "invalid_request_error",
-        "message": "Claude (through Google) rejected the request: prompt is too long (invalid_request_error)"}
+        "message": "Claude (through Google) rejected the request: prompt is too long (invalid_request_error)",
+    }
 
 
 def test_a_stacked_base_url_is_diagnosed_in_anthropics_shape(gw, emulator):
-    r = httpx.post(gw.url + "/v1/messages/v1/messages", headers={"x-api-key": KEY}, timeout=30,
-                   json={"model": "gemini-2.5-flash", "max_tokens": 5, "messages": []})
+    r = httpx.post(
+        gw.url + "/v1/messages/v1/messages",
+        headers={"x-api-key": KEY},
+        timeout=30,
+        json={"model": "gemini-2.5-flash", "max_tokens": 5, "messages": []},
+    )
     assert r.status_code == 404
     body = r.json()
     assert body["error"]["type"] == "not_found_error" and r.headers["request-id"] == body["request_id"]
     assert "ANTHROPIC_BASE_URL" in body["error"]["message"]
     doubled = anthropic.Anthropic(base_url=gw.url + "/v1", api_key=KEY, max_retries=0, timeout=30)
-    message = doubled.messages.create(model="gemini-2.5-flash", max_tokens=20,
-                                      messages=[{"role": "user", "content": "doubled"}])  # /v1/v1/messages
+    message = doubled.messages.create(
+        model="gemini-2.5-flash", max_tokens=20, messages=[{"role": "user", "content": "doubled"}]
+    )  # /v1/v1/messages
     assert message.content[0].text == "echo: doubled"

@@ -53,8 +53,7 @@ class TextSource(_Model):
 
 
 MediaSource = Annotated[
-    Annotated[Base64Source, Tag("<base64>")]
-    | Annotated[UrlSource, Tag("<url>")],
+    Annotated[Base64Source, Tag("<base64>")] | Annotated[UrlSource, Tag("<url>")],
     Discriminator(_dict_tag("type")),
 ]
 DocumentSource = Annotated[
@@ -158,10 +157,13 @@ class MessagesRequest(_Model):
     model: ModelName
     messages: list[MessageParam]
     max_tokens: TokenCount | None = None  # required by create(), not by count_tokens (checked there)
-    system: Annotated[
-        Annotated[str, Tag("<str>")] | Annotated[list[TextBlock], Tag("<list>")],
-        Discriminator(_str_or_list),
-    ] | None = None
+    system: (
+        Annotated[
+            Annotated[str, Tag("<str>")] | Annotated[list[TextBlock], Tag("<list>")],
+            Discriminator(_str_or_list),
+        ]
+        | None
+    ) = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -182,6 +184,7 @@ def parse_messages_request(body: bytes, *, counting: bool = False) -> MessagesRe
     if not counting and req.max_tokens is None:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
     if req.tool_choice is not None and req.tool_choice.type == "tool" and not req.tool_choice.name:
-        raise InvalidRequest("tool_choice.name: Field required when tool_choice.type is 'tool'",
-                             param="tool_choice.name")
+        raise InvalidRequest(
+            "tool_choice.name: Field required when tool_choice.type is 'tool'", param="tool_choice.name"
+        )
     return req

@@ -72,11 +72,19 @@ def messages_request_to_gemini(req: MessagesRequest, *, model: str, images: Imag
     if (system := system_instruction(req.system)) is not None:
         out["systemInstruction"] = system
     if req.tools:
-        out["tools"] = [{"functionDeclarations": [
-            function_declaration(FunctionDefinition.model_construct(
-                name=tool.name, description=tool.description, parameters=tool.input_schema),
-                param=f"tools[{i}]")
-            for i, tool in enumerate(req.tools)]}]
+        out["tools"] = [
+            {
+                "functionDeclarations": [
+                    function_declaration(
+                        FunctionDefinition.model_construct(
+                            name=tool.name, description=tool.description, parameters=tool.input_schema
+                        ),
+                        param=f"tools[{i}]",
+                    )
+                    for i, tool in enumerate(req.tools)
+                ]
+            }
+        ]
         if req.tool_choice is not None:
             out["toolConfig"] = _tool_config(req)
     if config := generation_config(req, model=model):
@@ -129,8 +137,17 @@ def messages_to_contents(
             continue
         parts: list[Part] = []
         for j, block in enumerate(msg.content):
-            parts.extend(_block_parts(block, msg.role, param=f"{param}[{j}]", images=images, calls=calls,
-                                      signed=signed, keep_thinking=keep_thinking))
+            parts.extend(
+                _block_parts(
+                    block,
+                    msg.role,
+                    param=f"{param}[{j}]",
+                    images=images,
+                    calls=calls,
+                    signed=signed,
+                    keep_thinking=keep_thinking,
+                )
+            )
         turns.append((role, parts))
     contents = merge_turns(turns)
     if not contents:
@@ -171,14 +188,18 @@ def _media_part(block: ImageBlock | DocumentBlock, *, param: str, images: Images
         return text_part(source.data)
     if isinstance(source, Base64Source):
         if isinstance(block, ImageBlock) and not source.media_type.startswith("image/"):
-            raise InvalidRequest(f"{param}.source.media_type: {source.media_type!r} is not an image type",
-                                 param=f"{param}.source.media_type")
+            raise InvalidRequest(
+                f"{param}.source.media_type: {source.media_type!r} is not an image type",
+                param=f"{param}.source.media_type",
+            )
         if not source.data:
             raise InvalidRequest(f"{param}.source.data: empty", param=f"{param}.source.data")
         return inline_part(source.media_type, source.data)
     if isinstance(block, DocumentBlock):
-        raise InvalidRequest(f"{param}.source: URL documents are not supported; send the document as base64",
-                             param=f"{param}.source")
+        raise InvalidRequest(
+            f"{param}.source: URL documents are not supported; send the document as base64",
+            param=f"{param}.source",
+        )
     image = image_from_url(source.url, images=images, param=f"{param}.source.url")
     return inline_part(image.mime_type, image.data_b64)
 
@@ -195,8 +216,9 @@ def _thinking_parts(block: ThinkingBlock, *, signed: list[SignedPart], keep: boo
     return [part]
 
 
-def _tool_use_part(block: ToolUseBlock, *, param: str, calls: dict[str, tuple[str, str | None]],
-                   signed: list[SignedPart]) -> Part:
+def _tool_use_part(
+    block: ToolUseBlock, *, param: str, calls: dict[str, tuple[str, str | None]], signed: list[SignedPart]
+) -> Part:
     if not can_send(block.input):
         raise InvalidRequest(f"{param}.input: the JSON nests too deeply", param=f"{param}.input")
     ref = decode_tool_call_id(block.id)
@@ -207,22 +229,28 @@ def _tool_use_part(block: ToolUseBlock, *, param: str, calls: dict[str, tuple[st
     return part
 
 
-def _tool_result_parts(block: ToolResultBlock, *, param: str, images: Images,
-                       calls: Mapping[str, tuple[str, str | None]]) -> list[Part]:
+def _tool_result_parts(
+    block: ToolResultBlock, *, param: str, images: Images, calls: Mapping[str, tuple[str, str | None]]
+) -> list[Part]:
     call = calls.get(block.tool_use_id)
     if call is None:
         raise InvalidRequest(
-            f"{param}.tool_use_id: unexpected `tool_use_id` found in `tool_result` blocks: {block.tool_use_id}. "
+            f"{param}.tool_use_id: unexpected `tool_use_id` found in `tool_result` blocks: "
+            f"{block.tool_use_id}. "
             "Each `tool_result` block must have a corresponding `tool_use` block in a previous message.",
-            param=f"{param}.tool_use_id")
+            param=f"{param}.tool_use_id",
+        )
     name, gemini_id = call
     media: list[Part] = []
     if isinstance(block.content, str):
         text = block.content
     else:
         text = "\n".join(item.text for item in block.content if isinstance(item, TextBlock))
-        media = [_media_part(item, param=f"{param}.content[{k}]", images=images)
-                 for k, item in enumerate(block.content) if not isinstance(item, TextBlock)]
+        media = [
+            _media_part(item, param=f"{param}.content[{k}]", images=images)
+            for k, item in enumerate(block.content)
+            if not isinstance(item, TextBlock)
+        ]
     payload = {"error": text} if block.is_error else function_response_payload(text)
     response: dict[str, Any] = {"name": name, "response": payload}
     if gemini_id:
@@ -240,8 +268,9 @@ def _tool_config(req: MessagesRequest) -> dict[str, Any]:
     if choice.type == "tool":
         names = {tool.name for tool in req.tools or ()}
         if choice.name not in names:
-            raise InvalidRequest(f"tool_choice.name: no tool named {choice.name!r} in 'tools'",
-                                 param="tool_choice.name")
+            raise InvalidRequest(
+                f"tool_choice.name: no tool named {choice.name!r} in 'tools'", param="tool_choice.name"
+            )
         calling["allowedFunctionNames"] = [choice.name]
     return {"functionCallingConfig": calling}
 
@@ -254,7 +283,7 @@ def generation_config(req: MessagesRequest, *, model: str) -> dict[str, Any]:
         ("maxOutputTokens", req.max_tokens),
         ("stopSequences", req.stop_sequences or None),
     )
-    config = {key: value for key, value in fields if value is not None}
+    config: dict[str, Any] = {key: value for key, value in fields if value is not None}
     if (thinking := _thinking(req, model)) is not None:
         config["thinkingConfig"] = thinking
     return config
@@ -267,5 +296,6 @@ def _thinking(req: MessagesRequest, model: str) -> dict[str, Any] | None:
         return thinking_config(model, effort=None, thinking=None) if family_of(model) == "c" else None
     kind = "disabled" if thinking.type == "disabled" else "enabled"
     budget = thinking.budget_tokens if thinking.type == "enabled" else None
-    return thinking_config(model, effort=None, thinking=ThinkingOptions.model_construct(type=kind,
-                                                                                       budget_tokens=budget))
+    return thinking_config(
+        model, effort=None, thinking=ThinkingOptions.model_construct(type=kind, budget_tokens=budget)
+    )

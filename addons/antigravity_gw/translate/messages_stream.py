@@ -46,10 +46,12 @@ _STOP_REASONS = {"STOP": "end_turn", "MAX_TOKENS": "max_tokens"}
 
 def anthropic_usage(usage: Mapping[str, Any] | None) -> dict[str, int]:
     counts = gemini_usage_counts(usage)
-    return {"input_tokens": counts.prompt - min(counts.cached, counts.prompt),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": counts.cached,
-            "output_tokens": counts.completion}
+    return {
+        "input_tokens": counts.prompt - min(counts.cached, counts.prompt),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": counts.cached,
+        "output_tokens": counts.completion,
+    }
 
 
 def stop_reason(finish: str | None, *, has_tool_use: bool) -> str:
@@ -61,8 +63,9 @@ def stop_reason(finish: str | None, *, has_tool_use: bool) -> str:
 
 
 class GeminiToMessagesStream(GeminiEventReader[Event]):
-    def __init__(self, *, message_id: str, model: str, id_factory: Callable[[], str],
-                 family: str | None = None) -> None:
+    def __init__(
+        self, *, message_id: str, model: str, id_factory: Callable[[], str], family: str | None = None
+    ) -> None:
         self._id = message_id
         self._model = model
         self._new_token = id_factory
@@ -89,14 +92,22 @@ class GeminiToMessagesStream(GeminiEventReader[Event]):
             return []
         out: list[Event] = []
         if self.finish_reason is None:
-            self._fail(UpstreamProtocolError("Google's stream ended before the answer was complete "
-                                             "(no finishReason)."), out)
+            self._fail(
+                UpstreamProtocolError(
+                    "Google's stream ended before the answer was complete (no finishReason)."
+                ),
+                out,
+            )
             return out
         self._close(out)
         self.finished = True
-        out.append({"type": "message_delta",
-                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-                    "usage": self.usage})
+        out.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                "usage": self.usage,
+            }
+        )
         out.append({"type": "message_stop"})
         return out
 
@@ -119,8 +130,12 @@ class GeminiToMessagesStream(GeminiEventReader[Event]):
 
     def message(self) -> dict[str, Any]:
         """The whole message (the non-stream answer), once ``finish`` ended it."""
-        return {**self._message_head(), "content": self.blocks, "stop_reason": self.stop_reason,
-                "usage": self.usage}
+        return {
+            **self._message_head(),
+            "content": self.blocks,
+            "stop_reason": self.stop_reason,
+            "usage": self.usage,
+        }
 
     # --- the walk -------------------------------------------------------------------------------------
     def _event(self, event: Any, out: list[Event]) -> None:
@@ -142,8 +157,16 @@ class GeminiToMessagesStream(GeminiEventReader[Event]):
         out.append({"type": "ping"})
 
     def _message_head(self) -> dict[str, Any]:
-        return {"id": self._id, "type": "message", "role": "assistant", "model": self._model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": anthropic_usage(None)}
+        return {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": anthropic_usage(None),
+        }
 
     def _candidate(self, candidate: Mapping[str, Any], out: list[Event]) -> None:
         if candidate_index(candidate) != 0:
@@ -188,14 +211,25 @@ class GeminiToMessagesStream(GeminiEventReader[Event]):
     def _tool_use(self, value: Any, signature: str | None, out: list[Event]) -> None:
         name, args, gemini_id = function_call(value)
         self._close(out)
-        tool_id = encode_tool_call_id(self._new_token(), gemini_id=gemini_id, signature=signature,
-                                      family=self._family)
+        tool_id = encode_tool_call_id(
+            self._new_token(), gemini_id=gemini_id, signature=signature, family=self._family
+        )
         index = len(self.blocks)
         self.blocks.append({"type": "tool_use", "id": tool_id, "name": name, "input": dict(args)})
-        out.append({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}})
-        out.append({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": orjson.dumps(args).decode()}})
+        out.append(
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+            }
+        )
+        out.append(
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": orjson.dumps(args).decode()},
+            }
+        )
         out.append({"type": "content_block_stop", "index": index})
 
     def _ensure(self, kind: str, out: list[Event]) -> None:
@@ -207,7 +241,9 @@ class GeminiToMessagesStream(GeminiEventReader[Event]):
             block["signature"] = ""
         self.blocks.append(block)
         self._open = kind
-        out.append({"type": "content_block_start", "index": len(self.blocks) - 1, "content_block": dict(block)})
+        out.append(
+            {"type": "content_block_start", "index": len(self.blocks) - 1, "content_block": dict(block)}
+        )
 
     def _delta(self, delta: dict[str, Any], out: list[Event]) -> None:
         out.append({"type": "content_block_delta", "index": len(self.blocks) - 1, "delta": delta})

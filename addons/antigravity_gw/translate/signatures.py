@@ -233,7 +233,7 @@ def encode_thinking_signature(signature: str, *, family: str | None) -> str:
 
 
 def decode_thinking_signature(value: str) -> ToolCallRef:
-    """What a ``thinking`` block's ``signature`` this gateway made carries (nothing for another provider's)."""
+    """What a ``thinking`` block's ``signature`` made here carries (nothing for another provider's)."""
     if value.startswith(CLAUDE_SIGNATURE_PREFIX):
         signature = value[len(CLAUDE_SIGNATURE_PREFIX):]
         return ToolCallRef(signature=signature or None, family="c")

@@ -36,16 +36,18 @@ def ids() -> Callable[[], str]:
 
 
 def translator(family: str | None = "g2") -> GeminiToMessagesStream:
-    return GeminiToMessagesStream(message_id="msg_test", model="claude-sonnet-4-5", id_factory=ids(),
-                                  family=family)
+    return GeminiToMessagesStream(
+        message_id="msg_test", model="claude-sonnet-4-5", id_factory=ids(), family=family
+    )
 
 
 def sse(*events: dict[str, Any]) -> bytes:
     return b"".join(b"data: " + orjson.dumps({"response": e}) + b"\r\n\r\n" for e in events)
 
 
-def part_event(*parts: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def part_event(
+    *parts: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}}
     if finish:
         candidate["finishReason"] = finish
@@ -60,9 +62,16 @@ CLAUDE_TOOL_TURN = sse(
     part_event({"text": "Let me ", "thought": True}, usage={"promptTokenCount": 30}),
     part_event({"text": "list files.", "thought": True, "thoughtSignature": CLAUDE_SIGNATURE}),
     part_event({"text": "Running ls."}),
-    part_event({"functionCall": {"name": "bash", "args": {"command": "ls"}, "id": "toolu_1"}}, finish="STOP",
-               usage={"promptTokenCount": 30, "candidatesTokenCount": 9, "thoughtsTokenCount": 5,
-                      "cachedContentTokenCount": 10}),
+    part_event(
+        {"functionCall": {"name": "bash", "args": {"command": "ls"}, "id": "toolu_1"}},
+        finish="STOP",
+        usage={
+            "promptTokenCount": 30,
+            "candidatesTokenCount": 9,
+            "thoughtsTokenCount": 5,
+            "cachedContentTokenCount": 10,
+        },
+    ),
 )
 STREAMS = {path.name: (path.read_bytes(), "g2") for path in sorted(TRANSCRIPTS.glob("*.gemini.sse"))}
 STREAMS["claude_tool_turn"] = (CLAUDE_TOOL_TURN, "c")
@@ -75,8 +84,11 @@ def check_grammar(events: list[dict[str, Any]]) -> None:
     open_index: int | None = None
     next_index = 0
     kinds: dict[int, str] = {}
-    allowed = {"text": {"text_delta"}, "thinking": {"thinking_delta", "signature_delta"},
-               "tool_use": {"input_json_delta"}}
+    allowed = {
+        "text": {"text_delta"},
+        "thinking": {"thinking_delta", "signature_delta"},
+        "tool_use": {"input_json_delta"},
+    }
     for position, event in enumerate(events[2:], start=2):
         kind = event["type"]
         if kind == "error":
@@ -101,10 +113,12 @@ def check_grammar(events: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_every_feeding_gives_the_same_valid_events_and_the_sdk_accumulates_the_non_stream_message(
-        name: str) -> None:
+    name: str,
+) -> None:
     raw, family = STREAMS[name]
-    results = {how: feed_sse(translator(family), raw, cuts)
-               for how, cuts in feedings(raw, seed=SPLIT_SEED).items()}
+    results = {
+        how: feed_sse(translator(family), raw, cuts) for how, cuts in feedings(raw, seed=SPLIT_SEED).items()
+    }
     whole = results.pop("whole")
     for how, events in results.items():
         assert events == whole, how
@@ -123,7 +137,8 @@ def test_every_feeding_gives_the_same_valid_events_and_the_sdk_accumulates_the_n
         folded.feed(event)
     folded.finish()
     assert snapshot.model_dump(mode="json", exclude_none=True) == Message.model_validate(
-        folded.message()).model_dump(mode="json", exclude_none=True)
+        folded.message()
+    ).model_dump(mode="json", exclude_none=True)
 
 
 def _events(raw: bytes) -> list[dict[str, Any]]:
@@ -136,21 +151,35 @@ def test_claude_thinking_block_carries_its_signature_marked_claude_and_the_tool_
     events = feed_sse(translator("c"), CLAUDE_TOOL_TURN, [])
     starts = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
     assert starts == ["thinking", "text", "tool_use"]
-    signature = next(e["delta"]["signature"] for e in events if e["delta" if "delta" in e else "type"] and
-                     e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta")
+    signature = next(
+        e["delta"]["signature"]
+        for e in events
+        if e["delta" if "delta" in e else "type"]
+        and e["type"] == "content_block_delta"
+        and e["delta"]["type"] == "signature_delta"
+    )
     ref = decode_thinking_signature(signature)
     assert (ref.signature, ref.family) == (CLAUDE_SIGNATURE, "c")
-    json_delta = next(e["delta"] for e in events if e["type"] == "content_block_delta"
-                      and e["delta"]["type"] == "input_json_delta")
+    json_delta = next(
+        e["delta"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta"
+    )
     assert orjson.loads(json_delta["partial_json"]) == {"command": "ls"}
     end = events[-2]
     assert end["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
-    assert end["usage"] == {"input_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10,
-                            "output_tokens": 14}
+    assert end["usage"] == {
+        "input_tokens": 20,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 10,
+        "output_tokens": 14,
+    }
 
 
 def test_a_gemini_3_call_signature_travels_in_the_tool_use_id() -> None:
-    raw = sse(part_event({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}, finish="STOP"))
+    raw = sse(
+        part_event({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"}, finish="STOP")
+    )
     message = gemini_to_message(_events(raw)[0], translator("g3"))
     (block,) = message["content"]
     ref = decode_tool_call_id(block["id"])
@@ -159,8 +188,10 @@ def test_a_gemini_3_call_signature_travels_in_the_tool_use_id() -> None:
 
 
 def test_a_signature_on_the_text_after_a_thought_signs_the_thinking_block() -> None:
-    raw = sse(part_event({"text": "hmm", "thought": True}),
-              part_event({"text": "answer", "thoughtSignature": "c2ln"}, finish="STOP"))
+    raw = sse(
+        part_event({"text": "hmm", "thought": True}),
+        part_event({"text": "answer", "thoughtSignature": "c2ln"}, finish="STOP"),
+    )
     events = feed_sse(translator("c"), raw, [])
     thinking = next(e for e in events if e["type"] == "content_block_start")
     assert thinking["content_block"]["type"] == "thinking"
@@ -168,11 +199,18 @@ def test_a_signature_on_the_text_after_a_thought_signs_the_thinking_block() -> N
     assert deltas == ["thinking_delta", "signature_delta", "text_delta"]
 
 
-@pytest.mark.parametrize(("finish", "tools", "expected"), [
-    ("STOP", False, "end_turn"), ("MAX_TOKENS", False, "max_tokens"), ("SAFETY", True, "refusal"),
-    ("STOP", True, "tool_use"), ("MAX_TOKENS", True, "max_tokens"), ("OTHER", False, "end_turn"),
-    ("MALFORMED_FUNCTION_CALL", False, "end_turn"),
-])
+@pytest.mark.parametrize(
+    ("finish", "tools", "expected"),
+    [
+        ("STOP", False, "end_turn"),
+        ("MAX_TOKENS", False, "max_tokens"),
+        ("SAFETY", True, "refusal"),
+        ("STOP", True, "tool_use"),
+        ("MAX_TOKENS", True, "max_tokens"),
+        ("OTHER", False, "end_turn"),
+        ("MALFORMED_FUNCTION_CALL", False, "end_turn"),
+    ],
+)
 def test_stop_reason_mapping(finish: str, tools: bool, expected: str) -> None:
     assert stop_reason(finish, has_tool_use=tools) == expected
 
