@@ -284,3 +284,14 @@ def test_a_stacked_base_url_is_diagnosed_in_anthropics_shape(gw, emulator):
         model="gemini-2.5-flash", max_tokens=20, messages=[{"role": "user", "content": "doubled"}]
     )  # /v1/v1/messages
     assert message.content[0].text == "echo: doubled"
+
+
+def test_models_are_listed_in_anthropics_shape_for_anthropic_clients(client, gw, emulator):
+    page = client.models.list()
+    ids = [m.id for m in page.data]
+    assert "gemini-2.5-flash" in ids and all(m.type == "model" for m in page.data)
+    assert page.has_more is False and page.first_id == ids[0] and page.last_id == ids[-1]
+    one = client.models.retrieve("gemini-2.5-flash")
+    assert one.id == "gemini-2.5-flash" and one.created_at.year >= 2023
+    openai_shaped = httpx.get(gw.url + "/v1/models", headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+    assert openai_shaped.json()["object"] == "list"  # without anthropic-version: OpenAI's shape, as before
