@@ -295,3 +295,12 @@ def test_models_are_listed_in_anthropics_shape_for_anthropic_clients(client, gw,
     assert one.id == "gemini-2.5-flash" and one.created_at.year >= 2023
     openai_shaped = httpx.get(gw.url + "/v1/models", headers={"authorization": f"Bearer {KEY}"}, timeout=30)
     assert openai_shaped.json()["object"] == "list"  # without anthropic-version: OpenAI's shape, as before
+
+
+def test_the_readme_block_answers(gw, emulator, capsys):
+    from test_readme import block
+
+    code = block("import anthropic").replace("http://127.0.0.1:8045", gw.url)
+    exec(code.replace("<ag_api_key or anything>", KEY), {})
+    assert capsys.readouterr().out == "echo: Hello\n"
+    assert [r["model"] for r in emulator.requests() if r["rpc"] == "generateContent"] == [CLAUDE]
