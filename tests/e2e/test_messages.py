@@ -222,6 +222,11 @@ def test_count_tokens_asks_google(client, gw, emulator):
     )
     assert 0 < short.input_tokens < long.input_tokens
     assert [r["rpc"] for r in emulator.requests()][-2:] == ["countTokens", "countTokens"]
+    claude = client.messages.count_tokens(model=CLAUDE, tools=[WEATHER, NOW], thinking={
+        "type": "enabled", "budget_tokens": 2048}, messages=[{"role": "user", "content": "hi"}])
+    assert claude.input_tokens > 0
+    counted = emulator.requests()[-1]
+    assert counted["rpc"] == "countTokens" and counted["model"] == CLAUDE
 
 
 def test_errors_are_anthropic_shaped(client, gw, emulator):
