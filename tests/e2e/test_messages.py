@@ -309,3 +309,33 @@ def test_the_readme_block_answers(gw, emulator, capsys):
     exec(code.replace("<ag_api_key or anything>", KEY), {})
     assert capsys.readouterr().out == "echo: Hello\n"
     assert [r["model"] for r in emulator.requests() if r["rpc"] == "generateContent"] == [CLAUDE]
+
+
+def test_a_gemini_3_tool_loop_keeps_its_signature_in_the_tool_use_ids(client, gw, emulator):
+    emulator.add_rules([
+        {"times": 1, "reply": {"function_calls": [{"name": "get_weather", "args": {"city": "Rome"}}]}},
+        {"times": 1, "reply": {"text": "20C in Rome."}},
+    ])
+    model = "gemini-3.1-pro-high"
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Rome?"}]
+    first = client.messages.create(model=model, max_tokens=1024, tools=[WEATHER], messages=messages)
+    (use,) = [b for b in first.content if b.type == "tool_use"]
+    assert use.input == {"city": "Rome"} and first.stop_reason == "tool_use"
+    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                 {"role": "user",
+                  "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "20C"}]}]
+    with client.messages.stream(model=model, max_tokens=1024, tools=[WEATHER], messages=messages) as stream:
+        final = stream.get_final_message()
+    assert final.content[-1].text == "20C in Rome."  # the emulator refuses a call without its signature
+    call = sent(emulator, gw)["contents"][1]["parts"][0]
+    assert call["functionCall"]["name"] == "get_weather" and call["thoughtSignature"]
+
+
+def test_a_stream_that_google_breaks_ends_with_an_error_event(client, gw, emulator):
+    emulator.add_rule(times=1, reply={"text": "partial answer", "error_mid_stream": {"kind": "internal"}})
+    stream = client.messages.stream(model="gemini-2.5-flash", max_tokens=100,
+                                    messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.APIStatusError) as failed, stream as events:  # raised on the error event
+        for _ in events:
+            pass
+    assert "mid-stream" in str(failed.value)
