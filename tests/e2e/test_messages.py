@@ -339,3 +339,14 @@ def test_a_stream_that_google_breaks_ends_with_an_error_event(client, gw, emulat
         for _ in events:
             pass
     assert "mid-stream" in str(failed.value)
+
+
+def test_claude_aliases_map_and_the_answer_names_model_and_account(client, gw, emulator):
+    raw = client.messages.with_raw_response.create(model="claude-opus-4-6", max_tokens=2048,
+                                                   messages=[{"role": "user", "content": "alias"}])
+    message = raw.parse()
+    assert raw.headers["x-mapped-model"] == CLAUDE and raw.headers["x-account-email"]
+    assert message.model == "claude-opus-4-6"  # the name the client asked for, as Anthropic answers
+    assert message.content[-1].text == "echo: alias"
+    assert "thinkingConfig" in sent(emulator, gw)["generationConfig"]  # the alias's model thinks
+    assert [r["model"] for r in emulator.requests() if r["rpc"] == "generateContent"] == [CLAUDE]
