@@ -1,4 +1,5 @@
-"""One object per OpenAI API (chat, responses, completions) bundling its translation steps.
+"""One object per client-facing API (OpenAI's chat, responses, completions…; Anthropic's Messages API)
+bundling its translation steps.
 
 ``Endpoint.parse(body)`` validates a request into a typed per-request object (a ``ParsedRequest``) that
 answers every question the mitmproxy glue asks: the model the client named, whether it streams, the
