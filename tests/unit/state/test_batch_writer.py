@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from antigravity_gw.state.batch_writer import BatchWriter, insert_rows, insert_sizes
+from antigravity_gw.state.batch_writer import BatchWriter, connect, insert_rows, insert_sizes
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (n INTEGER NOT NULL, s TEXT NOT NULL);"
 
@@ -84,20 +84,15 @@ def test_opening_prunes_and_the_file_is_in_wal_mode(tmp_path: Path):
     conn.close()
 
 
-def test_a_batch_is_a_few_multi_row_statements_in_order(tmp_path: Path):
-    store = Numbers(tmp_path / "n.sqlite3")
-    store.open()
+def test_rows_go_in_a_few_multi_row_statements_in_order(tmp_path: Path):
+    conn = connect(tmp_path / "n.sqlite3", SCHEMA)
     statements: list[str] = []
-    try:
-        assert store._conn is not None
-        store._conn.set_trace_callback(statements.append)
-        for n in range(777):
-            store.append(n)
-        assert store.flush()
-    finally:
-        store.close()
-    assert len([s for s in statements if s.startswith("INSERT")]) == 5  # 500, 256, 16, 4, 1
-    assert stored(store.path) == [(n, str(n)) for n in range(777)]
+    conn.set_trace_callback(statements.append)
+    insert_rows(conn, "t", ("n", "s"), [(n, str(n)) for n in range(777)])
+    conn.set_trace_callback(None)
+    assert [s.count("), (") + 1 for s in statements] == [500, 256, 16, 4, 1]
+    assert conn.execute("SELECT n, s FROM t ORDER BY rowid").fetchall() == [(n, str(n)) for n in range(777)]
+    conn.close()
 
 
 def test_batches_of_any_size_use_ten_statement_shapes_at_most():
