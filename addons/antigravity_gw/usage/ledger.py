@@ -146,6 +146,7 @@ class Ledger(BatchWriter[RequestRecord]):
     def _stopped(self) -> None:
         if self._retry:
             logger.error("usage ledger: %d row(s) could not be written to %s", len(self._retry), self.path)
+            self._retry = []  # lost with the writer: a reopened ledger starts clean
 
     def _commit(self, rows: list[tuple[object, ...]]) -> None:
         assert self._conn is not None
