@@ -137,3 +137,18 @@ def test_a_keys_file_counts_as_a_key_and_turns_auto_on_even_on_loopback():
     assert resolve_inbound_auth("strict", "", ["0.0.0.0"], allow_public=False,
                                 client_keys=True).mode == "strict"
     assert resolve_inbound_auth("off", "", ["127.0.0.1"], allow_public=False, client_keys=True).mode == "off"
+
+
+def test_state_url_takes_redis_urls_and_references_and_never_quotes_a_password(monkeypatch):
+    from antigravity_gw.settings import parse_state_url
+
+    assert parse_state_url("") == ""
+    assert parse_state_url(" redis://127.0.0.1:6379/0 ") == "redis://127.0.0.1:6379/0"
+    assert parse_state_url("rediss://:pw@cache:6380") == "rediss://:pw@cache:6380"
+    monkeypatch.setenv("AG_TEST_STATE_URL", "redis://:pw@cache/1")
+    assert parse_state_url("env:AG_TEST_STATE_URL") == "redis://:pw@cache/1"
+    with pytest.raises(ValueError, match="not a redis://") as bad:
+        parse_state_url("http://:hunter2@cache:6379")
+    assert "hunter2" not in str(bad.value)
+    with pytest.raises(ValueError, match="database number"):
+        parse_state_url("redis://cache/zero")

@@ -56,9 +56,11 @@ from ..upstream.dialects import (
 from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.periodic import Periodic
-from ..upstream.pool import Pool, conversation_key, scheduler_for
+from ..upstream.pool import MemoryState, Pool, conversation_key
 from ..upstream.quota import QuotaMonitor
+from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
+from ..upstream.shared_state import SharedPoolState, shared_scheduler_for
 from . import flows, options
 from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
@@ -149,6 +151,7 @@ class Gateway:
         # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
         self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
+        self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -174,7 +177,10 @@ class Gateway:
                 raise exceptions.OptionsError(str(e)) from e
             self.relay.keepalive_interval = self.settings.keepalive_interval
             self.relay.first_byte_timeout = self.settings.timeouts.first_byte
-            self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
+            if self.settings.state_url != (self.shared.url if self.shared else ""):
+                self._use_state(self.settings.state_url)
+            # stateless: the state keeps the bindings (Redis, for sticky, when the state is shared)
+            self.pool.scheduler = shared_scheduler_for(self.settings.scheduling, self.shared)
             self.watcher.retarget(self.settings.accounts_dir)
             self.pool.quota.set_floor(self.settings.quota_floor)
             self.pool.source = str(self.settings.accounts_dir)
@@ -187,6 +193,18 @@ class Gateway:
                 self.tasks.spawn(self.reload_accounts(), "reload-accounts")
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
+
+    def _use_state(self, url: str) -> None:
+        """Embedded state, or state shared through Redis; this instance's cooldowns stay either way."""
+        old, state = self.shared, self.pool.state
+        local = state.local if isinstance(state, SharedPoolState) else state
+        assert isinstance(local, MemoryState)
+        self.shared = RedisLink(url) if url else None
+        self.pool.state = SharedPoolState(self.shared, local) if self.shared else local
+        if old is not None:
+            self.tasks.spawn(old.stop(), "stop-shared-state")
+        if self.shared is not None and self._session is not None:  # changed while running (mitmweb)
+            self.tasks.spawn(self.shared.start(), "start-shared-state")
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -202,6 +220,8 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await self.relay.start()
+        if self.shared is not None:
+            await self.shared.start()  # at most about a second when Redis is down: then degraded mode
         try:
             await self.reload_accounts()
         finally:
@@ -231,6 +251,8 @@ class Gateway:
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
+        if self.shared is not None:
+            await self.shared.stop()
         if self._images is not None:
             await self._images.close()
         if self._session is not None:
