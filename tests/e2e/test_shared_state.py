@@ -5,9 +5,11 @@ Each instance has its own copy of the accounts directory, as instances on differ
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import openai
+import orjson
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -67,3 +69,25 @@ def test_a_429_seen_by_one_instance_cools_that_account_for_the_other(pair, emula
     assert served == ["b", "b", "b"]
     assert credentials(emulator) == ["at-b"] * 3
     assert "shared state: Redis at" in gw_b.log()
+
+
+async def test_concurrent_expired_token_requests_on_both_instances_refresh_once(pair, emulator):
+    gw_a, gw_b = pair(accounts={"a": {"token": {"expiry_timestamp": 1}}})
+    # slow, and rotating: the refresh token used once is revoked, so a second refresh anywhere would be an
+    # invalid_grant that disables the account
+    emulator.configure(oauth={"delay_ms": 800, "rotate": True})
+    clients = [openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+               for gw in (gw_a, gw_b)]
+    answers = await asyncio.gather(*(clients[i % 2].chat.completions.create(
+        model=FLASH, messages=[{"role": "user", "content": f"q{i}"}]) for i in range(16)))
+    for c in clients:
+        await c.close()
+    assert sorted(a.choices[0].message.content for a in answers) == sorted(f"echo: q{i}" for i in range(16))
+    assert [r["credential"] for r in emulator.requests(kind="token")] == ["rt-a"]
+    fresh = set(credentials(emulator))
+    assert len(fresh) == 1 and next(iter(fresh)).startswith("ya29.emu-")
+    # each host's own copy of the file holds the rotated refresh token, and neither disabled the account
+    files = [orjson.loads((gw.accounts_dir / "a.json").read_bytes()) for gw in (gw_a, gw_b)]
+    rotated = {f["token"]["refresh_token"] for f in files}
+    assert len(rotated) == 1 and rotated != {"rt-a"}
+    assert [f["disabled"] for f in files] == [False, False]

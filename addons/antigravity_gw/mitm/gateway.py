@@ -61,6 +61,7 @@ from ..upstream.quota import QuotaMonitor
 from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from ..upstream.shared_state import SharedPoolState, shared_scheduler_for
+from ..upstream.shared_tokens import SharedTokens
 from . import flows, options
 from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
@@ -152,6 +153,7 @@ class Gateway:
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
         self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
         self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
+        self._shared_tokens: SharedTokens | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -201,6 +203,11 @@ class Gateway:
         assert isinstance(local, MemoryState)
         self.shared = RedisLink(url) if url else None
         self.pool.state = SharedPoolState(self.shared, local) if self.shared else local
+        pool = self.pool
+        self._shared_tokens = (SharedTokens(self.shared, AccountFiles(), pool.find, lambda: pool.accounts)
+                               if self.shared else None)
+        if self._tokens is not None:
+            self._tokens.shared = self._shared_tokens
         if old is not None:
             self.tasks.spawn(old.stop(), "stop-shared-state")
         if self.shared is not None and self._session is not None:  # changed while running (mitmweb)
@@ -220,11 +227,11 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await self.relay.start()
-        if self.shared is not None:
-            await self.shared.start()  # at most about a second when Redis is down: then degraded mode
         try:
             await self.reload_accounts()
         finally:
+            if self.shared is not None:  # after the accounts: its first resync adopts their shared tokens
+                await self.shared.start()  # at most about a second when Redis is down: then degraded mode
             self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
@@ -329,6 +336,7 @@ class Gateway:
             # Kept across settings changes: its single-flight map must outlive a reconfigure.
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
+            self._tokens.shared = self._shared_tokens
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
                         "api_key": PublicGemini(st.gemini_url)}
