@@ -91,3 +91,22 @@ async def test_concurrent_expired_token_requests_on_both_instances_refresh_once(
     rotated = {f["token"]["refresh_token"] for f in files}
     assert len(rotated) == 1 and rotated != {"rt-a"}
     assert [f["disabled"] for f in files] == [False, False]
+
+
+def test_a_keys_rpm_holds_across_both_instances(pair, tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(orjson.dumps({"keys": [{"name": "bob", "key": "sk-bob-0123456789", "rpm": 3}]}))
+    gw_a, gw_b = pair(ag_api_keys_file=str(keys))
+
+    def ask(gw):
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-bob-0123456789", max_retries=0, timeout=30)
+        return client.chat.completions.create(model=FLASH, messages=[{"role": "user", "content": "hi"}])
+
+    ask(gw_a)
+    ask(gw_b)
+    ask(gw_a)
+    with pytest.raises(openai.RateLimitError) as refused:  # B has seen one request of bob's; the pool three
+        ask(gw_b)
+    assert refused.value.body["code"] == "rate_limit_exceeded"
+    with pytest.raises(openai.RateLimitError):
+        ask(gw_a)

@@ -151,7 +151,8 @@ class Gateway:
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
         # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
-        self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
+        # With ag_state_url a limited key's check goes to Redis: then it returns the awaitable check.
+        self.admit_client: Callable[[http.HTTPFlow, str], Awaitable[None] | None] | None = None
         self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
         self._shared_tokens: SharedTokens | None = None
 
@@ -469,8 +470,8 @@ class Gateway:
         raw = flow.request.raw_content or b""  # decoded by _decode_body
         request = endpoint.parse(raw)
         client_model = request.model
-        if self.admit_client is not None:
-            self.admit_client(flow, client_model)
+        if self.admit_client is not None and (check := self.admit_client(flow, client_model)) is not None:
+            await check
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
         images = await self._fetch_images(request.image_urls())
