@@ -60,6 +60,7 @@ from ..upstream.pool import MemoryState, Pool, conversation_key
 from ..upstream.quota import QuotaMonitor
 from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
+from ..upstream.shared_responses import SharedResponses
 from ..upstream.shared_state import SharedPoolState, shared_scheduler_for
 from ..upstream.shared_tokens import SharedTokens
 from . import flows, options
@@ -95,6 +96,7 @@ SSE_REPLACED = frozenset({b"content-length", b"transfer-encoding", b"server", ER
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 STARTING_RETRY = {"retry-after": "1"}
+PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -155,6 +157,7 @@ class Gateway:
         self.admit_client: Callable[[http.HTTPFlow, str], Awaitable[None] | None] | None = None
         self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
         self._shared_tokens: SharedTokens | None = None
+        self._shared_responses: SharedResponses | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -209,6 +212,11 @@ class Gateway:
                                if self.shared else None)
         if self._tokens is not None:
             self._tokens.shared = self._shared_tokens
+        self._shared_responses = SharedResponses(self.shared, self.tasks) if self.shared else None
+        if self._shared_responses is not None:
+            self._shared_responses.attach(self.endpoints.response_store)
+        else:
+            self.endpoints.response_store.sink = None
         if old is not None:
             self.tasks.spawn(old.stop(), "stop-shared-state")
         if self.shared is not None and self._session is not None:  # changed while running (mitmweb)
@@ -468,7 +476,12 @@ class Gateway:
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        request = endpoint.parse(raw)
+        try:
+            request = endpoint.parse(raw)
+        except errors.NotFound as e:  # a previous_response_id another instance may have stored
+            if not await self._fetch_shared_response(e, raw):
+                raise
+            request = endpoint.parse(raw)
         client_model = request.model
         if self.admit_client is not None and (check := self.admit_client(flow, client_model)) is not None:
             await check
@@ -489,6 +502,12 @@ class Gateway:
             await self._answer_inline(flow, self.plans[flow.id], mapped, gemini_request)
         else:
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
+
+    async def _fetch_shared_response(self, missing: errors.NotFound, raw: bytes) -> bool:
+        if self._shared_responses is None or missing.code != PREVIOUS_RESPONSE_NOT_FOUND:
+            return False
+        previous = orjson.loads(raw).get("previous_response_id")  # parsed fine a moment ago
+        return await self._shared_responses.fetch_into(self.endpoints.response_store, previous)
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,

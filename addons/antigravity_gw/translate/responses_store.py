@@ -50,6 +50,8 @@ class ResponseStore:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, StoredResponse]] = OrderedDict()
+        # Called with every response put here (not those loaded back): ag_state_url's shared store.
+        self.sink: Callable[[str, StoredResponse], None] | None = None
 
     def get(self, response_id: str) -> StoredResponse | None:
         entry = self._entries.get(response_id)
@@ -62,6 +64,12 @@ class ResponseStore:
         return stored
 
     def put(self, response_id: str, stored: StoredResponse) -> None:
+        self.load(response_id, stored)
+        if self.sink is not None:
+            self.sink(response_id, stored)
+
+    def load(self, response_id: str, stored: StoredResponse) -> None:
+        """Keep ``stored`` here (a put, or a response another gateway instance stored)."""
         now = self._clock()
         self._entries[response_id] = (now + self.ttl, stored)
         self._entries.move_to_end(response_id)

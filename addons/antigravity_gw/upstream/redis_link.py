@@ -1,10 +1,11 @@
 """The one connection of a gateway instance to the shared Redis/Valkey (``ag_state_url``), and its health.
 
 Rules:
-- Redis is a helper, never a dependency of a request: every call has a short deadline (``timeout``), and
-  a call that fails or times out marks the link down and raises ``Unavailable``, which every user turns
-  into "do it with this instance's local state". While the link is down, calls raise at once (no
-  request waits for a dead server); the watcher probes it every ``retry_every`` seconds;
+- Redis is a helper, never a dependency of a request: every call has a short deadline (``timeout``); a
+  call that fails or times out raises ``Unavailable``, which every user turns into "do it with this
+  instance's local state". A lost connection marks the link down at once, and so do ``SLOW_CALLS``
+  timeouts in a row (one slow moment of a busy machine does not). While the link is down, calls raise
+  at once (no request waits for a dead server); the watcher probes it every ``retry_every`` seconds;
 - "degraded" is logged once per outage, and "restored" once when it ends; then every ``on_up``
   callback runs (resync: push what this instance learned meanwhile, pull what the others did);
 - the watcher also listens to the event channel (pub/sub): other instances' cooldowns, token
@@ -28,13 +29,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "ag:"
 CHANNEL = PREFIX + "events"
-DEFAULT_TIMEOUT = 0.25  # seconds one call may take before the instance stops waiting for Redis
+DEFAULT_TIMEOUT = 0.3  # seconds one call may take before the instance stops waiting for Redis
 RETRY_EVERY = 1.0  # seconds between probes of a Redis that is down
+SLOW_CALLS = 3  # timeouts in a row that make a Redis that still answers count as down
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
@@ -69,6 +72,7 @@ class RedisLink:
         self._watcher: asyncio.Task[None] | None = None
         self._outage_logged = False
         self.outages = 0  # how many times the link went down (tests, the log)
+        self._slow = 0  # calls in a row that ran past the deadline
 
     # ---- wiring ---------------------------------------------------------------------------------
     def on_event(self, kind: str, handler: Handler) -> None:
@@ -84,10 +88,17 @@ class RedisLink:
             raise Unavailable(self.where)
         try:
             async with asyncio.timeout(self.timeout):
-                return await call(self.client)
-        except (RedisError, OSError, TimeoutError) as e:
+                result = await call(self.client)
+        except (TimeoutError, RedisTimeout) as e:
+            self._slow += 1
+            if self._slow >= SLOW_CALLS:
+                self.down(f"{self._slow} calls in a row took over {self.timeout:g} s")
+            raise Unavailable(self.where) from e
+        except (RedisError, OSError) as e:
             self.down(e)
             raise Unavailable(self.where) from e
+        self._slow = 0
+        return result
 
     def event(self, kind: str, **data: Any) -> bytes:
         """An event for the channel, as ``PUBLISH`` (or a script) sends it."""
@@ -162,7 +173,7 @@ class RedisLink:
             await asyncio.sleep(self.retry_every)
 
     def _came_up(self, first: bool) -> None:
-        self.up = True
+        self.up, self._slow = True, 0
         if first and not self.outages:
             logger.info("shared state: Redis at %s (instance %s)", self.where, self.instance)
         elif self._outage_logged:

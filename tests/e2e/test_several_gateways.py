@@ -99,7 +99,8 @@ def test_a_keys_rpm_holds_across_both_instances(pair, tmp_path):
     gw_a, gw_b = pair(ag_api_keys_file=str(keys))
 
     def ask(gw):
-        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-bob-0123456789", max_retries=0, timeout=30)
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-bob-0123456789", max_retries=0,
+                               timeout=30)
         return client.chat.completions.create(model=FLASH, messages=[{"role": "user", "content": "hi"}])
 
     ask(gw_a)
@@ -110,3 +111,28 @@ def test_a_keys_rpm_holds_across_both_instances(pair, tmp_path):
     assert refused.value.body["code"] == "rate_limit_exceeded"
     with pytest.raises(openai.RateLimitError):
         ask(gw_a)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_previous_response_id_created_on_one_instance_continues_on_the_other(pair, emulator, stream):
+    gw_a, gw_b = pair()
+    first = client_for(gw_a).responses.create(model=FLASH, input="remember the word kumquat")
+    if stream:
+        with client_for(gw_b).responses.stream(model=FLASH, input="which word?",
+                                               previous_response_id=first.id) as events:
+            second = events.get_final_response()
+    else:
+        second = client_for(gw_b).responses.create(model=FLASH, input="which word?",
+                                                   previous_response_id=first.id)
+    assert second.output_text == "echo: which word?"
+    calls = [r for r in emulator.requests() if r["rpc"] in ("generateContent", "streamGenerateContent")]
+    sent = calls[-1]["body"]["request"]["contents"]
+    texts = [p.get("text") for c in sent for p in c["parts"]]
+    assert texts == ["remember the word kumquat", "echo: remember the word kumquat", "which word?"]
+
+
+def test_an_unknown_previous_response_id_is_still_a_404(pair):
+    gw_a, _ = pair()
+    with pytest.raises(openai.NotFoundError) as e:
+        client_for(gw_a).responses.create(model=FLASH, input="x", previous_response_id="resp_nowhere")
+    assert e.value.body["code"] == "previous_response_not_found"
