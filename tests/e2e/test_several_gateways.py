@@ -136,3 +136,50 @@ def test_an_unknown_previous_response_id_is_still_a_404(pair):
     with pytest.raises(openai.NotFoundError) as e:
         client_for(gw_a).responses.create(model=FLASH, input="x", previous_response_id="resp_nowhere")
     assert e.value.body["code"] == "previous_response_not_found"
+
+
+def test_killing_redis_mid_traffic_loses_no_request_and_its_return_restores_sharing(pair, emulator,
+                                                                                     redis_server):
+    gw_a, gw_b = pair()
+    clients = [client_for(gw_a), client_for(gw_b)]
+    outcomes: list[str] = []
+
+    def traffic(n: int, label: str) -> None:
+        for i in range(n):
+            for c in clients:
+                try:
+                    outcomes.append(chat(c, f"{label}{i}").parse().choices[0].message.content)
+                except openai.APIError as e:
+                    outcomes.append(f"failed: {e}")
+
+    traffic(5, "before")
+    redis_server.stop()  # kill -9, mid-traffic: the gateways find out on their next call
+    traffic(10, "during")
+    for gw in (gw_a, gw_b):
+        wait_until(lambda gw=gw: "(degraded)" in gw.log())
+    assert [o for o in outcomes if o.startswith("failed")] == []
+    assert len(outcomes) == 30
+    for gw in (gw_a, gw_b):
+        assert gw.log().count("(degraded)") == 1, "degraded mode is said once per outage"
+
+    redis_server.start()  # the same port, empty (no persistence)
+    for gw in (gw_a, gw_b):
+        wait_until(lambda gw=gw: "is back; resyncing" in gw.log())
+    emulator.reset()
+    emulator.add_rule(match={"credential": "at-a"}, times=1,
+                      reply={"error": {"kind": "quota_exhausted", "retry_delay": "30s"}})
+    for i in range(3):  # A's least recently used account gets the 429 on the first or the second request
+        assert account_of(chat(clients[0], f"a{i}")) == "b"
+        if "at-a" in credentials(emulator):
+            break
+    wait_until(lambda: redis_server_has_cooldown(redis_server))
+    emulator.reset()
+    assert [account_of(chat(clients[1], f"q{i}")) for i in range(3)] == ["b", "b", "b"]
+
+
+def redis_server_has_cooldown(server) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
+        s.sendall(b"EXISTS ag:cd:a\r\n")
+        return s.recv(16).startswith(b":1")
