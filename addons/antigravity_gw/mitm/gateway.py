@@ -61,7 +61,7 @@ from ..upstream.quota import QuotaMonitor
 from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
 from ..upstream.shared_responses import SharedResponses
-from ..upstream.shared_state import SharedPoolState, shared_scheduler_for
+from ..upstream.shared_state import SharedPoolState, SharedQuota, shared_scheduler_for
 from ..upstream.shared_tokens import SharedTokens
 from . import flows, options
 from .access_log import tokens_of
@@ -158,6 +158,7 @@ class Gateway:
         self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
         self._shared_tokens: SharedTokens | None = None
         self._shared_responses: SharedResponses | None = None
+        self._shared_quota: SharedQuota | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -212,6 +213,9 @@ class Gateway:
                                if self.shared else None)
         if self._tokens is not None:
             self._tokens.shared = self._shared_tokens
+        self._shared_quota = SharedQuota(self.shared, self.pool.quota, self.tasks) if self.shared else None
+        if self._shared_quota is None:
+            self.pool.quota.sink = None
         self._shared_responses = SharedResponses(self.shared, self.tasks) if self.shared else None
         if self._shared_responses is not None:
             self._shared_responses.attach(self.endpoints.response_store)

@@ -17,8 +17,13 @@ Rules:
 - when Redis returns after an outage (or at start-up), the instance pushes its live cooldowns and
   pulls everyone's (``resync``).
 
+- quota snapshots (``SharedQuota``): a snapshot one instance takes is stored and published; the others
+  keep it when it is newer than theirs (``fetched_at``), so one refresh after a 429 informs every
+  instance's quota-aware routing.
+
 Keys: ``ag:cd:<account>`` (hash: model -> "until|reason", "" = the whole account; expires with its
-last cooldown), ``ag:sticky:<session key>`` (account id, ``STICKY_TTL``).
+last cooldown), ``ag:sticky:<session key>`` (account id, ``STICKY_TTL``), ``ag:quota:<account>`` (the
+last snapshot as JSON, a day).
 """
 
 from __future__ import annotations
@@ -30,14 +35,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from .accounts import Account
+from .background import BackgroundTasks
 from .pool import STICKY_TTL, Cooldown, LeastRecentlyUsed, MemoryState, PoolState, Scheduler, Sticky
 from .pool import scheduler_for as local_scheduler_for
+from .quota import AccountQuota, Bucket, ModelQuota, QuotaBook
 from .redis_link import CHANNEL, PREFIX, RedisLink, Unavailable
 
 logger = logging.getLogger(__name__)
 
 COOLDOWN_PREFIX = PREFIX + "cd:"
+QUOTA_PREFIX = PREFIX + "quota:"
+QUOTA_TTL = 86400  # seconds a shared snapshot is kept
 STICKY_PREFIX = PREFIX + "sticky:"
 MAX_SHARED_MODEL_COOLDOWNS = 256  # per account, as MemoryState keeps: invented model names stay bounded
 
@@ -197,3 +208,77 @@ def shared_scheduler_for(mode: str, link: RedisLink | None) -> Scheduler:
     if link is not None and mode == "sticky":
         return SharedSticky(link)
     return local_scheduler_for(mode)
+
+
+def encode_quota(q: AccountQuota) -> dict[str, Any]:
+    return {"tier": q.tier, "fetched_at": q.fetched_at, "error": q.error, "error_at": q.error_at,
+            "buckets_error": q.buckets_error,
+            "models": {m: [v.remaining, v.reset] for m, v in q.models.items()},
+            "buckets": [[b.bucket_id, b.group, b.window, b.remaining, b.reset] for b in q.buckets]}
+
+
+def decode_quota(obj: Any) -> AccountQuota | None:
+    try:
+        return AccountQuota(
+            tier=str(obj["tier"]), fetched_at=float(obj["fetched_at"]), error=str(obj["error"]),
+            error_at=float(obj["error_at"]), buckets_error=str(obj["buckets_error"]),
+            models={str(m): ModelQuota(_number(r), _number(t)) for m, (r, t) in obj["models"].items()},
+            buckets=tuple(Bucket(str(i), str(g), str(w), _number(r), _number(t))
+                          for i, g, w, r, t in obj["buckets"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class SharedQuota:
+    """Quota snapshots shared by the instances: stored with a day's TTL, published, resynced."""
+
+    def __init__(self, link: RedisLink, book: QuotaBook, tasks: BackgroundTasks) -> None:
+        self.link = link
+        self.book = book
+        self.tasks = tasks
+        book.sink = self._sink
+        link.on_event("quota", self._remote)
+        link.on_up(self.resync)
+
+    def _sink(self, account_id: str, quota: AccountQuota) -> None:
+        if self.link.up:
+            self.tasks.spawn(self._share(account_id, quota), "share-quota")
+
+    async def _share(self, account_id: str, quota: AccountQuota) -> None:
+        data = encode_quota(quota)
+        event = self.link.event("quota", a=account_id, q=data)
+
+        async def write(r: Any) -> None:
+            async with r.pipeline(transaction=True) as p:
+                p.set(QUOTA_PREFIX + account_id, orjson.dumps(data), ex=QUOTA_TTL)
+                p.publish(CHANNEL, event)
+                await p.execute()
+
+        with contextlib.suppress(Unavailable):
+            await self.link.run(write)
+
+    def _keep_if_newer(self, account_id: str, quota: AccountQuota | None) -> None:
+        mine = self.book.get(account_id)
+        if quota is not None and (mine is None or quota.fetched_at > mine.fetched_at):
+            self.book.load(account_id, quota)
+
+    def _remote(self, event: dict[str, Any]) -> None:
+        self._keep_if_newer(str(event.get("a", "")), decode_quota(event.get("q")))
+
+    async def resync(self) -> None:
+        async def fetch(r: Any) -> list[tuple[str, Any]]:
+            names = [_text(k) async for k in r.scan_iter(match=QUOTA_PREFIX + "*", count=500)]
+            values = await r.mget(names) if names else []
+            return list(zip(names, values, strict=True))
+
+        for name, value in await self.link.run(fetch):
+            if value:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    self._keep_if_newer(name.removeprefix(QUOTA_PREFIX), decode_quota(orjson.loads(value)))
+        for account_id, quota in list(self.book.snapshots.items()):
+            if quota.fetched_at:
+                await self._share(account_id, quota)

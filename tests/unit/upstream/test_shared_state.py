@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from antigravity_gw.upstream.accounts import Account
+from antigravity_gw.upstream.background import BackgroundTasks
 from antigravity_gw.upstream.pool import Cooldown, MemoryState, Pool
+from antigravity_gw.upstream.quota import AccountQuota, Bucket, ModelQuota, QuotaBook
 from antigravity_gw.upstream.redis_link import RedisLink
-from antigravity_gw.upstream.shared_state import SharedPoolState, SharedSticky, shared_scheduler_for
+from antigravity_gw.upstream.shared_state import (
+    SharedPoolState,
+    SharedQuota,
+    SharedSticky,
+    decode_quota,
+    encode_quota,
+    shared_scheduler_for,
+)
 
 
 def account(name: str) -> Account:
@@ -168,3 +178,35 @@ async def test_a_redis_that_is_down_at_start_up_is_degraded_mode_not_an_error(re
 
 async def _stored(link: RedisLink, key: str) -> bool:
     return link.up and bool(await link.client.exists(key))
+
+
+QUOTA = AccountQuota(tier="Google AI Pro", fetched_at=1000.0,
+                     models={"gemini-2.5-pro": ModelQuota(0.0, 5000.0),
+                             "gemini-2.5-flash": ModelQuota(0.25, None)},
+                     buckets=(Bucket("gemini-5h", "Gemini Models", "5h", 0.9, 6000.0),))
+
+
+def test_a_quota_snapshot_survives_the_trip_through_redis():
+    assert decode_quota(encode_quota(QUOTA)) == QUOTA
+    assert decode_quota({"tier": "x"}) is None
+
+
+async def test_a_quota_snapshot_taken_by_one_instance_informs_the_others_routing(links):
+    a_link, b_link = await links(), await links()
+    tasks = BackgroundTasks("test")
+    a_book, b_book = QuotaBook(clock=lambda: 2000.0), QuotaBook(clock=lambda: 2000.0)
+    SharedQuota(a_link, a_book, tasks)
+    SharedQuota(b_link, b_book, tasks)
+    await a_link.start()
+    await b_link.start()
+    a_book.store("acc1", QUOTA)
+
+    async def b_routes_around_it() -> bool:
+        return b_book.blocked("gemini-2.5-pro") == {"acc1": 5000.0}
+
+    await eventually(b_routes_around_it)
+    b_book.load("acc1", replace(QUOTA, fetched_at=3000.0, tier="newer"))
+    a_book.store("acc1", QUOTA)  # an older snapshot does not replace a newer one
+    await tasks.wait()
+    await asyncio.sleep(0.2)
+    assert b_book.get("acc1").tier == "newer"
