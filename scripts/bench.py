@@ -4,6 +4,7 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
     scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
     scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
+    scripts/bench --redis             # the gateway with its state on a local redis-server (ag_state_url)
 
 What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
 1, 16 and 64; streaming time to first chunk (TTFC) and SSE events/s with 64 concurrent streams; TTFC of a
@@ -34,6 +35,7 @@ from antigravity_gw.sse import SSEDecoder  # noqa: E402
 from antigravity_gw.upstream.policy import MIN_RATE_LIMIT_COOLDOWN  # noqa: E402
 from support.emulator import Emulator  # noqa: E402
 from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
 
 MODEL = "gemini-2.5-flash"
 CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
@@ -216,6 +218,12 @@ async def run(args: argparse.Namespace) -> dict:
                                 f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms(),
                      "usage": "usage ledger off (--no-usage), metrics on" if args.no_usage
                      else "usage ledger and metrics on"}
+    scheduling = "round_robin"
+    redis = None
+    if args.redis:
+        # sticky, so that every request claims its conversation in Redis: the round trip a shared pool adds
+        redis, scheduling = RedisServer().start(), "sticky"
+        results["usage"] += f"; state on redis-server {redis.url} (ag_state_url), ag_scheduling=sticky"
     with Emulator() as emu:
         emu.add_rule(match={"model": "bench-stream"}, reply={
             "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
@@ -223,15 +231,19 @@ async def run(args: argparse.Namespace) -> dict:
         # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
         # --no-usage.
         gw = Gateway(emu, accounts, confdir=confdir, options={
-            "flow_detail": 0, "ag_scheduling": "round_robin", "ag_data_dir": str(tmp / "data"),
-            "ag_usage": not args.no_usage})
-        gw.start()
-        plain, plain_port = start_plain_mitmdump(emu, confdir)
+            "flow_detail": 0, "ag_scheduling": scheduling, "ag_data_dir": str(tmp / "data"),
+            "ag_usage": not args.no_usage, **({"ag_state_url": redis.url} if redis else {})})
         try:
-            results.update(await measure(args, emu, gw, plain, plain_port))
+            gw.start()
+            plain, plain_port = start_plain_mitmdump(emu, confdir)
+            try:
+                results.update(await measure(args, emu, gw, plain, plain_port))
+            finally:
+                plain.terminate()
+                gw.stop()
         finally:
-            plain.terminate()
-            gw.stop()
+            if redis is not None:
+                redis.stop()
     return results
 
 
@@ -381,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
     p.add_argument("--no-usage", action="store_true",
                    help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
+    p.add_argument("--redis", action="store_true",
+                   help="the gateway with its state on a local redis-server (ag_state_url, sticky)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = p.parse_args(argv)
     if args.quick:
