@@ -130,8 +130,9 @@ class Gateway:
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
         # mitmproxy loads children: ag.accounts*
-        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
-                                       refresh_quota=self.refresh_quota)]
+        self.commands = AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
+                                        refresh_quota=self.refresh_quota)
+        self.addons = [self.commands]
         self.plans: dict[str, Plan] = {}
         self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.model_map = ModelMap()
@@ -213,6 +214,7 @@ class Gateway:
                                if self.shared else None)
         if self._tokens is not None:
             self._tokens.shared = self._shared_tokens
+        self.commands.share_disabled = self._shared_tokens.account_state if self._shared_tokens else None
         self._shared_quota = SharedQuota(self.shared, self.pool.quota, self.tasks) if self.shared else None
         if self._shared_quota is None:
             self.pool.quota.sink = None
@@ -351,6 +353,7 @@ class Gateway:
             self._tokens.endpoint = endpoint
             self._tokens.shared = self._shared_tokens
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
+            projects.shared = self._shared_tokens
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
                         "api_key": PublicGemini(st.gemini_url)}
             send = aiohttp_sender(self._session, st.timeouts)

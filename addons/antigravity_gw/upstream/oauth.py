@@ -225,6 +225,7 @@ class ProjectResolver:
         self._store = store
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._flights = SingleFlight()
+        self.shared: SharedTokens | None = None  # ag_state_url: a project found here reaches every instance
 
     @staticmethod
     def known(account: Account) -> bool:
@@ -244,6 +245,8 @@ class ProjectResolver:
         except (OSError, ValueError) as e:
             logger.error("%s: could not save its project id (%s)", account.label, e)
         logger.info("%s: project %s (from loadCodeAssist)", account.label, project)
+        if self.shared is not None:
+            await self.shared.share_project(account)
         return project
 
     async def _load_code_assist(self, token: str) -> str:

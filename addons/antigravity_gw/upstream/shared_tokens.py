@@ -9,7 +9,8 @@ Rules:
   instance adopting them retires its own refresh token (``Account.apply_refresh``) and writes them to
   its own copy of the account file: no instance ever sends a refresh token another one rotated;
 - every refresh and every ``invalid_grant`` disable is also published, so the other instances adopt it
-  at once, not only at their next refresh;
+  at once, not only at their next refresh; so are disables and enables made by hand
+  (``ag.accounts.disable``/``enable``): each instance writes them to its own copy of the file;
 - Redis down or slow: the instance refreshes on its own (``TokenService``'s local single flight), as
   it would without ``ag_state_url``; after an outage, ``resync`` publishes the tokens it refreshed.
 """
@@ -90,6 +91,8 @@ class SharedTokens:
         self._share_script = link.client.register_script(SHARE_TOKENS)
         link.on_event("token", self._remote_token)
         link.on_event("disabled", self._remote_disabled)
+        link.on_event("account_state", self._remote_account_state)
+        link.on_event("project", self._remote_project)
         link.on_up(self.resync)
 
     async def refresh(self, account: Account, refresh_here: Callable[[], Awaitable[str]]) -> str:
@@ -141,6 +144,51 @@ class SharedTokens:
         """``invalid_grant``: every instance disables the account in its own copy of the file."""
         await self.link.publish("disabled", a=account.id, reason=account.disabled_reason,
                                 at=account.disabled_at, rt=account.refresh_token)
+
+    async def share_project(self, account: Account) -> None:
+        """A project found with loadCodeAssist: the other instances need not ask again."""
+        event = self.link.event("project", a=account.id, p=account.project_id)
+
+        async def write(r: Any) -> None:
+            async with r.pipeline(transaction=True) as p:
+                p.hset(TOKEN_PREFIX + account.id, "project_id", account.project_id)
+                p.publish(CHANNEL, event)
+                await p.execute()
+
+        with contextlib.suppress(Unavailable):
+            await self.link.run(write)
+
+    async def _remote_project(self, event: dict[str, Any]) -> None:
+        account = self.find(str(event.get("a", "")))
+        project = str(event.get("p") or "")
+        if account is None or account.kind != "oauth" or not project or account.project_id:
+            return
+        account.set_project(project)
+        try:
+            await self.store.save_tokens(account)
+        except (OSError, ValueError) as e:
+            logger.error("%s: could not save its project id (%s)", account.label, e)
+
+    async def account_state(self, account: Account) -> None:
+        """A disable or enable made by hand here: every instance applies it to its own file."""
+        await self.link.publish("account_state", a=account.id, disabled=account.disabled,
+                                reason=account.disabled_reason, at=account.disabled_at)
+
+    async def _remote_account_state(self, event: dict[str, Any]) -> None:
+        account = self.find(str(event.get("a", "")))
+        disabled = bool(event.get("disabled"))
+        if account is None or account.disabled == disabled:
+            return
+        if disabled:
+            account.disable(str(event.get("reason") or "disabled"), int(event.get("at") or self.clock()))
+        else:
+            account.enable()
+        logger.info("accounts: %s %s (by another gateway instance)", "disabled" if disabled else "enabled",
+                    account.label)
+        try:
+            await self.store.save_disabled(account)
+        except (OSError, ValueError) as e:
+            logger.error("%s: could not write the account's state (%s)", account.label, e)
 
     async def _adopt(self, account: Account, access_token: str, expiry: float, refresh_token: str,
                      project: str) -> None:

@@ -91,3 +91,42 @@ async def test_a_revoked_grant_disables_the_account_on_every_instance(redis_serv
     finally:
         await a.link.stop()
         await b.link.stop()
+
+
+async def test_a_disable_and_an_enable_made_by_hand_reach_every_instance(redis_server):
+    a, b = Instance(redis_server.url), Instance(redis_server.url)
+    await a.link.start()
+    await b.link.start()
+    try:
+        for disabled in (True, False):
+            if disabled:
+                a.account.disable("disabled with ag.accounts.disable", int(time.time()))
+            else:
+                a.account.enable()
+            await a.tokens.account_state(a.account)
+            deadline = time.monotonic() + 3
+            while b.account.disabled != disabled and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert b.account.disabled is disabled
+        # written to b's own copy of the file each time
+        assert b.files.disabled == ["disabled with ag.accounts.disable", ""]
+    finally:
+        await a.link.stop()
+        await b.link.stop()
+
+
+async def test_a_project_found_by_one_instance_is_saved_by_the_others(redis_server):
+    a, b = Instance(redis_server.url), Instance(redis_server.url)
+    a.account.project_id = b.account.project_id = ""
+    await a.link.start()
+    await b.link.start()
+    try:
+        a.account.set_project("proj-found")
+        await a.tokens.share_project(a.account)
+        deadline = time.monotonic() + 3
+        while not b.account.project_id and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert b.account.project_id == "proj-found" and len(b.files.saved) == 1
+    finally:
+        await a.link.stop()
+        await b.link.stop()
