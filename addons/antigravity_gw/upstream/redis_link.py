@@ -37,6 +37,7 @@ PREFIX = "ag:"
 CHANNEL = PREFIX + "events"
 DEFAULT_TIMEOUT = 0.3  # seconds one call may take before the instance stops waiting for Redis
 RETRY_EVERY = 1.0  # seconds between probes of a Redis that is down
+RESYNC_TIMEOUT = 10.0  # seconds a resync (every key of a kind, at once) may take
 SLOW_CALLS = 3  # timeouts in a row that make a Redis that still answers count as down
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -82,12 +83,14 @@ class RedisLink:
         self._on_up.append(resync)
 
     # ---- calls ----------------------------------------------------------------------------------
-    async def run[R](self, call: Callable[[aioredis.Redis], Awaitable[R]]) -> R:
-        """``call(client)`` within the deadline; ``Unavailable`` when the link is down or the call fails."""
+    async def run[R](self, call: Callable[[aioredis.Redis], Awaitable[R]], *,
+                     timeout: float | None = None) -> R:
+        """``call(client)`` within the deadline; ``Unavailable`` when the link is down or the call fails.
+        ``timeout``: a longer deadline for the resyncs, which move everything at once (never a request)."""
         if not self.up:
             raise Unavailable(self.where)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout or self.timeout):
                 result = await call(self.client)
         except (TimeoutError, RedisTimeout) as e:
             self._slow += 1
@@ -165,7 +168,10 @@ class RedisLink:
             except (RedisError, OSError, TimeoutError) as e:
                 self.down(e)
             except Unavailable:
-                pass  # a resync call failed: down() already said so
+                pass  # a resync call failed: down() already said so, or it was slow: try again
+            except Exception as e:  # whatever it was, the watcher must live on to reconnect
+                logger.exception("shared state: the Redis watcher failed; reconnecting")
+                self.down(e)
             finally:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(self.timeout):

@@ -42,7 +42,7 @@ from .background import BackgroundTasks
 from .pool import STICKY_TTL, Cooldown, LeastRecentlyUsed, MemoryState, PoolState, Scheduler, Sticky
 from .pool import scheduler_for as local_scheduler_for
 from .quota import AccountQuota, Bucket, ModelQuota, QuotaBook
-from .redis_link import CHANNEL, PREFIX, RedisLink, Unavailable
+from .redis_link import CHANNEL, PREFIX, RESYNC_TIMEOUT, RedisLink, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class SharedPoolState:
                 tables = await p.execute()
             return list(zip(names, tables, strict=True))
 
-        for name, table in await self.link.run(exchange):
+        for name, table in await self.link.run(exchange, timeout=RESYNC_TIMEOUT):
             account_id = name.removeprefix(COOLDOWN_PREFIX)
             for model, value in table.items():
                 c = decode_cooldown(_text(model), _text(value))
@@ -275,7 +275,7 @@ class SharedQuota:
             values = await r.mget(names) if names else []
             return list(zip(names, values, strict=True))
 
-        for name, value in await self.link.run(fetch):
+        for name, value in await self.link.run(fetch, timeout=RESYNC_TIMEOUT):
             if value:
                 with contextlib.suppress(orjson.JSONDecodeError):
                     self._keep_if_newer(name.removeprefix(QUOTA_PREFIX), decode_quota(orjson.loads(value)))

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .accounts import Account
-from .redis_link import CHANNEL, PREFIX, RedisLink, Unavailable
+from .redis_link import CHANNEL, PREFIX, RESYNC_TIMEOUT, RedisLink, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,8 @@ class SharedTokens:
                     p.hmget(TOKEN_PREFIX + a.id, "access_token", "expiry", "refresh_token", "project_id")
                 return list(await p.execute())
 
-        for account, (at, exp, rt, project) in zip(oauth, await self.link.run(fetch), strict=True):
+        shared = await self.link.run(fetch, timeout=RESYNC_TIMEOUT)
+        for account, (at, exp, rt, project) in zip(oauth, shared, strict=True):
             if at and float(exp) > account.expiry_timestamp:
                 await self._adopt(account, _text(at), float(exp), _text(rt or b""), _text(project or b""))
             elif account.access_token and account.expiry_timestamp > self.clock():
