@@ -223,7 +223,7 @@ class Gateway:
             self._shared_responses.attach(self.endpoints.response_store)
         else:
             self.endpoints.response_store.sink = None
-        if old is not None:
+        if old is not None and old.started:
             self.tasks.spawn(old.stop(), "stop-shared-state")
         if self.shared is not None and self._session is not None:  # changed while running (mitmweb)
             self.tasks.spawn(self.shared.start(), "start-shared-state")

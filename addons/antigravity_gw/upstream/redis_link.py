@@ -124,6 +124,10 @@ class RedisLink:
                            error if isinstance(error, str) else type(error).__name__)
 
     # ---- lifecycle ------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._watcher is not None
+
     async def start(self) -> None:
         """Connect (without waiting long: a Redis that is down at start-up is degraded mode, not an error)."""
         if self._watcher is None:
