@@ -403,7 +403,7 @@ def test_ag_state_url_moves_the_pool_onto_redis_and_back_keeping_this_instances_
 
 def test_a_bad_state_url_refuses_to_start_without_quoting_its_password(tmp_path):
     addon = Gateway()
-    with taddons.context(Proxyserver(), addon) as tctx:
-        with pytest.raises(exceptions.OptionsError, match="ag_state_url") as refused:
-            tctx.configure(addon, ag_state_url="http://:hunter2@cache:6379")
+    with (taddons.context(Proxyserver(), addon) as tctx,
+          pytest.raises(exceptions.OptionsError, match="ag_state_url") as refused):
+        tctx.configure(addon, ag_state_url="http://:hunter2@cache:6379")
     assert "hunter2" not in str(refused.value)
