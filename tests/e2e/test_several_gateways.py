@@ -183,3 +183,16 @@ def redis_server_has_cooldown(server) -> bool:
     with socket.create_connection(("127.0.0.1", server.port), timeout=1) as s:
         s.sendall(b"EXISTS ag:cd:a\r\n")
         return s.recv(16).startswith(b":1")
+
+
+def test_a_conversation_stays_on_one_account_whichever_instance_serves_it(pair, emulator):
+    gw_a, gw_b = pair(ag_scheduling="sticky")
+    chat(client_for(gw_a), "warm-up")  # A's least recently used account is now b; B's is still a
+    history = [{"role": "user", "content": "plan a trip"}]
+    served = []
+    for turn, gw in enumerate((gw_b, gw_a, gw_b, gw_a)):
+        raw = client_for(gw).chat.completions.with_raw_response.create(model=FLASH, messages=history)
+        served.append(account_of(raw))
+        history += [{"role": "assistant", "content": raw.parse().choices[0].message.content},
+                    {"role": "user", "content": f"and then {turn}?"}]
+    assert len(set(served)) == 1, served
