@@ -196,3 +196,28 @@ def test_a_conversation_stays_on_one_account_whichever_instance_serves_it(pair, 
         history += [{"role": "assistant", "content": raw.parse().choices[0].message.content},
                     {"role": "user", "content": f"and then {turn}?"}]
     assert len(set(served)) == 1, served
+
+
+def test_a_redis_that_hangs_costs_a_request_at_most_a_moment_and_fails_none(pair, redis_server):
+    import socket
+    import threading
+
+    gw_a, _ = pair(ag_scheduling="sticky")
+    client = client_for(gw_a)
+
+    def hang(seconds: float) -> None:  # the server stops answering everyone for a while
+        with socket.create_connection(("127.0.0.1", redis_server.port), timeout=10) as s:
+            s.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
+            s.recv(16)
+
+    hanging = threading.Thread(target=hang, args=(3,))
+    hanging.start()
+    time.sleep(0.2)
+    slowest = 0.0
+    for i in range(8):
+        started = time.monotonic()
+        assert chat(client, f"conversation {i}").parse().choices[0].message.content == f"echo: conversation {i}"
+        slowest = max(slowest, time.monotonic() - started)
+    hanging.join()
+    assert slowest < 2.0  # each Redis call gives up after 0.3 s; three slow ones in a row: degraded mode
+    wait_until(lambda: "(degraded)" in gw_a.log())

@@ -66,7 +66,8 @@ class RedisServer:
             with log:
                 self.proc = subprocess.Popen(
                     [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+                     "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+                     "--enable-debug-command", "local"],  # DEBUG SLEEP: a Redis that hangs
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             if self._wait_ready(port):
                 self.port = port

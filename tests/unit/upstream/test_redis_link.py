@@ -41,6 +41,11 @@ async def test_a_slow_redis_costs_a_call_at_most_its_deadline(redis_server):
         with pytest.raises(Unavailable):
             await link.run(lambda r: r.execute_command("DEBUG", "SLEEP", "1"))
         assert time.monotonic() - started < 0.6
+        assert link.up  # one slow moment is not an outage
+        for _ in range(2):
+            with pytest.raises(Unavailable):
+                await link.run(lambda r: r.ping())  # the server still sleeps
+        assert not link.up  # three slow calls in a row are
     finally:
         await link.stop()
 
