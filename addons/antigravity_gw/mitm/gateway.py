@@ -56,13 +56,11 @@ from ..upstream.dialects import (
 from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.periodic import Periodic
-from ..upstream.pool import MemoryState, Pool, conversation_key
+from ..upstream.pool import Pool, conversation_key
 from ..upstream.quota import QuotaMonitor
 from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
-from ..upstream.shared_responses import SharedResponses
-from ..upstream.shared_state import SharedPoolState, SharedQuota, shared_scheduler_for
-from ..upstream.shared_tokens import SharedTokens
+from ..upstream.shared_state import StateSharing, shared_scheduler_for
 from . import flows, options
 from .access_log import tokens_of
 from .commands import AccountCommands, refresh_note, summary
@@ -156,10 +154,7 @@ class Gateway:
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
         # With ag_state_url a limited key's check goes to Redis: then it returns the awaitable check.
         self.admit_client: Callable[[http.HTTPFlow, str], Awaitable[None] | None] | None = None
-        self.shared: RedisLink | None = None  # ag_state_url: the state several instances share
-        self._shared_tokens: SharedTokens | None = None
-        self._shared_responses: SharedResponses | None = None
-        self._shared_quota: SharedQuota | None = None
+        self.sharing: StateSharing | None = None  # ag_state_url: the state several instances share
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -202,31 +197,25 @@ class Gateway:
         if updated & INLINE_INPUTS:
             self._inline = self._inline_allowed()
 
+    @property
+    def shared(self) -> RedisLink | None:
+        return self.sharing.link if self.sharing is not None else None
+
     def _use_state(self, url: str) -> None:
         """Embedded state, or state shared through Redis; this instance's cooldowns stay either way."""
-        old, state = self.shared, self.pool.state
-        local = state.local if isinstance(state, SharedPoolState) else state
-        assert isinstance(local, MemoryState)
-        self.shared = RedisLink(url) if url else None
-        self.pool.state = SharedPoolState(self.shared, local) if self.shared else local
-        pool = self.pool
-        self._shared_tokens = (SharedTokens(self.shared, AccountFiles(), pool.find, lambda: pool.accounts)
-                               if self.shared else None)
+        old = self.sharing
+        if old is not None:
+            old.detach()
+            if old.link.started:
+                self.tasks.spawn(old.link.stop(), "stop-shared-state")
+        store = self.endpoints.response_store
+        self.sharing = StateSharing(url, self.pool, store, self.tasks) if url else None
+        tokens = self.sharing.tokens if self.sharing is not None else None
         if self._tokens is not None:
-            self._tokens.shared = self._shared_tokens
-        self.commands.share_disabled = self._shared_tokens.account_state if self._shared_tokens else None
-        self._shared_quota = SharedQuota(self.shared, self.pool.quota, self.tasks) if self.shared else None
-        if self._shared_quota is None:
-            self.pool.quota.sink = None
-        self._shared_responses = SharedResponses(self.shared, self.tasks) if self.shared else None
-        if self._shared_responses is not None:
-            self._shared_responses.attach(self.endpoints.response_store)
-        else:
-            self.endpoints.response_store.sink = None
-        if old is not None and old.started:
-            self.tasks.spawn(old.stop(), "stop-shared-state")
-        if self.shared is not None and self._session is not None:  # changed while running (mitmweb)
-            self.tasks.spawn(self.shared.start(), "start-shared-state")
+            self._tokens.shared = tokens
+        self.commands.share_disabled = tokens.account_state if tokens is not None else None
+        if self.sharing is not None and self._session is not None:  # changed while running (mitmweb)
+            self.tasks.spawn(self.sharing.link.start(), "start-shared-state")
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -351,9 +340,10 @@ class Gateway:
             # Kept across settings changes: its single-flight map must outlive a reconfigure.
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
-            self._tokens.shared = self._shared_tokens
+            shared_tokens = self.sharing.tokens if self.sharing is not None else None
+            self._tokens.shared = shared_tokens
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
-            projects.shared = self._shared_tokens
+            projects.shared = shared_tokens
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent),
                         "api_key": PublicGemini(st.gemini_url)}
             send = aiohttp_sender(self._session, st.timeouts)
@@ -511,10 +501,10 @@ class Gateway:
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
 
     async def _fetch_shared_response(self, missing: errors.NotFound, raw: bytes) -> bool:
-        if self._shared_responses is None or missing.code != PREVIOUS_RESPONSE_NOT_FOUND:
+        if self.sharing is None or missing.code != PREVIOUS_RESPONSE_NOT_FOUND:
             return False
         previous = orjson.loads(raw).get("previous_response_id")  # parsed fine a moment ago
-        return await self._shared_responses.fetch_into(self.endpoints.response_store, previous)
+        return await self.sharing.responses.fetch_into(self.endpoints.response_store, previous)
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,

@@ -37,12 +37,15 @@ from typing import Any
 
 import orjson
 
-from .accounts import Account
+from ..translate.responses_store import ResponseStore
+from .accounts import Account, AccountFiles
 from .background import BackgroundTasks
-from .pool import STICKY_TTL, Cooldown, LeastRecentlyUsed, MemoryState, PoolState, Scheduler, Sticky
+from .pool import STICKY_TTL, Cooldown, LeastRecentlyUsed, MemoryState, Pool, PoolState, Scheduler, Sticky
 from .pool import scheduler_for as local_scheduler_for
 from .quota import AccountQuota, Bucket, ModelQuota, QuotaBook
 from .redis_link import CHANNEL, PREFIX, RESYNC_TIMEOUT, RedisLink, Unavailable
+from .shared_responses import SharedResponses
+from .shared_tokens import SharedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -282,3 +285,33 @@ class SharedQuota:
         for account_id, quota in list(self.book.snapshots.items()):
             if quota.fetched_at:
                 await self._share(account_id, quota)
+
+
+def local_state(pool: Pool) -> MemoryState:
+    """The pool's own state, shared or not (it keeps this instance's cooldowns across a change)."""
+    state = pool.state
+    local = state.local if isinstance(state, SharedPoolState) else state
+    assert isinstance(local, MemoryState)
+    return local
+
+
+class StateSharing:
+    """Everything ``ag_state_url`` shares, wired into one gateway instance: its pool (cooldowns, sticky
+    bindings through ``shared_scheduler_for``, quota snapshots), token refreshes (``tokens``, for the
+    token service, the project resolver and the account commands) and stored responses."""
+
+    def __init__(self, url: str, pool: Pool, response_store: ResponseStore, tasks: BackgroundTasks) -> None:
+        self.link = RedisLink(url)
+        self.pool = pool
+        self.response_store = response_store
+        pool.state = SharedPoolState(self.link, local_state(pool))
+        self.tokens = SharedTokens(self.link, AccountFiles(), pool.find, lambda: pool.accounts)
+        self.quota = SharedQuota(self.link, pool.quota, tasks)
+        self.responses = SharedResponses(self.link, tasks)
+        self.responses.attach(response_store)
+
+    def detach(self) -> None:
+        """Back to the embedded state, this instance's cooldowns kept; the caller stops the link."""
+        self.pool.state = local_state(self.pool)
+        self.pool.quota.sink = None
+        self.response_store.sink = None
