@@ -4,6 +4,8 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
     scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
     scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
+    scripts/bench --redis             # the gateway with its state on a local redis-server (ag_state_url),
+                                      # and two such gateways side by side ("2 gateways", load split)
 
 What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
 1, 16 and 64; streaming time to first chunk (TTFC) and SSE events/s with 64 concurrent streams; TTFC of a
@@ -34,6 +36,7 @@ from antigravity_gw.sse import SSEDecoder  # noqa: E402
 from antigravity_gw.upstream.policy import MIN_RATE_LIMIT_COOLDOWN  # noqa: E402
 from support.emulator import Emulator  # noqa: E402
 from support.gateway import Gateway, free_port, mitm_tool, write_account  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
 
 MODEL = "gemini-2.5-flash"
 CHAT_BODY = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
@@ -122,14 +125,17 @@ class Proc:
         return float("nan")
 
 
-async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
-               concurrency: int, seconds: float, max_requests: int, proc: Proc | None, target: str) -> Cell:
+async def load(session: aiohttp.ClientSession, url: str | tuple[str, ...], body: bytes,
+               headers: dict[str, str], concurrency: int, seconds: float, max_requests: int,
+               proc: Proc | None, target: str) -> Cell:
+    """``url``: one, or several that the workers take turns on (instances side by side)."""
     cell = Cell(target, concurrency)
+    urls = (url,) if isinstance(url, str) else url
     deadline = time.perf_counter() + seconds
     cpu0 = proc.cpu_seconds() if proc else 0.0
     start = time.perf_counter()
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         while time.perf_counter() < deadline and cell.requests + cell.errors < max_requests:
             t0 = time.perf_counter()
             try:
@@ -144,7 +150,7 @@ async def load(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
             else:
                 cell.errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
     cell.seconds = time.perf_counter() - start
     if proc:
         cell.cpu_seconds = proc.cpu_seconds() - cpu0
@@ -216,6 +222,12 @@ async def run(args: argparse.Namespace) -> dict:
                                 f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms(),
                      "usage": "usage ledger off (--no-usage), metrics on" if args.no_usage
                      else "usage ledger and metrics on"}
+    scheduling = "round_robin"
+    redis = None
+    if args.redis:
+        # sticky, so that every request claims its conversation in Redis: the round trip a shared pool adds
+        redis, scheduling = RedisServer().start(), "sticky"
+        results["usage"] += f"; state on redis-server {redis.url} (ag_state_url), ag_scheduling=sticky"
     with Emulator() as emu:
         emu.add_rule(match={"model": "bench-stream"}, reply={
             "text": ["x" * 20] * STREAM_EVENTS, "chunk_delay_ms": STREAM_GAP_MS,
@@ -223,20 +235,30 @@ async def run(args: argparse.Namespace) -> dict:
         # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
         # --no-usage.
         gw = Gateway(emu, accounts, confdir=confdir, options={
-            "flow_detail": 0, "ag_scheduling": "round_robin", "ag_data_dir": str(tmp / "data"),
-            "ag_usage": not args.no_usage})
-        gw.start()
-        plain, plain_port = start_plain_mitmdump(emu, confdir)
+            "flow_detail": 0, "ag_scheduling": scheduling, "ag_data_dir": str(tmp / "data"),
+            "ag_usage": not args.no_usage, **({"ag_state_url": redis.url} if redis else {})})
+        # --redis: a second instance on the same Redis, for the "2 gateways" row
+        gw2 = Gateway(emu, accounts, confdir=confdir, options=dict(gw.options)) if redis else None
         try:
-            results.update(await measure(args, emu, gw, plain, plain_port))
+            gw.start()
+            if gw2 is not None:
+                gw2.start()
+            plain, plain_port = start_plain_mitmdump(emu, confdir)
+            try:
+                results.update(await measure(args, emu, gw, plain, plain_port, gw2))
+            finally:
+                plain.terminate()
+                gw.stop()
+                if gw2 is not None:
+                    gw2.stop()
         finally:
-            plain.terminate()
-            gw.stop()
+            if redis is not None:
+                redis.stop()
     return results
 
 
 async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: subprocess.Popen[bytes],
-                  plain_port: int) -> dict:
+                  plain_port: int, gw2: Gateway | None = None) -> dict:
     assert gw.proc is not None
     gw_proc, plain_proc = Proc(gw.proc.pid), Proc(plain.pid)
     direct_url = f"{emu.url}/v1beta/models/{MODEL}:generateContent"
@@ -246,9 +268,13 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
     cells: list[Cell] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        targets = (("direct", direct_url, GEMINI_BODY, gemini_headers, None),
-                   ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
-                   ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, gw_proc))
+        targets: tuple[tuple[str, str | tuple[str, ...], bytes, dict[str, str], Proc | None], ...] = (
+            ("direct", direct_url, GEMINI_BODY, gemini_headers, None),
+            ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
+            ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, gw_proc))
+        if gw2 is not None:  # two instances on one Redis, the load split between them (their CPU not shown)
+            both = (gw.url + "/v1/chat/completions", gw2.url + "/v1/chat/completions")
+            targets += (("2 gateways", both, CHAT_BODY, chat_headers, None),)
         for _, url, body, headers, _ in targets:
             await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
         # Targets take turns in short slices, in an order that flips every round, so a slow moment of this
@@ -311,6 +337,9 @@ def report(r: dict) -> str:
     g1, p1, d1 = by[("gateway", 1)], by[("plain mitmdump", 1)], by[("direct", 1)]
     added_gw, added_plain = g1.pct(0.5) - d1.pct(0.5), p1.pct(0.5) - d1.pct(0.5)
     s, ev_rate, direct_rate = r["streams"], r["streams"].rate, r["streams_direct"].rate
+    two = by.get(("2 gateways", 16))
+    side_by_side = [("2 gateways on one Redis / 1 gateway req/s at c=16", f"{two.rps / g16.rps:.2f}",
+                     "(info)", True)] if two else []
     checks = [
         ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", f">= {MIN_RPS_RATIO}",
          g16.rps / p16.rps >= MIN_RPS_RATIO),
@@ -334,6 +363,7 @@ def report(r: dict) -> str:
         (f"SSE decoder: one {BIG_EVENT_BYTES >> 20} MiB event fed in {BIG_EVENT_CHUNK >> 10} KiB chunks",
          f"{r['big_event_ms']:.2f} ms", f"<= {MAX_BIG_EVENT_MS:.0f} ms",
          r["big_event_ms"] <= MAX_BIG_EVENT_MS),
+        *side_by_side,
     ]
     lines += ["", "| check | measured | target | ok |", "|---|---|---|---|"]
     lines += [f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |"
@@ -381,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
     p.add_argument("--no-usage", action="store_true",
                    help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
+    p.add_argument("--redis", action="store_true",
+                   help="the gateway with its state on a local redis-server (ag_state_url, sticky)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = p.parse_args(argv)
     if args.quick:

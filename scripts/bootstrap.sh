@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv with a Python >= 3.12 (PATH first, then pyenv) and installs the project into it.
 # Usage: scripts/bootstrap.sh [EXTRAS]   — e.g. "test" or "test,bench": optional dependency groups.
+# With "test" it also makes sure a redis-server is installed (scripts/ensure-redis.sh): the shared-state
+# tests start one on loopback.
 # Re-runs are cheap: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,3 +62,7 @@ if [ "$have_hash" != "$hash" ] || [ "$all" != "${have_extras#-}" ]; then
   (cd "$root" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2)
   echo "$hash ${all:--}" > "$stamp"
 fi
+
+case ",$all," in
+  *,test,*) "$root/scripts/ensure-redis.sh" || true ;;  # it says why; those tests then skip
+esac

@@ -69,3 +69,16 @@ def client(gateway: Gateway) -> Any:
     import openai
 
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a free loopback port for this test (installed by the set-up if missing)."""
+    from support.redis_server import RedisServer
+
+    try:
+        server = RedisServer()
+    except FileNotFoundError as e:
+        pytest.skip(f"no redis-server: {e}")
+    with server:
+        yield server

@@ -32,5 +32,6 @@ def make_addons() -> list[object]:
     gateway = Gateway()
     usage = Usage(gateway.pool, keys)
     gateway.admit_client = usage.admit
+    usage.shared_link = lambda: gateway.shared  # ag_state_url: key limits across instances
     usage.quota_of = gateway.pool.quota.remaining  # ag_quota_remaining_ratio reads the quota snapshots
     return [Auth(keys), usage, gateway, Cors(), Console(), AccessLog(sinks=[usage.record])]

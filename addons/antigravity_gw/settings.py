@@ -81,6 +81,30 @@ class Settings:
     quota_refresh: float = DEFAULT_QUOTA_REFRESH  # seconds between quota snapshots; 0 = on demand only
     quota_floor: float = 0.0  # percent of a model's quota kept in reserve
     cloudcode_gemini3_thinking: str = "level"  # ag_cloudcode_gemini3_thinking: GEMINI3_THINKING_MODES
+    state_url: str = ""  # ag_state_url: Redis/Valkey shared by several instances; "" = this process's state
+
+
+def parse_state_url(text: str) -> str:
+    """``ag_state_url``: "" (this process's own state), or a redis://, rediss:// or unix:// URL, given as
+    such or as an ``env:NAME`` / ``file:PATH`` reference (the URL may hold a password); ``ValueError``
+    else, which never quotes the password."""
+    value = text.strip()
+    url = resolve_secret(value, what="ag_state_url").strip() if is_secret_reference(value) else value
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    shown = _without_password(url) if parts.scheme else "the value given"
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ValueError(f"ag_state_url: {shown} is not a redis://, rediss:// or unix:// URL "
+                         "(empty: this process's own state)")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError(f"ag_state_url: {shown}: the path must be a database number, e.g. /0")
+    return url
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def parse_base_url(text: str, *, what: str) -> str:

@@ -481,3 +481,30 @@ async def test_an_error_answer_from_the_relay_says_status_code_models_attempts_a
     assert f.marked == ":warning:"
     assert f.comment == ("⚠ 429 rate_limit_exceeded · gpt-4o → gemini-2.5-flash · 2 attempts · "
                          "Every account is cooling down.")
+
+
+def test_ag_state_url_moves_the_pool_onto_redis_and_back_keeping_this_instances_cooldowns(tmp_path):
+    from antigravity_gw.upstream.pool import MemoryState, Sticky
+    from antigravity_gw.upstream.shared_state import SharedPoolState, SharedSticky
+
+    gw = Gateway()
+    with taddons.context(Proxyserver(), gw) as tctx:
+        tctx.configure(gw, ag_accounts=str(tmp_path))
+        embedded = gw.pool.state
+        assert type(embedded) is MemoryState and type(gw.pool.scheduler) is Sticky  # the default, as before
+        assert gw.endpoints.response_store.share is None and gw.pool.quota.sink is None
+        tctx.configure(gw, ag_state_url="redis://127.0.0.1:1/0")  # configured; connects in running()
+        assert isinstance(gw.pool.state, SharedPoolState) and gw.pool.state.local is embedded
+        assert isinstance(gw.pool.scheduler, SharedSticky)
+        assert gw.endpoints.response_store.share is not None and gw.pool.quota.sink is not None
+        tctx.configure(gw, ag_state_url="")
+        assert gw.pool.state is embedded and type(gw.pool.scheduler) is Sticky
+        assert gw.endpoints.response_store.share is None and gw.pool.quota.sink is None
+
+
+def test_a_bad_state_url_refuses_to_start_without_quoting_its_password(tmp_path):
+    addon = Gateway()
+    with (taddons.context(Proxyserver(), addon) as tctx,
+          pytest.raises(exceptions.OptionsError, match="ag_state_url") as refused):
+        tctx.configure(addon, ag_state_url="http://:hunter2@cache:6379")
+    assert "hunter2" not in str(refused.value)

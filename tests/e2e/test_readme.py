@@ -71,6 +71,8 @@ def test_each_option_is_declared_by_exactly_one_addon():
 # line), in a throwaway home, on free ports: 8045 and 8080 in a block become free ports, and 0.0.0.0
 # becomes 127.0.0.1 (tests only ever listen on loopback). Gateway blocks get the options that point them
 # at the emulator appended to their last command.
+SHARED_STATE_BLOCK = ("scripts/gateway --set ag_state_url=redis://10.0.0.5:6379/0          "
+                      "# or rediss://, or env:AG_STATE_URL")
 HANDLED = {
     "scripts/gateway": "test_plain_gateway_starts_with_no_accounts_and_says_how_to_add_one",
     "scripts/test": "tests/e2e/test_bootstrap.py (runs it on fresh clones)",
@@ -93,6 +95,7 @@ HANDLED = {
         "test_the_intercept_blocks_answer_api_openai_com_through_the_proxy",
     "AG_UI=web scripts/gateway": "test_the_mitmweb_block_prints_the_url_with_its_token",
     "import anthropic": "tests/e2e/test_messages.py::test_the_readme_block_answers",
+    SHARED_STATE_BLOCK: "test_the_shared_state_block_starts_a_gateway_on_redis",
     "scripts/ag usage                          # the last 24 hours, one row per day":
         "test_the_usage_block_reports_the_ledger_in_the_default_data_dir",
 }
@@ -342,3 +345,12 @@ def test_the_mitmweb_block_prints_the_url_with_its_token(run, emulator, home):
     assert get(url)[0] == 200
     assert get(f"http://127.0.0.1:{web_port}/options.json")[0] in (401, 403)  # the token is what lets you in
     assert chat(web.port)[0] == 200
+
+
+def test_the_shared_state_block_starts_a_gateway_on_redis(run, emulator, home, redis_server):
+    text = block(SHARED_STATE_BLOCK).replace("redis://10.0.0.5:6379/0", redis_server.url)
+    gw = run(text, append=emulator_options(emulator, home))
+    gw.wait_for("antigravity gateway ready")
+    assert f"shared state: Redis at {redis_server.url}" in gw.log()
+    status, _, body = chat(gw.port)
+    assert status == 200 and body["choices"][0]["message"]["content"]

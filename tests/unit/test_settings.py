@@ -145,3 +145,18 @@ def test_gemini3_thinking_mode_is_level_or_budget() -> None:
     assert parse_gemini3_thinking("budget") == "budget"
     with pytest.raises(ValueError, match="ag_cloudcode_gemini3_thinking: 'both' is not one of level, budget"):
         parse_gemini3_thinking("both")
+
+
+def test_state_url_takes_redis_urls_and_references_and_never_quotes_a_password(monkeypatch):
+    from antigravity_gw.settings import parse_state_url
+
+    assert parse_state_url("") == ""
+    assert parse_state_url(" redis://127.0.0.1:6379/0 ") == "redis://127.0.0.1:6379/0"
+    assert parse_state_url("rediss://:pw@cache:6380") == "rediss://:pw@cache:6380"
+    monkeypatch.setenv("AG_TEST_STATE_URL", "redis://:pw@cache/1")
+    assert parse_state_url("env:AG_TEST_STATE_URL") == "redis://:pw@cache/1"
+    with pytest.raises(ValueError, match="not a redis://") as bad:
+        parse_state_url("http://:hunter2@cache:6379")
+    assert "hunter2" not in str(bad.value)
+    with pytest.raises(ValueError, match="database number"):
+        parse_state_url("redis://cache/zero")

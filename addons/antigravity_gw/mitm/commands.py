@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,6 +118,8 @@ class AccountCommands:
         self._refresh_quota = refresh_quota
         self._snapshots = Periodic(self.refresh, name="ag-accounts-snapshot")
         self.tasks = BackgroundTasks("ag-accounts")
+        # ag_state_url: tells the other gateway instances of a disable/enable made here
+        self.share_disabled: Callable[[Account], Coroutine[Any, Any, None]] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def running(self) -> None:
@@ -192,6 +194,8 @@ class AccountCommands:
             account.enable()
         logger.info("accounts: %s %s", "disabled" if disabled else "enabled", account.label)
         self.tasks.spawn(self._after(self._save_disabled(account)), "save-disabled")
+        if self.share_disabled is not None:
+            self.tasks.spawn(self.share_disabled(account), "share-disabled")
 
     async def _save_disabled(self, account: Account) -> None:
         try:

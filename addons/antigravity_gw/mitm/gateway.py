@@ -57,9 +57,11 @@ from ..upstream.dialects import (
 from ..upstream.media import ImageFetcher
 from ..upstream.oauth import OAuthClient, OAuthTokenEndpoint, ProjectResolver, TokenService
 from ..upstream.periodic import Periodic
-from ..upstream.pool import Pool, conversation_key, scheduler_for
+from ..upstream.pool import Pool, conversation_key
 from ..upstream.quota import QuotaMonitor
+from ..upstream.redis_link import RedisLink
 from ..upstream.relay import ERROR_HEADER, FLOW_HEADER, Relay, RelayJob, read_whole
+from ..upstream.shared_state import StateSharing, shared_scheduler_for
 from . import flows, options
 from .access_log import error_object, tokens_of, usage_tokens
 from .commands import AccountCommands, refresh_note, summary
@@ -95,6 +97,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "modify_body")
 STARTING_RETRY = {"retry-after": "1"}
 STORED_ROUTES = frozenset({RouteKind.RESPONSE, RouteKind.RESPONSE_INPUT_ITEMS, RouteKind.RESPONSE_CANCEL})
+PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
 
 
@@ -131,8 +134,9 @@ class Gateway:
         self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
         self.stored = StoredResponses(self.endpoints.response_store)  # ... on disk, and their routes
         # mitmproxy loads children: ag.accounts*
-        self.addons = [AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
-                                       refresh_quota=self.refresh_quota), self.stored]
+        self.commands = AccountCommands(self.pool, self.watcher, self._can_refresh, views=self.account_views,
+                                        refresh_quota=self.refresh_quota)
+        self.addons = [self.commands, self.stored]
         self.plans: dict[str, Plan] = {}
         self.model_map = ModelMap()
         self.models = ModelsEndpoint(self.pool, self.model_map)
@@ -155,7 +159,9 @@ class Gateway:
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
         # Set by the composition root to the Usage addon's check of the caller's key (its model list, rpm
         # and daily tokens); raises the GatewayError the client gets. Called once the model is known.
-        self.admit_client: Callable[[http.HTTPFlow, str], None] | None = None
+        # With ag_state_url a limited key's check goes to Redis: then it returns the awaitable check.
+        self.admit_client: Callable[[http.HTTPFlow, str], Awaitable[None] | None] | None = None
+        self.sharing: StateSharing | None = None  # ag_state_url: the state several instances share
 
     # ---- lifecycle -------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -181,7 +187,10 @@ class Gateway:
                 raise exceptions.OptionsError(str(e)) from e
             self.relay.keepalive_interval = self.settings.keepalive_interval
             self.relay.first_byte_timeout = self.settings.timeouts.first_byte
-            self.pool.scheduler = scheduler_for(self.settings.scheduling)  # stateless: state keeps bindings
+            if self.settings.state_url != (self.shared.url if self.shared else ""):
+                self._use_state(self.settings.state_url)
+            # stateless: the state keeps the bindings (Redis, for sticky, when the state is shared)
+            self.pool.scheduler = shared_scheduler_for(self.settings.scheduling, self.shared)
             self.watcher.retarget(self.settings.accounts_dir)
             self.pool.quota.set_floor(self.settings.quota_floor)
             self.pool.source = str(self.settings.accounts_dir)
@@ -202,6 +211,26 @@ class Gateway:
         opts = ctx.options
         self._keep_upstream_stream = "web_columns" in opts and bool(getattr(opts, "store_streamed_bodies",
                                                                            False))
+
+    @property
+    def shared(self) -> RedisLink | None:
+        return self.sharing.link if self.sharing is not None else None
+
+    def _use_state(self, url: str) -> None:
+        """Embedded state, or state shared through Redis; this instance's cooldowns stay either way."""
+        old = self.sharing
+        if old is not None:
+            old.detach()
+            if old.link.started:
+                self.tasks.spawn(old.link.stop(), "stop-shared-state")
+        store = self.endpoints.response_store
+        self.sharing = StateSharing(url, self.pool, store, self.tasks) if url else None
+        tokens = self.sharing.tokens if self.sharing is not None else None
+        if self._tokens is not None:
+            self._tokens.shared = tokens
+        self.commands.share_disabled = tokens.account_state if tokens is not None else None
+        if self.sharing is not None and self._session is not None:  # changed while running (mitmweb)
+            self.tasks.spawn(self.sharing.link.start(), "start-shared-state")
 
     def _apply_safe_defaults(self, updated: set[str]) -> None:
         """Listen on loopback and connect lazily unless the user chose otherwise."""
@@ -224,6 +253,8 @@ class Gateway:
         try:
             await self.reload_accounts()
         finally:
+            if self.shared is not None:  # after the accounts: its first resync adopts their shared tokens
+                await self.shared.start()  # at most about a second when Redis is down: then degraded mode
             self.loaded = True  # even a failed first load: from here on /healthz reports the counts
         self.watcher.start()  # files added, removed or edited apply without a restart
         self.model_map.start()
@@ -250,6 +281,8 @@ class Gateway:
         await self.watcher.stop()
         await self.model_map.stop()
         await self.relay.stop()
+        if self.shared is not None:
+            await self.shared.stop()
         if self._images is not None:
             await self._images.close()
         if self._session is not None:
@@ -326,7 +359,10 @@ class Gateway:
             # Kept across settings changes: its single-flight map must outlive a reconfigure.
             self._tokens = self._tokens or TokenService(endpoint, AccountFiles())
             self._tokens.endpoint = endpoint
+            shared_tokens = self.sharing.tokens if self.sharing is not None else None
+            self._tokens.shared = shared_tokens
             projects = ProjectResolver(self._session, st.cloudcode_urls[0], st.user_agent, AccountFiles())
+            projects.shared = shared_tokens
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent,
                                                                   gemini3_thinking=st.cloudcode_gemini3_thinking),
                         "api_key": PublicGemini(st.gemini_url)}
@@ -469,12 +505,14 @@ class Gateway:
         endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
         try:
-            request = endpoint.parse(raw)
-        except NeedsStoredState as need:  # stored state memory no longer holds: read it in a thread
-            request = await self._parse_with_stored_state(need)
+            request = await self._parse(endpoint, raw)
+        except errors.NotFound as e:  # a previous_response_id another instance may have stored (ag_state_url)
+            if not await self._fetch_shared_response(e, raw):
+                raise
+            request = await self._parse(endpoint, raw)
         client_model = request.model
-        if self.admit_client is not None:
-            self.admit_client(flow, client_model)
+        if self.admit_client is not None and (check := self.admit_client(flow, client_model)) is not None:
+            await check
         mapped = self.model_map.resolve(client_model)
         flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
         images = await self._fetch_images(request.image_urls())
@@ -498,6 +536,12 @@ class Gateway:
                 flow.comment = (f"{readable.models(client_model, mapped)} · upstream request, not sent yet: "
                                 "edit it, then resume")
 
+    async def _parse(self, endpoint: Endpoint, raw: bytes) -> ParsedRequest:
+        try:
+            return endpoint.parse(raw)
+        except NeedsStoredState as need:  # stored state memory no longer holds: read it in a thread
+            return await self._parse_with_stored_state(need)
+
     async def _parse_with_stored_state(self, need: NeedsStoredState) -> ParsedRequest:
         while True:  # at most twice: ``ResponsesEndpoint._parse`` bounds its lookups
             await self.stored.load_needed(need)
@@ -505,6 +549,12 @@ class Gateway:
                 return need.reparse()
             except NeedsStoredState as again:
                 need = again
+
+    async def _fetch_shared_response(self, missing: errors.NotFound, raw: bytes) -> bool:
+        if self.sharing is None or missing.code != PREVIOUS_RESPONSE_NOT_FOUND:
+            return False
+        previous = orjson.loads(raw).get("previous_response_id")  # parsed fine a moment ago
+        return await self.sharing.responses.fetch_into(self.endpoints.response_store, previous)
 
     def _inline_allowed(self) -> bool:
         """A non-stream answer needs no socket to stream from, so the hook may make the attempts itself,

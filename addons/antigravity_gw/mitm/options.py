@@ -71,6 +71,10 @@ OPTIONS: tuple[tuple[str, type | object, object, str], ...] = (
     ("ag_inline_non_stream", bool, True,
      "Answer non-stream requests from the request hook when no intercept or request-rewriting option is set "
      "(skips the relay hop); false: always go through the relay."),
+    ("ag_state_url", str, "",
+     "Redis/Valkey URL (redis://host:port/db, rediss://; env:NAME or file:PATH) whose state several gateway "
+     "instances share: cooldowns, sticky bindings, token refreshes, key limits, stored responses. "
+     "Empty: this process's own state."),
 )
 
 
@@ -235,6 +239,7 @@ def read_settings(o: Any, oauth_client_secret: SecretOption | None = None) -> s.
             inline_non_stream=o.ag_inline_non_stream,
             image_fetch=s.parse_image_fetch(o.ag_image_fetch),
             cloudcode_gemini3_thinking=s.parse_gemini3_thinking(o.ag_cloudcode_gemini3_thinking),
+            state_url=s.parse_state_url(o.ag_state_url),
         )
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e

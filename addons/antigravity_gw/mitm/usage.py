@@ -28,12 +28,15 @@ from mitmproxy.addonmanager import Loader
 from .. import errors
 from .. import settings as s
 from ..openai_api.routes import METRICS_PATH, USAGE_PATH, normalize
+from ..upstream.background import BackgroundTasks
 from ..upstream.pool import Pool
+from ..upstream.redis_link import RedisLink
 from ..usage import report
 from ..usage.keys import DAY, KeyLimits
 from ..usage.ledger import FILE_NAME, Ledger
 from ..usage.metrics import CONTENT_TYPE, AccountGauge, Metrics
 from ..usage.record import RequestRecord
+from ..usage.shared_limits import SharedKeyLimits
 from . import flows, options
 from .client_keys import ClientKeys
 
@@ -100,6 +103,11 @@ class Usage:
         self.quota_of: Callable[[str], Iterable[tuple[str, float]]] = lambda account_id: ()
         self._running = False
         self._reopen: asyncio.Task[None] | None = None
+        # ag_state_url: the composition root points it at the Gateway's link; the limits then hold across
+        # every instance sharing that Redis.
+        self.shared_link: Callable[[], RedisLink | None] = lambda: None
+        self._shared: SharedKeyLimits | None = None
+        self.tasks = BackgroundTasks("ag-usage")
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def load(self, loader: Loader) -> None:
@@ -125,6 +133,7 @@ class Usage:
 
     async def done(self) -> None:
         self._running = False
+        await self.tasks.cancel_all()
         await self._close_ledger()
 
     async def _open_ledger(self) -> None:
@@ -158,6 +167,16 @@ class Usage:
         self.metrics.observe(r)
         if r.key_name and r.has_tokens:
             self.limits.spend(r.key_name, r.total_tokens)
+            if (shared := self._shared_limits()) is not None:
+                self.tasks.spawn(shared.spend(r.key_name, r.total_tokens), "share-spent-tokens")
+
+    def _shared_limits(self) -> SharedKeyLimits | None:
+        link = self.shared_link()
+        if link is None:
+            return None
+        if self._shared is None or self._shared.link is not link:
+            self._shared = SharedKeyLimits(link, self.limits)
+        return self._shared
 
     # ---- hooks -------------------------------------------------------------------------------------
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -181,23 +200,39 @@ class Usage:
             flow.metadata[flows.ROUTE] = "ag.usage"
             flow.response = await self._usage(flow.request)
 
-    def admit(self, flow: http.HTTPFlow, model: str) -> None:
+    def admit(self, flow: http.HTTPFlow, model: str) -> Awaitable[None] | None:
         """The Gateway's check of the caller's named key, once the body is parsed (decoded under the body
-        limit, so nothing here reads it again); raises the ``GatewayError`` the client gets."""
+        limit, so nothing here reads it again); raises the ``GatewayError`` the client gets. With
+        ``ag_state_url`` a key with rpm or daily tokens is checked in Redis: then the check is returned
+        for the Gateway to await (None otherwise: unlimited callers pay no await)."""
         name = flow.metadata.get(flows.KEY)
         key = self.keys.by_name.get(name) if name else None
         if key is None or not key.limited:
-            return
+            return None
+        if (key.rpm or key.daily_tokens) and (shared := self._shared_limits()) is not None:
+            return self._admit_shared(flow, shared, key, model)
         try:
             self.limits.admit(key, model)
         except errors.GatewayError:
-            # the refusal's ledger row and access line name the model the client asked for
-            flow.metadata[flows.CLIENT_REQUEST] = {
-                "method": flow.request.method,
-                "path": flow.request.path,
-                "model": model,
-            }
+            self._refused(flow, model)
             raise
+        return None
+
+    async def _admit_shared(self, flow: http.HTTPFlow, shared: SharedKeyLimits, key: Any, model: str) -> None:
+        try:
+            await shared.admit(key, model)
+        except errors.GatewayError:
+            self._refused(flow, model)
+            raise
+
+    @staticmethod
+    def _refused(flow: http.HTTPFlow, model: str) -> None:
+        # the refusal's ledger row and access line name the model the client asked for
+        flow.metadata[flows.CLIENT_REQUEST] = {
+            "method": flow.request.method,
+            "path": flow.request.path,
+            "model": model,
+        }
 
     async def _metrics(self) -> http.Response:
         statuses = await self.pool.status()

@@ -1,10 +1,10 @@
 """The Responses API's stored responses on disk: ``responses.sqlite3`` in ``ag_data_dir``.
 
 The durable half of ``translate/responses_store.py`` (the in-memory half the requests read first). The
-ledger's rules (``usage/ledger.py``) hold here too:
+writer is ``batch_writer.py``'s, the usage ledger's too:
 - the event loop only appends to a deque (``append_put``: no lock, no I/O); a writer
   thread commits what has accumulated, one transaction per batch (a response, its items and its calls
-  are written together or not at all);
+  are written together or not at all), each table in a few multi-row statements;
 - WAL with ``synchronous=NORMAL``: a committed batch survives the process being killed;
 - the reads (``load``, ``response``, ``input_items``, ``delete``) block: the glue runs them in a thread;
 - bounded: rows older than ``retention_days`` and, beyond ``max_bytes`` of stored JSON, the oldest rows
@@ -16,7 +16,6 @@ walking ``previous_id`` (no row repeats its history).
 
 from __future__ import annotations
 
-import collections
 import logging
 import sqlite3
 import threading
@@ -30,11 +29,12 @@ import orjson
 
 from ..translate.responses_store import StoredResponse, output_as_input
 from ..translate.signatures import ToolCallRef
+from . import batch_writer
+from .batch_writer import BatchWriter, insert_rows
 
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "responses.sqlite3"
-PRUNE_EVERY = 3600.0
 MAX_PENDING = 10_000
 MAX_CHAIN = 10_000  # responses walked back through previous_id (a loop in the rows cannot hang a thread)
 SCHEMA = """
@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_response ON calls (response_id);
 """
+RESPONSE_COLUMNS = ("id", "ts", "model", "previous_id", "created_at", "response", "input", "output", "size")
+ITEM_COLUMNS = ("id", "response_id", "item")
+CALL_COLUMNS = ("call_id", "response_id", "gemini_id", "signature")
 
 
 @dataclass(slots=True)
@@ -76,15 +79,13 @@ class Loaded:
 
 
 def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
-    return conn
+    return batch_writer.connect(path, SCHEMA, timeout=timeout)
 
 
-class ResponseDB:
+class ResponseDB(BatchWriter[StoredResponse]):
+    schema = SCHEMA
+    thread_name = "ag-response-store"
+
     def __init__(
         self,
         path: Path,
@@ -94,58 +95,28 @@ class ResponseDB:
         flush_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = path
+        super().__init__(path, flush_interval=flush_interval, clock=clock)
         self.retention_days = retention_days
         self.max_bytes = max_bytes
-        self.flush_interval = flush_interval
-        self.clock = clock
-        self._pending: collections.deque[StoredResponse] = collections.deque()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None  # the writer's
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
-        self._appended = 0
-        self._settled = 0
-        self._settled_cond = threading.Condition()
-        self._next_prune = 0.0
 
     # ---- event-loop side: cheap --------------------------------------------------------------------
     def append_put(self, stored: StoredResponse) -> None:
         if len(self._pending) >= MAX_PENDING:
             return  # the disk is stuck: memory still serves; nothing grows without bound
-        self._pending.append(stored)
-        self._appended += 1
+        self._enqueue(stored)
 
     # ---- lifecycle (blocking) ----------------------------------------------------------------------
     def open(self) -> None:
-        self._conn = connect(self.path)
         self._reader = connect(self.path)
-        self._prune()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="ag-response-store", daemon=True)
-        self._thread.start()
+        super().open()
 
     def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stopping = True
-            self._wake.set()
-            thread.join(timeout=30)
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                conn.close()
-        self._conn = self._reader = None
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything appended so far is committed; False on timeout or when not running."""
-        target = self._appended
-        if self._thread is None:
-            return False
-        self._wake.set()
-        with self._settled_cond:
-            return self._settled_cond.wait_for(lambda: self._settled >= target, timeout)
+        super().close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     # ---- reads (blocking) ----------------------------------------------------------------------------
     def load(self, response_ids: Iterable[str] = (), item_ids: Iterable[str] = (),
@@ -222,50 +193,36 @@ class ResponseDB:
                               calls=calls)
 
     # ---- writer thread -------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            stopping = self._stopping
-            self._write()
-            if self.clock() >= self._next_prune:
-                self._prune()
-            if stopping:
-                return
-
-    def _write(self) -> None:
-        ops = [self._pending.popleft() for _ in range(len(self._pending))]
-        if not ops:
-            return
+    def _write(self, batch: list[StoredResponse]) -> int:
+        if not batch:
+            return 0
         assert self._conn is not None
         try:
             with self._conn:
                 self._conn.execute("BEGIN")
-                for stored in ops:
-                    self._put(self._conn, stored)
+                self._put(self._conn, batch)
             if self.max_bytes and self._total_size() > self.max_bytes:
                 self._prune()
         except sqlite3.Error as e:
             logger.warning("response store: cannot write %d change(s) to %s (%s); they are kept in memory "
-                           "only", len(ops), self.path, e)
-        self._settle(len(ops))
+                           "only", len(batch), self.path, e)
+        return len(batch)
 
-    def _put(self, conn: sqlite3.Connection, stored: StoredResponse) -> None:
-        response = orjson.dumps(stored.response)
-        inputs = orjson.dumps(list(stored.input))
-        output = orjson.dumps(list(stored.output))
-        size = len(response) + len(inputs) + len(output)
-        conn.execute("INSERT OR REPLACE INTO responses (id, ts, model, previous_id, created_at, response, "
-                     "input, output, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (stored.id, self.clock(), stored.model, stored.previous_response_id, stored.created_at,
-                      response, inputs, output, size))
-        conn.executemany("INSERT OR REPLACE INTO items (id, response_id, item) VALUES (?, ?, ?)",
-                         [(item_id, stored.id, orjson.dumps(item))
-                          for item_id, item in stored.indexed_items()])
-        conn.executemany("INSERT OR REPLACE INTO calls (call_id, response_id, gemini_id, signature) "
-                         "VALUES (?, ?, ?, ?)",
-                         [(cid, stored.id, ref.gemini_id, ref.signature) for cid, ref in stored.calls.items()
-                          if ref.gemini_id or ref.signature])
+    def _put(self, conn: sqlite3.Connection, batch: list[StoredResponse]) -> None:
+        responses, items, calls = [], [], []
+        for stored in batch:
+            response = orjson.dumps(stored.response)
+            inputs = orjson.dumps(list(stored.input))
+            output = orjson.dumps(list(stored.output))
+            size = len(response) + len(inputs) + len(output)
+            responses.append((stored.id, self.clock(), stored.model, stored.previous_response_id,
+                              stored.created_at, response, inputs, output, size))
+            items += [(item_id, stored.id, orjson.dumps(item)) for item_id, item in stored.indexed_items()]
+            calls += [(cid, stored.id, ref.gemini_id, ref.signature) for cid, ref in stored.calls.items()
+                      if ref.gemini_id or ref.signature]
+        insert_rows(conn, "responses", RESPONSE_COLUMNS, responses, verb="INSERT OR REPLACE")
+        insert_rows(conn, "items", ITEM_COLUMNS, items, verb="INSERT OR REPLACE")
+        insert_rows(conn, "calls", CALL_COLUMNS, calls, verb="INSERT OR REPLACE")
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, response_id: str) -> int:
@@ -278,17 +235,8 @@ class ResponseDB:
         assert self._conn is not None
         return int(self._conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()[0])
 
-    def _settle(self, count: int) -> None:
-        with self._settled_cond:
-            self._settled += count
-            self._settled_cond.notify_all()
-
-    def _prune(self) -> None:
+    def _prune_rows(self, conn: sqlite3.Connection) -> None:
         """Delete what is older than the retention, then the oldest rows until the rest fits ``max_bytes``."""
-        self._next_prune = self.clock() + PRUNE_EVERY
-        conn = self._conn
-        if conn is None:
-            return
         try:
             with self._read_lock, conn:
                 conn.execute("BEGIN")

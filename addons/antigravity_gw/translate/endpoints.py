@@ -151,9 +151,27 @@ class ResponsesStreamFormat:
         return encode_event(item["type"], item)
 
 
+# ---- what every OpenAI route shares -----------------------------------------------------------------
+class OpenAIErrors:
+    """A parsed request of an OpenAI route: its errors are written as OpenAI writes them."""
+
+    __slots__ = ()
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return OPENAI_ERRORS.body(err)
+
+
+class OpenAIEndpoint:
+    """An OpenAI route: OpenAI's error shape and ``data:`` events (the routes that never stream keep the
+    default too: a stream format is part of every endpoint)."""
+
+    stream_format: StreamFormat = DataStreamFormat()
+    error_shape: ErrorShape = OPENAI_ERRORS
+
+
 # ---- chat completions -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ParsedChat:
+class ParsedChat(OpenAIErrors):
     request: ChatCompletionRequest
     session_key: str = ""  # chat has no conversation key: the pool hashes the conversation's opening
     rpc = ""
@@ -194,15 +212,11 @@ class ParsedChat:
             family=ids.family,
         )
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class ChatEndpoint:
+class ChatEndpoint(OpenAIEndpoint):
     name = "chat.completions"
     id_prefix = "chatcmpl-"
-    stream_format: StreamFormat = DataStreamFormat()
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def parse(self, body: bytes) -> ParsedChat:
         return ParsedChat(parse_chat_request(body))
@@ -278,7 +292,7 @@ def listed_input(items: Sequence[InputItem], new_id: Callable[[], str]) -> tuple
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedResponses:
+class ParsedResponses(OpenAIErrors):
     call: ResponsesCall  # the request with its resolved conversation
     store: ResponseStore
     rpc = ""
@@ -311,8 +325,6 @@ class ParsedResponses:
         self._save(ids, translator)
         return answer
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
     def translator(self, ids: Ids) -> GeminiToResponsesStream:
         call = self.call
@@ -344,11 +356,10 @@ class ParsedResponses:
         self.store.put(ids.id, stored)
 
 
-class ResponsesEndpoint:
+class ResponsesEndpoint(OpenAIEndpoint):
     name = "responses"
     id_prefix = "resp_"
     stream_format: StreamFormat = ResponsesStreamFormat()
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
@@ -424,7 +435,7 @@ def _never_streams(ids: Ids) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedInputTokens:
+class ParsedInputTokens(OpenAIErrors):
     """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
 
     call: ResponsesCall
@@ -456,15 +467,11 @@ class ParsedInputTokens:
             raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
         return {"object": "response.input_tokens", "input_tokens": total}
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class InputTokensEndpoint:
+class InputTokensEndpoint(OpenAIEndpoint):
     name = "responses.input_tokens"
     id_prefix = "resp_"
-    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def __init__(self, responses: ResponsesEndpoint) -> None:
         self.responses = responses
@@ -474,7 +481,7 @@ class InputTokensEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedCompact:
+class ParsedCompact(OpenAIErrors):
     """``POST /v1/responses/compact``: the conversation, compacted into one ``compaction`` item. The
     answer lists the input's user messages, then that item (OpenAI's ``response.compaction`` object)."""
 
@@ -506,15 +513,11 @@ class ParsedCompact:
         return {"id": answer["id"], "object": "response.compaction", "created_at": answer["created_at"],
                 "output": [*users, *answer["output"]], "usage": answer["usage"]}
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class CompactEndpoint:
+class CompactEndpoint(OpenAIEndpoint):
     name = "responses.compact"
     id_prefix = "resp_"
-    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def __init__(self, responses: ResponsesEndpoint) -> None:
         self.responses = responses
@@ -532,7 +535,7 @@ class CompactEndpoint:
 
 # ---- embeddings -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ParsedEmbeddings:
+class ParsedEmbeddings(OpenAIErrors):
     request: EmbeddingRequest
     rpc = "batchEmbedContents"
     stream = False
@@ -553,15 +556,11 @@ class ParsedEmbeddings:
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return gemini_to_embeddings(response, req=self.request)
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class EmbeddingsEndpoint:
+class EmbeddingsEndpoint(OpenAIEndpoint):
     name = "embeddings"
     id_prefix = "emb-"
-    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def parse(self, body: bytes) -> ParsedEmbeddings:
         return ParsedEmbeddings(parse_embedding_request(body))
@@ -569,7 +568,7 @@ class EmbeddingsEndpoint:
 
 # ---- legacy completions -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ParsedCompletion:
+class ParsedCompletion(OpenAIErrors):
     request: CompletionRequest
     session_key: str = ""
     rpc = ""
@@ -612,15 +611,11 @@ class ParsedCompletion:
             echo=req.prompt_text if req.echo else None,
         )
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class CompletionsEndpoint:
+class CompletionsEndpoint(OpenAIEndpoint):
     name = "completions"
     id_prefix = "cmpl-"
-    stream_format: StreamFormat = DataStreamFormat()
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def parse(self, body: bytes) -> ParsedCompletion:
         return ParsedCompletion(parse_completion_request(body))
@@ -628,7 +623,7 @@ class CompletionsEndpoint:
 
 # ---- images -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ParsedImages:
+class ParsedImages(OpenAIErrors):
     """An images/generations or images/edits request: one non-stream call to the image model."""
 
     request: ImageGenerationRequest
@@ -655,15 +650,11 @@ class ParsedImages:
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return gemini_to_images(response, created=ids.created, response_format=self.request.response_format)
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return OPENAI_ERRORS.body(err)
 
 
-class ImagesEndpoint:
+class ImagesEndpoint(OpenAIEndpoint):
     name = "images.generations"
     id_prefix = "img-"
-    stream_format: StreamFormat = DataStreamFormat()  # never used: images do not stream
-    error_shape: ErrorShape = OPENAI_ERRORS
 
     def parse(self, body: bytes) -> ParsedImages:
         return ParsedImages(parse_image_generation(body))

@@ -90,8 +90,10 @@ class ResponseStore:
         self._calls: OrderedDict[str, ToolCallRef] = OrderedDict()
         # items read back from the database without their response
         self._loose: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        # Called with every response put here (not those loaded back): the database writer's append.
+        # Called with every response put here (not those loaded back): the database writer's append...
         self.sink: Callable[[StoredResponse], None] | None = None
+        # ...and ag_state_url's shared store, for the other gateway instances.
+        self.share: Callable[[str, StoredResponse], None] | None = None
 
     # ---- responses -------------------------------------------------------------------------------
     def get(self, response_id: str) -> StoredResponse | None:
@@ -108,9 +110,12 @@ class ResponseStore:
         self.load(response_id, stored)
         if self.sink is not None:
             self.sink(stored)
+        if self.share is not None:
+            self.share(response_id, stored)
 
     def load(self, response_id: str, stored: StoredResponse) -> None:
-        """Keep ``stored`` in memory (a put, or a response read back from the database)."""
+        """Keep ``stored`` in memory (a put, a response read back from the database, or one another
+        gateway instance stored)."""
         now = self._clock()
         self._drop(response_id)
         self._entries[response_id] = (now + self.ttl, stored)

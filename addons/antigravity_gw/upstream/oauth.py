@@ -24,13 +24,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
 from .accounts import Account
 from .dialects import cloudcode_headers
+
+if TYPE_CHECKING:
+    from .shared_tokens import SharedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,8 @@ class TokenService:
         self._clock = clock
         self.margin = margin
         self._flights = SingleFlight()
+        # ag_state_url: refreshes single-flight across instances too (upstream/shared_tokens.py)
+        self.shared: SharedTokens | None = None
 
     async def credential(self, account: Account, *, stale: str | None = None) -> str:
         """The secret to send for ``account``: its API key, or a fresh-enough access token.
@@ -146,7 +151,12 @@ class TokenService:
         ready = self.ready_credential(account, stale=stale)
         if ready is not None:
             return ready
-        return await self._flights.run(account.id, lambda: self._refresh(account))
+        return await self._flights.run(account.id, lambda: self._refresh_anywhere(account))
+
+    def _refresh_anywhere(self, account: Account) -> Awaitable[str]:
+        if self.shared is None:
+            return self._refresh(account)
+        return self.shared.refresh(account, lambda: self._refresh(account))
 
     def ready_credential(self, account: Account, *, stale: str | None = None) -> str | None:
         """The credential when no refresh is needed (the common case, without a trip through the loop)."""
@@ -199,6 +209,8 @@ class TokenService:
             logger.error("%s: could not mark the account disabled on disk (%s)", account.label, e)
         logger.warning("disabled %s: its refresh token was revoked (%s)", account.label,
                        detail or "invalid_grant")
+        if self.shared is not None:
+            await self.shared.disabled(account)
         raise RefreshFailed(f"{account.label}: refresh token revoked (invalid_grant)", permanent=True)
 
 
@@ -213,6 +225,7 @@ class ProjectResolver:
         self._store = store
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._flights = SingleFlight()
+        self.shared: SharedTokens | None = None  # ag_state_url: a project found here reaches every instance
 
     @staticmethod
     def known(account: Account) -> bool:
@@ -232,6 +245,8 @@ class ProjectResolver:
         except (OSError, ValueError) as e:
             logger.error("%s: could not save its project id (%s)", account.label, e)
         logger.info("%s: project %s (from loadCodeAssist)", account.label, project)
+        if self.shared is not None:
+            await self.shared.share_project(account)
         return project
 
     async def _load_code_assist(self, token: str) -> str:

@@ -88,6 +88,10 @@ class MemoryState:
     async def clear_cooldowns(self, account_id: str) -> None:
         self._cooldowns.pop(account_id, None)
 
+    def cooling_accounts(self) -> list[str]:
+        """The accounts that may have a live cooldown (a shared state's resync pushes theirs)."""
+        return list(self._cooldowns)
+
     async def next_cursor(self) -> int:
         self._cursor += 1
         return self._cursor - 1

@@ -170,6 +170,8 @@ class QuotaBook:
         self.clock = clock
         self.snapshots: dict[str, AccountQuota] = {}
         self._blocked: dict[str, dict[str, float]] = {}
+        # Called with every snapshot stored here (not those loaded from elsewhere): ag_state_url shares them.
+        self.sink: Callable[[str, AccountQuota], None] | None = None
 
     def set_floor(self, floor_percent: float) -> None:
         self.floor = floor_percent / 100.0
@@ -191,6 +193,12 @@ class QuotaBook:
         return [(model, q.remaining) for model, q in quota.models.items() if q.remaining is not None]
 
     def store(self, account_id: str, quota: AccountQuota) -> None:
+        self.load(account_id, quota)
+        if self.sink is not None:
+            self.sink(account_id, quota)
+
+    def load(self, account_id: str, quota: AccountQuota) -> None:
+        """Keep ``quota`` (a snapshot taken here, or one another gateway instance took)."""
         self.snapshots[account_id] = quota
         self._reindex()
 

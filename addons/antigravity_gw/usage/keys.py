@@ -162,19 +162,10 @@ class KeyLimits:
     def admit(self, key: ClientKey, model: str | None) -> None:
         """Model first (403), then the day's budget, then the rate (429s); an admitted request counts
         towards the rate."""
-        if model is not None and not key.allows(model):
-            raise errors.ModelNotAllowed(
-                f"The key {key.name!r} may not use the model {model!r}; it may use: {', '.join(key.models)}.",
-                param="model",
-            )
+        check_model(key, model)
         now = self.clock()
         if key.daily_tokens and self.spent(key.name) >= key.daily_tokens:
-            wait = max(1, math.ceil(self._day + DAY - now))
-            raise errors.BudgetExceeded(
-                f"The key {key.name!r} has used its {key.daily_tokens} tokens for today (UTC); it resets in "
-                f"{wait} s.",
-                headers={"retry-after": str(wait)},
-            )
+            raise budget_exceeded(key, self._day + DAY - now)
         if key.rpm:
             self._count(key, now)
 
@@ -183,9 +174,30 @@ class KeyLimits:
         while recent and recent[0] <= now - 60.0:
             recent.popleft()
         if len(recent) >= key.rpm:
-            wait = max(1, math.ceil(recent[0] + 60.0 - now))
-            raise errors.KeyRateLimited(
-                f"The key {key.name!r} is limited to {key.rpm} requests per minute; retry in {wait} s.",
-                headers={"retry-after": str(wait)},
-            )
+            raise rate_limited(key, recent[0] + 60.0 - now)
         recent.append(now)
+
+
+def check_model(key: ClientKey, model: str | None) -> None:
+    if model is not None and not key.allows(model):
+        raise errors.ModelNotAllowed(
+            f"The key {key.name!r} may not use the model {model!r}; it may use: {', '.join(key.models)}.",
+            param="model",
+        )
+
+
+def budget_exceeded(key: ClientKey, resets_in: float) -> errors.GatewayError:
+    wait = max(1, math.ceil(resets_in))
+    return errors.BudgetExceeded(
+        f"The key {key.name!r} has used its {key.daily_tokens} tokens for today (UTC); it resets in "
+        f"{wait} s.",
+        headers={"retry-after": str(wait)},
+    )
+
+
+def rate_limited(key: ClientKey, free_in: float) -> errors.GatewayError:
+    wait = max(1, math.ceil(free_in))
+    return errors.KeyRateLimited(
+        f"The key {key.name!r} is limited to {key.rpm} requests per minute; retry in {wait} s.",
+        headers={"retry-after": str(wait)},
+    )

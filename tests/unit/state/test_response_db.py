@@ -160,3 +160,36 @@ def test_store_false_writes_nothing(tmp_path, clock):
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (0,)
     db.close()
+
+
+
+def test_a_batch_is_a_few_multi_row_statements_not_one_per_row(tmp_path, clock):
+    """sqlite3 lets go of the GIL around every statement; the writer taking it back costs the event loop a
+    handoff each time, so 40 responses with an input item, a function call item and a call each are two
+    INSERTs per table (32 + 8 rows, the ladder's shapes), not 120 or more."""
+    db = opened(tmp_path, clock)
+    store = ResponseStore()
+    store.sink = db.append_put
+    endpoint = ResponsesEndpoint(store)
+    statements: list[str] = []
+    assert db._conn is not None
+    db._conn.set_trace_callback(statements.append)
+    answers = []
+    for n in range(40):
+        parsed = endpoint.parse(body(input=[{"type": "message", "role": "user", "content": f"go {n}"}],
+                                     tools=[TOOL]))
+        item_ids = (f"{n}x{k}" for k in itertools.count(1))  # unique across the 40 responses
+        answers.append(parsed.complete(CALL, Ids(f"resp_{n}", 1700000000, item_ids.__next__)))
+    assert db.flush()
+    inserts = [s.split()[4] for s in statements if s.startswith("INSERT")]  # the table of each
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+              for t in ("responses", "items", "calls")}
+    conn.close()
+    assert counts == {"responses": 40, "items": 80, "calls": 40}
+    assert inserts == ["responses"] * 2 + ["items"] * 2 + ["calls"] * 2  # 32 + 8, 64 + 16, 32 + 8
+    fc = answers[7]["output"][-1]
+    found = db.load(["resp_39"], [fc["id"]], [fc["call_id"]])
+    assert set(found.responses) == {"resp_39"} and found.items == {fc["id"]: fc}
+    assert found.calls == {fc["call_id"]: ToolCallRef(gemini_id="gid-1", signature="U0lH")}
+    db.close()

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from antigravity_gw.usage.ledger import COLUMNS, Ledger, insert_sizes
+from antigravity_gw.usage.ledger import COLUMNS, Ledger
 from antigravity_gw.usage.record import RequestRecord
 
 
@@ -207,12 +207,21 @@ def test_a_batch_is_a_few_multi_row_statements_not_one_per_row(tmp_path: Path):
     assert [r[1] for r in stored] == [f"k{i}" for i in range(1200)]  # every row, in order
 
 
-def test_batches_of_any_size_use_ten_statement_shapes_at_most():
-    """Each distinct statement stays compiled in sqlite3's cache (a 400-row INSERT is most of a megabyte):
-    one shape per batch size once grew the gateway by ~90 MB under load."""
-    shapes: set[int] = set()
-    for rows in range(1, 2100):
-        sizes = insert_sizes(rows)
-        assert sum(sizes) == rows and len(sizes) <= 13
-        shapes.update(sizes)
-    assert len(shapes) <= 10
+
+def test_a_failed_batch_is_retried_with_the_next_and_flush_waits_for_it(tmp_path: Path):
+    ledger = Ledger(tmp_path / "usage.sqlite3", flush_interval=60)
+    ledger.open()
+    try:
+        assert ledger._conn is not None
+        blocker = sqlite3.connect(ledger.path, timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")  # the writer cannot commit (its timeout is long, so shorten it)
+        ledger._conn.execute("PRAGMA busy_timeout = 0")
+        ledger.append(record(ts=1.0))
+        assert ledger.flush(timeout=0.5) is False  # not committed, not dropped: still owed
+        blocker.rollback()
+        blocker.close()
+        ledger.append(record(ts=2.0))
+        assert ledger.flush(timeout=5)
+    finally:
+        ledger.close()
+    assert [r[0] for r in rows(ledger.path)] == [1.0, 2.0]
