@@ -350,3 +350,16 @@ def test_claude_aliases_map_and_the_answer_names_model_and_account(client, gw, e
     assert message.content[-1].text == "echo: alias"
     assert "thinkingConfig" in sent(emulator, gw)["generationConfig"]  # the alias's model thinks
     assert [r["model"] for r in emulator.requests() if r["rpc"] == "generateContent"] == [CLAUDE]
+
+
+def test_messages_are_billed_in_the_usage_ledger_as_the_client_was_told(client, gw, emulator):
+    model = "gemini-2.5-pro"  # used by no other test of this module's gateway
+    told = [client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "bill"}])]
+    with client.messages.stream(model=model, max_tokens=50, messages=[{"role": "user", "content": "me"}]) as s:
+        told.append(s.get_final_message())
+    client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "not billed"}])
+    r = httpx.get(gw.url + "/ag/usage?by=model&since=1h", headers={"x-api-key": KEY}, timeout=30)
+    (row,) = [row for row in r.json()["rows"] if row["model"] == model]
+    assert row["requests"] == 2 and row["errors"] == 0
+    assert row["prompt_tokens"] == sum(m.usage.input_tokens + m.usage.cache_read_input_tokens for m in told)
+    assert row["completion_tokens"] == sum(m.usage.output_tokens for m in told)
