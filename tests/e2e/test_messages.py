@@ -354,9 +354,11 @@ def test_claude_aliases_map_and_the_answer_names_model_and_account(client, gw, e
 
 def test_messages_are_billed_in_the_usage_ledger_as_the_client_was_told(client, gw, emulator):
     model = "gemini-2.5-pro"  # used by no other test of this module's gateway
-    told = [client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "bill"}])]
-    with client.messages.stream(model=model, max_tokens=50, messages=[{"role": "user", "content": "me"}]) as s:
-        told.append(s.get_final_message())
+    told = [client.messages.create(model=model, max_tokens=50,
+                                   messages=[{"role": "user", "content": "bill"}])]
+    with client.messages.stream(model=model, max_tokens=50,
+                                messages=[{"role": "user", "content": "me"}]) as stream:
+        told.append(stream.get_final_message())
     client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "not billed"}])
     r = httpx.get(gw.url + "/ag/usage?by=model&since=1h", headers={"x-api-key": KEY}, timeout=30)
     (row,) = [row for row in r.json()["rows"] if row["model"] == model]
