@@ -1,7 +1,7 @@
 """Streams and requests put together for a person to read (mitmweb's content views, ``ag.flow.upstream``).
 
-- ``openai_stream``: a chat, legacy completions or Responses SSE answer as the client got it →
-  text, reasoning, tool calls, finish reason, usage and the error it ended with, if any;
+- ``openai_stream``: a chat, legacy completions, Responses or Anthropic Messages SSE answer as the client
+  got it → text, reasoning, tool calls, finish reason, usage and the error it ended with, if any;
 - ``gemini_stream``: Google's SSE answer (Cloud Code's ``response`` envelope or the public API's) → the same;
 - ``gemini_request``: a generateContent body → model, system instruction, turns, tools, config.
 
@@ -31,7 +31,7 @@ class ToolCall:
 class Assembled:
     """One streamed answer, whole."""
 
-    kind: str = ""  # chat.completions, responses, completions, gemini
+    kind: str = ""  # chat.completions, responses, completions, messages, gemini
     model: str = ""
     text: str = ""
     reasoning: str = ""
@@ -98,6 +98,10 @@ def openai_stream(data: bytes) -> Assembled:
             out.unreadable += 1
             continue
         kind = ev.get("type") or name
+        if kind in _MESSAGES_EVENTS or (kind == "error" and out.kind == "messages"):
+            out.kind = "messages"
+            _messages_event(kind, ev, out, calls, text, reasoning)
+            continue
         if isinstance(kind, str) and kind.startswith(("response.", "error")) and "choices" not in ev:
             out.kind = "responses"
             _responses_event(kind, ev, out, calls, text, reasoning)
@@ -153,6 +157,36 @@ def _responses_event(kind: str, ev: dict[str, Any], out: Assembled, calls: dict[
             out.usage = resp["usage"]
         if isinstance(resp.get("error"), dict):
             out.error = _error_text(resp["error"])
+    elif kind == "error":
+        out.error = _error_text(ev.get("error") if isinstance(ev.get("error"), dict) else ev)
+
+
+_MESSAGES_EVENTS = frozenset({"message_start", "ping", "content_block_start", "content_block_delta",
+                              "content_block_stop", "message_delta", "message_stop"})
+
+
+def _messages_event(kind: str, ev: dict[str, Any], out: Assembled, calls: dict[Any, ToolCall],
+                    text: list[str], reasoning: list[str]) -> None:
+    """One event of Anthropic's Messages stream."""
+    if kind == "message_start":
+        message = ev.get("message") or {}
+        out.model = message.get("model") or out.model
+    elif kind == "content_block_start":
+        block = ev.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            calls[ev.get("index")] = ToolCall(block.get("name") or "", block.get("id") or "")
+    elif kind == "content_block_delta":
+        delta = ev.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            text.append(delta.get("text") or "")
+        elif delta.get("type") == "thinking_delta":
+            reasoning.append(delta.get("thinking") or "")
+        elif delta.get("type") == "input_json_delta":
+            calls.setdefault(ev.get("index"), ToolCall()).arguments += delta.get("partial_json") or ""
+    elif kind == "message_delta":
+        out.finish = (ev.get("delta") or {}).get("stop_reason") or out.finish
+        if isinstance(ev.get("usage"), dict):
+            out.usage = ev["usage"]
     elif kind == "error":
         out.error = _error_text(ev.get("error") if isinstance(ev.get("error"), dict) else ev)
 

@@ -80,29 +80,17 @@ def test_missing_or_wrong_key_is_a_401_openai_error_with_a_body(auth, headers, w
     assert f.metadata[flows.AUTH] == "denied"
 
 
-class MessagesShape:
-    """Another API's error body (Anthropic-like), claiming /v1/messages: the seam a later API plugs into."""
-
-    name = "messages"
-
-    def body(self, err):
-        return {"type": "error", "error": {"type": err.type, "message": err.message}}
-
-
-def test_the_401_is_shaped_by_the_api_the_request_came_in_on(auth, monkeypatch):
-    from antigravity_gw import error_shapes
-    from antigravity_gw.mitm import auth as auth_module
-    monkeypatch.setattr(auth_module, "shape_for_path", lambda path: (
-        MessagesShape() if path.startswith("/v1/messages") else error_shapes.OPENAI_ERRORS))
+def test_the_401_is_shaped_by_the_api_the_request_came_in_on(auth):
     addon = configured(auth, ag_auth_mode="strict", ag_api_key=KEY)
     messages, chat = flow("/v1/messages", "POST"), flow("/v1/chat/completions", "POST")
     addon.requestheaders(messages)
     addon.requestheaders(chat)
     assert (messages.response.status_code, chat.response.status_code) == (401, 401)
     body = orjson.loads(messages.response.content)
-    assert (body["type"], body["error"]["type"]) == ("error", "invalid_request_error")
+    assert (body["type"], body["error"]["type"]) == ("error", "authentication_error")
     assert body["error"]["message"].startswith("Missing API key")
-    assert error_of(chat)["code"] == "invalid_api_key"
+    assert messages.response.headers["request-id"] == body["request_id"]
+    assert error_of(chat)["code"] == "invalid_api_key" and "request-id" not in chat.response.headers
 
 
 def test_one_good_key_among_several_headers_is_enough(auth):

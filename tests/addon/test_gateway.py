@@ -83,21 +83,26 @@ async def test_unknown_path_gets_an_openai_404_and_a_marked_flow(gw):
     assert "404" in f.comment
 
 
-async def test_the_path_diagnosis_404_is_shaped_by_the_api_the_request_came_in_on(gw, monkeypatch):
-    from antigravity_gw.mitm import gateway as gateway_module
-
-    class MessagesShape:
-        name = "messages"
-
-        def body(self, err):
-            return {"type": "error", "error": {"type": err.type, "message": err.message}}
-
-    monkeypatch.setattr(gateway_module, "shape_for_path", lambda path: MessagesShape())
+async def test_the_path_diagnosis_404_is_shaped_by_the_api_the_request_came_in_on(gw):
     f = chat_flow({"model": "m", "messages": []}, path="/v1/messages/extra")
     await gw.request(f)
     assert f.response.status_code == 404
     body = orjson.loads(f.response.content)
-    assert body["type"] == "error" and "/v1/messages/extra" in body["error"]["message"]
+    assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+    message = body["error"]["message"]
+    assert "/v1/messages/extra" in message and "ANTHROPIC_BASE_URL" in message
+    assert f.response.headers["request-id"] == body["request_id"]
+
+
+async def test_a_bad_messages_body_is_an_anthropic_400_and_a_chat_one_stays_openais(gw):
+    f = chat_flow({"model": "m", "messages": [{"role": "user", "content": "x"}]}, path="/v1/messages")
+    await gw.request(f)
+    body = orjson.loads(f.response.content)
+    assert f.response.status_code == 400
+    assert body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+    chat = chat_flow({"model": "m", "messages": []})
+    await gw.request(chat)
+    assert set(orjson.loads(chat.response.content)) == {"error"} and "request-id" not in chat.response.headers
 
 
 async def test_invalid_json_is_a_400_openai_error(gw):

@@ -118,3 +118,29 @@ def test_a_gemini_request_reads_as_turns_tools_and_config():
     assert "── system ──\nBe brief." in shown and "── user ──\nWeather?" in shown
     assert '→ call get_weather({"city":"Paris"})' in shown and '← result of get_weather: {"temp":21}' in shown
     assert "tools: get_weather" in shown and 'generationConfig: {"temperature":0.2}' in shown
+
+
+def test_an_anthropic_messages_stream_becomes_its_text_thinking_tool_use_and_usage():
+    from antigravity_gw.errors import UpstreamError
+    from antigravity_gw.sse import encode_event
+    from antigravity_gw.translate.messages_stream import GeminiToMessagesStream
+
+    translator = GeminiToMessagesStream(message_id="msg_1", model="claude-x", id_factory=lambda: "t1",
+                                        family="c")
+    events = translator.feed({"candidates": [{"content": {"parts": [
+        {"text": "Let me look.", "thought": True, "thoughtSignature": "sig"}, {"text": "Running it."},
+        {"functionCall": {"name": "bash", "args": {"command": "ls"}}}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 3}})
+    events += translator.finish()
+    got = assembled.openai_stream(b"".join(encode_event(e["type"], e) for e in events))
+    assert (got.kind, got.model, got.text, got.reasoning, got.finish) == (
+        "messages", "claude-x", "Running it.", "Let me look.", "tool_use")
+    calls = [(c.name, c.call_id, c.arguments) for c in got.tool_calls]
+    assert calls == [("bash", "call_t1", '{"command":"ls"}')]
+    assert got.usage["output_tokens"] == 3 and got.unreadable == 0
+
+    failed = GeminiToMessagesStream(message_id="msg_2", model="claude-x", id_factory=lambda: "t2")
+    events = failed.feed({"candidates": [{"content": {"parts": [{"text": "cut"}]}}]})
+    events += failed.abort(UpstreamError("Google broke off"))
+    got = assembled.openai_stream(b"".join(encode_event(e["type"], e) for e in events))
+    assert got.kind == "messages" and got.text == "cut" and got.error == "api_error: Google broke off"

@@ -28,7 +28,7 @@ from . import flows
 logger = logging.getLogger(__name__)
 
 WEB_COLUMNS = ["tls", "icon", "path", "method", "status", "size", "time", "comment"]
-STREAM_ROUTES = frozenset({"chat.completions", "responses", "completions"})
+STREAM_ROUTES = frozenset({"chat.completions", "responses", "completions", "messages"})
 
 
 def _http_flow(metadata: contentviews.Metadata) -> http.HTTPFlow | None:

@@ -151,7 +151,8 @@ def error_response(err: errors.GatewayError, extra_headers: dict[str, str] | Non
                    error_body: ErrorBody = OPENAI_ERRORS.body) -> http.Response:
     """The only way the gateway answers with an error: the error body of the API the request came in on
     (``error_body``: OpenAI's unless told), with the error's status."""
-    return json_response(err.status, error_body(err), {**err.headers, **(extra_headers or {})})
+    body = error_body(err)  # first: a shape may add its headers to the error (Anthropic's request-id)
+    return json_response(err.status, body, {**err.headers, **(extra_headers or {})})
 
 
 def mark_error(flow: http.HTTPFlow, comment: str) -> None:

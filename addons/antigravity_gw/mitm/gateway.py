@@ -457,7 +457,8 @@ class Gateway:
             flow.response = await self._health()
             return
         if route.kind in (RouteKind.MODELS, RouteKind.MODEL):
-            flow.response = await self.models.answer(route, self._model_fetcher())
+            anthropic = "anthropic-version" in req.headers  # the anthropic SDKs send it with every request
+            flow.response = await self.models.answer(route, self._model_fetcher(), anthropic=anthropic)
             return
         if route.kind == RouteKind.ACCOUNTS:
             flow.response = await self._accounts_answer(flow)

@@ -24,12 +24,15 @@ class ModelsEndpoint:
         self.model_map = model_map
         self.available = available or AvailableModels()
 
-    async def answer(self, route: Route, fetch: Fetch | None) -> http.Response:
-        """``fetch`` asks Google for one account's models; ``None`` (not running yet) lists the fallback."""
+    async def answer(self, route: Route, fetch: Fetch | None, *, anthropic: bool = False) -> http.Response:
+        """``fetch`` asks Google for one account's models; ``None`` (not running yet) lists the fallback.
+        ``anthropic``: the client sent ``anthropic-version``, so it reads Anthropic's Models API shape."""
         upstream = await self._upstream(fetch)
         names = [*self.model_map.aliases(), *catalog.builtin_aliases(upstream)]
         listed = catalog.model_list(names, upstream)
         if route.kind == RouteKind.MODELS:
+            if anthropic:
+                return flows.json_response(200, catalog.anthropic_model_list(listed))
             return flows.json_response(200, {"object": "list", "data": listed})
         found = catalog.find_model(route.param, listed, self.model_map.table)
         if found is None:
@@ -38,7 +41,8 @@ class ModelsEndpoint:
                 "lists the models this gateway serves (add an alias with ag_model_map or ag_model_map_file).",
                 param="model", code="model_not_found")
         mapped = self.model_map.resolve(route.param)
-        return flows.json_response(200, found, {flows.MAPPED_MODEL_HEADER: mapped})
+        answer = catalog.anthropic_model(found) if anthropic else found
+        return flows.json_response(200, answer, {flows.MAPPED_MODEL_HEADER: mapped})
 
     async def _upstream(self, fetch: Fetch | None) -> list[str]:
         ids = await self.available.ids(self.pool.accounts, fetch) if fetch is not None else set()

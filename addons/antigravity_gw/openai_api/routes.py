@@ -27,6 +27,8 @@ class RouteKind(StrEnum):
     COMPLETIONS = "completions"
     IMAGES = "images.generations"
     IMAGE_EDITS = "images.edits"
+    MESSAGES = "messages"  # Anthropic's Messages API
+    COUNT_TOKENS = "messages.count_tokens"
     MODELS = "models"
     MODEL = "model"
     HEALTH = "healthz"
@@ -48,6 +50,8 @@ _ROUTES: dict[str, tuple[RouteKind, tuple[str, ...]]] = {
     "/embeddings": (RouteKind.EMBEDDINGS, ("POST",)),
     "/images/generations": (RouteKind.IMAGES, ("POST",)),
     "/images/edits": (RouteKind.IMAGE_EDITS, ("POST",)),
+    "/messages": (RouteKind.MESSAGES, ("POST",)),
+    "/messages/count_tokens": (RouteKind.COUNT_TOKENS, ("POST",)),
     "/models": (RouteKind.MODELS, ("GET",)),
     "/healthz": (RouteKind.HEALTH, ("GET", "HEAD")),
     "/health": (RouteKind.HEALTH, ("GET", "HEAD")),
@@ -121,6 +125,10 @@ def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.Unknown
     """
     rest = normalize(path)
     fix = f"Fix: set the client's base URL to {base_url!r} (nothing after /v1); the client appends the route."
+    if "/messages" in rest:  # Anthropic clients append /v1/messages themselves: their base URL has no /v1
+        root = base_url.removesuffix("/v1")
+        fix = (f"Fix: set ANTHROPIC_BASE_URL (the anthropic SDK's base_url) to {root!r}, without /v1; "
+               "the client appends /v1/messages.")
     if tail := _trailing_route(rest):
         base_path = rest[: -len(tail)]
         inside = _likely_route(base_path)
@@ -139,12 +147,13 @@ def unknown_route(path: str, base_url: str = DEFAULT_BASE_URL) -> errors.Unknown
             f"{'/v1' + route!r}. {fix}")
     return errors.UnknownRoute(
         f"Unknown path {path!r}. This gateway serves /v1/chat/completions, /v1/responses, /v1/completions, "
-        f"/v1/embeddings, /v1/models and /healthz. {fix}")
+        f"/v1/embeddings, /v1/messages, /v1/models and /healthz. {fix}")
 
 
 def _trailing_route(rest: str) -> str:
     """The route a stacked path ends in (what the client appended), or ``""``."""
-    for route in ("/chat/completions", "/responses", "/completions", "/models"):
+    for route in ("/chat/completions", "/responses", "/completions", "/models", "/messages/count_tokens",
+                  "/messages"):
         if rest.endswith(route) and rest != route:
             return route
     return ""
@@ -153,7 +162,7 @@ def _trailing_route(rest: str) -> str:
 def _likely_route(rest: str) -> tuple[str, str] | None:
     """The earliest known route embedded in ``rest``, as (what came before it, the route)."""
     best: tuple[int, str] | None = None
-    for route in ("/chat/completions", "/responses", "/completions", "/models"):
+    for route in ("/chat/completions", "/responses", "/completions", "/models", "/messages"):
         for m in re.finditer(re.escape(route) + r"(?=/|$)", rest):
             if route == "/completions" and rest[: m.start()].endswith("/chat"):
                 continue

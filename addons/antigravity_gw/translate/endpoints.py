@@ -1,4 +1,5 @@
-"""One object per OpenAI API (chat, responses, completions) bundling its translation steps.
+"""One object per client-facing API (OpenAI's chat, responses, completions…; Anthropic's Messages API)
+bundling its translation steps.
 
 ``Endpoint.parse(body)`` validates a request into a typed per-request object (a ``ParsedRequest``) that
 answers every question the mitmproxy glue asks: the model the client named, whether it streams, the
@@ -26,10 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import errors
-from ..error_shapes import OPENAI_ERRORS, ErrorShape
+from ..error_shapes import ANTHROPIC_ERRORS, OPENAI_ERRORS, ErrorShape
 from ..openai_api.completions_models import CompletionRequest, parse_completion_request
 from ..openai_api.embeddings_models import EmbeddingRequest, parse_embedding_request
 from ..openai_api.images_models import ImageGenerationRequest, parse_image_edit, parse_image_generation
+from ..openai_api.messages_models import MessagesRequest, parse_messages_request
 from ..openai_api.models import ChatCompletionRequest, parse_chat_request
 from ..openai_api.responses_models import (
     CompactionTrigger,
@@ -49,6 +51,9 @@ from .completions import GeminiToCompletionStream, completion_request_to_gemini,
 from .embeddings import embedding_request_to_gemini, gemini_to_embeddings
 from .images import gemini_to_images, images_request_to_gemini
 from .images import image_url_params as images_image_url_params
+from .messages_request import image_url_params as messages_image_url_params
+from .messages_request import messages_request_to_gemini
+from .messages_stream import GeminiToMessagesStream, gemini_to_message
 from .model_rules import family_of
 from .parts import InlineImage, image_url_params
 from .responses_request import (
@@ -662,6 +667,103 @@ class ImageEditsEndpoint(ImagesEndpoint):
         return ParsedImages(parse_image_edit(body))
 
 
+# ---- Anthropic's Messages API ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParsedMessages:
+    """``POST /v1/messages``: Anthropic's shapes in and out, the same pool, retries and model rules."""
+
+    request: MessagesRequest
+    rpc = ""
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.request.stream)
+
+    @property
+    def session_key(self) -> str:
+        """``metadata.user_id`` (Claude Code sends its user and session there): one session, one account."""
+        metadata = self.request.metadata
+        return (metadata.user_id or "") if metadata is not None else ""
+
+    def image_urls(self) -> dict[str, str]:
+        return messages_image_url_params(self.request)
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return messages_request_to_gemini(self.request, model=model, images=images)
+
+    def stream_translator(self, ids: Ids) -> GeminiToMessagesStream:
+        return GeminiToMessagesStream(message_id=ids.id, model=self.request.model, id_factory=ids.new_call_id,
+                                      family=ids.family)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        return gemini_to_message(response, self.stream_translator(ids))
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return ANTHROPIC_ERRORS.body(err)
+
+
+class MessagesEndpoint:
+    name = "messages"
+    id_prefix = "msg_"
+    stream_format: StreamFormat = ResponsesStreamFormat()  # the same framing: ``event: <type>`` + data
+    error_shape: ErrorShape = ANTHROPIC_ERRORS
+
+    def parse(self, body: bytes) -> ParsedMessages:
+        return ParsedMessages(parse_messages_request(body))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCountTokens:
+    """``POST /v1/messages/count_tokens``: the request's input, counted by Gemini's countTokens."""
+
+    messages: ParsedMessages
+    rpc = "countTokens"
+    stream = False
+
+    @property
+    def model(self) -> str:
+        return self.messages.model
+
+    @property
+    def session_key(self) -> str:
+        return self.messages.session_key
+
+    def image_urls(self) -> dict[str, str]:
+        return self.messages.image_urls()
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        request = self.messages.to_gemini(model, images)
+        request.pop("generationConfig", None)  # not counted, and thinking settings are refused there
+        request.pop("toolConfig", None)
+        return request
+
+    stream_translator = staticmethod(_never_streams)
+
+    def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
+        total = response.get("totalTokens")
+        if not isinstance(total, int):
+            raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
+        return {"input_tokens": total}
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return ANTHROPIC_ERRORS.body(err)
+
+
+class CountTokensEndpoint:
+    name = "messages.count_tokens"
+    id_prefix = "msg_"
+    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
+    error_shape: ErrorShape = ANTHROPIC_ERRORS
+
+    def parse(self, body: bytes) -> ParsedCountTokens:
+        request = parse_messages_request(body, counting=True)
+        return ParsedCountTokens(ParsedMessages(request.model_copy(update={"stream": False})))
+
+
 # ---- the registry -----------------------------------------------------------------------------------
 class Endpoints:
     """The APIs one gateway serves, by route; built by its owner (the Gateway) with the state they keep."""
@@ -678,6 +780,8 @@ class Endpoints:
             RouteKind.EMBEDDINGS: EmbeddingsEndpoint(),
             RouteKind.IMAGES: ImagesEndpoint(),
             RouteKind.IMAGE_EDITS: ImageEditsEndpoint(),
+            RouteKind.MESSAGES: MessagesEndpoint(),
+            RouteKind.COUNT_TOKENS: CountTokensEndpoint(),
         }
 
     def for_route(self, kind: RouteKind) -> Endpoint:

@@ -219,3 +219,24 @@ def decode_compaction(encrypted_content: str) -> str | None:
         return base64.urlsafe_b64decode(encrypted_content[len(COMPACTION_PREFIX):]).decode()
     except (ValueError, binascii.Error):
         return None
+
+
+# Anthropic's thinking blocks carry their ``signature`` beside their text, so only the family travels with it.
+CLAUDE_SIGNATURE_PREFIX = "claude-signature:"
+
+
+def encode_thinking_signature(signature: str, *, family: str | None) -> str:
+    """A thought signature as a Messages API ``thinking`` block's ``signature``, marked with its family."""
+    if family == "c":
+        return CLAUDE_SIGNATURE_PREFIX + signature
+    return encode_reasoning_signature(signature, family=family)
+
+
+def decode_thinking_signature(value: str) -> ToolCallRef:
+    """What a ``thinking`` block's ``signature`` made here carries (nothing for another provider's)."""
+    if value.startswith(CLAUDE_SIGNATURE_PREFIX):
+        signature = value[len(CLAUDE_SIGNATURE_PREFIX):]
+        return ToolCallRef(signature=signature or None, family="c")
+    if value.startswith(CLAUDE_THINKING_PREFIX):
+        return ToolCallRef()  # a Responses encrypted_content has no business in a thinking block
+    return decode_reasoning(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -87,6 +88,19 @@ CLOUDCODE_FAMILIES = ("gemini", "claude", "gpt", "image", "imagen")  # Cloud Cod
 
 def model_object(model_id: str, owned_by: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by}
+
+
+def anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A listed model as Anthropic's Models API writes it (for clients that send ``anthropic-version``)."""
+    created = datetime.fromtimestamp(model["created"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": model["id"], "display_name": model["id"], "created_at": created}
+
+
+def anthropic_model_list(listed: list[dict[str, Any]]) -> dict[str, Any]:
+    """``GET /v1/models`` in Anthropic's shape: the whole list as one page."""
+    data = [anthropic_model(m) for m in listed]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
 
 
 def aliases(table: tuple[tuple[str, str], ...]) -> list[str]:

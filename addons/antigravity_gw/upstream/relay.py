@@ -119,8 +119,9 @@ async def read_whole(winner: Winner) -> bytes:
 
 
 def error_response(err: errors.GatewayError, error_body: ErrorBody = OPENAI_ERRORS.body) -> web.Response:
+    body = orjson.dumps(error_body(err))  # first: a shape may add its headers to the error (error_shapes.py)
     headers = {**err.headers, ERROR_HEADER: "1"}
-    return web.Response(status=err.status, body=orjson.dumps(error_body(err)), headers=headers,
+    return web.Response(status=err.status, body=body, headers=headers,
                         content_type="application/json")
 
 

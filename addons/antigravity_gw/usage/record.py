@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # Routes whose requests are billed to someone: one ledger row and one metrics sample each.
 MODEL_ROUTES = frozenset({
     "chat.completions", "responses", "completions", "responses.compact", "embeddings", "images.generations",
-    "images.edits",
+    "images.edits", "messages",
 })
 
 

@@ -91,3 +91,20 @@ def test_a_stored_response_route_with_the_wrong_method_is_405():
     with pytest.raises(errors.MethodNotAllowed) as e:
         match_route("POST", "/v1/responses/resp_1")
     assert e.value.headers == {"allow": "GET, DELETE"}
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/v1/messages", RouteKind.MESSAGES), ("/v1/v1/messages", RouteKind.MESSAGES),
+    ("/messages", RouteKind.MESSAGES),
+    ("/v1/messages/count_tokens", RouteKind.COUNT_TOKENS), ("/v1/messages?beta=true", RouteKind.MESSAGES),
+])
+def test_the_messages_routes(path, kind):
+    assert match_route("POST", path) == Route(kind)
+
+
+@pytest.mark.parametrize("path", ["/v1/messages/v1/messages", "/v1/messages/foo", "/api/v1/messages"])
+def test_a_stacked_messages_path_names_anthropic_base_url_fix(path):
+    with pytest.raises(errors.UnknownRoute) as e:
+        match_route("POST", path, "http://127.0.0.1:8080/v1")
+    assert "'/v1/messages'" in e.value.message
+    assert "ANTHROPIC_BASE_URL" in e.value.message and "'http://127.0.0.1:8080'" in e.value.message

@@ -236,3 +236,43 @@ def test_events_translated_before_a_failure_in_the_same_chunk_still_go_out() -> 
         ("response.created", 0), ("response.in_progress", 1), ("response.output_item.added", 2),
         ("response.content_part.added", 3), ("response.output_text.delta", 4), ("response.failed", 5)]
     assert events[-1]["response"]["output"][0]["status"] == "incomplete"
+
+
+# ---- Anthropic's Messages API -------------------------------------------------------------------------
+def messages_body(**fields: Any) -> bytes:
+    return body(messages=[{"role": "user", "content": "x"}], **fields)
+
+
+def test_the_messages_endpoints_are_registered_and_keyed_by_metadata_user_id() -> None:
+    endpoints = Endpoints()
+    messages = endpoints.for_route(RouteKind.MESSAGES)
+    parsed = messages.parse(messages_body(max_tokens=10, metadata={"user_id": "user-7"}, stream=True))
+    assert (parsed.model, parsed.stream, parsed.session_key) == ("gemini-2.5-flash", True, "user-7")
+    assert parsed.rpc == ""
+    assert messages.parse(messages_body(max_tokens=10)).session_key == ""
+    counting = endpoints.for_route(RouteKind.COUNT_TOKENS).parse(messages_body(stream=True, temperature=0.1))
+    assert (counting.rpc, counting.stream, counting.session_key) == ("countTokens", False, "")
+    assert "generationConfig" not in counting.to_gemini("gemini-2.5-flash", {})
+    assert counting.complete({"totalTokens": 12}, ids()) == {"input_tokens": 12}
+    with pytest.raises(GatewayError, match="totalTokens"):
+        counting.complete({}, ids())
+
+
+def test_a_messages_stream_the_gateway_fails_ends_with_an_anthropic_error_event() -> None:
+    endpoint = Endpoints().for_route(RouteKind.MESSAGES)
+    translator = endpoint.parse(messages_body(max_tokens=10, stream=True)).stream_translator(ids("msg_1"))
+    adapter = StreamAdapter(translator, endpoint.stream_format, lambda e: e.get("response", e))
+    first = frames(adapter(sse({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]})))
+    assert [f["type"] for f in first] == [
+        "message_start", "ping", "content_block_start", "content_block_delta"]
+    translator.feed = None  # type: ignore[assignment,method-assign]  # a bug: calling it raises TypeError
+    (error,) = frames(adapter(sse(ANSWER)))
+    assert error == {"type": "error", "error": {"type": "api_error", "message": (
+        "Internal gateway error while translating the stream: TypeError")}}
+
+
+def test_the_messages_answer_and_errors_are_anthropics() -> None:
+    parsed = Endpoints().for_route(RouteKind.MESSAGES).parse(messages_body(max_tokens=10))
+    message = parsed.complete(ANSWER, ids("msg_1"))
+    assert message["content"] == [{"type": "text", "text": "Hi!"}] and message["id"] == "msg_1"
+    assert parsed.error_body(GatewayError("boom"))["error"] == {"type": "api_error", "message": "boom"}

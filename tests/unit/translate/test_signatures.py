@@ -256,3 +256,18 @@ def test_reasoning_encrypted_content_round_trips_only_our_own() -> None:
     assert decode_reasoning_signature(encode_reasoning_signature(signature)) == signature
     for foreign in (None, "", "gAAAAABo-openai-encrypted", "gemini-thought-signature:"):
         assert decode_reasoning_signature(foreign) is None
+
+
+@pytest.mark.parametrize("family", ["c", "g3", "g2", None])
+def test_a_thinking_block_signature_round_trips_with_its_family(family):
+    from antigravity_gw.translate.signatures import decode_thinking_signature, encode_thinking_signature
+
+    ref = decode_thinking_signature(encode_thinking_signature("c2ln+/=", family=family))
+    assert (ref.signature, ref.family) == ("c2ln+/=", family)
+
+
+@pytest.mark.parametrize("foreign", ["", "EqQBCkgIBhAB", "claude-thinking:xyz"])
+def test_a_foreign_thinking_signature_carries_nothing(foreign):
+    from antigravity_gw.translate.signatures import decode_thinking_signature
+
+    assert decode_thinking_signature(foreign).signature is None

@@ -62,3 +62,16 @@ def test_builtin_claude_aliases_are_listed_only_where_their_target_is_served() -
     assert catalog.builtin_aliases(["gemini-2.5-flash"]) == []
     served = catalog.builtin_aliases(["claude-opus-4-6-thinking"])
     assert served == ["claude-opus-4-6", "claude-opus-4-5", "claude-opus-4"]
+
+
+def test_the_anthropic_model_list_is_one_page_of_anthropic_models():
+    from antigravity_gw.upstream.catalog import anthropic_model_list, model_list
+
+    page = anthropic_model_list(model_list(["my-alias"], ["gemini-2.5-flash"]))
+    assert page == {"data": [
+        {"type": "model", "id": "gemini-2.5-flash", "display_name": "gemini-2.5-flash",
+         "created_at": "2023-11-14T22:13:20Z"},
+        {"type": "model", "id": "my-alias", "display_name": "my-alias",
+         "created_at": "2023-11-14T22:13:20Z"}],
+        "has_more": False, "first_id": "gemini-2.5-flash", "last_id": "my-alias"}
+    assert anthropic_model_list([]) == {"data": [], "has_more": False, "first_id": None, "last_id": None}
