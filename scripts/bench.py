@@ -45,6 +45,7 @@ STREAM_EVENTS = 300
 STREAM_GAP_MS = 10
 # The project's targets (DEVELOPERS.md): against a plain mitmdump forwarding the same requests.
 MIN_RPS_RATIO = 0.8  # requests/s at c=16
+MIN_RPS_RATIO_SHARED = 0.7  # the same with the state on Redis (--redis: one round trip per request)
 MAX_ADDED_LATENCY_RATIO = 1.2  # latency added over a direct call, at c=1
 BIG_EVENT_BYTES = 4 << 20  # an image answer's event: one 4 MiB line
 BIG_EVENT_CHUNK = 16 << 10  # as TCP reads hand it over
@@ -340,9 +341,10 @@ def report(r: dict) -> str:
     two = by.get(("2 gateways", 16))
     side_by_side = [("2 gateways on one Redis / 1 gateway req/s at c=16", f"{two.rps / g16.rps:.2f}",
                      "(info)", True)] if two else []
+    least = MIN_RPS_RATIO_SHARED if two else MIN_RPS_RATIO  # "2 gateways" rows: a --redis run
     checks = [
-        ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", f">= {MIN_RPS_RATIO}",
-         g16.rps / p16.rps >= MIN_RPS_RATIO),
+        ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", f">= {least}",
+         g16.rps / p16.rps >= least),
         ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
         ("latency added at c=1: gateway / plain mitmdump", f"{added_gw / added_plain:.2f}"
          f" ({added_gw:.2f} ms vs {added_plain:.2f} ms)", f"<= {MAX_ADDED_LATENCY_RATIO}",
