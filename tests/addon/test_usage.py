@@ -215,3 +215,9 @@ def test_the_addon_chain_exports_the_pools_quota_snapshots() -> None:
     gateway = next(a for a in addons if isinstance(a, Gateway))
     gateway.pool.quota.store("a1", AccountQuota(models={"gemini-2.5-pro": ModelQuota(0.5, None)}))
     assert list(usage.quota_of("a1")) == [("gemini-2.5-pro", 0.5)]
+
+
+def test_the_default_data_dir_is_never_the_real_home(own_home: Path, usage):
+    """The test context configures ag_data_dir's default before the fixture sets its own (tests/addon/
+    conftest.py gives every addon test a home of its own, or this made ~/.antigravity_gw in the real one)."""
+    assert Path("~/.antigravity_gw").expanduser().parent == own_home
