@@ -153,7 +153,9 @@ model rules (built in, before the scripted rules; both dialects; a 400 INVALID_A
                 maxOutputTokens > 64000. Thoughts it answers are signed over their whole text.
   *-image*      image models: Cloud Code's requestType must be image_gen; no tools; imageConfig's
                 aspectRatio / imageSize from Google's lists; responseModalities with imageConfig is the 500
-                CLIProxyAPI#4751 saw. Its default answer is the echo text and one signed PNG (inlineData).
+                CLIProxyAPI#4751 saw; a model turn's image part (a multi-turn edit) without the signature
+                this emulator minted for it, or with a skip sentinel. Its default answer is the echo text
+                and one signed PNG (inlineData).
   gemini-3.1-*  and config strict_models: thinkingLevel together with thinkingBudget; in the current
                 turn (after the last user text) a model turn whose first functionCall has no
                 thoughtSignature; a signature this emulator did not mint for a Gemini 3 model; a skip
@@ -1113,6 +1115,10 @@ CLAUDE_MAX_OUTPUT: Final = 64000
 CLAUDE_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 GEMINI3_SIGNATURE_TAG: Final = "emu-gemini-3#"
 CLAUDE_SIGNATURE_TAG: Final = "emu-claude#"
+MISSING_IMAGE_SIGNATURE: Final = (
+    "Image part is missing a thought_signature in content position {content}, part position {part}. Please "
+    "refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+)
 MISSING_CALL_SIGNATURE: Final = (
     "Function call is missing a thought_signature in functionCall parts. This is required for tools to work "
     "correctly, and missing thought_signature may lead to degraded model performance. Additional data, "
@@ -1314,6 +1320,26 @@ def image_request_error(call: Call, request: Json) -> ErrorReply | None:
                             f"({image['imageSize']!r})")
     if image and config.get("responseModalities"):
         return ErrorReply(500, status_body(500, "INTERNAL", "Internal error encountered."))
+    message = image_signature_error([c for c in request.get("contents") or [] if isinstance(c, dict)])
+    return bad_argument(message) if message else None
+
+
+def image_signature_error(contents: list[Json]) -> str | None:
+    """A multi-turn edit: every image part of an earlier model turn must carry the signature this
+    emulator minted for it (the skip sentinels are for function calls only)."""
+    for index, turn in enumerate(contents):
+        if turn.get("role") != "model":
+            continue
+        for position, part in enumerate(parts_of(turn)):
+            if "inlineData" not in part:
+                continue
+            signature = part.get("thoughtSignature")
+            if not signature:
+                return MISSING_IMAGE_SIGNATURE.format(content=index + 1, part=position + 1)
+            if signature in SKIP_SIGNATURES:
+                return "Request contains an invalid argument."
+            if not is_gemini3_signature(signature):
+                return "Invalid thought signature."
     return None
 
 

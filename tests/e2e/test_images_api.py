@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from gemini_emulator import is_gemini3_signature
 from support.emulator import Emulator
 from support.gateway import Gateway, sent, write_account
 
@@ -102,6 +103,44 @@ def test_chat_image_output_as_markdown_and_a_structured_list(client, gw, emulato
         content, images = message.content, message.model_extra["images"]
     url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert content == f"echo: draw a dot![image]({url})"
-    assert images == [{"type": "image_url", "image_url": {"url": url}}]
+    [image] = images
+    assert (image["type"], image["image_url"]) == ("image_url", {"url": url})
+    assert is_gemini3_signature(image["extra_content"]["google"]["thought_signature"])  # the emulator's own
     request = sent(emulator, gw)
     assert request["generationConfig"] == {"imageConfig": {"aspectRatio": "4:3"}}  # no responseModalities
+
+
+@pytest.mark.parametrize("echo", ["sdk-message", "stream-assembled", "markdown-only"])
+def test_multi_turn_chat_edit_sends_the_image_back_with_its_signature(client, gw, emulator, echo):
+    """Turn 2 sends turn 1's answer back; the emulator's image model rejects an earlier image part that lost
+    its signature, as Gemini 3 image models lose the edit's context without it."""
+    ask = {"role": "user", "content": "draw a dot"}
+    extra = {"modalities": ["image", "text"]}
+    first_turn = {"model": IMAGE, "messages": [ask], "extra_body": extra}
+    if echo == "stream-assembled":
+        content, images = "", []
+        for chunk in client.chat.completions.create(stream=True, **first_turn):
+            for choice in chunk.choices:
+                content += choice.delta.content or ""
+                images += (choice.delta.model_extra or {}).get("images") or []
+        assistant = {"role": "assistant", "content": content, "images": images}
+    else:
+        assistant = client.chat.completions.create(**first_turn).choices[0].message
+        images = assistant.model_extra["images"]
+        if echo == "markdown-only":
+            assistant = {"role": "assistant", "content": assistant.content}
+    edit = [ask, assistant, {"role": "user", "content": "make it blue"}]
+    if echo == "markdown-only":  # the signature is gone: sent unsigned (no escape value), Google says no
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=IMAGE, messages=edit, extra_body=extra)
+        assert "missing a thought_signature" in e.value.body["message"]
+        return
+    result = client.chat.completions.create(model=IMAGE, messages=edit, extra_body=extra)
+    assert result.choices[0].message.model_extra["images"]
+    signature = images[0]["extra_content"]["google"]["thought_signature"]
+    model_turn = sent(emulator, gw)["contents"][1]
+    assert model_turn == {"role": "model", "parts": [
+        {"text": "echo: draw a dot"},
+        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()},
+         "thoughtSignature": signature},
+    ]}

@@ -1237,3 +1237,20 @@ async def test_image_model_rejects_what_cloud_code_rejects(emu: Emu, body: dict[
     resp = await emu.cloudcode("generateContent", body)
     assert resp.status == status
     assert expected in (await resp.json())["error"]["message"]
+
+
+async def test_image_model_takes_back_its_signed_image_and_rejects_it_unsigned_or_escaped(emu: Emu) -> None:
+    first = await emu.cloudcode("generateContent", image_envelope(gen_request("a cat")))
+    model_turn = (await first.json())["response"]["candidates"][0]["content"]
+    request = {"contents": [user("a cat"), model_turn, user("make it blue")]}
+    assert (await emu.cloudcode("generateContent", image_envelope(request))).status == 200
+    image = model_turn["parts"][1]
+    for signature, expected in [(None, "Image part is missing a thought_signature in content position 2, "
+                                       "part position 2"),
+                                ("skip_thought_signature_validator", "invalid argument"),
+                                ("forged", "Invalid thought signature.")]:
+        part = {"inlineData": image["inlineData"], **({"thoughtSignature": signature} if signature else {})}
+        request["contents"][1] = {"role": "model", "parts": [model_turn["parts"][0], part]}
+        resp = await emu.cloudcode("generateContent", image_envelope(request))
+        assert resp.status == 400
+        assert expected in (await resp.json())["error"]["message"]

@@ -215,9 +215,19 @@ class UserMessage(_Model):
     name: str | None = None
 
 
+class AssistantImage(_Model):
+    """An image of an earlier answer, as this gateway sent it (OpenRouter's ``images`` entry); clients that
+    echo the assistant message whole send it back with its ``extra_content.google.thought_signature``."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: Annotated[ImageUrl, BeforeValidator(_url_string_to_object)]
+    extra_content: dict[str, Any] | None = None
+
+
 class AssistantMessage(_Model):
     role: Literal["assistant"]
     content: Content | None = None
+    images: list[AssistantImage] | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
     reasoning_content: str | None = None

@@ -42,10 +42,12 @@ class ToolCallDelta(TypedDict):
 
 
 class ImageOut(TypedDict):
-    """An image the model made, OpenRouter's shape: ``{"type": "image_url", "image_url": {"url": ...}}``."""
+    """An image the model made, OpenRouter's shape: ``{"type": "image_url", "image_url": {"url": ...}}``,
+    plus the image part's thought signature in Google's own field, as on tool calls."""
 
     type: Literal["image_url"]
     image_url: dict[str, str]
+    extra_content: NotRequired[dict[str, Any]]  # {"google": {"thought_signature": ...}}
 
 
 class ChoiceDelta(TypedDict, total=False):

@@ -19,16 +19,22 @@ Messages:
   or ``reasoning_content`` beside a Claude signature) leading the turn instead (``model_rules.py``).
   Otherwise ``reasoning_content`` is not sent: Gemini only accepts thoughts as signatures, and the
   gateway does not invent any.
+* An assistant message's images (an image model's earlier answer: markdown data-URL images in its content
+  and / or the echoed ``images`` list) go back as ``inlineData`` parts carrying the signature of their
+  ``images`` entry (``extra_content.google.thought_signature``), so multi-turn image editing keeps its
+  context (``_returned_images``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidRequest
 from ..openai_api.completions_models import CompletionRequest
 from ..openai_api.models import (
+    AssistantImage,
     AssistantMessage,
     ChatCompletionRequest,
     DeveloperMessage,
@@ -52,6 +58,8 @@ from .parts import (
     content_to_text,
     function_call_part,
     function_response_part,
+    image_from_url,
+    inline_part,
     media_resolution,
     text_part,
 )
@@ -194,6 +202,8 @@ def _assistant_parts(
     signed: list[SignedPart] | None,
 ) -> list[Part]:
     parts = content_to_parts(msg.content, param=f"{param}.content", images=images)
+    if msg.images or any("](data:" in p.get("text", "") for p in parts):
+        parts = _returned_images(parts, msg.images or (), param=param, signed=signed)
     if not parts and msg.refusal:
         parts.append(text_part(msg.refusal))
     for j, call in enumerate(msg.tool_calls or ()):
@@ -212,6 +222,59 @@ def _assistant_parts(
         args = call_arguments(msg.function_call.arguments, param=f"{param}.function_call.arguments")
         parts.append(function_call_part(msg.function_call.name, args))
     return parts
+
+
+# The markdown this gateway writes for an image it answered (``chat_stream.py``): ``![image](data:...)``.
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\((data:image/[^)\s]+)\)")
+
+
+def _returned_images(
+    parts: list[Part], images: Sequence[AssistantImage], *, param: str, signed: list[SignedPart] | None
+) -> list[Part]:
+    """An earlier answer's images go back to Gemini as ``inlineData`` parts with their thought signatures
+    (a multi-turn image edit needs them): each markdown data-URL image in the text becomes an image part
+    where it stood, signed with the signature of the ``images`` entry of the same URL; an entry the text
+    does not show is added after it. An image without a signature goes unsigned: the escape value is for
+    function calls only (R-G3). ``images`` entries with http(s) URLs are not this gateway's and are left
+    out; markdown that is not a valid data URL stays text."""
+    signatures = {image.image_url.url: _google_signature(image.extra_content or {}) for image in images}
+    shown: set[str] = set()
+    out: list[Part] = []
+    for part in parts:
+        text = part.get("text")
+        if not isinstance(text, str) or part.get("thought") is True or "](data:" not in text:
+            out.append(part)
+            continue
+        start = 0
+        for match in _MARKDOWN_IMAGE.finditer(text):
+            try:
+                image = image_from_url(match[1], images=None, param=f"{param}.content")
+            except InvalidRequest:
+                continue
+            if match.start() > start:
+                out.append(text_part(text[start:match.start()]))
+            out.append(_signed_image(image, signatures.get(match[1]), signed))
+            shown.add(match[1])
+            start = match.end()
+        if start < len(text):
+            out.append(text_part(text[start:]))
+    for j, entry in enumerate(images):
+        url = entry.image_url.url
+        if url in shown or url[:5].lower() != "data:":
+            continue
+        image = image_from_url(url, images=None, param=f"{param}.images[{j}].image_url")
+        out.append(_signed_image(image, signatures[url], signed))
+        shown.add(url)
+    return out
+
+
+def _signed_image(image: InlineImage, signature: str | None, signed: list[SignedPart] | None) -> Part:
+    part = inline_part(image.mime_type, image.data_b64)
+    if signature:
+        part["thoughtSignature"] = signature
+        if signed is not None:
+            signed.append(SignedPart(part, signature, None))  # the family is not recorded: Gemini's
+    return part
 
 
 def _google_signature(extra: Mapping[str, Any]) -> str | None:

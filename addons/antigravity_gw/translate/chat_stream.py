@@ -8,9 +8,11 @@ Rules of the stream (one ``GeminiToChatStream`` per response):
 3. Parts, in order: ``text`` → ``content``; ``text`` with ``thought: true`` → ``reasoning_content``;
    ``functionCall`` → one ``tool_calls`` delta with the complete arguments (Gemini sends them whole), its id
    carrying the part's ``thoughtSignature`` (``signatures.py``); ``inlineData`` → a markdown data-URL image
-   in ``content`` and the same image in ``images`` (OpenRouter's structured list). A signature on a part
-   that is not a call is kept for the candidate's next call (Gemini validates signatures on calls only;
-   one that no call claims is dropped). The id also names the
+   in ``content`` and the same image in ``images`` (OpenRouter's structured list), whose entry carries the
+   part's ``thoughtSignature`` as ``extra_content.google.thought_signature`` (Google's own OpenAI-compatible
+   field, as on tool calls): a multi-turn image edit sends it back (``chat_request.py``). A signature on a
+   part that is not a call is also kept for the candidate's next call (Gemini validates signatures on
+   calls; one that no call claims is dropped). The id also names the
    model family that minted the signature (``family``) and, for Claude, carries the thought text it
    signs, so the thinking block can be replayed whole (``signatures.py``, ``model_rules.py``).
 4. ``finishReason`` → one final chunk for that choice, ``delta: {}`` (``finish.py`` maps the value).
@@ -153,7 +155,7 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
             choice.pending_signature = signature
         if self._family == "c" and part.get("thought") is True and isinstance(part.get("text"), str):
             choice.thoughts.append(part["text"])
-        delta = _part_delta(part)
+        delta = _part_delta(part, signature)
         if delta:
             out.append(self._chunk(index, delta))
 
@@ -202,15 +204,19 @@ class GeminiToChatStream(GeminiEventReader[StreamItem]):
         out.append(error.to_openai())
 
 
-def _part_delta(part: Mapping[str, Any]) -> ChoiceDelta | None:
-    """The delta a non-call part adds; None for parts with nothing to show (a bare signature, new kinds)."""
+def _part_delta(part: Mapping[str, Any], signature: str | None) -> ChoiceDelta | None:
+    """The delta a non-call part adds; None for parts with nothing to show (a bare signature, new kinds).
+    An image keeps its signature in its ``images`` entry: a multi-turn edit must send it back with it."""
     text = part_text(part)
     if not text:
         return None
     if "text" in part and part.get("thought") is True:
         return {"reasoning_content": text}
     if "inlineData" in part:  # part_text checked it; the markdown is "![image](<data URL>)"
-        return {"content": text, "images": [{"type": "image_url", "image_url": {"url": text[9:-1]}}]}
+        image: ImageOut = {"type": "image_url", "image_url": {"url": text[9:-1]}}
+        if signature:
+            image["extra_content"] = {"google": {"thought_signature": signature}}
+        return {"content": text, "images": [image]}
     return {"content": text}
 
 

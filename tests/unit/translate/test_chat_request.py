@@ -565,3 +565,61 @@ def test_image_detail_becomes_the_media_resolution(details, model, expected):
     content = [{"type": "image_url", "image_url": {"url": png, "detail": d}} for d in details]
     config = translate([{"role": "user", "content": content}], model=model).get("generationConfig", {})
     assert config.get("mediaResolution") == expected
+
+
+# --- an image model's earlier answer comes back with its thought signatures (multi-turn editing) ----------
+
+IMAGE_MODEL = "gemini-3.1-flash-image"
+DOT = "data:image/png;base64," + PNG
+IMAGE_SIG = "CgwIARIIaW1hZ2Utc2ln"
+
+
+def image_entry(url: str = DOT, signature: str | None = IMAGE_SIG) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": "image_url", "image_url": {"url": url}}
+    if signature:
+        entry["extra_content"] = {"google": {"thought_signature": signature}}
+    return entry
+
+
+def edit(assistant: dict[str, Any], *, model: str = IMAGE_MODEL) -> list[dict[str, Any]]:
+    messages = [{"role": "user", "content": "draw a dot"}, assistant,
+                {"role": "user", "content": "make it blue"}]
+    return translate(messages, model=model)["contents"][1]["parts"]
+
+
+def test_a_markdown_image_goes_back_as_inline_data_with_the_signature_of_its_images_entry() -> None:
+    parts = edit({"role": "assistant", "content": f"Here: ![image]({DOT}) done", "images": [image_entry()]})
+    assert parts == [
+        {"text": "Here: "},
+        {"inlineData": {"mimeType": "image/png", "data": PNG}, "thoughtSignature": IMAGE_SIG},
+        {"text": " done"},
+    ]
+
+
+def test_an_images_entry_the_content_does_not_show_is_sent_after_the_text() -> None:
+    parts = edit({"role": "assistant", "content": "Here it is.", "images": [image_entry()]})
+    assert parts == [{"text": "Here it is."},
+                     {"inlineData": {"mimeType": "image/png", "data": PNG}, "thoughtSignature": IMAGE_SIG}]
+
+
+def test_bare_markdown_without_a_signature_goes_unsigned_never_with_the_escape_value() -> None:
+    parts = edit({"role": "assistant", "content": f"![image]({DOT})"})
+    assert parts == [{"inlineData": {"mimeType": "image/png", "data": PNG}}]
+
+
+def test_claude_gets_the_image_without_gemini_s_signature() -> None:
+    parts = edit({"role": "assistant", "content": f"![image]({DOT})", "images": [image_entry()]},
+                 model="claude-sonnet-4-6")
+    assert parts == [{"inlineData": {"mimeType": "image/png", "data": PNG}}]
+
+
+def test_markdown_that_is_not_a_valid_data_url_and_foreign_image_urls_stay_as_they_are() -> None:
+    text = "![image](data:image/png;base64,@@@) and ![x](https://img.example/a.png)"
+    parts = edit({"role": "assistant", "content": text, "images": [image_entry("https://img.example/a.png")]})
+    assert parts == [{"text": text}]
+
+
+def test_a_bad_data_url_in_the_images_list_is_a_400_naming_it() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        edit({"role": "assistant", "content": "x", "images": [image_entry("data:image/png;base64,@@@")]})
+    assert info.value.param == "messages[1].images[0].image_url"

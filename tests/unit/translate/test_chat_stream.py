@@ -330,6 +330,22 @@ def test_parts_without_a_client_shape_are_rendered_or_skipped() -> None:
     ]
 
 
+IMAGE_SIG = "CgwIARIIaW1hZ2Utc2ln"
+
+
+def test_an_image_keeps_its_thought_signature_in_its_images_entry() -> None:
+    event = {"candidates": [{"content": {"parts": [
+        {"inlineData": {"mimeType": "image/png", "data": "AAAA"}, "thoughtSignature": IMAGE_SIG},
+    ]}, "finishReason": "STOP"}]}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"},
+             "extra_content": {"google": {"thought_signature": IMAGE_SIG}}}
+    got = translator(include_usage=False).feed(event)
+    assert got[1] == ck({"content": "![image](data:image/png;base64,AAAA)", "images": [image]}, usage=False)
+    out = gemini_to_chat_completion(event, completion_id="chatcmpl-1", created=1, model="m", id_factory=ids())
+    assert out["choices"][0]["message"]["images"] == [image]
+    ChatCompletion.model_validate(out)
+
+
 def test_events_with_nothing_to_say_emit_nothing() -> None:
     tr = translator()
     assert tr.feed({}) == []
