@@ -27,6 +27,8 @@ INSTALL_TIMEOUT = 300
 RUN_TIMEOUT = 180
 MODEL = "gemini-2.5-flash"
 SIDE_MODEL = "gemini-2.5-flash-lite"  # Claude Code's small/fast model, for its side requests (titles etc.)
+CLAUDE = "claude-opus-4-6-thinking"
+CLAUDE_UPSTREAM = "claude-opus-4-6-thinking"  # as the gateway names it to Cloud Code
 KEY = "sk-gw-claude-code"
 pytestmark = pytest.mark.timeout(600)
 
@@ -90,8 +92,8 @@ def run_claude(claude: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Pat
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1",
         DISABLE_ERROR_REPORTING="1", DISABLE_BUG_COMMAND="1", CLAUDE_CODE_MAX_RETRIES="0")
 
-    def run(prompt: str, *args: str) -> dict[str, Any]:
-        command = [str(claude), "-p", prompt, "--output-format", "json", "--model", MODEL, *args]
+    def run(prompt: str, *args: str, model: str = MODEL) -> dict[str, Any]:
+        command = [str(claude), "-p", prompt, "--output-format", "json", "--model", model, *args]
         proc = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=RUN_TIMEOUT)
         context = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
@@ -103,9 +105,9 @@ def run_claude(claude: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Pat
     return run
 
 
-def main_requests(emulator) -> list[dict[str, Any]]:
+def main_requests(emulator, model: str = MODEL) -> list[dict[str, Any]]:
     """The Gemini requests of Claude Code's main loop (not its side requests on SIDE_MODEL)."""
-    return [r["body"]["request"] for r in emulator.requests() if r.get("model") == MODEL]
+    return [r["body"]["request"] for r in emulator.requests() if r.get("model") == model]
 
 
 def function_names(request: dict[str, Any]) -> set[str]:
@@ -142,3 +144,22 @@ def test_claude_code_tool_loop_runs_bash_and_answers_from_its_output(run_claude,
     [response] = [part["functionResponse"] for part in tool_turn["parts"] if "functionResponse" in part]
     assert response["name"] == "Bash"
     assert "claude-code-ran" in orjson.dumps(response["response"]).decode()
+
+
+def test_claude_code_tool_loop_on_claude_replays_the_thinking_block(run_claude, emulator, workdir):
+    """Claude through Claude Code: the emulator's Claude rejects a tool turn without its signed thinking
+    block (or with a forged one), so the second request passing is the proof; then it is checked exactly."""
+    from gemini_emulator import claude_signature
+
+    emulator.add_rule(match={"model": CLAUDE_UPSTREAM}, times=1, reply={
+        "thoughts": ["I will run echo."],
+        "function_calls": [{"name": "Bash", "args": {"command": "echo claude-ran > claude.txt"}}]})
+    emulator.add_rule(match={"model": CLAUDE_UPSTREAM}, times=1,
+                      reply={"thoughts": ["It ran."], "text": ["Claude ran it."]})
+    result = run_claude("run echo", "--allowedTools", "Bash", model=CLAUDE)
+    assert result["result"] == "Claude ran it."
+    assert (workdir / "claude.txt").read_text() == "claude-ran\n"
+    first, second = main_requests(emulator, CLAUDE_UPSTREAM)
+    model_turn = second["contents"][len(first["contents"])]
+    assert model_turn["parts"][0] == {"thought": True, "text": "I will run echo.",
+                                      "thoughtSignature": claude_signature("I will run echo.")}
