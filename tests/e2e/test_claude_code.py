@@ -10,6 +10,7 @@ telemetry, auto-updater and other nonessential traffic off: it talks to the gate
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -163,3 +164,26 @@ def test_claude_code_tool_loop_on_claude_replays_the_thinking_block(run_claude, 
     model_turn = second["contents"][len(first["contents"])]
     assert model_turn["parts"][0] == {"thought": True, "text": "I will run echo.",
                                       "thoughtSignature": claude_signature("I will run echo.")}
+
+
+def test_the_readme_block_runs_claude_code_through_the_gateway(claude, gw, emulator, tmp_path, workdir):
+    """README's Claude Code block as written, its interactive ``claude`` made a ``-p`` run."""
+    from test_readme import block
+
+    script = block("export ANTHROPIC_BASE_URL=http://127.0.0.1:8045").replace("http://127.0.0.1:8045", gw.url)
+    script = script.replace("<ag_api_key or anything>", KEY).rstrip("\n")
+    *exports, command = script.split("\n")
+    command = re.sub(r"\s{2,}#\s.*$", "", command) + " -p 'say hi' --output-format json"
+    emulator.add_rule(match={"model": CLAUDE_UPSTREAM}, times=1, reply={"text": ["Hi from the README."]})
+    home = tmp_path / "home"
+    home.mkdir()
+    proxies = ("http_proxy", "https_proxy", "all_proxy")
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in proxies and not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    env.update(HOME=str(home), NO_PROXY="*", PATH=f"{claude.parent}{os.pathsep}{env['PATH']}",
+               DISABLE_AUTOUPDATER="1")
+    proc = subprocess.run(["bash", "-c", "\n".join([*exports, command])], cwd=workdir, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    assert orjson.loads(proc.stdout)["result"] == "Hi from the README."
+    assert main_requests(emulator, CLAUDE_UPSTREAM)
