@@ -95,6 +95,8 @@ HANDLED = {
         "test_the_intercept_blocks_answer_api_openai_com_through_the_proxy",
     "AG_UI=web scripts/gateway": "test_the_mitmweb_block_prints_the_url_with_its_token",
     "import anthropic": "tests/e2e/test_messages.py::test_the_readme_block_answers",
+    "export ANTHROPIC_BASE_URL=http://127.0.0.1:8045":
+        "tests/e2e/test_claude_code.py::test_the_readme_block_runs_claude_code_through_the_gateway",
     SHARED_STATE_BLOCK: "test_the_shared_state_block_starts_a_gateway_on_redis",
     "scripts/ag usage                          # the last 24 hours, one row per day":
         "test_the_usage_block_reports_the_ledger_in_the_default_data_dir",

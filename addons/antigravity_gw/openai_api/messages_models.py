@@ -124,7 +124,9 @@ ContentBlock = Annotated[
 
 
 class MessageParam(_Model):
-    role: Literal["user", "assistant"]
+    # "system": an instruction mid-conversation (Claude Code sends its environment so, keeping the cached
+    # top-level system prompt unchanged); text only
+    role: Literal["user", "assistant", "system"]
     content: Annotated[
         Annotated[str, Tag("<str>")] | Annotated[list[ContentBlock], Tag("<list>")],
         Discriminator(_str_or_list),

@@ -4,7 +4,9 @@ Same key order and the same "only what the client set" rule as the chat translat
 whose helpers it shares, and the same model rules afterwards (``model_rules.py``):
 
 * ``system`` (a string or text blocks) → ``systemInstruction.parts``.
-* ``user`` → ``user``, ``assistant`` → ``model``; consecutive turns of one role are merged.
+* ``user`` → ``user``, ``assistant`` → ``model``; consecutive turns of one role are merged. A ``system``
+  message mid-conversation (text only) → ``user`` text in its place: Gemini has no system turn, and
+  moving it into ``systemInstruction`` would change the prompt's prefix, which Gemini's cache keys on.
 * ``text`` → text parts (empty ones dropped), ``image`` / ``document`` (base64 or URL; a text document
   as text) → ``inlineData`` parts; http(s) URLs are fetched by the I/O layer first (``image_url_params``).
 * ``tool_use`` → ``functionCall``; its id may carry Gemini's call id and a Gemini signature
@@ -131,7 +133,7 @@ def messages_to_contents(
     calls: dict[str, tuple[str, str | None]] = {}  # tool_use id → (tool name, Gemini's call id)
     for i, msg in enumerate(messages):
         param = f"messages[{i}].content"
-        role = "user" if msg.role == "user" else "model"
+        role = "model" if msg.role == "assistant" else "user"
         if isinstance(msg.content, str):
             turns.append((role, [text_part(msg.content)] if msg.content else []))
             continue
@@ -167,6 +169,9 @@ def _block_parts(
 ) -> list[Part]:
     if isinstance(block, TextBlock):
         return [text_part(block.text)] if block.text else []
+    if role == "system":
+        message = f"{param}: system messages take 'text' blocks only, got '{block.type}'"
+        raise InvalidRequest(message, param=param)
     if isinstance(block, ImageBlock | DocumentBlock):
         return [_media_part(block, param=param, images=images)]
     if isinstance(block, RedactedThinkingBlock):

@@ -71,7 +71,7 @@ def test_a_claude_code_shaped_body_parses_with_unknown_fields_ignored() -> None:
         ({"model": "m", "max_tokens": 0, "messages": []}, "max_tokens"),
         ({"max_tokens": 1, "messages": []}, "model"),
         (
-            {"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]},
+            {"model": "m", "max_tokens": 1, "messages": [{"role": "tool", "content": "x"}]},
             "messages[0].role",
         ),
         (

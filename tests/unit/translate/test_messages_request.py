@@ -354,3 +354,32 @@ def test_claude_prefill_is_refused() -> None:
             {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
             model="claude-sonnet-4-5",
         )
+
+
+def test_a_system_message_mid_conversation_is_user_text_in_its_place() -> None:
+    """Claude Code sends its environment as a ``system`` message after the first user message."""
+    out = translate(
+        {
+            "system": "top",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+                {"role": "assistant", "content": "hello"},
+                {"role": "system", "content": "later"},
+                {"role": "user", "content": "again"},
+            ],
+        }
+    )
+    assert out["systemInstruction"] == {"parts": [{"text": "top"}]}
+    assert out["contents"] == [
+        {"role": "user", "parts": [{"text": "hi"}, {"text": "# Environment"}]},
+        {"role": "model", "parts": [{"text": "hello"}]},
+        {"role": "user", "parts": [{"text": "later"}, {"text": "again"}]},
+    ]
+
+
+def test_a_system_message_takes_text_blocks_only() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    with pytest.raises(InvalidRequest, match="system messages take 'text' blocks only") as info:
+        translate({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": [image]}]})
+    assert info.value.param == "messages[1].content[0]"
