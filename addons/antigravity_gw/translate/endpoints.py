@@ -434,6 +434,20 @@ def _never_streams(ids: Ids) -> Any:
     raise errors.InvalidRequest("This route does not stream.", param="stream")
 
 
+def _for_counting(request: dict[str, Any]) -> dict[str, Any]:
+    """A generate request as countTokens takes it: the settings are not counted, and it refuses thinking's."""
+    request.pop("generationConfig", None)
+    request.pop("toolConfig", None)
+    return request
+
+
+def _counted(response: dict[str, Any]) -> int:
+    total = response.get("totalTokens")
+    if not isinstance(total, int):
+        raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedInputTokens(OpenAIErrors):
     """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
@@ -454,18 +468,12 @@ class ParsedInputTokens(OpenAIErrors):
         return responses_image_url_params(self.call)
 
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
-        request = responses_request_to_gemini(self.call, model=model, images=images)
-        request.pop("generationConfig", None)  # not counted, and thinking settings are refused there
-        request.pop("toolConfig", None)
-        return request
+        return _for_counting(responses_request_to_gemini(self.call, model=model, images=images))
 
     stream_translator = staticmethod(_never_streams)
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        total = response.get("totalTokens")
-        if not isinstance(total, int):
-            raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
-        return {"object": "response.input_tokens", "input_tokens": total}
+        return {"object": "response.input_tokens", "input_tokens": _counted(response)}
 
 
 
@@ -668,8 +676,24 @@ class ImageEditsEndpoint(ImagesEndpoint):
 
 
 # ---- Anthropic's Messages API ------------------------------------------------------------------------
+class AnthropicErrors:
+    """A parsed request of an Anthropic route: its errors are written as Anthropic writes them."""
+
+    __slots__ = ()
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return ANTHROPIC_ERRORS.body(err)
+
+
+class AnthropicEndpoint:
+    """An Anthropic route: Anthropic's error shape (the stream format as for ``OpenAIEndpoint``)."""
+
+    stream_format: StreamFormat = DataStreamFormat()
+    error_shape: ErrorShape = ANTHROPIC_ERRORS
+
+
 @dataclass(frozen=True, slots=True)
-class ParsedMessages:
+class ParsedMessages(AnthropicErrors):
     """``POST /v1/messages``: Anthropic's shapes in and out, the same pool, retries and model rules."""
 
     request: MessagesRequest
@@ -702,22 +726,18 @@ class ParsedMessages:
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return gemini_to_message(response, self.stream_translator(ids))
 
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return ANTHROPIC_ERRORS.body(err)
 
-
-class MessagesEndpoint:
+class MessagesEndpoint(AnthropicEndpoint):
     name = "messages"
     id_prefix = "msg_"
     stream_format: StreamFormat = ResponsesStreamFormat()  # the same framing: ``event: <type>`` + data
-    error_shape: ErrorShape = ANTHROPIC_ERRORS
 
     def parse(self, body: bytes) -> ParsedMessages:
         return ParsedMessages(parse_messages_request(body))
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedCountTokens:
+class ParsedCountTokens(AnthropicErrors):
     """``POST /v1/messages/count_tokens``: the request's input, counted by Gemini's countTokens."""
 
     messages: ParsedMessages
@@ -736,28 +756,17 @@ class ParsedCountTokens:
         return self.messages.image_urls()
 
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
-        request = self.messages.to_gemini(model, images)
-        request.pop("generationConfig", None)  # not counted, and thinking settings are refused there
-        request.pop("toolConfig", None)
-        return request
+        return _for_counting(self.messages.to_gemini(model, images))
 
     stream_translator = staticmethod(_never_streams)
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        total = response.get("totalTokens")
-        if not isinstance(total, int):
-            raise errors.UpstreamProtocolError("Google's countTokens answer has no totalTokens.")
-        return {"input_tokens": total}
-
-    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
-        return ANTHROPIC_ERRORS.body(err)
+        return {"input_tokens": _counted(response)}
 
 
-class CountTokensEndpoint:
+class CountTokensEndpoint(AnthropicEndpoint):
     name = "messages.count_tokens"
     id_prefix = "msg_"
-    stream_format: StreamFormat = DataStreamFormat()  # never used: it does not stream
-    error_shape: ErrorShape = ANTHROPIC_ERRORS
 
     def parse(self, body: bytes) -> ParsedCountTokens:
         request = parse_messages_request(body, counting=True)
