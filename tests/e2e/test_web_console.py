@@ -342,6 +342,7 @@ def test_a_held_request_is_the_clients_and_the_edited_one_is_answered(console, i
         req = held["request"]
         assert (req["method"], req["path"], req["pretty_host"]) == ("POST", CHAT, "127.0.0.1")
         assert held["comment"] == f"gpt-4o → {FLASH} · not sent yet: edit the client's request, then resume"
+        assert dict(held["request"]["headers"])["authorization"] == "[redacted]"  # never the key
         body = web.call("GET", f"/flows/{held['id']}/request/content.data")  # the client's OpenAI JSON
         assert body == {"model": "gpt-4o", "messages": [{"role": "user", "content": "hold me"}]}
         assert emulator.requests(rpc="generateContent") == []  # nothing sent while held
@@ -362,6 +363,18 @@ def test_a_held_request_is_the_clients_and_the_edited_one_is_answered(console, i
     assert shown["messages"][0]["content"] == "edited while held"  # what a replay sends again
     upstream = web.view(done["id"], "request", "Gemini request")["text"]
     assert "edited while held" in upstream and "at-a" not in upstream and "at-b" not in upstream
+    web.call("POST", f"/flows/{done['id']}/replay")  # a replay is not held, and sends the edited request
+
+    def replayed():
+        found = [x for x in web.flows() if x["id"] == done["id"] and x["is_replay"] == "request"
+                 and x.get("response") and x["response"]["timestamp_end"] > done["response"]["timestamp_end"]
+                 and x["comment"]]
+        return found[0] if found else None
+
+    again = wait_for(replayed)
+    assert again["comment"].startswith("gemini-2.5-pro → gemini-2.5-pro · ") and not again["marked"]
+    assert len(emulator.requests(rpc="generateContent")) == 2
+    assert "echo: edited while held" in web.view(done["id"], "response", "auto")["text"]
 
 
 def test_a_held_request_edited_into_invalid_json_is_the_clients_400(intercepting, client, emulator):
