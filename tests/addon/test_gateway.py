@@ -508,3 +508,107 @@ def test_a_bad_state_url_refuses_to_start_without_quoting_its_password(tmp_path)
           pytest.raises(exceptions.OptionsError, match="ag_state_url") as refused):
         tctx.configure(addon, ag_state_url="http://:hunter2@cache:6379")
     assert "hunter2" not in str(refused.value)
+
+
+# ---- an intercept filter is set: flows go to the relay as the client's request ----------------------
+@pytest.fixture
+def intercepting_gw(tmp_path):
+    from mitmproxy.addons.intercept import Intercept
+
+    addon = Gateway()
+    with taddons.context(Proxyserver(), Intercept(), addon) as tctx:
+        tctx.configure(addon, ag_accounts=str(tmp_path), intercept="~q")
+        addon.relay.port = 40000
+        yield addon
+
+
+HELD_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hold me"}]}
+
+
+async def test_a_flow_that_may_be_held_is_the_clients_request_pointed_at_the_relay(intercepting_gw):
+    gw = intercepting_gw
+    f = chat_flow(HELD_BODY, headers=((b"transfer-encoding", b"chunked"),))
+    client_body = f.request.raw_content
+    await gw.request(f)
+    assert f.response is None  # not answered inline: an intercept filter may still hold it
+    req = f.request
+    assert (req.method, req.path, req.content) == ("POST", "/v1/chat/completions", client_body)
+    assert (req.scheme, req.host, req.port) == ("http", "127.0.0.1", 40000)
+    assert req.host_header == "127.0.0.1:8045" and req.headers[FLOW_HEADER] == f.id
+    assert "transfer-encoding" not in req.headers
+    assert req.headers.get_all("content-length") == [str(len(client_body))]
+    assert f.comment == "gpt-4o → gemini-2.5-flash · not sent yet: edit the client's request, then resume"
+    plan = gw.plans[f.id]
+    assert plan.client is None and plan.job.translate is not None
+
+
+async def test_an_unchanged_held_request_goes_upstream_as_the_hook_translated_it(intercepting_gw):
+    gw = intercepting_gw
+    f = chat_flow(HELD_BODY)
+    await gw.request(f)
+    plan = gw.plans[f.id]
+    model, stream, body = await plan.job.translate("POST", "/v1/chat/completions", f.request.content)
+    assert (model, stream) == ("gemini-2.5-flash", False)
+    assert body is plan.held.upstream  # not parsed and translated a second time
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "hold me"}]}]
+
+
+async def test_an_edited_held_request_is_translated_again_and_the_answer_follows_the_edit(intercepting_gw):
+    gw = intercepting_gw
+    f = chat_flow(HELD_BODY)
+    await gw.request(f)
+    edited = {"model": "gemini-2.5-pro", "stream": True, "messages": [{"role": "user", "content": "edited"}]}
+    f.request.content = orjson.dumps(edited)  # what mitmweb does with an edit
+    translate = gw.plans[f.id].job.translate
+    model, stream, body = await translate("POST", "/v1/chat/completions", f.request.content)
+    assert (model, stream) == ("gemini-2.5-pro", True)  # from the edited body, not the original request
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "edited"}]}]
+    assert f.metadata["ag.client_request"]["model"] == "gemini-2.5-pro"
+    f.response = tutils.tresp(status_code=200, content=None, headers=SSE_HEADERS)
+    gw.responseheaders(f)
+    assert isinstance(f.response.stream, StreamAdapter)  # the edit made it a stream: translated as one
+    assert f.response.headers["X-Mapped-Model"] == "gemini-2.5-pro"
+    # The flow shows the client's (edited) request at the client's address again, without our header.
+    req = f.request
+    assert (req.host, req.port, req.path) == ("address", 22, "/v1/chat/completions")
+    assert orjson.loads(req.content) == edited and FLOW_HEADER not in req.headers
+    for chunk in [GOOD, b""]:
+        f.response.stream(chunk)
+    f.response.content = b""
+    gw.response(f)
+    assert f.comment.startswith("gemini-2.5-pro → gemini-2.5-pro · ") and not f.marked
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "words"), [
+    ("POST", "/v1/chat/completions", b'{"model": "gpt-4o", "messages": [', "JSON"),
+    ("POST", "/v1/chat/completions", b'{"model": "gpt-4o"}', "messages"),
+    ("POST", "/v1/responses", orjson.dumps(HELD_BODY), "keeps its route"),
+])
+async def test_a_bad_edit_of_a_held_request_is_the_clients_400(intercepting_gw, method, path, raw, words):
+    from antigravity_gw import errors
+
+    gw = intercepting_gw
+    f = chat_flow(HELD_BODY)
+    await gw.request(f)
+    with pytest.raises(errors.GatewayError, match=words) as caught:
+        await gw.plans[f.id].job.translate(method, path, raw)
+    assert caught.value.status == 400
+
+
+async def test_a_held_flow_killed_before_it_left_shows_the_clients_address_again(intercepting_gw):
+    from mitmproxy import flow as mflow
+
+    gw = intercepting_gw
+    f = chat_flow(HELD_BODY)
+    await gw.request(f)
+    f.error = mflow.Error(mflow.Error.KILLED_MESSAGE)
+    gw.error(f)
+    assert (f.request.host, f.request.path) == ("address", "/v1/chat/completions")
+    assert FLOW_HEADER not in f.request.headers and f.marked == ":warning:"
+
+
+async def test_without_an_intercept_filter_the_relay_gets_the_upstream_request_as_before(gw):
+    gw.relay.port = 40000
+    f = chat_flow({**HELD_BODY, "stream": True})
+    await gw.request(f)
+    assert f.request.path.startswith("/v1beta/models/") and gw.plans[f.id].job.translate is None

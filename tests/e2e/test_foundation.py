@@ -63,7 +63,8 @@ def test_nothing_goes_upstream_while_a_flow_is_intercepted_and_edits_are_sent(st
     assert completion.choices[0].message.content == "echo: held"
     sent = emulator.requests(rpc="generateContent")
     assert len(sent) == 1
-    assert sent[0]["body"]["request"]["generationConfig"]["temperature"] == 0.123  # the edit went upstream
+    # the edit of the client's request was translated and went upstream
+    assert sent[0]["body"]["request"]["generationConfig"]["temperature"] == 0.123
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])

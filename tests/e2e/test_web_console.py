@@ -302,29 +302,122 @@ def test_the_web_ui_shows_routes_and_comments_in_its_flow_list(console, web, cli
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
-def test_an_intercepted_request_is_held_edited_and_resumed_through_the_api(web, client, emulator):
-    from concurrent.futures import ThreadPoolExecutor
+# ---- interception: the held flow is the client's request ---------------------------------------------
+CHAT = "/v1/chat/completions"
 
-    web.call("PUT", "/options", {"intercept": "~q"})
+
+@pytest.fixture
+def intercepting(web):
+    """An intercept filter on the chat route, as a user sets it in mitmweb; off again after the test."""
+    web.call("PUT", "/options", {"intercept": f"~u {CHAT} & ~q"})
     try:
-        with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(client.chat.completions.create, model="gpt-4o",
-                                 messages=[{"role": "user", "content": "hold me"}])
-            (held,) = wait_for(lambda: [f for f in web.flows() if f["intercepted"]])
-            assert held["comment"] == (f"gpt-4o → {FLASH} · upstream request, not sent yet: "
-                                       "edit it, then resume")
-            assert emulator.requests(rpc="generateContent") == []  # nothing sent while held
-            body = web.call("GET", f"/flows/{held['id']}/request/content.data")
-            body.setdefault("generationConfig", {})["temperature"] = 0.123
-            web.call("PUT", f"/flows/{held['id']}", {"request": {"content": orjson.dumps(body).decode()}})
-            web.call("POST", f"/flows/{held['id']}/resume")
-            completion = answer.result(timeout=30)
+        yield web
     finally:
         web.call("PUT", "/options", {"intercept": ""})
-    assert completion.choices[0].message.content == "echo: hold me"
+
+
+def held_flow(web: Web, answer) -> dict[str, Any]:
+    def held():
+        assert not answer.done(), answer.exception() if answer.done() else None
+        return [f for f in web.flows() if f["intercepted"]]
+    (f,) = wait_for(held)
+    return f
+
+
+def edit_and_resume(web: Web, flow_id: str, content: str | bytes) -> None:
+    text = content.decode() if isinstance(content, bytes) else content
+    web.call("PUT", f"/flows/{flow_id}", {"request": {"content": text}})
+    web.call("POST", f"/flows/{flow_id}/resume")
+
+
+def test_a_held_request_is_the_clients_and_the_edited_one_is_answered(console, intercepting, client,
+                                                                     emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw, web = console
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.chat.completions.with_raw_response.create, model="gpt-4o",
+                             messages=[{"role": "user", "content": "hold me"}])
+        held = held_flow(web, answer)
+        req = held["request"]
+        assert (req["method"], req["path"], req["pretty_host"]) == ("POST", CHAT, "127.0.0.1")
+        assert held["comment"] == f"gpt-4o → {FLASH} · not sent yet: edit the client's request, then resume"
+        assert dict(held["request"]["headers"])["authorization"] == "[redacted]"  # never the key
+        body = web.call("GET", f"/flows/{held['id']}/request/content.data")  # the client's OpenAI JSON
+        assert body == {"model": "gpt-4o", "messages": [{"role": "user", "content": "hold me"}]}
+        assert emulator.requests(rpc="generateContent") == []  # nothing sent while held
+        body["model"], body["messages"][0]["content"] = "gemini-2.5-pro", "edited while held"
+        body["temperature"] = 0.123
+        edit_and_resume(web, held["id"], orjson.dumps(body))
+        raw = answer.result(timeout=30)
+    assert raw.parse().choices[0].message.content == "echo: edited while held"  # the edited request's answer
+    assert raw.headers["x-mapped-model"] == "gemini-2.5-pro"  # the edited model, mapped again
     (sent,) = emulator.requests(rpc="generateContent")
-    assert sent["body"]["request"]["generationConfig"]["temperature"] == 0.123  # the edit went upstream
-    (done,) = finished(web, "/v1/chat/completions")
-    assert done["comment"].startswith(f"gpt-4o → {FLASH} · ") and not done["marked"]
+    assert sent["body"]["model"] == "gemini-2.5-pro"
+    assert sent["body"]["request"]["generationConfig"]["temperature"] == 0.123
+    (done,) = finished(web, CHAT)
+    assert done["comment"].startswith("gemini-2.5-pro → gemini-2.5-pro · ") and not done["marked"]
+    assert (done["request"]["pretty_host"], done["request"]["port"]) == ("127.0.0.1", gw.port)
+    assert "x-ag-flow" not in dict(done["request"]["headers"])
+    shown = web.call("GET", f"/flows/{done['id']}/request/content.data")
+    assert shown["messages"][0]["content"] == "edited while held"  # what a replay sends again
     upstream = web.view(done["id"], "request", "Gemini request")["text"]
-    assert '"temperature": 0.123' in upstream  # the edited call, one click away
+    assert "edited while held" in upstream and "at-a" not in upstream and "at-b" not in upstream
+    web.call("POST", f"/flows/{done['id']}/replay")  # a replay is not held, and sends the edited request
+
+    def replayed():
+        found = [x for x in web.flows() if x["id"] == done["id"] and x["is_replay"] == "request"
+                 and x.get("response") and x["response"]["timestamp_end"] > done["response"]["timestamp_end"]
+                 and x["comment"]]
+        return found[0] if found else None
+
+    again = wait_for(replayed)
+    assert again["comment"].startswith("gemini-2.5-pro → gemini-2.5-pro · ") and not again["marked"]
+    assert len(emulator.requests(rpc="generateContent")) == 2
+    assert "echo: edited while held" in web.view(done["id"], "response", "auto")["text"]
+
+
+def test_a_held_request_edited_into_invalid_json_is_the_clients_400(intercepting, client, emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    web = intercepting
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.chat.completions.create, model="gpt-4o",
+                             messages=[{"role": "user", "content": "break me"}])
+        held = held_flow(web, answer)
+        edit_and_resume(web, held["id"], '{"model": "gpt-4o", "messages": [')
+        with pytest.raises(openai.BadRequestError) as caught:
+            answer.result(timeout=30)
+    err = caught.value.response.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    assert emulator.requests(rpc="generateContent") == []
+    (done,) = finished(web, CHAT)
+    assert done["marked"] and done["comment"].startswith("⚠ 400 ")
+
+
+def test_a_held_stream_resumed_streams_the_edited_request(intercepting, client, emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    web = intercepting
+    emulator.add_rule(times=1, reply={"text": ["Hello ", "held ", "stream"]})
+
+    def read_stream() -> str:
+        chunks = client.chat.completions.create(model="gpt-4o", stream=True,
+                                                stream_options={"include_usage": True},
+                                                messages=[{"role": "user", "content": "s"}])
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(read_stream)
+        held = held_flow(web, answer)
+        body = web.call("GET", f"/flows/{held['id']}/request/content.data")
+        assert body["stream"] is True and held["request"]["path"] == CHAT
+        body["messages"][0]["content"] = "edited stream"
+        edit_and_resume(web, held["id"], orjson.dumps(body))
+        assert answer.result(timeout=30) == "Hello held stream"
+    (sent,) = emulator.requests(rpc="streamGenerateContent")
+    assert sent["body"]["request"]["contents"] == [{"role": "user", "parts": [{"text": "edited stream"}]}]
+    (done,) = finished(web, CHAT)
+    assert done["comment"].startswith(f"gpt-4o → {FLASH} · ") and " tok · " in done["comment"]
+    assert not done["marked"]
+    assert web.view(done["id"], "response", "auto")["view_name"] == "OpenAI stream"

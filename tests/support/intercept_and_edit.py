@@ -1,8 +1,9 @@
 """Test-only mitmproxy script: mitmweb's interception, scripted. Flows matching ``intercept`` are held
 until the test says so: the script writes ``<hold_dir>/held`` once a flow is held, and when the test
-creates ``<hold_dir>/release`` it edits the held upstream request (as a user would in mitmweb) and
-resumes it. The test checks that nothing went upstream while held and that the edit was sent; no clock
-decides anything (a timed hold raced the test's own sleep on a busy machine)."""
+creates ``<hold_dir>/release`` it edits the held request, which is the client's OpenAI request (as a
+user would in mitmweb: here it adds ``temperature``), and resumes it. The test checks that nothing went
+upstream while held and that the edit was sent; no clock decides anything (a timed hold raced the
+test's own sleep on a busy machine)."""
 
 import asyncio
 import time
@@ -33,7 +34,7 @@ class EditThenResume:
         while not (hold_dir / "release").exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         body = orjson.loads(flow.request.content or b"{}")
-        body.setdefault("generationConfig", {})["temperature"] = 0.123
+        body["temperature"] = 0.123
         flow.request.content = orjson.dumps(body)
         flow.resume()
 

@@ -4,7 +4,9 @@ Hooks are guard clauses plus one call:
 - ``requestheaders``: refuse a body over the limit from its Content-Length, before it is read (P18);
 - ``request``: is this flow ours? Answer it directly (health, models, errors) or translate it into
   the canonical upstream request; a non-stream request is answered right here when nothing could
-  still intercept or rewrite it (no relay hop), everything else is pointed at the loopback relay;
+  still intercept or rewrite it (no relay hop), everything else is pointed at the loopback relay
+  (while an intercept filter is set, as the client's request, which the relay translates again if it
+  was edited while held);
 - ``responseheaders``: restore the display URL, add our headers, install the stream translator;
 - ``response``: translate a non-stream body;
 - ``error``: forget the flow's state (the client left before the relay saw it);
@@ -99,6 +101,22 @@ STARTING_RETRY = {"retry-after": "1"}
 STORED_ROUTES = frozenset({RouteKind.RESPONSE, RouteKind.RESPONSE_INPUT_ITEMS, RouteKind.RESPONSE_CANCEL})
 PREVIOUS_RESPONSE_NOT_FOUND = "previous_response_not_found"
 INLINE_INPUTS = frozenset({"ag_inline_non_stream", "intercept", "intercept_active", *REWRITING_OPTIONS})
+# A held flow goes to the relay as the client's request: these are replaced (framing, our flow id).
+HELD_REPLACED = frozenset({FLOW_FIELD, b"transfer-encoding", b"content-length"})
+
+
+@dataclass(slots=True, frozen=True)
+class HeldRequest:
+    """A flow sent to the relay as the client's request, so that an intercept filter holds what the client
+    sent (mitmweb shows it, the user edits it): the request as the hook translated it, that translation,
+    and the client's address, shown again once the answer comes."""
+
+    method: str
+    path: str
+    body: bytes
+    route: RouteKind
+    upstream: dict[str, Any]  # the hook's translation: what the relay sends if nothing was edited
+    address: tuple[bytes, str, int]  # scheme, host, port
 
 
 @dataclass(slots=True)
@@ -111,6 +129,7 @@ class Plan:
     ids: Ids
     job: RelayJob
     client: flows.ClientSnapshot | None = None  # the client's request, while the flow shows the relay's
+    held: HeldRequest | None = None  # sent as the client's request (an intercept filter is on)
 
     @property
     def served_model(self) -> str:
@@ -151,7 +170,7 @@ class Gateway:
         self._next_sweep = 0.0
         self._inline = False  # see _inline_allowed(); decided in configure, not per request
         self._keep_upstream_stream = False  # under mitmweb: keep Google's raw stream for its content view
-        self._intercepting = False  # an intercept filter is on: a held flow says what it is
+        self._intercepting = False  # an intercept filter is on: flows go to the relay as the client's request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
         self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
@@ -504,19 +523,11 @@ class Gateway:
     async def _translate_request(self, flow: http.HTTPFlow, route: Route) -> None:
         endpoint = self.endpoints.for_route(route.kind)
         raw = flow.request.raw_content or b""  # decoded by _decode_body
-        try:
-            request = await self._parse(endpoint, raw)
-        except errors.NotFound as e:  # a previous_response_id another instance may have stored (ag_state_url)
-            if not await self._fetch_shared_response(e, raw):
-                raise
-            request = await self._parse(endpoint, raw)
+        request = await self._parse_client_body(endpoint, raw)
         client_model = request.model
         if self.admit_client is not None and (check := self.admit_client(flow, client_model)) is not None:
             await check
-        mapped = self.model_map.resolve(client_model)
-        flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
-        images = await self._fetch_images(request.image_urls())
-        gemini_request = request.to_gemini(mapped, images)
+        mapped, gemini_request = await self._upstream_request(flow, request)
         stream = request.stream
         ids = Ids.new(endpoint.id_prefix, upstream_model=mapped)
         session = conversation_key(gemini_request, request.session_key)
@@ -529,12 +540,33 @@ class Gateway:
         plan = self.plans[flow.id]
         if not stream and (self._inline or request.rpc):  # other calls than generate: never through the relay
             await self._answer_inline(flow, plan, mapped, gemini_request)
+        elif self._intercepting:  # the flow may be held: it must stay the client's request, editable
+            self._point_at_relay_as_client(flow, plan, route.kind, gemini_request)
         else:
             plan.client = flows.client_snapshot(flow.request)
             self._point_at_relay(flow, job, mapped, stream, gemini_request)
-            if self._intercepting:  # a held flow shows the upstream request: say so in its comment
-                flow.comment = (f"{readable.models(client_model, mapped)} · upstream request, not sent yet: "
-                                "edit it, then resume")
+
+    async def _parse_client_body(self, endpoint: Endpoint, raw: bytes) -> ParsedRequest:
+        """The client's body parsed by its API; stored state read when memory no longer holds it (one
+        coroutine for both: this is every request's path)."""
+        try:
+            try:
+                return endpoint.parse(raw)
+            except NeedsStoredState as need:  # stored state memory no longer holds: read it in a thread
+                return await self._parse_with_stored_state(need)
+        except errors.NotFound as e:  # a previous_response_id another instance may have stored (ag_state_url)
+            if not await self._fetch_shared_response(e, raw):
+                raise
+            return await self._parse(endpoint, raw)
+
+    async def _upstream_request(self, flow: http.HTTPFlow,
+                                request: ParsedRequest) -> tuple[str, dict[str, Any]]:
+        """The mapped model and the canonical upstream body of a parsed request (its images fetched)."""
+        mapped = self.model_map.resolve(request.model)
+        flow.metadata[flows.UPSTREAM] = {"model": mapped}  # error answers from here on name it too
+        params = request.image_urls()
+        images = await self._fetch_images(params) if params else {}
+        return mapped, request.to_gemini(mapped, images)
 
     async def _parse(self, endpoint: Endpoint, raw: bytes) -> ParsedRequest:
         try:
@@ -612,8 +644,6 @@ class Gateway:
 
     async def _fetch_images(self, params: dict[str, str]) -> dict[str, Any]:
         """Download the http(s) images a request names; a bad one is the client's 400, not Google's."""
-        if not params:
-            return {}
         fetcher = self._image_fetcher()
         fetched = await asyncio.gather(*(fetcher.fetch(url, param=param) for url, param in params.items()))
         return dict(zip(params, fetched, strict=True))
@@ -636,6 +666,62 @@ class Gateway:
         fields += [*RELAY_FIELDS, (FLOW_FIELD, flow.id.encode()), (b"content-length", b"%d" % len(raw))]
         req.headers.fields = tuple(fields)
         data.content = raw
+
+    def _point_at_relay_as_client(self, flow: http.HTTPFlow, plan: Plan, route: RouteKind,
+                                  upstream: dict[str, Any]) -> None:
+        """An intercept filter is on: send the flow to the relay as the client's request (its method, route,
+        headers and OpenAI body), so that a held flow is what the client sent and an edit is an edit of
+        that. Only the address changes (shown again once the answer comes). The relay calls
+        ``_translate_on_arrival``: unchanged, this hook's translation goes upstream; edited, the edit is
+        translated as a new request would be. Flows the filter lets through take the same way."""
+        req = flow.request
+        data = req.data
+        body = data.content or b""
+        address = (data.scheme, data.host, data.port)
+        plan.held = HeldRequest(req.method, req.path, body, route, upstream, address)
+        plan.job.translate = functools.partial(self._translate_on_arrival, flow)
+        data.scheme, data.host, data.port = b"http", "127.0.0.1", self.relay.port
+        fields = [field for field in req.headers.fields if field[0].lower() not in HELD_REPLACED]
+        fields += [(FLOW_FIELD, flow.id.encode()), (b"content-length", b"%d" % len(body))]
+        req.headers.fields = tuple(fields)
+        flow.comment = (f"{readable.models(plan.client_model, plan.mapped_model)} · not sent yet: "
+                        "edit the client's request, then resume")
+
+    async def _translate_on_arrival(self, flow: http.HTTPFlow, method: str, path: str,
+                                    raw: bytes) -> tuple[str, bool, dict[str, Any]]:
+        """The relay's ``RelayJob.translate``: the client's request as it left mitmproxy, as the upstream
+        model, stream flag and body. Unchanged, that is the hook's translation; edited while held, it is
+        parsed and translated again (model, stream and mapping from the edited body, its images fetched,
+        the caller's key checked for a new model), and the plan follows it: the answer is translated,
+        commented and logged as the edited request's. A bad edit is the client's 400, as it would have
+        been at the door."""
+        plan = self.plans.get(flow.id)
+        held = plan.held if plan is not None else None
+        if plan is None or held is None:
+            raise errors.GatewayError("The relay got a client request for a flow the gateway does not know.")
+        if method == held.method and path == held.path and raw == held.body:
+            return plan.mapped_model, plan.stream, held.upstream
+        route = match_route(method, path, functools.partial(flows.public_base_url, flow))
+        if route.kind != held.route:
+            raise errors.InvalidRequest(
+                f"The held request came in as {held.method} {held.path} and was edited into {method} {path}: "
+                "a held request keeps its route (send the other one as a new request).")
+        inbound.check_size(len(raw), self.settings.body_limit)
+        inbound.check_json_body(flow.request.headers.get("content-type"), raw,
+                                multipart_ok=route.kind == RouteKind.IMAGE_EDITS)
+        request = await self._parse_client_body(plan.endpoint, raw)
+        if (request.model != plan.client_model and self.admit_client is not None
+                and (check := self.admit_client(flow, request.model)) is not None):
+            await check  # the key's model list applies to the edited model (admitted once already)
+        mapped, upstream = await self._upstream_request(flow, request)
+        plan.request, plan.mapped_model = request, mapped
+        plan.ids = Ids.new(plan.endpoint.id_prefix, upstream_model=mapped)
+        job = plan.job
+        session = conversation_key(upstream, request.session_key)
+        job.ctx = CallContext(job.ctx.request_id, session, request.rpc)
+        job.error_body = request.error_body
+        flow.metadata[flows.CLIENT_REQUEST] = {"method": method, "path": path, "model": request.model}
+        return mapped, request.stream, upstream
 
     def _expire_stale_plans(self) -> None:
         """Plans end in response()/error() (P17); this only bounds memory if a hook was ever skipped,
@@ -707,6 +793,12 @@ class Gateway:
         if plan.client is not None:
             flows.restore_client_request(flow.request, plan.client)
             plan.client = None
+        elif plan.held is not None:  # it went as the client's request (edited, perhaps): only its address
+            req = flow.request
+            data = req.data
+            data.scheme, data.host, data.port = plan.held.address
+            req.headers.fields = tuple(f for f in req.headers.fields if f[0].lower() != FLOW_FIELD)
+            plan.held = None
         upstream = {"url": job.url, "account": job.account, "attempts": job.attempts,
                     "model": plan.served_model, "tokens": tokens}
         if job.url:  # what went upstream, one click away (ag.flow.upstream, the "Gemini request" view)

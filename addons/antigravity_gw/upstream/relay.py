@@ -3,9 +3,11 @@
 Why a relay: mitmproxy makes one server connection per flow and can only stream a body that comes
 from a socket, so retries with account rotation cannot stream natively. The ``request`` hook points
 the flow here (127.0.0.1, ephemeral port); what arrives is the request as it left mitmproxy (after
-interception and edits in mitmweb), so nothing goes upstream while a flow is intercepted. The
-winning upstream response is streamed back as it arrives; a stream that breaks mid-way ends with a
-Google-style in-band error frame, never with a silent hang.
+interception and edits in mitmweb), so nothing goes upstream while a flow is intercepted. While an
+intercept filter is set, a flow comes here as the client's own request (what a held flow shows and the
+user edits): the job's ``translate`` turns what arrived into the upstream call. The winning upstream
+response is streamed back as it arrives; a stream that breaks mid-way ends with a Google-style in-band
+error frame, never with a silent hang.
 
 Streams, in time:
 - while the attempts run (a slow upstream, a backoff, a held first event), nothing is committed; after
@@ -69,6 +71,9 @@ class RelayJob:
     fallback_from: str = ""  # the planned model, when ag_model_fallback served ``model`` instead
     sent_headers: Mapping[str, str] | None = None  # the winning call's headers (secrets: never stored as is)
     shown_failures: list[Any] | None = None  # what ``report`` made of each failed attempt, in order
+    # Set when the flow comes as the client's request (an intercept filter is on): (method, raw path, body
+    # as they arrived) -> (upstream model, stream, upstream body); raises the GatewayError the client gets.
+    translate: Callable[[str, str, bytes], Awaitable[tuple[str, bool, dict[str, Any]]]] | None = None
 
     def request_body(self, raw: bytes) -> dict[str, Any]:
         """The upstream request the relay received: the hook's own dict when the bytes are unchanged (a
@@ -171,13 +176,16 @@ class Relay:
             return error_response(job.error, job.error_body)
 
     async def _serve(self, request: web.Request, job: RelayJob) -> web.StreamResponse:
-        try:
-            model, stream = parse_canonical_path(request.path_qs)
-        except ValueError:
-            raise errors.InvalidRequest(
-                f"The upstream request was edited into {request.method} {request.path_qs}, which is not a "
-                "generateContent call the gateway can send.") from None
-        body = job.request_body(await request.read())
+        if job.translate is not None:  # the client's request, perhaps edited while held: translated now
+            model, stream, body = await job.translate(request.method, request.raw_path, await request.read())
+        else:
+            try:
+                model, stream = parse_canonical_path(request.path_qs)
+            except ValueError:
+                raise errors.InvalidRequest(
+                    f"The upstream request was edited into {request.method} {request.path_qs}, which is not "
+                    "a generateContent call the gateway can send.") from None
+            body = job.request_body(await request.read())
         run = self._runner().run(model, stream, body, job.ctx, job.failed)
         if not stream:
             winner = await run
