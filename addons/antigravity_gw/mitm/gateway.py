@@ -443,7 +443,8 @@ class Gateway:
     # ---- request side ----------------------------------------------------------------------
     def _refuse_large_body(self, flow: http.HTTPFlow) -> None:
         try:
-            inbound.check_declared_size(flow.request.headers.get("content-length"), self.settings.body_limit)
+            inbound.check_declared_size(flows.header(flow.request.headers, b"content-length"),
+                                        self.settings.body_limit)
         except errors.PayloadTooLarge:
             flow.metadata[flows.ROUTE] = flows.TOO_LARGE
             raise
@@ -473,7 +474,7 @@ class Gateway:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
             multipart = route.kind == RouteKind.IMAGE_EDITS  # the openai SDK uploads edits as a form
-            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"",
+            inbound.check_json_body(flows.header(req.headers, b"content-type"), req.raw_content or b"",
                                     multipart_ok=multipart)
         await self._translate_request(flow, route)
 
@@ -490,7 +491,7 @@ class Gateway:
         """Undo the client's Content-Encoding under the body limit (never ``req.content``: mitmproxy decodes
         without a cap), and keep the decoded body on the flow so nothing downstream decodes it again.
         Decoding up to the limit takes a CPU moment, so it runs off the event loop."""
-        coding = req.headers.get("content-encoding")
+        coding = flows.header(req.headers, b"content-encoding")
         if not coding:
             return
         try:
