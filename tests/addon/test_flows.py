@@ -108,3 +108,12 @@ def test_cors_adds_its_headers_once_and_again_after_a_replacement():
     f.response = flows.answer(502, b"{}")  # an error found while translating replaces the answer
     cors.response(f)
     assert f.response.headers["access-control-allow-origin"] == "*"
+
+
+def test_header_reads_the_raw_fields_as_headers_get_does():
+    headers = http.Headers([(b"Content-Type", b"application/json"), (b"X-Twice", b"a"), (b"x-twice", b"b"),
+                            (b"X-Latin", "é".encode())])
+    for name in ("content-type", "x-twice", "x-latin", "absent"):
+        assert flows.header(headers, name.encode()) == headers.get(name)
+    assert flows.header(headers, b"x-twice") == "a, b"
+    assert flows.header(headers, b"absent") is None

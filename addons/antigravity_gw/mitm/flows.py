@@ -62,6 +62,15 @@ def is_ours(flow: http.HTTPFlow) -> bool:
     return flow.request.pretty_host in INTERCEPT_HOSTS
 
 
+def header(headers: http.Headers, name: bytes) -> str | None:
+    """``headers.get(name)`` for a lower-case ``name``, read off the raw fields in one pass: ``Headers.get``
+    decodes and lower-cases every field for each lookup, and the request path asks for several."""
+    values = [value for key, value in headers.fields if key.lower() == name]
+    if not values:
+        return None
+    return ", ".join(v.decode("utf-8", "surrogateescape") for v in values)  # as Headers joins repeats
+
+
 def public_base_url(flow: http.HTTPFlow) -> str:
     """The base URL this client should configure, as it reached us (quoted in 404 fixes).
 

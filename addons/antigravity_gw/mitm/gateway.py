@@ -172,7 +172,9 @@ class Gateway:
         self._keep_upstream_stream = False  # under mitmweb: keep Google's raw stream for its content view
         self._intercepting = False  # an intercept filter is on: flows go to the relay as the client's request
         self.loaded = False  # the first account load is done: /healthz answers "ok" (503 "starting" before)
-        self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}  # client connection id -> attempts
+        # client connection id -> the request hooks awaiting their attempts (see _run_for_client)
+        self._inline_runs: dict[str, set[asyncio.Task[Any]]] = {}
+        self._left: set[asyncio.Task[Any]] = set()  # of those, the ones cancelled because their client left
         self._quota: QuotaMonitor | None = None  # made after running(): it needs the session and tokens
         self._quota_timer = Periodic(self.refresh_quota, name="ag-quota")
         self._client_secret = options.SecretOption("ag_oauth_client_secret")
@@ -445,6 +447,7 @@ class Gateway:
 
     def client_disconnected(self, client: Any) -> None:
         for task in self._inline_runs.pop(client.id, ()):
+            self._left.add(task)
             task.cancel()  # the client left: its attempts stop now (nobody's failure, see _run_for_client)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
@@ -459,7 +462,8 @@ class Gateway:
     # ---- request side ----------------------------------------------------------------------
     def _refuse_large_body(self, flow: http.HTTPFlow) -> None:
         try:
-            inbound.check_declared_size(flow.request.headers.get("content-length"), self.settings.body_limit)
+            inbound.check_declared_size(flows.header(flow.request.headers, b"content-length"),
+                                        self.settings.body_limit)
         except errors.PayloadTooLarge:
             flow.metadata[flows.ROUTE] = flows.TOO_LARGE
             raise
@@ -489,7 +493,7 @@ class Gateway:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
             multipart = route.kind == RouteKind.IMAGE_EDITS  # the openai SDK uploads edits as a form
-            inbound.check_json_body(req.headers.get("content-type"), req.raw_content or b"",
+            inbound.check_json_body(flows.header(req.headers, b"content-type"), req.raw_content or b"",
                                     multipart_ok=multipart)
         await self._translate_request(flow, route)
 
@@ -506,7 +510,7 @@ class Gateway:
         """Undo the client's Content-Encoding under the body limit (never ``req.content``: mitmproxy decodes
         without a cap), and keep the decoded body on the flow so nothing downstream decodes it again.
         Decoding up to the limit takes a CPU moment, so it runs off the event loop."""
-        coding = req.headers.get("content-encoding")
+        coding = flows.header(req.headers, b"content-encoding")
         if not coding:
             return
         try:
@@ -621,23 +625,27 @@ class Gateway:
         self._comment(flow, plan)
 
     async def _run_for_client(self, flow: http.HTTPFlow, attempts: Awaitable[Winner]) -> Winner:
-        """Await ``attempts`` as a task ``client_disconnected`` can cancel; ``ClientLeft`` when it did.
+        """Await ``attempts`` where ``client_disconnected`` can cancel them; ``ClientLeft`` when it did.
 
         mitmproxy lets a request hook run on after its client left; without this, the attempts would run
-        to their end, and their failures would be reported and cooled down for nobody."""
-        task = asyncio.ensure_future(attempts)
+        to their end, and their failures would be reported and cooled down for nobody. What is cancelled
+        is the hook's own task, while it awaits here (no task of its own: one less per request); that
+        cancellation is taken back once it has stopped the attempts, so mitmproxy's hook runs on."""
+        task = asyncio.current_task()
+        assert task is not None, "a request hook runs in a task"
         key = flow.client_conn.id
         runs = self._inline_runs.setdefault(key, set())
         runs.add(task)
         try:
-            return await task
+            return await attempts
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and not (current is not None and current.cancelling()):
-                raise ClientLeft from None
-            task.cancel()
+            if task in self._left:
+                self._left.discard(task)
+                if task.uncancel() == 0:  # nobody else (a shutdown) cancelled it too
+                    raise ClientLeft from None
             raise
         finally:
+            self._left.discard(task)
             runs.discard(task)
             if not runs and self._inline_runs.get(key) is runs:
                 del self._inline_runs[key]
