@@ -5,7 +5,6 @@ without its signature, the escape value on every call). Every request of these l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -13,7 +12,7 @@ import orjson
 import pytest
 
 from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
 GEMINI3 = "gemini-3.1-pro-high"
@@ -25,15 +24,6 @@ WEATHER = {
     },
 }
 NOW = {"type": "function", "function": {"name": "get_time", "description": "The time now"}}  # no arguments
-
-
-@pytest.fixture(scope="module")
-def cloudcode_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-models")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
 KEY = "sk-gw-messages"
@@ -25,22 +25,13 @@ NOW = {"name": "get_time", "description": "The time now", "input_schema": {"type
 
 
 @pytest.fixture(scope="module")
-def messages_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-messages")
-    write_account(accounts, "acc1")
-    with Gateway(
-        emulator_process,
-        accounts,
-        confdir=mitm_confdir,
-        options={"ag_api_key": KEY, "ag_auth_mode": "strict"},
-    ) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
+def gateway_options() -> dict[str, Any]:
+    return {"ag_api_key": KEY, "ag_auth_mode": "strict"}
 
 
 @pytest.fixture
-def gw(messages_gateway: Gateway, emulator: Emulator) -> Gateway:
-    return messages_gateway
+def gw(cloudcode_gateway: Gateway, emulator: Emulator) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture
