@@ -4,6 +4,7 @@ gateway for a whole module."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -47,6 +48,14 @@ def cloudcode_gateway(
     with Gateway(emulator_process, accounts, confdir=mitm_confdir, options=gateway_options) as gw:
         gw.dialect = "cloudcode"
         yield gw
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A scratch working directory for a client run as a subprocess (Codex CLI, Claude Code)."""
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
 
 
 @pytest.fixture

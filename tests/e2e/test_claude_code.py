@@ -47,13 +47,6 @@ def gw(cloudcode_gateway: Gateway) -> Gateway:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    d = tmp_path / "work"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def run_claude(claude: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path):
     home = tmp_path / "home"
     home.mkdir()

@@ -49,15 +49,8 @@ def gw(cloudcode_gateway: Gateway) -> Gateway:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    d = tmp_path / "work"
-    d.mkdir()
-    subprocess.run(["git", "init", "-q", str(d)], check=True, timeout=30)
-    return d
-
-
-@pytest.fixture
 def run_codex(codex: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path):
+    subprocess.run(["git", "init", "-q", str(workdir)], check=True, timeout=30)  # Codex works in a repository
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "catalog.json").write_bytes(orjson.dumps(CATALOG))
