@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from support.emulator import Emulator
+from support.emulator import WEATHER_AND_TIME_LOOP, Emulator
 from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
@@ -79,25 +79,7 @@ def answered(message: dict[str, Any], result: str = "9C") -> list[dict[str, Any]
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_chat_three_turn_tool_loop_with_claude_thinking(client, gw, emulator, stream):
-    emulator.add_rules(
-        [
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["The user wants ", "the weather."],
-                    "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
-                },
-            },
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["Now the time."],
-                    "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
-                },
-            },
-            {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
-        ]
-    )
+    emulator.add_rules(WEATHER_AND_TIME_LOOP)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather and time in Paris?"}]
     first = chat_turn(client, messages, "claude-opus-4-6", stream)  # the alias clients send
     assert first["tool_calls"][0]["function"]["name"] == "get_weather"

@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import pytest
 
-from support.emulator import Emulator
+from support.emulator import WEATHER_AND_TIME_LOOP, Emulator
 from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
@@ -123,25 +123,7 @@ def results(turn: dict[str, Any], output: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_three_turn_tool_loop_with_claude_thinking_and_signatures(client, gw, emulator, stream):
-    emulator.add_rules(
-        [
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["The user wants ", "the weather."],
-                    "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
-                },
-            },
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["Now the time."],
-                    "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
-                },
-            },
-            {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
-        ]
-    )
+    emulator.add_rules(WEATHER_AND_TIME_LOOP)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather and time in Paris?"}]
     first = claude_turn(client, messages, stream)
     assert [b["type"] for b in first["content"]] == ["thinking", "tool_use"]
