@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -84,20 +85,14 @@ def test_the_rpm_limit_answers_429_with_retry_after(usage):
     assert 1 <= int(e.headers["retry-after"]) <= 60
 
 
+def chat_record(**fields: Any) -> RequestRecord:
+    """The record of a finished chat completion, with ``fields``."""
+    return RequestRecord(ts=0, method="POST", path="/v1/chat/completions", route="chat.completions", **fields)
+
+
 def test_the_daily_budget_counts_what_the_sink_recorded(usage):
     assert refusal(usage, "carol") is None
-    usage.record(
-        RequestRecord(
-            ts=0,
-            method="POST",
-            path="/v1/chat/completions",
-            route="chat.completions",
-            key_name="carol",
-            has_tokens=True,
-            prompt_tokens=6,
-            completion_tokens=5,
-        )
-    )
+    usage.record(chat_record(key_name="carol", has_tokens=True, prompt_tokens=6, completion_tokens=5))
     e = refusal(usage, "carol")
     assert e is not None and (e.status, e.code) == (429, "budget_exceeded")
 
@@ -120,20 +115,8 @@ def test_model_calls_cost_the_hook_no_coroutine(usage):
 
 
 async def test_metrics_are_answered_with_the_records_counted(usage):
-    usage.record(
-        RequestRecord(
-            ts=0,
-            method="POST",
-            path="/v1/chat/completions",
-            route="chat.completions",
-            key_name="alice",
-            mapped_model="g",
-            account="a1",
-            status=200,
-            attempts=2,
-            duration_ms=5.0,
-        )
-    )
+    usage.record(chat_record(key_name="alice", mapped_model="g", account="a1", status=200, attempts=2,
+                             duration_ms=5.0))
     f = flow(path="/metrics", method="GET")
     await usage.request(f)
     assert f.response.status_code == 200

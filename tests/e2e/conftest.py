@@ -1,8 +1,11 @@
-"""Fixtures for the e2e tests that run once per upstream dialect (chat and Responses)."""
+"""Fixtures for the e2e tests: a gateway per upstream dialect (chat and Responses), or one Cloud Code
+gateway for a whole module."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -27,6 +30,32 @@ def dialect_gateway(
     with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
         gw.dialect = request.param
         yield gw
+
+
+@pytest.fixture(scope="module")
+def gateway_options() -> dict[str, Any]:
+    """The options of the module's ``cloudcode_gateway``: a module overrides this fixture to set its own."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def cloudcode_gateway(
+    emulator_process: Emulator, mitm_confdir, tmp_path_factory, gateway_options: dict[str, Any]
+) -> Iterator[Gateway]:
+    """One gateway on one Cloud Code OAuth account (``acc1``) for a whole module, with ``gateway_options``."""
+    accounts = tmp_path_factory.mktemp("accounts-cloudcode")
+    write_account(accounts, "acc1")
+    with Gateway(emulator_process, accounts, confdir=mitm_confdir, options=gateway_options) as gw:
+        gw.dialect = "cloudcode"
+        yield gw
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A scratch working directory for a client run as a subprocess (Codex CLI, Claude Code)."""
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
 
 
 @pytest.fixture

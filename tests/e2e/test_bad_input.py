@@ -12,7 +12,7 @@ import brotli
 import orjson
 import pytest
 
-from support.gateway import Gateway, write_account
+from support.gateway import Gateway
 from support.raw_http import Answer, RawClient
 
 try:
@@ -27,11 +27,8 @@ BOMB_SIZE = 100 * 1024 * 1024  # decoded; the gateway's limit is its default, 32
 
 
 @pytest.fixture(scope="module")
-def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-bad-input")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gateway:
-        yield gateway
+def gw(cloudcode_gateway: Gateway) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture

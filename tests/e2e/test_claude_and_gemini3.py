@@ -5,15 +5,14 @@ without its signature, the escape value on every call). Every request of these l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import orjson
 import pytest
 
-from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.emulator import WEATHER_AND_TIME_LOOP, Emulator
+from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
 GEMINI3 = "gemini-3.1-pro-high"
@@ -25,15 +24,6 @@ WEATHER = {
     },
 }
 NOW = {"type": "function", "function": {"name": "get_time", "description": "The time now"}}  # no arguments
-
-
-@pytest.fixture(scope="module")
-def cloudcode_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-models")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
 
 
 @pytest.fixture
@@ -89,25 +79,7 @@ def answered(message: dict[str, Any], result: str = "9C") -> list[dict[str, Any]
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_chat_three_turn_tool_loop_with_claude_thinking(client, gw, emulator, stream):
-    emulator.add_rules(
-        [
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["The user wants ", "the weather."],
-                    "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
-                },
-            },
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["Now the time."],
-                    "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
-                },
-            },
-            {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
-        ]
-    )
+    emulator.add_rules(WEATHER_AND_TIME_LOOP)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather and time in Paris?"}]
     first = chat_turn(client, messages, "claude-opus-4-6", stream)  # the alias clients send
     assert first["tool_calls"][0]["function"]["name"] == "get_weather"

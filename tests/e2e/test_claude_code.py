@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from support.gateway import ROOT, Gateway, write_account
+from support.gateway import ROOT, Gateway
+from support.npm import client_env, npm_cli, run_cli
 
 CLAUDE_CODE_VERSION = "2.1.332"
 CLAUDE_CODE_DIR = ROOT / ".claude-code-cache"
-INSTALL_TIMEOUT = 300
 RUN_TIMEOUT = 180
 MODEL = "gemini-2.5-flash"
 SIDE_MODEL = "gemini-2.5-flash-lite"  # Claude Code's small/fast model, for its side requests (titles etc.)
@@ -34,72 +31,37 @@ KEY = "sk-gw-claude-code"
 pytestmark = pytest.mark.timeout(600)
 
 
-def _claude_version(exe: Path) -> str:
-    try:
-        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.split(" ", 1)[0].strip()
-
-
 @pytest.fixture(scope="session")
 def claude() -> Path:
-    exe = CLAUDE_CODE_DIR / "node_modules" / ".bin" / "claude"
-    if _claude_version(exe) == CLAUDE_CODE_VERSION:
-        return exe
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed, so Claude Code cannot be installed")
-    package = f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"
-    command = [npm, "install", "--prefix", str(CLAUDE_CODE_DIR), "--no-audit", "--no-fund", package]
-    try:
-        subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=True)
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"npm could not install {package} within {INSTALL_TIMEOUT} s")
-    except subprocess.CalledProcessError as e:
-        pytest.skip(f"npm could not install {package}: {e.stderr.strip()[-500:]}")
-    version = _claude_version(exe)
-    assert version == CLAUDE_CODE_VERSION, f"npm installed {package}, but `claude --version` says {version!r}"
-    return exe
+    return npm_cli(CLAUDE_CODE_DIR, f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", "claude")
 
 
 @pytest.fixture(scope="module")
-def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("claude-code-accounts")
-    write_account(accounts, "acc1")
-    options = {"ag_api_key": KEY, "ag_auth_mode": "strict"}
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir, options=options) as gateway:
-        yield gateway
+def gateway_options() -> dict[str, Any]:
+    return {"ag_api_key": KEY, "ag_auth_mode": "strict"}
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    d = tmp_path / "work"
-    d.mkdir()
-    return d
+@pytest.fixture(scope="module")
+def gw(cloudcode_gateway: Gateway) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture
 def run_claude(claude: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path):
     home = tmp_path / "home"
     home.mkdir()
-    proxies = ("http_proxy", "https_proxy", "all_proxy")
-    env = {k: v for k, v in os.environ.items()  # none of the user's Claude settings, no proxy
-           if k.lower() not in proxies and not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    env = client_env("ANTHROPIC_", "CLAUDE_")  # none of the user's Claude settings
     env.update(
         HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), CLAUDE_CONFIG_DIR=str(home / ".claude"),
-        ANTHROPIC_BASE_URL=gw.url, ANTHROPIC_API_KEY=KEY, NO_PROXY="*",
+        ANTHROPIC_BASE_URL=gw.url, ANTHROPIC_API_KEY=KEY,
         ANTHROPIC_SMALL_FAST_MODEL=SIDE_MODEL, ANTHROPIC_DEFAULT_HAIKU_MODEL=SIDE_MODEL,
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1",
         DISABLE_ERROR_REPORTING="1", DISABLE_BUG_COMMAND="1", CLAUDE_CODE_MAX_RETRIES="0")
 
     def run(prompt: str, *args: str, model: str = MODEL) -> dict[str, Any]:
         command = [str(claude), "-p", prompt, "--output-format", "json", "--model", model, *args]
-        proc = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=RUN_TIMEOUT)
-        context = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-        assert proc.returncode == 0, context
-        result = orjson.loads(proc.stdout)
+        stdout, context = run_cli(command, cwd=workdir, env=env, timeout=RUN_TIMEOUT)
+        result = orjson.loads(stdout)
         assert result["type"] == "result" and result["is_error"] is False, context
         return result
 
@@ -177,13 +139,9 @@ def test_the_readme_block_runs_claude_code_through_the_gateway(claude, gw, emula
     emulator.add_rule(match={"model": CLAUDE_UPSTREAM}, times=1, reply={"text": ["Hi from the README."]})
     home = tmp_path / "home"
     home.mkdir()
-    proxies = ("http_proxy", "https_proxy", "all_proxy")
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in proxies and not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
-    env.update(HOME=str(home), NO_PROXY="*", PATH=f"{claude.parent}{os.pathsep}{env['PATH']}",
-               DISABLE_AUTOUPDATER="1")
-    proc = subprocess.run(["bash", "-c", "\n".join([*exports, command])], cwd=workdir, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-    assert orjson.loads(proc.stdout)["result"] == "Hi from the README."
+    env = client_env("ANTHROPIC_", "CLAUDE_")
+    env.update(HOME=str(home), PATH=f"{claude.parent}{os.pathsep}{env['PATH']}", DISABLE_AUTOUPDATER="1")
+    script = "\n".join([*exports, command])
+    stdout, _ = run_cli(["bash", "-c", script], cwd=workdir, env=env, timeout=RUN_TIMEOUT)
+    assert orjson.loads(stdout)["result"] == "Hi from the README."
     assert main_requests(emulator, CLAUDE_UPSTREAM)

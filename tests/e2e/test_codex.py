@@ -8,21 +8,18 @@ reasoning summaries) and a scratch git repository as its working directory, with
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from support.gateway import ROOT, Gateway, write_account
+from support.gateway import ROOT, Gateway
+from support.npm import client_env, npm_cli, run_cli
 
 CODEX_VERSION = "0.169.0"
 CODEX_DIR = ROOT / ".codex-cache"
-INSTALL_TIMEOUT = 300
 RUN_TIMEOUT = 180
 MODEL = "gemini-2.5-flash"
 SIGNATURE = "CiQBVKhc7sZ2dGhvdWdodC1zaWduYXR1cmUtZnJvbS1jb2RleA=="
@@ -41,53 +38,19 @@ CATALOG["models"].append({**CATALOG["models"][0], "slug": CLAUDE, "display_name"
 pytestmark = pytest.mark.timeout(600)
 
 
-def _codex_version(exe: Path) -> str:
-    try:
-        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip().rsplit(" ", 1)[-1]
-
-
 @pytest.fixture(scope="session")
 def codex() -> Path:
-    exe = CODEX_DIR / "node_modules" / ".bin" / "codex"
-    if _codex_version(exe) == CODEX_VERSION:
-        return exe
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed, so Codex CLI cannot be installed")
-    command = [npm, "install", "--prefix", str(CODEX_DIR), "--no-audit", "--no-fund",
-               f"@openai/codex@{CODEX_VERSION}"]
-    try:
-        subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=True)
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"npm could not install @openai/codex@{CODEX_VERSION} within {INSTALL_TIMEOUT} s")
-    except subprocess.CalledProcessError as e:
-        pytest.skip(f"npm could not install @openai/codex@{CODEX_VERSION}: {e.stderr.strip()[-500:]}")
-    version = _codex_version(exe)
-    assert version == CODEX_VERSION, f"npm installed Codex, but `codex --version` says {version!r}"
-    return exe
+    return npm_cli(CODEX_DIR, f"@openai/codex@{CODEX_VERSION}", "codex")
 
 
 @pytest.fixture(scope="module")
-def gw(emulator_process, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("codex-accounts")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    d = tmp_path / "work"
-    d.mkdir()
-    subprocess.run(["git", "init", "-q", str(d)], check=True, timeout=30)
-    return d
+def gw(cloudcode_gateway: Gateway) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture
 def run_codex(codex: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path):
+    subprocess.run(["git", "init", "-q", str(workdir)], check=True, timeout=30)  # Codex works in a repository
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "catalog.json").write_bytes(orjson.dumps(CATALOG))
@@ -95,17 +58,14 @@ def run_codex(codex: Path, gw: Gateway, emulator, tmp_path: Path, workdir: Path)
         f'model = "{MODEL}"\nmodel_provider = "gw"\n\n[model_providers.gw]\nname = "antigravity gateway"\n'
         f'base_url = "{gw.url}/v1"\nenv_key = "GW_API_KEY"\nwire_api = "responses"\n'
         "request_max_retries = 0\nstream_max_retries = 0\n")
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env.update(CODEX_HOME=str(home), GW_API_KEY="sk-local", NO_PROXY="*")
+    env = client_env()
+    env.update(CODEX_HOME=str(home), GW_API_KEY="sk-local")
 
     def run(prompt: str, *args: str) -> list[dict[str, Any]]:
         command = [str(codex), "exec", "--skip-git-repo-check", "--json",
                    "-c", f'model_catalog_json="{home / "catalog.json"}"', *args, prompt]
-        proc = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=RUN_TIMEOUT)
-        events = [orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        context = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-        assert proc.returncode == 0, context
+        stdout, context = run_cli(command, cwd=workdir, env=env, timeout=RUN_TIMEOUT)
+        events = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]
         assert events[-1]["type"] == "turn.completed", context
         return events
 

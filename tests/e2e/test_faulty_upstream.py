@@ -227,6 +227,18 @@ def wait_for_close(emulator: Emulator, timeout: float = 10.0) -> bool:
     return False
 
 
+def leave_during_the_call(emulator: Emulator, gw: Gateway, stream: bool = False) -> None:
+    """Send a chat request on a raw connection and hang up once its upstream call is under way."""
+    body = orjson.dumps({"model": FLASH, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not emulator.requests(kind="api"):
+            time.sleep(0.02)
+        time.sleep(0.3)  # the upstream call is under way (and stalled)
+
+
 def test_a_stall_before_any_event_keeps_the_client_patient_then_ends_with_an_error_event(lone, emulator):
     emulator.add_rule(match={}, times=None, reply={"fault": "stall", "stall_ms": 30_000})
     elapsed, lines = raw_stream(lone, "responses")
@@ -254,14 +266,7 @@ def test_a_trickling_upstream_cannot_hold_a_client_past_the_deadline(lone, emula
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_leaves_cancels_the_upstream_call_and_costs_the_account_nothing(lone, emulator, stream):
     emulator.add_rule(match={}, times=1, reply={"fault": "stall", "stall_ms": 30_000})
-    body = orjson.dumps({"model": FLASH, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
-    with socket.create_connection(("127.0.0.1", lone.port), timeout=5) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not emulator.requests(kind="api"):
-            time.sleep(0.02)
-        time.sleep(0.3)  # the upstream call is under way (and stalled)
+    leave_during_the_call(emulator, lone, stream)
     # cancelled at once: well before the emulator's 30 s stall would end (waited for, not timed)
     assert wait_for_close(emulator, timeout=15)
     # No cooldown: the lone account answers the next request at once.
@@ -310,14 +315,7 @@ def test_through_the_relay_a_bad_200_rotates_and_a_client_that_leaves_cancels(st
     emulator.reset()
     failed_before = gw.log().count("attempt failed")
     emulator.add_rule(match={}, times=1, reply={"fault": "stall", "stall_ms": 30_000})
-    body = orjson.dumps({"model": FLASH, "messages": [{"role": "user", "content": "hi"}]})
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not emulator.requests(kind="api"):
-            time.sleep(0.02)
-        time.sleep(0.3)
+    leave_during_the_call(emulator, gw)
     assert wait_for_close(emulator, timeout=15)
     time.sleep(0.5)  # a late report would show by now
     log = gw.log()

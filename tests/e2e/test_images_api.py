@@ -5,14 +5,13 @@ responseModalities beside imageConfig)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import openai
 import pytest
 
 from gemini_emulator import is_gemini3_signature
 from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.gateway import Gateway, sent
 
 IMAGE = "gemini-3.1-flash-image"
 PNG = base64.b64decode(
@@ -20,18 +19,9 @@ PNG = base64.b64decode(
 )
 
 
-@pytest.fixture(scope="module")
-def images_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-images")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
-
-
 @pytest.fixture
-def gw(images_gateway: Gateway, emulator: Emulator) -> Gateway:
-    return images_gateway
+def gw(cloudcode_gateway: Gateway, emulator: Emulator) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture

@@ -6,19 +6,9 @@ import openai
 import pytest
 
 
-@pytest.fixture(scope="module")
-def module_gateway(emulator_process, mitm_confdir, tmp_path_factory):
-    from support.gateway import Gateway, write_account
-
-    accounts = tmp_path_factory.mktemp("completions-accounts")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        yield gw
-
-
 @pytest.fixture
-def client(module_gateway, emulator) -> openai.OpenAI:
-    return openai.OpenAI(base_url=module_gateway.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+def client(cloudcode_gateway, emulator) -> openai.OpenAI:
+    return openai.OpenAI(base_url=cloudcode_gateway.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
 
 
 def sent(emulator) -> dict:

@@ -11,8 +11,8 @@ import anthropic
 import httpx
 import pytest
 
-from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.emulator import WEATHER_AND_TIME_LOOP, Emulator
+from support.gateway import Gateway, sent
 
 CLAUDE = "claude-opus-4-6-thinking"
 KEY = "sk-gw-messages"
@@ -25,22 +25,13 @@ NOW = {"name": "get_time", "description": "The time now", "input_schema": {"type
 
 
 @pytest.fixture(scope="module")
-def messages_gateway(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-messages")
-    write_account(accounts, "acc1")
-    with Gateway(
-        emulator_process,
-        accounts,
-        confdir=mitm_confdir,
-        options={"ag_api_key": KEY, "ag_auth_mode": "strict"},
-    ) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
+def gateway_options() -> dict[str, Any]:
+    return {"ag_api_key": KEY, "ag_auth_mode": "strict"}
 
 
 @pytest.fixture
-def gw(messages_gateway: Gateway, emulator: Emulator) -> Gateway:
-    return messages_gateway
+def gw(cloudcode_gateway: Gateway, emulator: Emulator) -> Gateway:
+    return cloudcode_gateway
 
 
 @pytest.fixture
@@ -132,25 +123,7 @@ def results(turn: dict[str, Any], output: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 def test_three_turn_tool_loop_with_claude_thinking_and_signatures(client, gw, emulator, stream):
-    emulator.add_rules(
-        [
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["The user wants ", "the weather."],
-                    "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
-                },
-            },
-            {
-                "times": 1,
-                "reply": {
-                    "thoughts": ["Now the time."],
-                    "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
-                },
-            },
-            {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
-        ]
-    )
+    emulator.add_rules(WEATHER_AND_TIME_LOOP)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather and time in Paris?"}]
     first = claude_turn(client, messages, stream)
     assert [b["type"] for b in first["content"]] == ["thinking", "tool_use"]

@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import openai
@@ -19,25 +20,13 @@ import orjson
 import pytest
 
 from support.gateway import ROOT
+from support.pool import FLASH, account_of, chat, client_for
+from support.pool import wait_until as poll_until
 
 pytestmark = pytest.mark.e2e
 
-FLASH = "gemini-2.5-flash"
 PRO = "gemini-2.5-pro"
 RUN_COMMAND = str(ROOT / "tests" / "support" / "run_command.py")
-
-
-def client_for(gw, key: str = "sk-test") -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30)
-
-
-def chat(client, text: str, model: str = FLASH):
-    return client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}])
-
-
-def account_of(raw) -> str:
-    return raw.headers["x-account-email"].split("@")[0]
 
 
 def get(gw, path: str, key: str = "") -> tuple[int, bytes]:
@@ -60,13 +49,8 @@ def iso(seconds_from_now: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds_from_now)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not true within {timeout}s")
+def wait_until[T](predicate: Callable[[], T]) -> T:
+    return poll_until(predicate, timeout=10.0)
 
 
 QUOTA_ON = {"ag_quota_refresh": 300, "ag_scheduling": "round_robin"}
@@ -89,7 +73,7 @@ def test_quota_shows_in_the_endpoint_the_command_and_the_cli(start_gateway, emul
     assert summary and {r["base"] for r in summary} == {"/daily"}  # the daily host (R-Q2)
     assert get(gw, "/ag/accounts")[0] == 401  # guarded like /v1
 
-    chat(client_for(gw, "sk-gw"), "count me")  # requests served and last use show up
+    chat(client_for(gw, key="sk-gw"), "count me")  # requests served and last use show up
     served = accounts(gw, key="sk-gw")
     assert served["a"]["requests_served"] + served["k"]["requests_served"] == 1
 

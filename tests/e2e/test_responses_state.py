@@ -4,15 +4,13 @@ input_items (paginated), cancel, item_reference input items, store: false, and a
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import orjson
 import pytest
 
-from support.emulator import Emulator
-from support.gateway import Gateway, sent, write_account
+from support.gateway import Gateway, sent
 
 
 @pytest.fixture
@@ -142,17 +140,9 @@ def test_a_tool_loop_with_plain_items_gets_its_signature_from_the_store(client, 
     assert sent(emulator, gw)["contents"][1]["parts"][0]["thoughtSignature"] == "U0lHTkFUVVJF"
 
 
-@pytest.fixture
-def restartable(emulator_process: Emulator, mitm_confdir, tmp_path_factory) -> Iterator[Gateway]:
-    accounts = tmp_path_factory.mktemp("accounts-restart")
-    write_account(accounts, "acc1")
-    with Gateway(emulator_process, accounts, confdir=mitm_confdir) as gw:
-        gw.dialect = "cloudcode"
-        yield gw
-
-
-def test_stored_responses_survive_a_restart(restartable, emulator):
-    gw = restartable
+def test_stored_responses_survive_a_restart(start_gateway, emulator):
+    gw = start_gateway()
+    gw.dialect = "cloudcode"
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
     tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
     emulator.add_rule(times=1, reply={"function_calls": [{"name": "f", "args": {},

@@ -12,35 +12,11 @@ import openai
 import orjson
 import pytest
 
+from support.pool import FLASH, account_of, chat, client_for, credentials, wait_until
+
 pytestmark = pytest.mark.e2e
 
-FLASH = "gemini-2.5-flash"
 
-
-def client_for(gw, timeout: float = 30) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=timeout)
-
-
-def chat(client, text: str, model: str = FLASH, **kw):
-    return client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}], **kw)
-
-
-def account_of(raw) -> str:
-    return raw.headers["x-account-email"].split("@")[0]
-
-
-def credentials(emulator) -> list[str]:
-    return [r["credential"] for r in emulator.requests(kind="api")]
-
-
-def wait_until(predicate, timeout: float = 8.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s")
 
 
 @pytest.fixture

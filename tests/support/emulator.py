@@ -31,6 +31,28 @@ STOP_TIMEOUT: Final = 5.0
 CONTROL_TIMEOUT: Final = 10.0
 
 
+# Google's side of a three-turn tool loop with thinking, for a client asking "Weather and time in Paris?"
+# with a get_weather(city) and an argument-less get_time tool: a call to each (get_time with the
+# placeholder argument VALIDATED mode needs), then the answer.
+WEATHER_AND_TIME_LOOP: Final[list[dict[str, Any]]] = [
+    {
+        "times": 1,
+        "reply": {
+            "thoughts": ["The user wants ", "the weather."],
+            "function_calls": [{"name": "get_weather", "args": {"city": "Paris"}}],
+        },
+    },
+    {
+        "times": 1,
+        "reply": {
+            "thoughts": ["Now the time."],
+            "function_calls": [{"name": "get_time", "args": {"_placeholder": True}}],
+        },
+    },
+    {"times": 1, "reply": {"thoughts": ["Done."], "text": "9C in Paris at noon."}},
+]
+
+
 class EmulatorError(RuntimeError):
     """The emulator did not start, died, or refused a control call."""
 

@@ -16,9 +16,10 @@ Writes are a few multi-row statements per batch, never one per row (``insert_row
 from __future__ import annotations
 
 import collections
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 PRUNE_EVERY = 3600.0
@@ -69,13 +70,16 @@ def connect(path: Path, schema: str, *, timeout: float = 5.0) -> sqlite3.Connect
 
 class BatchWriter[T]:
     """A SQLite file written by one thread in batches; a store subclasses it with ``_write`` (commit a
-    batch, say how many items are settled) and ``_prune_rows`` (delete what is too old)."""
+    batch, say how many items are settled) and ``_prune_rows`` (delete what is older than
+    ``retention_days``: 0 keeps everything)."""
 
     schema = ""
     thread_name = "ag-batch-writer"
 
-    def __init__(self, path: Path, *, flush_interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, path: Path, *, retention_days: float = 0.0, flush_interval: float,
+                 clock: Callable[[], float]) -> None:
         self.path = path
+        self.retention_days = retention_days
         self.flush_interval = flush_interval
         self.clock = clock
         self._pending: collections.deque[T] = collections.deque()
@@ -144,6 +148,15 @@ class BatchWriter[T]:
         """Commit ``batch`` (possibly empty); return how many items are settled (committed or given up)."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer's connection in one transaction: committed when the block ends, rolled back when it
+        raises."""
+        assert self._conn is not None
+        with self._conn:  # isolation_level=None: ``with`` alone does not open a transaction
+            self._conn.execute("BEGIN")
+            yield self._conn
+
     def _stopped(self) -> None:
         """The writer's last batch is done (a store with items it could not write says so here)."""
 
@@ -160,3 +173,7 @@ class BatchWriter[T]:
     def _prune_rows(self, conn: sqlite3.Connection) -> None:
         """Delete the rows the store no longer keeps (run by the writer, and once when opening)."""
         raise NotImplementedError
+
+    def _cutoff(self) -> float:
+        """The timestamp rows older than ``retention_days`` are older than (-inf when keeping everything)."""
+        return self.clock() - self.retention_days * 86400 if self.retention_days > 0 else float("-inf")

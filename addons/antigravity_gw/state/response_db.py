@@ -95,8 +95,7 @@ class ResponseDB(BatchWriter[StoredResponse]):
         flush_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(path, flush_interval=flush_interval, clock=clock)
-        self.retention_days = retention_days
+        super().__init__(path, retention_days=retention_days, flush_interval=flush_interval, clock=clock)
         self.max_bytes = max_bytes
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
@@ -164,9 +163,6 @@ class ResponseDB(BatchWriter[StoredResponse]):
             raise sqlite3.OperationalError("the response store is not open")
         return self._reader
 
-    def _cutoff(self) -> float:
-        return self.clock() - self.retention_days * 86400 if self.retention_days > 0 else float("-inf")
-
     def _conversation(self, conn: sqlite3.Connection, response_id: str) -> StoredResponse | None:
         rows: list[tuple[Any, ...]] = []
         rid: str | None = response_id
@@ -196,11 +192,9 @@ class ResponseDB(BatchWriter[StoredResponse]):
     def _write(self, batch: list[StoredResponse]) -> int:
         if not batch:
             return 0
-        assert self._conn is not None
         try:
-            with self._conn:
-                self._conn.execute("BEGIN")
-                self._put(self._conn, batch)
+            with self._transaction() as conn:
+                self._put(conn, batch)
             if self.max_bytes and self._total_size() > self.max_bytes:
                 self._prune()
         except sqlite3.Error as e:

@@ -419,7 +419,7 @@ class ResponsesEndpoint(OpenAIEndpoint):
         return item_as_input(found)
 
 
-# ---- responses: input_tokens and compact -------------------------------------------------------------
+# ---- requests derived from another route's: input_tokens, compact, count_tokens ---------------------------
 def _wrapped(parse: Callable[[], Any], wrap: Callable[[Any], ParsedRequest]) -> ParsedRequest:
     """``wrap(parse())``, also after the glue loaded stored state (``NeedsStoredState.reparse``)."""
     try:
@@ -449,28 +449,48 @@ def _counted(response: dict[str, Any]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedInputTokens(OpenAIErrors):
-    """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
+class _Derived[Inner: ParsedRequest]:
+    """A non-stream request made from another route's parsed request (``inner``): its model, session
+    key, images, Gemini request and error body are ``inner``'s; it differs in its answer (``complete``),
+    and maybe in the Gemini call it makes (``rpc``)."""
 
-    call: ResponsesCall
-    rpc = "countTokens"
+    inner: Inner
+    rpc = ""
     stream = False
 
     @property
     def model(self) -> str:
-        return self.call.model
+        return self.inner.model
 
     @property
     def session_key(self) -> str:
-        return self.call.request.prompt_cache_key or ""
+        return self.inner.session_key
 
     def image_urls(self) -> dict[str, str]:
-        return responses_image_url_params(self.call)
+        return self.inner.image_urls()
 
     def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
-        return _for_counting(responses_request_to_gemini(self.call, model=model, images=images))
+        return self.inner.to_gemini(model, images)
 
     stream_translator = staticmethod(_never_streams)
+
+    def error_body(self, err: errors.GatewayError) -> dict[str, Any]:
+        return self.inner.error_body(err)
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted[Inner: ParsedRequest](_Derived[Inner]):
+    """``inner``'s input counted by Gemini's countTokens instead of answered."""
+
+    rpc = "countTokens"
+
+    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
+        return _for_counting(self.inner.to_gemini(model, images))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInputTokens(_Counted[ParsedResponses]):
+    """``POST /v1/responses/input_tokens``: the Responses request's input, counted by Gemini's countTokens."""
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return {"object": "response.input_tokens", "input_tokens": _counted(response)}
@@ -485,37 +505,18 @@ class InputTokensEndpoint(OpenAIEndpoint):
         self.responses = responses
 
     def parse(self, body: bytes) -> ParsedRequest:
-        return _wrapped(lambda: self.responses.parse(body), lambda p: ParsedInputTokens(p.call))
+        return _wrapped(lambda: self.responses.parse(body), ParsedInputTokens)
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedCompact(OpenAIErrors):
+class ParsedCompact(_Derived[ParsedResponses]):
     """``POST /v1/responses/compact``: the conversation, compacted into one ``compaction`` item. The
-    answer lists the input's user messages, then that item (OpenAI's ``response.compaction`` object)."""
-
-    responses: ParsedResponses  # the request with a compaction_trigger appended
-    rpc = ""
-    stream = False
-
-    @property
-    def model(self) -> str:
-        return self.responses.model
-
-    @property
-    def session_key(self) -> str:
-        return self.responses.session_key
-
-    def image_urls(self) -> dict[str, str]:
-        return self.responses.image_urls()
-
-    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
-        return self.responses.to_gemini(model, images)
-
-    stream_translator = staticmethod(_never_streams)
+    answer lists the input's user messages, then that item (OpenAI's ``response.compaction`` object).
+    ``inner``: the Responses request with a compaction_trigger appended."""
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
-        answer = gemini_to_response(response, self.responses.translator(ids))
-        call = self.responses.call
+        answer = gemini_to_response(response, self.inner.translator(ids))
+        call = self.inner.call
         users = [item for item in listed_input(call.items[call.history:-1], ids.new_call_id)
                  if item.get("type") == "message" and item.get("role") == "user"]
         return {"id": answer["id"], "object": "response.compaction", "created_at": answer["created_at"],
@@ -737,28 +738,8 @@ class MessagesEndpoint(AnthropicEndpoint):
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedCountTokens(AnthropicErrors):
-    """``POST /v1/messages/count_tokens``: the request's input, counted by Gemini's countTokens."""
-
-    messages: ParsedMessages
-    rpc = "countTokens"
-    stream = False
-
-    @property
-    def model(self) -> str:
-        return self.messages.model
-
-    @property
-    def session_key(self) -> str:
-        return self.messages.session_key
-
-    def image_urls(self) -> dict[str, str]:
-        return self.messages.image_urls()
-
-    def to_gemini(self, model: str, images: Mapping[str, InlineImage]) -> dict[str, Any]:
-        return _for_counting(self.messages.to_gemini(model, images))
-
-    stream_translator = staticmethod(_never_streams)
+class ParsedCountTokens(_Counted[ParsedMessages]):
+    """``POST /v1/messages/count_tokens``: the Messages request's input, counted by Gemini's countTokens."""
 
     def complete(self, response: dict[str, Any], ids: Ids) -> Mapping[str, Any]:
         return {"input_tokens": _counted(response)}

@@ -21,6 +21,7 @@ import orjson
 from .accounts import Account
 from .catalog import is_cloudcode_model
 from .dialects import cloudcode_headers
+from .google_json import GoogleAnswerError, first_answer, json_object
 from .oauth import RefreshFailed, TokenService
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 Fetch = Callable[[Account], Awaitable[Iterable[str]]]
 
 
-class ModelListError(Exception):
+class ModelListError(GoogleAnswerError):
     """Google did not say which models an account has (bad status or shape); no secret in the message."""
 
 
@@ -100,18 +101,13 @@ class GoogleModels:
     async def _cloudcode(self, account: Account, token: str) -> set[str]:
         headers = cloudcode_headers(token, self._user_agent)
         body = orjson.dumps({"project": account.project_id} if account.project_id else {})
-        problem: Exception = ModelListError("no Cloud Code base URL")
-        for base in self._bases:  # the same fallback order as the attempts
-            try:
-                data = await self._json("POST", f"{base}:fetchAvailableModels", headers, body)
-            except (ModelListError, aiohttp.ClientError, TimeoutError) as e:
-                problem = e
-                continue
-            models = data.get("models")
-            if not isinstance(models, dict):
-                raise ModelListError("fetchAvailableModels answered without a 'models' object")
-            return {m for m in models if isinstance(m, str) and is_cloudcode_model(m)}
-        raise problem
+        data = await first_answer(
+            self._bases, lambda base: self._json("POST", f"{base}:fetchAvailableModels", headers, body),
+            ModelListError)
+        models = data.get("models")
+        if not isinstance(models, dict):
+            raise ModelListError("fetchAvailableModels answered without a 'models' object")
+        return {m for m in models if isinstance(m, str) and is_cloudcode_model(m)}
 
     async def _public(self, api_key: str) -> set[str]:
         headers = {"x-goog-api-key": api_key, "accept-encoding": "identity"}
@@ -123,15 +119,8 @@ class GoogleModels:
 
     async def _json(self, method: str, url: str, headers: dict[str, str],
                     body: bytes | None) -> dict[str, Any]:
-        async with self._session.request(method, url, headers=headers, data=body,
-                                         timeout=self._timeout) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise ModelListError(f"{url.split('?')[0]} answered {resp.status}")
-        data = orjson.loads(raw)  # a JSONDecodeError is a ValueError: the caller treats it as a failure
-        if not isinstance(data, dict):
-            raise ModelListError(f"{url.split('?')[0]} answered JSON that is not an object")
-        return data
+        return await json_object(self._session, method, url, headers=headers, body=body,
+                                 timeout=self._timeout, name=url.split("?")[0], error=ModelListError)
 
 
 def _generates(model: Any) -> bool:

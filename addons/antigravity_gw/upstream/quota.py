@@ -33,6 +33,8 @@ import aiohttp
 import orjson
 
 from .accounts import Account
+from .dialects import cloudcode_headers
+from .google_json import GoogleAnswerError, first_answer, json_object
 from .oauth import (
     LOAD_CODE_ASSIST_BODY,
     ProjectUnavailable,
@@ -226,7 +228,7 @@ EMPTY: dict[str, float] = {}
 
 
 # ---- fetching ----------------------------------------------------------------------------------
-class QuotaError(Exception):
+class QuotaError(GoogleAnswerError):
     """A quota call did not answer usefully (no secret in the message)."""
 
 
@@ -302,7 +304,8 @@ class QuotaMonitor:
         load = await self._call(self.bases[0], "loadCodeAssist", token, LOAD_CODE_ASSIST_BODY)
         project = account.project_id or project_from_load_code_assist(load)
         body = {"project": project} if project else {}
-        models = parse_models(await self._first_answer("fetchAvailableModels", token, body))
+        models = parse_models(await first_answer(
+            self.bases, lambda base: self._call(base, "fetchAvailableModels", token, body), QuotaError))
         buckets: tuple[Bucket, ...] = ()
         buckets_error = ""
         try:
@@ -314,25 +317,8 @@ class QuotaMonitor:
             buckets = old.buckets if old else ()
         return AccountQuota(tier_of(load), models, buckets, self.book.clock(), buckets_error=buckets_error)
 
-    async def _first_answer(self, rpc: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        problem: Exception = QuotaError("no Cloud Code base URL")
-        for base in self.bases:  # the attempts' fallback order
-            try:
-                return await self._call(base, rpc, token, body)
-            except (QuotaError, aiohttp.ClientError, TimeoutError) as e:
-                problem = e
-        raise problem
-
     async def _call(self, base: str, rpc: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"authorization": f"Bearer {token}", "user-agent": self.user_agent,
-                   "content-type": "application/json", "accept-encoding": "identity"}
-        async with self._session.post(f"{base}:{rpc}", headers=headers, data=orjson.dumps(body),
-                                      timeout=self._timeout) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise QuotaError(f"{rpc} answered {resp.status}")
-        data = orjson.loads(raw)
-        if not isinstance(data, dict):
-            raise QuotaError(f"{rpc} answered JSON that is not an object")
-        return data
+        headers = cloudcode_headers(token, self.user_agent)
+        return await json_object(self._session, "POST", f"{base}:{rpc}", headers=headers,
+                                 body=orjson.dumps(body), timeout=self._timeout, name=rpc, error=QuotaError)
 

@@ -111,8 +111,7 @@ class Ledger(BatchWriter[RequestRecord]):
         max_batch: int = 2000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(path, flush_interval=flush_interval, clock=clock)
-        self.retention_days = retention_days
+        super().__init__(path, retention_days=retention_days, flush_interval=flush_interval, clock=clock)
         self.max_batch = max_batch
         self._retry: list[tuple[object, ...]] = []  # rows a failed batch left, tried again with the next
 
@@ -129,7 +128,8 @@ class Ledger(BatchWriter[RequestRecord]):
         if not rows:
             return 0
         try:
-            self._commit(rows)
+            with self._transaction() as conn:
+                insert_rows(conn, "requests", COLUMNS, rows)
         except sqlite3.Error as e:
             dropped = max(0, len(rows) - MAX_PENDING)
             logger.warning(
@@ -148,18 +148,11 @@ class Ledger(BatchWriter[RequestRecord]):
             logger.error("usage ledger: %d row(s) could not be written to %s", len(self._retry), self.path)
             self._retry = []  # lost with the writer: a reopened ledger starts clean
 
-    def _commit(self, rows: list[tuple[object, ...]]) -> None:
-        assert self._conn is not None
-        with self._conn:  # isolation_level=None: ``with`` alone does not open a transaction
-            self._conn.execute("BEGIN")
-            insert_rows(self._conn, "requests", COLUMNS, rows)
-
     def _prune_rows(self, conn: sqlite3.Connection) -> None:
         if self.retention_days <= 0:
             return
-        cutoff = self.clock() - self.retention_days * 86400
         try:
-            deleted = conn.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+            deleted = conn.execute("DELETE FROM requests WHERE ts < ?", (self._cutoff(),)).rowcount
         except sqlite3.Error as e:
             logger.warning("usage ledger: pruning %s failed (%s)", self.path, e)
             return

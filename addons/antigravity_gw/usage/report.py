@@ -31,6 +31,8 @@ NUMBERS = (
     "reasoning_tokens",
     "total_tokens",
 )
+_QUERIED = tuple(k for k in NUMBERS if k != "total_tokens")  # what the query sums (total_tokens: added after)
+_AVERAGED = ("duration_sum", "duration_n", "first_sum", "first_n")  # the sums and counts of the averages
 
 
 def parse_since(text: str, now: float) -> float:
@@ -78,7 +80,7 @@ def summarize(path: Path, since: float, by: str) -> dict[str, Any]:
 
 def _row(by: str, r: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {by: r["grp"]}
-    row.update({k: int(r[k] or 0) for k in NUMBERS if k != "total_tokens"})
+    row.update({k: int(r[k] or 0) for k in _QUERIED})
     row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
     row["avg_ms"] = round(r["duration_sum"] / r["duration_n"], 1) if r["duration_n"] else None
     row["avg_first_chunk_ms"] = round(r["first_sum"] / r["first_n"], 1) if r["first_n"] else None
@@ -86,21 +88,7 @@ def _row(by: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    summed: dict[str, Any] = {
-        k: sum((r[k] or 0) for r in rows)
-        for k in (
-            "requests",
-            "errors",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "reasoning_tokens",
-            "duration_sum",
-            "duration_n",
-            "first_sum",
-            "first_n",
-        )
-    }
+    summed: dict[str, Any] = {k: sum((r[k] or 0) for r in rows) for k in (*_QUERIED, *_AVERAGED)}
     summed["grp"] = "total"
     total = _row("total", summed)
     del total["total"]

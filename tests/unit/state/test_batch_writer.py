@@ -7,6 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from antigravity_gw.state.batch_writer import BatchWriter, connect, insert_rows, insert_sizes
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (n INTEGER NOT NULL, s TEXT NOT NULL);"
@@ -26,10 +28,8 @@ class Numbers(BatchWriter[int]):
         self._enqueue(n)
 
     def _write(self, batch: list[int]) -> int:
-        assert self._conn is not None
-        with self._conn:
-            self._conn.execute("BEGIN")
-            insert_rows(self._conn, "t", ("n", "s"), [(n, str(n)) for n in batch if n >= 0])
+        with self._transaction() as conn:
+            insert_rows(conn, "t", ("n", "s"), [(n, str(n)) for n in batch if n >= 0])
         return len(batch)
 
     def _prune_rows(self, conn: sqlite3.Connection) -> None:
@@ -104,3 +104,25 @@ def test_batches_of_any_size_use_ten_statement_shapes_at_most():
         assert sum(sizes) == rows and len(sizes) <= 13
         shapes.update(sizes)
     assert len(shapes) <= 10
+
+
+def test_the_cutoff_is_retention_days_back_and_none_when_keeping_everything(tmp_path: Path):
+    store = Numbers(tmp_path / "n.sqlite3")
+    store.clock = lambda: 1_000_000.0
+    assert store._cutoff() == float("-inf")  # retention_days 0: keep everything
+    store.retention_days = 2
+    assert store._cutoff() == 1_000_000.0 - 2 * 86400
+
+
+def test_a_transaction_that_raises_writes_nothing(tmp_path: Path):
+    store = Numbers(tmp_path / "n.sqlite3")
+    store.open()
+    try:
+        with pytest.raises(RuntimeError), store._transaction() as conn:
+            conn.execute("INSERT INTO t (n, s) VALUES (1, '1')")
+            raise RuntimeError("half-way")
+        store.append(2)
+        assert store.flush(timeout=5)
+        assert stored(store.path) == [(2, "2")]
+    finally:
+        store.close()

@@ -89,11 +89,16 @@ def test_a_chain_survives_a_restart_and_comes_back_whole(tmp_path, clock):
     db.close()
 
 
-def test_items_and_calls_are_found_by_id(tmp_path, clock):
+def with_a_call(tmp_path, clock) -> tuple[ResponseDB, Any]:
+    """An open database holding resp_1, a response with one function call; and that response."""
     db = opened(tmp_path, clock)
     store = ResponseStore()
     store.sink = db.append_put
-    answer = answered(ResponsesEndpoint(store), body(input="go", tools=[TOOL]), CALL, "resp_1")
+    return db, answered(ResponsesEndpoint(store), body(input="go", tools=[TOOL]), CALL, "resp_1")
+
+
+def test_items_and_calls_are_found_by_id(tmp_path, clock):
+    db, answer = with_a_call(tmp_path, clock)
     [fc] = [i for i in answer["output"] if i["type"] == "function_call"]
     assert len(fc["call_id"]) <= 64 and "U0lH" not in fc["call_id"]
     found = db.load(item_ids=[fc["id"], "fc_nope"], call_ids=[fc["call_id"], "call_nope"])
@@ -103,10 +108,7 @@ def test_items_and_calls_are_found_by_id(tmp_path, clock):
 
 
 def test_delete_removes_the_response_its_items_and_calls(tmp_path, clock):
-    db = opened(tmp_path, clock)
-    store = ResponseStore()
-    store.sink = db.append_put
-    answer = answered(ResponsesEndpoint(store), body(input="go", tools=[TOOL]), CALL, "resp_1")
+    db, answer = with_a_call(tmp_path, clock)
     assert db.delete("resp_1") is True
     assert db.delete("resp_1") is False
     assert db.response("resp_1") is None and db.input_items("resp_1") is None

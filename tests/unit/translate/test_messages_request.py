@@ -240,8 +240,17 @@ def test_claude_gets_validated_tools_and_its_signed_thinking_block_back() -> Non
     assert out["generationConfig"]["thinkingConfig"] == {"includeThoughts": True, "thinkingBudget": 2000}
 
 
-@pytest.mark.parametrize("signature", ["", "EqQBCkgIBforeign", encode_thinking_signature("s", family="g3")])
-def test_a_thinking_block_claude_did_not_sign_is_dropped(signature: str) -> None:
+@pytest.mark.parametrize(
+    ("signature", "model"),
+    [
+        ("", "claude-sonnet-4-5"),  # a thinking block Claude did not sign is dropped
+        ("EqQBCkgIBforeign", "claude-sonnet-4-5"),
+        (encode_thinking_signature("s", family="g3"), "claude-sonnet-4-5"),
+        (encode_thinking_signature("s", family="c"), "gemini-3-pro"),  # Gemini gets no thinking parts
+    ],
+    ids=["claude-unsigned", "claude-foreign", "claude-signed-by-gemini3", "gemini-signed-by-claude"],
+)
+def test_a_thinking_block_the_model_cannot_take_is_dropped(signature: str, model: str) -> None:
     out = translate(
         {
             "messages": [
@@ -256,28 +265,7 @@ def test_a_thinking_block_claude_did_not_sign_is_dropped(signature: str) -> None
                 {"role": "user", "content": "c"},
             ]
         },
-        model="claude-sonnet-4-5",
-    )
-    assert out["contents"][1]["parts"] == [{"text": "b"}]
-
-
-def test_gemini_gets_no_thinking_parts() -> None:
-    signature = encode_thinking_signature("s", family="c")
-    out = translate(
-        {
-            "messages": [
-                {"role": "user", "content": "a"},
-                {
-                    "role": "assistant",
-                    "content": [
-                        {"type": "thinking", "thinking": "t", "signature": signature},
-                        {"type": "text", "text": "b"},
-                    ],
-                },
-                {"role": "user", "content": "c"},
-            ]
-        },
-        model="gemini-3-pro",
+        model=model,
     )
     assert out["contents"][1]["parts"] == [{"text": "b"}]
 

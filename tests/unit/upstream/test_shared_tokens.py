@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import pytest
 
 from antigravity_gw.upstream.accounts import Account
 from antigravity_gw.upstream.redis_link import RedisLink
@@ -46,22 +49,36 @@ class Instance:
         return self.account.access_token
 
 
-async def test_two_instances_refresh_an_account_once_and_both_use_the_rotated_token(redis_server):
+@pytest.fixture
+async def pair(redis_server) -> AsyncIterator[tuple[Instance, Instance]]:
+    """Two instances on one redis-server, linked."""
     a, b = Instance(redis_server.url), Instance(redis_server.url)
     await a.link.start()
     await b.link.start()
     try:
-        got = await asyncio.gather(a.tokens.refresh(a.account, a.refresh_here),
-                                   b.tokens.refresh(b.account, b.refresh_here))
-        assert a.refreshes + b.refreshes == 1
-        assert got[0] == got[1]
-        assert a.account.refresh_token == b.account.refresh_token == "rt-2"
-        waiter = b if a.refreshes else a
-        assert "rt-1" in waiter.account.retired_refresh_tokens  # a stale file can never bring it back
-        assert waiter.files.saved == [(got[0], "rt-2")]  # written to that host's own copy of the file
+        yield a, b
     finally:
         await a.link.stop()
         await b.link.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait until ``condition`` holds or ``timeout`` s have passed (the caller asserts it)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def test_two_instances_refresh_an_account_once_and_both_use_the_rotated_token(pair):
+    a, b = pair
+    got = await asyncio.gather(a.tokens.refresh(a.account, a.refresh_here),
+                               b.tokens.refresh(b.account, b.refresh_here))
+    assert a.refreshes + b.refreshes == 1
+    assert got[0] == got[1]
+    assert a.account.refresh_token == b.account.refresh_token == "rt-2"
+    waiter = b if a.refreshes else a
+    assert "rt-1" in waiter.account.retired_refresh_tokens  # a stale file can never bring it back
+    assert waiter.files.saved == [(got[0], "rt-2")]  # written to that host's own copy of the file
 
 
 async def test_without_redis_each_instance_refreshes_on_its_own(redis_server):
@@ -76,57 +93,33 @@ async def test_without_redis_each_instance_refreshes_on_its_own(redis_server):
         await a.link.stop()
 
 
-async def test_a_revoked_grant_disables_the_account_on_every_instance(redis_server):
-    a, b = Instance(redis_server.url), Instance(redis_server.url)
-    await a.link.start()
-    await b.link.start()
-    try:
-        a.account.disable("invalid_grant: Token has been expired or revoked.", int(time.time()))
-        await a.tokens.disabled(a.account)
-        deadline = time.monotonic() + 3
-        while not b.account.disabled and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert b.account.disabled
-        assert b.files.disabled == ["invalid_grant: Token has been expired or revoked."]
-    finally:
-        await a.link.stop()
-        await b.link.stop()
+async def test_a_revoked_grant_disables_the_account_on_every_instance(pair):
+    a, b = pair
+    a.account.disable("invalid_grant: Token has been expired or revoked.", int(time.time()))
+    await a.tokens.disabled(a.account)
+    await until(lambda: b.account.disabled)
+    assert b.account.disabled
+    assert b.files.disabled == ["invalid_grant: Token has been expired or revoked."]
 
 
-async def test_a_disable_and_an_enable_made_by_hand_reach_every_instance(redis_server):
-    a, b = Instance(redis_server.url), Instance(redis_server.url)
-    await a.link.start()
-    await b.link.start()
-    try:
-        for disabled in (True, False):
-            if disabled:
-                a.account.disable("disabled with ag.accounts.disable", int(time.time()))
-            else:
-                a.account.enable()
-            await a.tokens.account_state(a.account)
-            deadline = time.monotonic() + 3
-            while b.account.disabled != disabled and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            assert b.account.disabled is disabled
-        # written to b's own copy of the file each time
-        assert b.files.disabled == ["disabled with ag.accounts.disable", ""]
-    finally:
-        await a.link.stop()
-        await b.link.stop()
+async def test_a_disable_and_an_enable_made_by_hand_reach_every_instance(pair):
+    a, b = pair
+    for disabled in (True, False):
+        if disabled:
+            a.account.disable("disabled with ag.accounts.disable", int(time.time()))
+        else:
+            a.account.enable()
+        await a.tokens.account_state(a.account)
+        await until(lambda: b.account.disabled == disabled)  # noqa: B023 (awaited within the iteration)
+        assert b.account.disabled is disabled
+    # written to b's own copy of the file each time
+    assert b.files.disabled == ["disabled with ag.accounts.disable", ""]
 
 
-async def test_a_project_found_by_one_instance_is_saved_by_the_others(redis_server):
-    a, b = Instance(redis_server.url), Instance(redis_server.url)
+async def test_a_project_found_by_one_instance_is_saved_by_the_others(pair):
+    a, b = pair
     a.account.project_id = b.account.project_id = ""
-    await a.link.start()
-    await b.link.start()
-    try:
-        a.account.set_project("proj-found")
-        await a.tokens.share_project(a.account)
-        deadline = time.monotonic() + 3
-        while not b.account.project_id and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert b.account.project_id == "proj-found" and len(b.files.saved) == 1
-    finally:
-        await a.link.stop()
-        await b.link.stop()
+    a.account.set_project("proj-found")
+    await a.tokens.share_project(a.account)
+    await until(lambda: bool(b.account.project_id))
+    assert b.account.project_id == "proj-found" and len(b.files.saved) == 1
