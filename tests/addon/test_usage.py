@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from mitmproxy import ctx
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client.parser import text_string_to_metric_families
@@ -204,3 +206,28 @@ def test_the_default_data_dir_is_never_the_real_home(own_home: Path, usage):
     """The test context configures ag_data_dir's default before the fixture sets its own (tests/addon/
     conftest.py gives every addon test a home of its own, or this made ~/.antigravity_gw in the real one)."""
     assert Path("~/.antigravity_gw").expanduser().parent == own_home
+
+
+def ledger_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "ag-usage-ledger"]
+
+
+async def test_a_new_data_dir_moves_the_running_ledger(usage, tmp_path: Path):
+    await usage.running()
+    try:
+        assert usage.ledger is not None and usage.ledger.path.parent == tmp_path / "data"
+        ctx.options.update(ag_data_dir=str(tmp_path / "moved"))  # as mitmweb's Options page does
+        await usage.tasks.wait()
+        assert usage.ledger is not None and usage.ledger.path.parent == tmp_path / "moved"
+        assert len(ledger_threads()) == 1  # the old one was closed
+    finally:
+        await usage.done()
+    assert ledger_threads() == []
+
+
+async def test_done_while_the_ledger_reopens_leaves_nothing_open(usage, tmp_path: Path):
+    await usage.running()
+    ctx.options.update(ag_data_dir=str(tmp_path / "moved"))
+    await usage.done()  # the reopen is still under way: cancelled, and what it opened is closed
+    assert usage.ledger is None and len(usage.tasks) == 0
+    assert ledger_threads() == []

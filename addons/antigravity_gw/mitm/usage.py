@@ -102,7 +102,6 @@ class Usage:
         # points it at the pool's quota snapshots; none by default.
         self.quota_of: Callable[[str], Iterable[tuple[str, float]]] = lambda account_id: ()
         self._running = False
-        self._reopen: asyncio.Task[None] | None = None
         # ag_state_url: the composition root points it at the Gateway's link; the limits then hold across
         # every instance sharing that Redis.
         self.shared_link: Callable[[], RedisLink | None] = lambda: None
@@ -125,7 +124,7 @@ class Usage:
             return
         changed, self.settings = new != self.settings, new
         if changed and self._running:  # mitmweb's options: the ledger moves (or stops) now
-            self._reopen = asyncio.get_running_loop().create_task(self._open_ledger())
+            self.tasks.spawn(self._open_ledger(), "reopen-ledger")  # done() cancels it if still opening
 
     async def running(self) -> None:
         self._running = True
@@ -143,9 +142,13 @@ class Usage:
             return
         ledger = Ledger(st.data_dir / FILE_NAME, retention_days=st.retention_days)
         today = math.floor(time.time() / DAY) * DAY
+        opening = asyncio.ensure_future(asyncio.to_thread(_open_and_sum, ledger, today))
         try:
-            await asyncio.to_thread(ledger.open)
-            spent = await asyncio.to_thread(report.spent_since, ledger.path, today)
+            spent = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # done() while it opened: the thread finishes, then nothing stays open
+            await asyncio.wait([opening])
+            await asyncio.to_thread(ledger.close)
+            raise
         except (sqlite3.Error, OSError) as e:  # say which file and why, in one line
             await asyncio.to_thread(ledger.close)
             logger.error("usage ledger: cannot open %s (%s: %s); set ag_data_dir to a writable folder or "
@@ -262,3 +265,9 @@ class Usage:
         await asyncio.to_thread(ledger.flush)  # the answer includes the requests that just finished
         result = await asyncio.to_thread(report.summarize, ledger.path, since, by)
         return flows.json_response(200, result)
+
+
+def _open_and_sum(ledger: Ledger, since: float) -> dict[str, int]:
+    """Open the ledger and sum what each key spent since ``since`` (one thread hop: one place to wait)."""
+    ledger.open()
+    return report.spent_since(ledger.path, since)
