@@ -62,6 +62,13 @@ def is_ours(flow: http.HTTPFlow) -> bool:
     return flow.request.pretty_host in INTERCEPT_HOSTS
 
 
+def note_client_request(flow: http.HTTPFlow, model: str, method: str = "", path: str = "") -> None:
+    """What the client asked for (``ag.client_request``), as the access line, the ledger row and mitmweb's
+    list name it: its method and path (the flow's own unless given), and its model."""
+    req = flow.request
+    flow.metadata[CLIENT_REQUEST] = {"method": method or req.method, "path": path or req.path, "model": model}
+
+
 def header(headers: http.Headers, name: bytes) -> str | None:
     """``headers.get(name)`` for a lower-case ``name``, read off the raw fields in one pass: ``Headers.get``
     decodes and lower-cases every field for each lookup, and the request path asks for several."""

@@ -492,9 +492,7 @@ class Gateway:
         if req.method in BODY_METHODS:
             inbound.check_size(len(req.raw_content or b""), self.settings.body_limit)  # chunked: no length
             await self._decode_body(req)
-            multipart = route.kind == RouteKind.IMAGE_EDITS  # the openai SDK uploads edits as a form
-            inbound.check_json_body(flows.header(req.headers, b"content-type"), req.raw_content or b"",
-                                    multipart_ok=multipart)
+            check_json_body(req.headers, req.raw_content or b"", route.kind)
         await self._translate_request(flow, route)
 
     async def _health(self) -> http.Response:
@@ -533,15 +531,12 @@ class Gateway:
             await check
         mapped, gemini_request = await self._upstream_request(flow, request)
         stream = request.stream
-        ids = Ids.new(endpoint.id_prefix, upstream_model=mapped)
-        session = conversation_key(gemini_request, request.session_key)
-        job = RelayJob(flow.id, CallContext(new_request_id(), session, request.rpc),
-                       error_body=request.error_body, report=functools.partial(record_failed_attempt, flow))
-        self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
+        ids, call = call_identity(endpoint, request, mapped, gemini_request, new_request_id())
+        job = RelayJob(flow.id, call, error_body=request.error_body,
+                       report=functools.partial(record_failed_attempt, flow))
+        plan = self.plans[flow.id] = Plan(endpoint, request, mapped, ids, job)
         # The flow itself shows the client's request (restored once it has left for the relay).
-        flow.metadata[flows.CLIENT_REQUEST] = {"method": flow.request.method, "path": flow.request.path,
-                                               "model": client_model}
-        plan = self.plans[flow.id]
+        flows.note_client_request(flow, client_model)
         if not stream and (self._inline or request.rpc):  # other calls than generate: never through the relay
             await self._answer_inline(flow, plan, mapped, gemini_request)
         elif self._intercepting:  # the flow may be held: it must stay the client's request, editable
@@ -715,20 +710,17 @@ class Gateway:
                 f"The held request came in as {held.method} {held.path} and was edited into {method} {path}: "
                 "a held request keeps its route (send the other one as a new request).")
         inbound.check_size(len(raw), self.settings.body_limit)
-        inbound.check_json_body(flow.request.headers.get("content-type"), raw,
-                                multipart_ok=route.kind == RouteKind.IMAGE_EDITS)
+        check_json_body(flow.request.headers, raw, route.kind)
         request = await self._parse_client_body(plan.endpoint, raw)
         if (request.model != plan.client_model and self.admit_client is not None
                 and (check := self.admit_client(flow, request.model)) is not None):
             await check  # the key's model list applies to the edited model (admitted once already)
         mapped, upstream = await self._upstream_request(flow, request)
         plan.request, plan.mapped_model = request, mapped
-        plan.ids = Ids.new(plan.endpoint.id_prefix, upstream_model=mapped)
-        job = plan.job
-        session = conversation_key(upstream, request.session_key)
-        job.ctx = CallContext(job.ctx.request_id, session, request.rpc)
-        job.error_body = request.error_body
-        flow.metadata[flows.CLIENT_REQUEST] = {"method": method, "path": path, "model": request.model}
+        request_id = plan.job.ctx.request_id
+        plan.ids, plan.job.ctx = call_identity(plan.endpoint, request, mapped, upstream, request_id)
+        plan.job.error_body = request.error_body
+        flows.note_client_request(flow, request.model, method, path)
         return mapped, request.stream, upstream
 
     def _expire_stale_plans(self) -> None:
@@ -927,6 +919,20 @@ def attempt_fields(meta: dict[str, Any]) -> dict[str, Any]:
 
 def stream_tokens(stream: StreamAdapter) -> tuple[int, int, int, int] | None:
     return usage_tokens(stream.usage)
+
+
+def check_json_body(headers: http.Headers, raw: bytes, kind: RouteKind) -> None:
+    """A body route's body is JSON (image edits may also come as the form the openai SDK uploads)."""
+    multipart_ok = kind == RouteKind.IMAGE_EDITS
+    inbound.check_json_body(flows.header(headers, b"content-type"), raw, multipart_ok=multipart_ok)
+
+
+def call_identity(endpoint: Endpoint, request: ParsedRequest, mapped: str, upstream: dict[str, Any],
+                  request_id: str) -> tuple[Ids, CallContext]:
+    """The answer's ids and the upstream call's context (its conversation key keeps a session on one
+    account), for a request translated at the door or again after an edit while held."""
+    session = conversation_key(upstream, request.session_key)
+    return Ids.new(endpoint.id_prefix, upstream_model=mapped), CallContext(request_id, session, request.rpc)
 
 
 async def record_failed_attempt(flow: http.HTTPFlow, attempt: AttemptRecord) -> http.HTTPFlow:

@@ -230,12 +230,7 @@ class Usage:
 
     @staticmethod
     def _refused(flow: http.HTTPFlow, model: str) -> None:
-        # the refusal's ledger row and access line name the model the client asked for
-        flow.metadata[flows.CLIENT_REQUEST] = {
-            "method": flow.request.method,
-            "path": flow.request.path,
-            "model": model,
-        }
+        flows.note_client_request(flow, model)  # the refusal's ledger row and access line name the model
 
     async def _metrics(self) -> http.Response:
         statuses = await self.pool.status()
