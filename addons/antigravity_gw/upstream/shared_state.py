@@ -79,11 +79,8 @@ return ARGV[2]
 """
 
 
-def encode_cooldown(c: Cooldown) -> str:
-    return f"{c.until!r}|{c.reason}"
-
-
 def decode_cooldown(model: str, value: str) -> Cooldown | None:
+    """A cooldown as the add script stores it: ``until|reason``."""
     until, _, reason = value.partition("|")
     try:
         return Cooldown(float(until), reason, model)
