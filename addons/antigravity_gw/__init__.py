@@ -20,6 +20,7 @@ def make_addons() -> list[object]:
     no per-request hook); ``AccessLog`` last, to log each request as it finally went and hand its
     record to ``Usage`` (the ledger and the metrics).
     """
+    from .idle_work import IdleWork
     from .mitm.access_log import AccessLog
     from .mitm.auth import Auth
     from .mitm.client_keys import ClientKeys
@@ -29,9 +30,10 @@ def make_addons() -> list[object]:
     from .mitm.usage import Usage
 
     keys = ClientKeys()
-    gateway = Gateway()
-    usage = Usage(gateway.pool, keys)
+    idle = IdleWork()  # the finished requests' bookkeeping, run while the Gateway waits for Google
+    gateway = Gateway(idle)
+    usage = Usage(gateway.pool, keys, idle)
     gateway.admit_client = usage.admit
     usage.shared_link = lambda: gateway.shared  # ag_state_url: key limits across instances
     usage.quota_of = gateway.pool.quota.remaining  # ag_quota_remaining_ratio reads the quota snapshots
-    return [Auth(keys), usage, gateway, Cors(), Console(), AccessLog(sinks=[usage.record])]
+    return [Auth(keys), usage, gateway, Cors(), Console(), AccessLog(sinks=[usage.record], idle=idle)]

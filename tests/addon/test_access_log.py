@@ -10,6 +10,7 @@ from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
+from antigravity_gw.idle_work import IdleWork
 from antigravity_gw.mitm import flows
 from antigravity_gw.mitm.access_log import SERVER_LOGGER, AccessLog, ConnectionNoise, access_line, logger
 
@@ -81,23 +82,59 @@ def test_access_lines_skip_the_deprecated_add_log_event_and_other_lines_keep_it(
         assert legacy.filter(access)  # nothing left behind
 
 
-def test_on_the_event_loop_the_line_waits_until_the_answer_has_gone_out(caplog):
-    """mitmproxy writes the answer right after the response hooks, in the same loop step: the line, the
-    ledger row and the metrics come after it, so they add nothing to the client's latency."""
+def test_on_the_event_loop_the_line_waits_for_the_next_upstream_wait(caplog):
+    """The line, the ledger row and the metrics are idle work: not in the step that sends the answer, nor
+    in the next ones (the client's next request), but once the Gateway waits for Google."""
     recorded: list[object] = []
-    addon = AccessLog(sinks=[recorded.append])
+    idle = IdleWork(latest=60)
+    addon = AccessLog(sinks=[recorded.append], idle=idle)
 
-    async def answer_then_yield() -> tuple[int, int]:
+    async def answer_then_wait_upstream() -> tuple[int, int, int]:
         flow = gateway_flow()
         flow.metadata[flows.ROUTE] = "chat.completions"
         addon.response(flow)
         during = len(recorded)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        later = len(recorded)
+        idle.run_while_waiting()  # what the Gateway's upstream sender calls as a call starts
         await asyncio.sleep(0)
+        return during, later, len(recorded)
+
+    with taddons.context(addon), caplog.at_level(logging.INFO, logger="antigravity_gw.access"):
+        assert asyncio.run(answer_then_wait_upstream()) == (0, 0, 1)
+    assert len([r for r in caplog.records if r.name == "antigravity_gw.access"]) == 1
+
+
+def test_without_upstream_calls_the_line_comes_at_the_latest_after_a_moment(caplog):
+    recorded: list[object] = []
+    addon = AccessLog(sinks=[recorded.append], idle=IdleWork(latest=0.01))
+
+    async def answer_then_idle() -> tuple[int, int]:
+        flow = gateway_flow()
+        flow.metadata[flows.ROUTE] = "chat.completions"
+        addon.error(flow)
+        during = len(recorded)
+        await asyncio.sleep(0.05)
         return during, len(recorded)
 
     with taddons.context(addon), caplog.at_level(logging.INFO, logger="antigravity_gw.access"):
-        assert asyncio.run(answer_then_yield()) == (0, 1)
-    assert len([r for r in caplog.records if r.name == "antigravity_gw.access"]) == 1
+        assert asyncio.run(answer_then_idle()) == (0, 1)
+
+
+def test_done_logs_the_lines_still_waiting():
+    recorded: list[object] = []
+    addon = AccessLog(sinks=[recorded.append], idle=IdleWork(latest=60))
+
+    async def answer_then_quit() -> int:
+        flow = gateway_flow()
+        flow.metadata[flows.ROUTE] = "chat.completions"
+        addon.response(flow)
+        addon.done()
+        return len(recorded)
+
+    with taddons.context(addon):
+        assert asyncio.run(answer_then_quit()) == 1
 
 
 def test_connection_lines_are_demoted_to_debug_and_others_kept():

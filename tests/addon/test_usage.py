@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,25 @@ def test_the_daily_budget_counts_what_the_sink_recorded(usage):
     assert e is not None and (e.status, e.code) == (429, "budget_exceeded")
 
 
+async def test_a_budget_check_counts_the_records_still_queued_as_idle_work(usage):
+    """The access log queues a finished request's record until the gateway next waits for Google; the
+    key's next request is checked before that wait, so the check runs the queue first."""
+    assert refusal(usage, "carol") is None
+    usage.idle.defer(usage.record, chat_record(key_name="carol", has_tokens=True, prompt_tokens=6,
+                                               completion_tokens=5))
+    assert usage.idle.pending == 1
+    e = refusal(usage, "carol")
+    assert e is not None and (e.status, e.code) == (429, "budget_exceeded")
+
+
+async def test_metrics_count_the_records_still_queued_as_idle_work(usage):
+    usage.idle.defer(usage.record, chat_record(key_name="alice", mapped_model="g", account="a1", status=200))
+    f = flow(path="/metrics", method="GET")
+    await usage.request(f)
+    families = {fam.name: fam for fam in text_string_to_metric_families(f.response.text)}
+    assert [s.value for s in families["ag_requests"].samples if s.name == "ag_requests_total"] == [1.0]
+
+
 def test_unlimited_keys_and_requests_without_a_named_key_pass(usage):
     for _ in range(5):
         assert refusal(usage, "alice") is None
@@ -160,6 +181,18 @@ async def test_usage_report_flushes_and_sums_the_ledger(usage):
         assert [(r["key"], r["requests"], r["prompt_tokens"]) for r in report["rows"]] == [("alice", 2, 7)]
     finally:
         await usage.done()
+
+
+async def test_done_writes_the_records_still_queued_before_the_ledger_closes(usage, tmp_path: Path):
+    await usage.running()
+    usage.idle.defer(usage.record, RequestRecord(ts=time.time(), method="POST", path="/v1/chat/completions",
+                                                 route="chat.completions", key_name="alice", status=200))
+    try:
+        assert usage.idle.pending == 1
+    finally:
+        await usage.done()
+    with sqlite3.connect(tmp_path / "data" / "usage.sqlite3") as db:
+        assert db.execute("SELECT key_name FROM requests").fetchall() == [("alice",)]
 
 
 async def test_usage_report_says_when_the_ledger_is_off(usage):

@@ -18,7 +18,6 @@ that same record.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import orjson
 from mitmproxy import ctx, http
 
+from ..idle_work import IdleWork
 from ..translate.usage import gemini_usage_counts
 from ..usage.record import RequestRecord
 from . import flows
@@ -65,12 +65,17 @@ class NotForAddLog(logging.Filter):
 
 class AccessLog:
     """Collects each finished request's ``RequestRecord`` once, logs it as the access line and hands billed
-    ones to the ``sinks`` (the usage ledger and the metrics, see ``mitm/usage.py``)."""
+    ones to the ``sinks`` (the usage ledger and the metrics, see ``mitm/usage.py``).
 
-    def __init__(self, sinks: Sequence[Callable[[RequestRecord], None]] = ()) -> None:
+    That is done as ``idle`` work (``idle_work.py``): after the answer has gone out, in the next moment
+    the gateway waits for Google, so no client waits for it."""
+
+    def __init__(self, sinks: Sequence[Callable[[RequestRecord], None]] = (), idle: IdleWork | None = None,
+                 ) -> None:
         self._noise = ConnectionNoise()
         self._not_for_add_log = NotForAddLog()
         self.sinks = tuple(sinks)
+        self.idle = idle if idle is not None else IdleWork()
 
     def load(self, loader: Any) -> None:
         logging.getLogger(SERVER_LOGGER).addFilter(self._noise)
@@ -85,15 +90,16 @@ class AccessLog:
             opts.update(flow_detail=0)
 
     def done(self) -> None:
+        self.idle.run_now()  # the last requests' lines (Usage.done ran it already if the ledger was on)
         logging.getLogger(SERVER_LOGGER).removeFilter(self._noise)
         if legacy := _legacy_log_events():
             legacy.removeFilter(self._not_for_add_log)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        _after_this_step(self._finished, flow)
+        self.idle.defer(self._finished, flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        _after_this_step(self._finished, flow)
+        self.idle.defer(self._finished, flow)
 
     def _finished(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(flows.SYNTHETIC):
@@ -111,19 +117,6 @@ class AccessLog:
         if record.billed:
             for sink in self.sinks:
                 sink(record)
-
-
-def _after_this_step(fn: Callable[[http.HTTPFlow], None], flow: http.HTTPFlow) -> None:
-    """Run ``fn(flow)`` once mitmproxy has sent the answer: it writes the response right after the hooks
-    return, in the same step of the event loop, so a callback scheduled now runs after the client has its
-    bytes. The line, the ledger row and the metrics then cost the client no latency. (Without a running
-    loop, as in unit tests, it runs now.)"""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        fn(flow)
-    else:
-        loop.call_soon(fn, flow)
 
 
 def _legacy_log_events() -> logging.Handler | None:

@@ -37,6 +37,7 @@ from mitmproxy.proxy import server_hooks
 from .. import errors, readable
 from ..account_view import account_view, utc
 from ..error_shapes import shape_for_path
+from ..idle_work import IdleWork
 from ..openai_api import inbound
 from ..openai_api.decoding import decode_body
 from ..openai_api.routes import Route, RouteKind, match_route
@@ -146,8 +147,9 @@ class Plan:
 
 
 class Gateway:
-    def __init__(self) -> None:
+    def __init__(self, idle: IdleWork | None = None) -> None:
         self.settings = Settings()
+        self.idle = idle if idle is not None else IdleWork()  # runs as upstream calls wait (_make_runner)
         self.pool = Pool()
         self.watcher = AccountWatcher(self.pool, self.settings.accounts_dir)
         self.endpoints = Endpoints()  # the APIs served, and the Responses API's stored conversations
@@ -387,7 +389,8 @@ class Gateway:
             dialects: dict[str, Dialect] = {"oauth": CloudCode(st.cloudcode_urls, st.user_agent,
                                                                   gemini3_thinking=st.cloudcode_gemini3_thinking),
                         "api_key": PublicGemini(st.gemini_url)}
-            send = aiohttp_sender(self._session, st.timeouts)
+            # The finished requests' bookkeeping runs while each call waits for Google (idle_work.py).
+            send = aiohttp_sender(self._session, st.timeouts, on_wait=self.idle.run_while_waiting)
             self._runner = AttemptRunner(self.pool, self._tokens, dialects, send,
                                          max_attempts=st.max_attempts, total_timeout=st.timeouts.total,
                                          projects=projects, first_byte_timeout=st.timeouts.first_byte,

@@ -27,6 +27,7 @@ from mitmproxy.addonmanager import Loader
 
 from .. import errors
 from .. import settings as s
+from ..idle_work import IdleWork
 from ..openai_api.routes import METRICS_PATH, USAGE_PATH, normalize
 from ..upstream.background import BackgroundTasks
 from ..upstream.pool import Pool
@@ -91,9 +92,13 @@ def check_data_dir(directory: Path) -> None:
 
 
 class Usage:
-    def __init__(self, pool: Pool | None = None, keys: ClientKeys | None = None) -> None:
+    def __init__(self, pool: Pool | None = None, keys: ClientKeys | None = None,
+                 idle: IdleWork | None = None) -> None:
         self.pool = pool or Pool()
         self.keys = keys or ClientKeys()
+        # Where the access log queues the finished requests' records for ``record`` (idle_work.py): what
+        # reads their sums runs it first.
+        self.idle = idle if idle is not None else IdleWork()
         self.settings = s.UsageSettings()
         self.metrics = Metrics()
         self.limits = KeyLimits()
@@ -132,6 +137,7 @@ class Usage:
 
     async def done(self) -> None:
         self._running = False
+        self.idle.run_now()  # the last requests' rows, before the ledger closes
         await self.tasks.cancel_all()
         await self._close_ledger()
 
@@ -196,6 +202,7 @@ class Usage:
         return self._answer(flow, path) if path in (METRICS_PATH, USAGE_PATH) else None
 
     async def _answer(self, flow: http.HTTPFlow, path: str) -> None:
+        self.idle.run_now()  # the requests that just finished count
         if path == METRICS_PATH:
             flow.metadata[flows.ROUTE] = "metrics"
             flow.response = await self._metrics()
@@ -212,6 +219,8 @@ class Usage:
         key = self.keys.by_name.get(name) if name else None
         if key is None or not key.limited:
             return None
+        if key.daily_tokens:
+            self.idle.run_now()  # the tokens of the key's requests that just finished count
         if (key.rpm or key.daily_tokens) and (shared := self._shared_limits()) is not None:
             return self._admit_shared(flow, shared, key, model)
         try:

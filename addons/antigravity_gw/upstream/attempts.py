@@ -619,8 +619,10 @@ def version_gate_error(err: GoogleError, user_agent: str) -> errors.GatewayError
         "A version alone (such as 4.5.0) is enough for ag_user_agent.", code="client_version_rejected")
 
 
-def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any) -> Send:
+def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any,
+                   on_wait: Callable[[], None] | None = None) -> Send:
     """The production ``send``: one pooled session, headers first (the body is streamed by the caller).
+    ``on_wait`` is called as each call starts: what it schedules on the loop runs while the call waits.
 
     The session does not ``trust_env`` (aiohttp would then read ~/.netrc in a thread on every request);
     proxy variables (HTTPS_PROXY, NO_PROXY) are honoured here instead, decided once per host (P14).
@@ -637,6 +639,8 @@ def aiohttp_sender(session: aiohttp.ClientSession, timeouts: Any) -> Send:
         return decided[parts.netloc]
 
     async def send(call: UpstreamCall) -> UpstreamResponse:
+        if on_wait is not None:
+            on_wait()
         return await session.post(parsed_url(call.url), data=call.body, headers=call.headers, timeout=timeout,
                                   allow_redirects=False, proxy=proxy_for(call.url))
 

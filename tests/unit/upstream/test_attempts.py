@@ -653,3 +653,31 @@ async def test_count_tokens_goes_to_cloud_code_as_gemini_cli_sends_it():
     up.on("at-a", Resp(200, {"totalTokens": 7}))
     winner = await runner.run("m", False, {"contents": []}, CallContext("req-1", rpc="countTokens"))
     assert winner.parsed == {"totalTokens": 7} and up.calls == [("at-a", BASES[0])]
+
+
+async def test_the_production_sender_runs_what_on_wait_schedules_while_the_call_waits():
+    """``on_wait`` (the gateway's idle work, idle_work.py) is called as each call starts; what it puts on
+    the loop runs while the call waits: this server answers only once that has run."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from antigravity_gw.settings import Timeouts
+    from antigravity_gw.upstream.attempts import aiohttp_sender
+    from antigravity_gw.upstream.dialects import UpstreamCall
+
+    ran = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        await asyncio.wait_for(ran.wait(), 5)
+        return web.json_response({"got": (await request.read()).decode()})
+
+    def on_wait() -> None:
+        asyncio.get_running_loop().call_soon(ran.set)
+
+    app = web.Application()
+    app.router.add_post("/v1beta/models/m:generateContent", answer)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        send = aiohttp_sender(session, Timeouts(), on_wait=on_wait)
+        url = str(server.make_url("/v1beta/models/m:generateContent"))
+        response = await send(UpstreamCall(url, {"content-type": "application/json"}, b"ping"))
+        assert response.status == 200 and await response.json() == {"got": "ping"}
