@@ -78,6 +78,15 @@ def test_access_lines_skip_the_deprecated_add_log_event_and_other_lines_keep_it(
         other = logging.LogRecord("antigravity_gw.pool", logging.INFO, __file__, 1, "accounts", None, None)
         assert not legacy.filter(access)
         assert legacy.filter(other)
+        # mitmproxy's per-connection lines, once ConnectionNoise demoted them ("Streaming response from"
+        # is logged as a stream's headers go out, before its first chunk), and its own debug lines
+        streaming = logging.LogRecord(SERVER_LOGGER, logging.INFO, __file__, 1, "Streaming response from x.",
+                                      None, None)
+        assert ConnectionNoise().filter(streaming) and streaming.levelno == logging.DEBUG
+        assert not legacy.filter(streaming)
+        problem = logging.LogRecord(SERVER_LOGGER, logging.WARNING, __file__, 1, "server connection failed",
+                                    None, None)
+        assert legacy.filter(problem)
         addon.done()
         assert legacy.filter(access)  # nothing left behind
 

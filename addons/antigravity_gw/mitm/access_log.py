@@ -50,16 +50,21 @@ class ConnectionNoise(logging.Filter):
 
 
 class NotForAddLog(logging.Filter):
-    """Keeps the access lines out of mitmproxy's deprecated ``add_log`` event.
+    """Keeps the access lines, and mitmproxy's per-connection lines ``ConnectionNoise`` demoted, out of
+    mitmproxy's deprecated ``add_log`` event.
 
-    mitmproxy turns every log record into an ``add_log`` hook call on every loaded addon (~45), scheduled
-    through the event loop's self-pipe: for the one line per request that cost more than making and
-    writing the line (py-spy under scripts/bench's c=16 load). Nothing in mitmproxy consumes
-    the event any more (the terminal, mitmweb's and the console's event logs are plain logging handlers,
-    which still get every line); only scripts written for mitmproxy < 9 would miss the access lines.
+    mitmproxy turns every log record, debug ones included, into an ``add_log`` hook call on every loaded
+    addon (~45), scheduled through the event loop's self-pipe: for the one line per request that cost more
+    than making and writing the line (py-spy under scripts/bench's c=16 load), and a stream's "Streaming
+    response from" line, logged as its headers go out, put that hook call before its first chunk. Nothing
+    in mitmproxy consumes the event any more (the terminal, mitmweb's and the console's event logs are
+    plain logging handlers, which still get every line); only scripts written for mitmproxy < 9 would
+    miss these lines.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == SERVER_LOGGER:
+            return record.levelno > logging.DEBUG
         return record.name != logger.name
 
 
