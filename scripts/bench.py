@@ -303,31 +303,45 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
         gw_chat = gw.url + "/v1/chat/completions"
         model_stream_body = stream_body.replace(b"bench-stream", MODEL.encode())
         direct_stream = f"{emu.url}/v1beta/models/{{}}:streamGenerateContent?alt=sse&key=AIza-bench-1"
-        for _ in range(20):  # alternating, so both medians see the same moments of the machine
-            await one_stream(session, gw_chat, model_stream_body, single)
-            await one_stream(session, direct_stream.format(MODEL), GEMINI_BODY, direct_single)
-        # The emulator paces each stream (STREAM_GAP_MS per event), so the same streams read directly show
-        # the ceiling this machine allows; the two take turns for the same reason as the cells above.
-        many, many_direct = StreamStats(), StreamStats()
-        for _ in range(2):
-            many.absorb(await streams(session, gw_chat, stream_body, args.streams, gw_proc))
-            many_direct.absorb(await streams(
-                session, direct_stream.format("bench-stream"), GEMINI_BODY, args.streams, None))
-        retried = StreamStats()
-        for _ in range(5):
-            # the first attempt of the next stream, whichever account it picks, gets a 429
-            emu.add_rule(match={"model": MODEL, "rpc": "streamGenerateContent"}, times=1,
-                         reply={"error": {"kind": "rate_limited", "retry_delay": "0.001s"}})
-            await one_stream(session, gw_chat, model_stream_body, retried)
-            # That 429 cooled its account for the minimum cooldown. Let it pass: otherwise the next sample's
-            # 429 finds the other account cooling too and measures a grace wait (~1 s), not one retry.
-            await asyncio.sleep(MIN_RATE_LIMIT_COOLDOWN + 0.1)
+        # One stream at a time on a client connection of its own, kept alive as a client's is. Not on the
+        # load session: its pool hands out its ~64 idle connections in turn (aiohttp's is FIFO), so each
+        # stream would come on a connection that never streamed, and a connection's first stream pays
+        # mitmproxy's connection to the relay. That cost has its own row (new_conn).
+        async with aiohttp.ClientSession() as one:
+            new_conn, direct_new_conn = StreamStats(), StreamStats()
+            for _ in range(20):  # alternating, so both medians see the same moments of the machine
+                await one_stream(one, gw_chat, model_stream_body, single)
+                await one_stream(one, direct_stream.format(MODEL), GEMINI_BODY, direct_single)
+            for _ in range(10):  # each on a new client connection (to the gateway, and to the emulator)
+                for url, body, stats in ((gw_chat, model_stream_body, new_conn),
+                                         (direct_stream.format(MODEL), GEMINI_BODY, direct_new_conn)):
+                    async with aiohttp.ClientSession() as fresh:
+                        await one_stream(fresh, url, body, stats)
+            # The emulator paces each stream (STREAM_GAP_MS per event), so the same streams read directly show
+            # the ceiling this machine allows; the two take turns for the same reason as the cells above.
+            many, many_direct = StreamStats(), StreamStats()
+            for _ in range(2):
+                many.absorb(await streams(session, gw_chat, stream_body, args.streams, gw_proc))
+                many_direct.absorb(await streams(
+                    session, direct_stream.format("bench-stream"), GEMINI_BODY, args.streams, None))
+            retried = StreamStats()
+            for _ in range(5):
+                # the first attempt of the next stream, whichever account it picks, gets a 429
+                emu.add_rule(match={"model": MODEL, "rpc": "streamGenerateContent"}, times=1,
+                             reply={"error": {"kind": "rate_limited", "retry_delay": "0.001s"}})
+                await one_stream(one, gw_chat, model_stream_body, retried)
+                # That 429 cooled its account for the minimum cooldown. Let it pass: otherwise the next
+                # sample's 429 finds the other account cooling too and measures a grace wait (~1 s), not one
+                # retry.
+                await asyncio.sleep(MIN_RATE_LIMIT_COOLDOWN + 0.1)
         rss_warm = gw_proc.memory_mb("VmRSS")
         soak = await load(session, gw_chat, CHAT_BODY, chat_headers, 16, args.soak_seconds,
                           args.soak_requests, gw_proc, "soak")
         rss_after = gw_proc.memory_mb("VmRSS")
     return {"cells": cells, "ttfc_gateway_ms": statistics.median(single.ttfc) * 1000,
             "ttfc_direct_ms": statistics.median(direct_single.ttfc) * 1000,
+            "ttfc_new_conn_ms": (statistics.median(new_conn.ttfc)
+                                 - statistics.median(direct_new_conn.ttfc)) * 1000,
             "ttfc_retried_ms": statistics.median(retried.ttfc) * 1000 if retried.ttfc else float("nan"),
             "streams": many, "streams_direct": many_direct, "stream_count": args.streams, "soak": soak,
             "rss_warm_mb": rss_warm, "rss_after_mb": rss_after,
@@ -370,6 +384,8 @@ def report(r: dict) -> str:
         ("retried stream: first chunk after the retry (TTFC retried - TTFC normal)",
          f"{r['ttfc_retried_ms'] - r['ttfc_gateway_ms']:.2f} ms", "<= 50 ms",
          r["ttfc_retried_ms"] - r["ttfc_gateway_ms"] <= 50),
+        ("first-chunk overhead of a stream on a new client connection (mitmproxy connects to the relay)",
+         f"{r['ttfc_new_conn_ms']:.2f} ms", "(info)", True),
         (f"SSE events/s, {r['stream_count']} concurrent streams",
          f"{ev_rate:.0f} (direct {direct_rate:.0f}: the emulator's pacing; "
          f"TTFC p50 {statistics.median(s.ttfc) * 1000:.0f} ms, proxy CPU {s.cpu * 100:.0f}%)",
