@@ -6,6 +6,7 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
     scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
     scripts/bench --redis             # the gateway with its state on a local redis-server (ag_state_url),
                                       # and two such gateways side by side ("2 gateways", load split)
+    scripts/bench --instances 3       # three processes of each proxy, the slices taking turns on them
 
 What it measures (see README "Performance"): non-stream requests/s and p50/p99 latency at concurrency
 1, 16 and 64, through chat completions and through the Anthropic Messages API (/v1/messages); streaming
@@ -239,51 +240,73 @@ async def run(args: argparse.Namespace) -> dict:
             "split": False})  # one TCP write per event, as Google sends them (the tests cover split events)
         # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
         # --no-usage.
-        gw = Gateway(emu, accounts, confdir=confdir, options={
-            "flow_detail": 0, "ag_scheduling": scheduling, "ag_data_dir": str(tmp / "data"),
-            "ag_usage": not args.no_usage, **({"ag_state_url": redis.url} if redis else {})})
+        options = {"flow_detail": 0, "ag_scheduling": scheduling, "ag_data_dir": str(tmp / "data"),
+                   "ag_usage": not args.no_usage, **({"ag_state_url": redis.url} if redis else {})}
+        # --instances N: N processes of each proxy, the cells' slices taking turns on them. Processes of the
+        # same code differ by up to ±10% in requests/s on a 2-core VM for their whole life (memory layout,
+        # hash seed, where the scheduler puts them), which one pair of processes turns into the ratio.
+        gws = [Gateway(emu, accounts, confdir=confdir, options={**options, "ag_data_dir": str(tmp / f"d{i}")})
+               for i in range(args.instances)]
         # --redis: a second instance on the same Redis, for the "2 gateways" row
-        gw2 = Gateway(emu, accounts, confdir=confdir, options=dict(gw.options)) if redis else None
+        gw2 = Gateway(emu, accounts, confdir=confdir, options=dict(options)) if redis else None
+        plains: list[subprocess.Popen[bytes]] = []
         try:
-            gw.start()
+            for g in gws:
+                g.start()
             if gw2 is not None:
                 gw2.start()
-            plain, plain_port = start_plain_mitmdump(emu, confdir)
-            try:
-                results.update(await measure(args, emu, gw, plain, plain_port, gw2))
-            finally:
-                plain.terminate()
-                gw.stop()
-                if gw2 is not None:
-                    gw2.stop()
+            plain_ports = []
+            for _ in range(args.instances):
+                plain, port = start_plain_mitmdump(emu, confdir)
+                plains.append(plain)
+                plain_ports.append(port)
+            results.update(await measure(args, emu, gws, list(zip(plains, plain_ports, strict=True)), gw2))
         finally:
+            for plain in plains:
+                plain.terminate()
+            for g in gws:
+                g.stop()
+            if gw2 is not None:
+                gw2.stop()
             if redis is not None:
                 redis.stop()
     return results
 
 
-async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: subprocess.Popen[bytes],
-                  plain_port: int, gw2: Gateway | None = None) -> dict:
+Instances = tuple[tuple[str | tuple[str, ...], Proc | None], ...]  # (url, process) of each instance
+
+
+def at(gws: list[Gateway], procs: list[Proc], path: str) -> Instances:
+    return tuple((g.url + path, proc) for g, proc in zip(gws, procs, strict=True))
+
+
+async def measure(args: argparse.Namespace, emu: Emulator, gws: list[Gateway],
+                  plains: list[tuple[subprocess.Popen[bytes], int]], gw2: Gateway | None = None) -> dict:
+    gw = gws[0]  # the stream, retry and RSS checks use the first gateway
     assert gw.proc is not None
-    gw_proc, plain_proc = Proc(gw.proc.pid), Proc(plain.pid)
+    gw_proc = Proc(gw.proc.pid)
     direct_url = f"{emu.url}/v1beta/models/{MODEL}:generateContent"
-    plain_url = f"http://127.0.0.1:{plain_port}/v1beta/models/{MODEL}:generateContent"
     gemini_headers = {"content-type": "application/json", "x-goog-api-key": "AIza-bench-1"}
     chat_headers = {"content-type": "application/json"}
     messages_headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+    plain_instances: Instances = tuple(
+        (f"http://127.0.0.1:{port}/v1beta/models/{MODEL}:generateContent", Proc(p.pid)) for p, port in plains)
+    gw_procs = [Proc(g.proc.pid) for g in gws if g.proc is not None]
+    assert len(gw_procs) == len(gws)
     cells: list[Cell] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        targets: tuple[tuple[str, str | tuple[str, ...], bytes, dict[str, str], Proc | None], ...] = (
-            ("direct", direct_url, GEMINI_BODY, gemini_headers, None),
-            ("plain mitmdump", plain_url, GEMINI_BODY, gemini_headers, plain_proc),
-            ("gateway", gw.url + "/v1/chat/completions", CHAT_BODY, chat_headers, gw_proc),
-            (MESSAGES_TARGET, gw.url + "/v1/messages", MESSAGES_BODY, messages_headers, gw_proc))
+        targets: tuple[tuple[str, Instances, bytes, dict[str, str]], ...] = (
+            ("direct", ((direct_url, None),), GEMINI_BODY, gemini_headers),
+            ("plain mitmdump", plain_instances, GEMINI_BODY, gemini_headers),
+            ("gateway", at(gws, gw_procs, "/v1/chat/completions"), CHAT_BODY, chat_headers),
+            (MESSAGES_TARGET, at(gws, gw_procs, "/v1/messages"), MESSAGES_BODY, messages_headers))
         if gw2 is not None:  # two instances on one Redis, the load split between them (their CPU not shown)
             both = (gw.url + "/v1/chat/completions", gw2.url + "/v1/chat/completions")
-            targets += (("2 gateways", both, CHAT_BODY, chat_headers, None),)
-        for _, url, body, headers, _ in targets:
-            await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
+            targets += (("2 gateways", ((both, None),), CHAT_BODY, chat_headers),)
+        for _, instances, body, headers in targets:
+            for url, _ in instances:
+                await load(session, url, body, headers, 4, 1.0, 200, None, "warm-up")
         # Targets take turns in short slices, in an order that flips every round, so a slow moment of this
         # shared machine (they last seconds) hits them alike instead of deciding a ratio.
         for c in (1, 16, 64):
@@ -291,9 +314,10 @@ async def measure(args: argparse.Namespace, emu: Emulator, gw: Gateway, plain: s
             cells += row
             for r in range(args.rounds):
                 turns = list(zip(targets, row, strict=True))
-                for (target, url, body, headers, proc), cell in turns if r % 2 == 0 else reversed(turns):
+                for (target, instances, body, headers), cell in turns if r % 2 == 0 else reversed(turns):
                     if target == MESSAGES_TARGET and r % 2:  # half the rounds: a shorter bench
                         continue
+                    url, proc = instances[(r // 2 if target == MESSAGES_TARGET else r) % len(instances)]
                     part = await load(session, url, body, headers, c, args.seconds / args.rounds,
                                       args.max_requests // args.rounds, proc, target)
                     cell.absorb(part)
@@ -441,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=64, help="concurrent streams")
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
+    p.add_argument("--instances", type=int, default=1,
+                   help="processes of the gateway and of plain mitmdump, the cells' slices taking turns on "
+                        "them (averages out one process's luck, but each runs colder between its slices)")
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
     p.add_argument("--no-usage", action="store_true",
                    help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
