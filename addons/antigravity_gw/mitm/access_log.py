@@ -50,8 +50,8 @@ class ConnectionNoise(logging.Filter):
 
 
 class NotForAddLog(logging.Filter):
-    """Keeps the access lines, and mitmproxy's per-connection lines ``ConnectionNoise`` demoted, out of
-    mitmproxy's deprecated ``add_log`` event.
+    """Keeps the access lines, and the debug lines of mitmproxy's connection handler (its own, and the
+    per-connection lines ``ConnectionNoise`` demoted), out of mitmproxy's deprecated ``add_log`` event.
 
     mitmproxy turns every log record, debug ones included, into an ``add_log`` hook call on every loaded
     addon (~45), scheduled through the event loop's self-pipe: for the one line per request that cost more
