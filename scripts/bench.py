@@ -1,7 +1,7 @@
 """Measure the gateway's cost against the limit: gateway vs. the emulator called directly vs. a plain
 mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count.
 
-    scripts/bench                     # full run (about 2-3 minutes), writes bench-results/
+    scripts/bench                     # full run (about 4 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
     scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
     scripts/bench --redis             # the gateway with its state on a local redis-server (ag_state_url),
