@@ -254,7 +254,7 @@ async def run(args: argparse.Namespace) -> dict:
             rounds += rounds % 2  # even: both orders of the targets equally often
             cells: list[Cell] = []
             for k in range(args.processes):
-                pair = ProcessPair(emu, accounts, confdir, {**options, "ag_data_dir": str(tmp / f"data{k}")},
+                pair = ProcessPair(emu, accounts, confdir, options, tmp / f"pair{k}",
                                    second_gateway=redis is not None)
                 connector = aiohttp.TCPConnector(limit=0)
                 with pair:
@@ -275,12 +275,15 @@ class ProcessPair:
     """One gateway and one plain mitmdump (and, for --redis, a second gateway on the same Redis), started
     on entering and stopped on leaving."""
 
-    def __init__(self, emu: Emulator, accounts: Path, confdir: Path, options: dict, *,
+    def __init__(self, emu: Emulator, accounts: Path, confdir: Path, options: dict, data_dir: Path, *,
                  second_gateway: bool) -> None:
-        self.gateway = Gateway(emu, accounts, confdir=confdir, options=options)
+        def gateway(name: str) -> Gateway:  # each its own ledger (ag_data_dir)
+            return Gateway(emu, accounts, confdir=confdir,
+                           options={**options, "ag_data_dir": str(data_dir / name)})
+
+        self.gateway = gateway("gateway")
         # --redis: a second instance on the same Redis, for the "2 gateways" row
-        self.gateway2 = (Gateway(emu, accounts, confdir=confdir, options=dict(options)) if second_gateway
-                         else None)
+        self.gateway2 = gateway("gateway2") if second_gateway else None
         self.emu, self.confdir = emu, confdir
         self.plain: subprocess.Popen[bytes] | None = None
         self.plain_port = 0
