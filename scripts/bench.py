@@ -409,7 +409,7 @@ def report(r: dict) -> str:
     cells: list[Cell] = r["cells"]
     by = {(c.target, c.concurrency): c for c in cells}
     lines = [f"Machine: {r['machine']}", f"Gateway: {r.get('usage', '')}",
-             f"Processes: {r['processes']} fresh pairs (gateway, plain mitmdump), one after another; the "
+             f"Processes: {r['processes']} fresh pair(s) (gateway, plain mitmdump), one after another; the "
              "cells pool their slices", "",
              "| target | c | req/s | p50 ms | p99 ms | errors | proxy CPU |", "|---|---|---|---|---|---|---|"]
     for c in cells:
@@ -428,7 +428,7 @@ def report(r: dict) -> str:
     checks = [
         ("gateway / plain mitmdump req/s at c=16", f"{g16.rps / p16.rps:.2f}", f">= {least}",
          g16.rps / p16.rps >= least),
-        (f"the same, each of the {len(r['pair_ratios'])} process pairs alone",
+        (f"the same, each process pair alone ({len(r['pair_ratios'])})",
          ", ".join(f"{x:.2f}" for x in r["pair_ratios"]), "(info)", True),
         ("gateway / direct req/s at c=16", f"{g16.rps / by[('direct', 16)].rps:.3f}", "(info)", True),
         ("latency added at c=1: gateway / plain mitmdump", f"{added_gw / added_plain:.2f}"
