@@ -4,6 +4,7 @@ mitmdump (no addon) forwarding to it, all on loopback, bounded in time and count
     scripts/bench                     # full run (about 4 minutes), writes bench-results/
     scripts/bench --quick             # shorter cells, for a smoke run
     scripts/bench --no-usage          # the gateway without its usage ledger (on by default, as metrics)
+    scripts/bench --no-lean-dispatch  # the gateway with mitmproxy's own hook dispatch (ag_lean_dispatch off)
     scripts/bench --redis             # the gateway with its state on a local redis-server (ag_state_url),
                                       # and two such gateways side by side ("2 gateways", load split)
     scripts/bench --processes 5       # five fresh (gateway, plain mitmdump) pairs, one after another
@@ -229,6 +230,8 @@ async def run(args: argparse.Namespace) -> dict:
                                 f"Python {platform.python_version()}", "big_event_ms": big_event_decode_ms(),
                      "usage": "usage ledger off (--no-usage), metrics on" if args.no_usage
                      else "usage ledger and metrics on",
+                     "dispatch": "mitmproxy's own hook dispatch (--no-lean-dispatch)" if args.no_lean_dispatch
+                     else "lean hook dispatch (ag_lean_dispatch, mitm/dispatch.py)",
                      "processes": args.processes}
     scheduling = "round_robin"
     redis = None
@@ -244,6 +247,7 @@ async def run(args: argparse.Namespace) -> dict:
             # The usage ledger (ag_data_dir/usage.sqlite3) and the metrics are on, as by default, unless
             # --no-usage.
             options = {"flow_detail": 0, "ag_scheduling": scheduling, "ag_usage": not args.no_usage,
+                       "ag_lean_dispatch": not args.no_lean_dispatch,
                        **({"ag_state_url": redis.url} if redis else {})}
             # --processes N: N fresh pairs (gateway, plain mitmdump), one after another, each taking its share
             # of every cell's rounds. Processes of the same code differ by up to ±10% in requests/s for their
@@ -408,7 +412,7 @@ async def measure_streams(args: argparse.Namespace, session: aiohttp.ClientSessi
 def report(r: dict) -> str:
     cells: list[Cell] = r["cells"]
     by = {(c.target, c.concurrency): c for c in cells}
-    lines = [f"Machine: {r['machine']}", f"Gateway: {r.get('usage', '')}",
+    lines = [f"Machine: {r['machine']}", f"Gateway: {r.get('usage', '')}; {r.get('dispatch', '')}",
              f"Processes: {r['processes']} fresh pair(s) (gateway, plain mitmdump), one after another; the "
              "cells pool their slices", "",
              "| target | c | req/s | p50 ms | p99 ms | errors | proxy CPU |", "|---|---|---|---|---|---|---|"]
@@ -509,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short cells for a smoke run")
     p.add_argument("--no-usage", action="store_true",
                    help="run the gateway with ag_usage=false (no ledger; metrics stay on): the ledger's cost")
+    p.add_argument("--no-lean-dispatch", action="store_true",
+                   help="run the gateway with ag_lean_dispatch=false (mitmproxy's own hook dispatch): "
+                        "what the lean dispatch saves")
     p.add_argument("--redis", action="store_true",
                    help="the gateway with its state on a local redis-server (ag_state_url, sticky)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results")

@@ -13,12 +13,13 @@ from __future__ import annotations
 def make_addons() -> list[object]:
     """The composition root: the gateway's addons in chain order.
 
-    ``Auth`` first: it answers 401 before the Gateway sees a flow (the Gateway skips flows that have a
-    response) and removes the client's key; ``Usage`` next (``/metrics``, ``/ag/usage``; the Gateway asks
-    it about the named keys' limits once it knows the model); ``Cors`` after them, so it also covers
-    answers made by the others; ``Console`` (mitmweb's columns, content views, ``ag.flow.upstream``;
-    no per-request hook); ``AccessLog`` last, to log each request as it finally went and hand its
-    record to ``Usage`` (the ledger and the metrics).
+    ``LeanDispatch`` first (no per-request hook: it makes mitmproxy's dispatch of every hook cheaper, see
+    ``mitm/dispatch.py``); ``Auth`` next: it answers 401 before the Gateway sees a flow (the Gateway
+    skips flows that have a response) and removes the client's key; ``Usage`` next (``/metrics``,
+    ``/ag/usage``; the Gateway asks it about the named keys' limits once it knows the model); ``Cors``
+    after them, so it also covers answers made by the others; ``Console`` (mitmweb's columns, content
+    views, ``ag.flow.upstream``; no per-request hook); ``AccessLog`` last, to log each request as it
+    finally went and hand its record to ``Usage`` (the ledger and the metrics).
     """
     from .idle_work import IdleWork
     from .mitm.access_log import AccessLog
@@ -26,6 +27,7 @@ def make_addons() -> list[object]:
     from .mitm.client_keys import ClientKeys
     from .mitm.console import Console
     from .mitm.cors import Cors
+    from .mitm.dispatch import LeanDispatch
     from .mitm.gateway import Gateway
     from .mitm.usage import Usage
 
@@ -36,4 +38,5 @@ def make_addons() -> list[object]:
     gateway.admit_client = usage.admit
     usage.shared_link = lambda: gateway.shared  # ag_state_url: key limits across instances
     usage.quota_of = gateway.pool.quota.remaining  # ag_quota_remaining_ratio reads the quota snapshots
-    return [Auth(keys), usage, gateway, Cors(), Console(), AccessLog(sinks=[usage.record], idle=idle)]
+    return [LeanDispatch(), Auth(keys), usage, gateway, Cors(), Console(),
+            AccessLog(sinks=[usage.record], idle=idle)]

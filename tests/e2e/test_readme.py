@@ -60,9 +60,10 @@ def test_the_readme_table_documents_no_option_that_does_not_exist():
 
 
 def test_each_option_is_declared_by_exactly_one_addon():
-    from antigravity_gw.mitm import auth, options, stored_responses, usage
+    from antigravity_gw.mitm import auth, dispatch, options, stored_responses, usage
     names = ([o[0] for o in options.OPTIONS] + [o[0] for o in auth.AUTH_OPTIONS]
-             + [o[0] for o in usage.USAGE_OPTIONS] + [o[0] for o in stored_responses.STORE_OPTIONS])
+             + [o[0] for o in usage.USAGE_OPTIONS] + [o[0] for o in stored_responses.STORE_OPTIONS]
+             + [o[0] for o in dispatch.DISPATCH_OPTIONS])
     assert len(names) == len(set(names))
 
 
