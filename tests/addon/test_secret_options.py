@@ -20,8 +20,8 @@ KEY = "sk-gw-secret-0123456789"
 
 @pytest.fixture
 def addons():
-    auth, usage, gateway, cors, console, access_log = make_addons()
-    with taddons.context(Proxyserver(), auth, usage, gateway, cors, console, access_log) as tctx:
+    dispatch, auth, usage, gateway, cors, console, access_log = make_addons()
+    with taddons.context(Proxyserver(), dispatch, auth, usage, gateway, cors, console, access_log) as tctx:
         yield auth, gateway, tctx
 
 
