@@ -29,7 +29,8 @@ KINDS = ("absent",  # no such attribute
          "module",  # a module imported under the hook's name: skipped
          "not_callable",  # request = 5: an AddonManagerError, logged
          "grow",  # adds a child to its own addons list
-         "replace")  # replaces its addons with a new list (read after the hook ran, as Script.addons)
+         "replace",  # replaces its addons with a new list (read after the hook ran, as Script.addons)
+         "exploding")  # looking the hook up raises (a __getattr__ gone wrong): logged
 
 Spec = tuple[str, tuple[Any, ...] | None]  # (kind, children or None: no ``addons`` attribute)
 
@@ -55,9 +56,14 @@ class Toy:
         return f"Toy({self.path})"
 
 
+class ExplodingToy(Toy):
+    def __getattr__(self, name: str) -> Any:  # only for what the instance lacks: the hook, maybe addons
+        raise RuntimeError(f"explode {self.path} {name}")
+
+
 def build(spec: Spec, run: Run, path: str) -> object:
     kind, children = spec
-    addon: Any = Toy(path)
+    addon: Any = ExplodingToy(path) if kind == "exploding" else Toy(path)
     if children is not None:
         addon.addons = [build(child, run, f"{path}.{i}") for i, child in enumerate(children)]
 
@@ -93,7 +99,7 @@ def build(spec: Spec, run: Run, path: str) -> object:
     hook = {"falsy": None, "sync": sync_hook, "async": async_hook, "raise": raising_hook,
             "halt": halting_hook, "module": types, "not_callable": 5, "grow": growing_hook,
             "replace": replacing_hook}
-    if kind != "absent":
+    if kind not in ("absent", "exploding"):
         addon.request = hook[kind]
     return addon
 

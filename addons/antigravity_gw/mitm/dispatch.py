@@ -48,7 +48,11 @@ async def lean_trigger_event(manager: AddonManager, event: hooks.Hook) -> None:
     """``AddonManager.trigger_event``, skipping the addons it would call nothing on."""
     name = event.name
     for addon in manager.chain:
-        if not getattr(addon, name, None) and not hasattr(addon, "addons"):
+        try:
+            idle = not getattr(addon, name, None) and not hasattr(addon, "addons")
+        except Exception:  # an addon whose attribute lookup fails: mitmproxy's path logs it, below
+            idle = False
+        if idle:
             continue
         try:
             with safecall():
