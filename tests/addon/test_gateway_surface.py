@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from mitmproxy import hooks
 from mitmproxy.addons.proxyserver import Proxyserver
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import layers, server_hooks  # noqa: F401  (layers: registers its hooks in all_hooks)
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -199,8 +200,10 @@ async def test_preflight_is_answered_without_a_key_by_the_whole_chain(tmp_path):
 def test_auth_comes_before_the_gateway_and_cors_after_it():
     chain = make_addons()
     kinds = [type(a) for a in chain]
-    # nothing may see a flow (or its key) before the inbound check: what comes first has no flow hook
-    flow_hooks = ("requestheaders", "request", "responseheaders", "response", "error", "http_connect")
+    # nothing may see a flow (or its key) before the inbound check: what comes first has no flow or
+    # connection hook, only lifecycle ones
+    flow_hooks = set(hooks.all_hooks) - {"load", "configure", "running", "done"}
+    assert {"request", "client_connected", "http_connect", "websocket_message"} <= flow_hooks
     assert not [(a, h) for a in chain[:kinds.index(Auth)] for h in flow_hooks if hasattr(a, h)]
     assert kinds.index(Auth) < kinds.index(Gateway) < kinds.index(Cors)
 
