@@ -498,6 +498,13 @@ def chart(r: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="duration of each non-stream cell")
@@ -506,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=64, help="concurrent streams")
     p.add_argument("--soak-requests", type=int, default=10000, help="requests of the RSS soak")
     p.add_argument("--soak-seconds", type=float, default=90.0, help="time cap of the RSS soak")
-    p.add_argument("--processes", type=int, default=3,
+    p.add_argument("--processes", type=positive_int, default=3,
                    help="fresh pairs of a gateway and a plain mitmdump, measured one after another, each "
                         "taking its share of every cell's rounds (processes of the same code differ by up to "
                         "±10%% in requests/s for their whole life); the stream and RSS checks use the last")
